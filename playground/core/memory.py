@@ -1,0 +1,134 @@
+"""Memory measurement: a background RSS sampler, CUDA peaks, weights bytes, bandwidth.
+
+RSS is sampled at 50 Hz in a daemon thread during a turn (psutil); the CUDA peak
+comes from ``torch.cuda.max_memory_allocated``. Memory bandwidth is measured once
+per machine with a short copy test and cached.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+import time
+from typing import Any
+
+import psutil
+
+from playground.core import paths
+
+MB = 1e6
+
+
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / MB
+
+
+class RssSampler:
+    """Context manager sampling this process's RSS at ``hz`` until exit; ``peak_mb`` after."""
+
+    def __init__(self, hz: float = 50.0) -> None:
+        self.interval = 1.0 / hz
+        self.peak_mb = 0.0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._proc = psutil.Process()
+
+    def _sample(self) -> None:
+        rss = self._proc.memory_info().rss / MB
+        self.samples += 1
+        if rss > self.peak_mb:
+            self.peak_mb = rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> RssSampler:
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+
+
+def cuda_reset_peak(device: Any) -> None:
+    import torch
+
+    if torch.cuda.is_available() and str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def cuda_peak_mb(device: Any) -> float | None:
+    import torch
+
+    if torch.cuda.is_available() and str(device).startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) / MB
+    return None
+
+
+def weights_mb(model: Any) -> float:
+    """Bytes of parameters and buffers as stored (quantized storage counts as stored)."""
+    total = 0
+    seen: set[int] = set()
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if id(tensor) in seen:  # tied embeddings are counted once
+            continue
+        seen.add(id(tensor))
+        total += tensor.numel() * tensor.element_size()
+    total += _packed_bytes(model)
+    return total / MB
+
+
+def _packed_bytes(model: Any) -> int:
+    # torch dynamic-quantized Linear layers keep their int8 weights in a packed param
+    # that is neither a parameter nor a buffer.
+    total = 0
+    for module in model.modules():
+        packed = getattr(module, "_packed_params", None)
+        if packed is None:
+            continue
+        try:
+            weight, bias = packed._weight_bias()
+        except Exception:
+            continue
+        total += weight.numel() * weight.element_size()
+        if bias is not None:
+            total += bias.numel() * bias.element_size()
+    return total
+
+
+def measure_bandwidth_gb_s(size_mb: int = 256, rounds: int = 5) -> float:
+    """Read bandwidth from a large copy: bytes read per second, best of ``rounds``."""
+    import torch
+
+    src = torch.ones(int(size_mb * MB // 4), dtype=torch.float32)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - start)
+    # A copy reads and writes every byte; decoding mostly reads, so count both streams.
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+def bandwidth_gb_s() -> float:
+    """Measured memory bandwidth, cached per machine in the cache folder."""
+    key = f"{platform.node()}|{platform.processor() or platform.machine()}|{psutil.cpu_count()}"
+    cache = paths.cache_dir() / "bandwidth.json"
+    try:
+        data = json.loads(cache.read_text())
+        if data.get("key") == key:
+            return float(data["gb_s"])
+    except (OSError, ValueError, KeyError):
+        pass
+    value = measure_bandwidth_gb_s()
+    cache.write_text(json.dumps({"key": key, "gb_s": value}))
+    return value

@@ -1,0 +1,49 @@
+"""Where the playground keeps its data (history) and its caches (converted models).
+
+``PLAYGROUND_HOME`` moves the data (history database, settings); ``PLAYGROUND_CACHE``
+moves the caches (converted default model, bandwidth figure). Both default to the
+platform's user folders (platformdirs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "latency-playground"
+
+
+def data_dir() -> Path:
+    env = os.environ.get("PLAYGROUND_HOME")
+    path = Path(env) if env else Path(platformdirs.user_data_dir(APP))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("PLAYGROUND_CACHE")
+    path = Path(env) if env else Path(platformdirs.user_cache_dir(APP))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def config_dir() -> Path:
+    env = os.environ.get("PLAYGROUND_HOME")
+    path = Path(env) if env else Path(platformdirs.user_config_dir(APP))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def assets_dir() -> Path:
+    """The shipped assets: beside the package in a checkout, inside the bundle when frozen."""
+    import sys
+
+    env = os.environ.get("PLAYGROUND_ASSETS")
+    if env:
+        return Path(env)
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:
+        return Path(bundle) / "assets"
+    return Path(__file__).resolve().parents[2] / "assets"

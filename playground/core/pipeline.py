@@ -1,0 +1,95 @@
+"""Build an Engine from a RunConfig: check everything, load, optimize in a fixed order.
+
+Every optimization's ``check`` runs before any weights are read, so an impossible
+combination fails in milliseconds with a one-line reason and nothing half-loads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from playground.core import memory, models
+from playground.core.config import RunConfig
+from playground.core.engine import Engine
+from playground.core.optimize import PIPELINE, Build, OptimizationError
+from playground.core.optimize.device import resolve_device
+
+Progress = Callable[[str], None]
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
+    warnings.filterwarnings("ignore", message=".*inputs will be cast.*")
+
+
+def check(config: RunConfig) -> str:
+    """Resolve the device and run every wanted optimization's check; return the device."""
+    try:
+        device = resolve_device(config.device)
+    except ValueError as exc:
+        raise OptimizationError(str(exc)) from None
+    for opt in PIPELINE:
+        if opt.wanted(config):
+            reason = opt.check(config, device)
+            if reason:
+                raise OptimizationError(reason)
+    return device
+
+
+def build_engine(
+    config: RunConfig,
+    progress: Progress = lambda _msg: None,
+    loaded: models.LoadedModel | None = None,
+) -> Engine:
+    """Load ``config.model`` (or use ``loaded``), apply the optimizations, return an Engine."""
+    _quiet_libraries()
+    device = check(config)
+    wanted = [opt for opt in PIPELINE if opt.wanted(config)]
+    load_kwargs: dict[str, Any] = {}
+    for opt in wanted:
+        load_kwargs.update(opt.load_kwargs(config, device))
+    started = time.perf_counter()
+    if loaded is None:
+        loaded = models.load(
+            config.model,
+            allow_pickle=config.allow_pickle,
+            trust_remote_code=config.trust_remote_code,
+            load_kwargs=load_kwargs,
+            progress=progress,
+        )
+    ctx = Build(config, device, loaded.model, loaded.tokenizer, source=loaded.source)
+    ctx.info.update(
+        model_name=loaded.source.name,
+        architecture=loaded.architecture,
+        load_s=loaded.load_s,
+        params=sum(p.numel() for p in loaded.model.parameters()),
+        weights_mb_loaded=memory.weights_mb(loaded.model),
+    )
+    for opt in (o for o in wanted if o.stage == "model"):
+        progress(f"Applying {opt.name}…")
+        note = opt.apply(ctx)
+        if note:
+            ctx.notes.append(note)
+    progress("Measuring memory bandwidth…")
+    bandwidth = memory.bandwidth_gb_s() if device == "cpu" else None
+    ctx.info["device"] = device
+    ctx.info["notes"] = ctx.notes
+    ctx.engine = Engine(
+        ctx.model, ctx.tokenizer, config, device=device, info=ctx.info, bandwidth_gb_s=bandwidth
+    )
+    for opt in (o for o in wanted if o.stage == "engine"):
+        progress(f"Applying {opt.name}…")
+        note = opt.apply(ctx)
+        if note:
+            ctx.notes.append(note)
+    ctx.info["build_s"] = time.perf_counter() - started
+    progress("Ready")
+    return ctx.engine

@@ -1,0 +1,1 @@
+"""The Qt desktop app (PySide6 + pyqtgraph) on top of playground.core."""

@@ -1,0 +1,70 @@
+import csv
+import json
+
+from playground.cli import main
+from playground.core.history import History
+
+
+def test_bench_writes_valid_result_files_and_history(tiny_dir, tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("# comment\nHello there.\n\nWhat is the capital of France?\n")
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
+    code = main(["bench", "--config", f"model={tiny_dir},max_new_tokens=6", "--prompts",
+                 str(prompts), "--warmup", "1", "--repeats", "2", "--json", str(out_json),
+                 "--csv", str(out_csv)])
+    assert code == 0
+    data = json.loads(out_json.read_text())
+    assert data["schema"] == 1
+    assert set(data["hardware"]) >= {"cpu", "cores", "gpu", "torch", "transformers"}
+    (result,) = data["results"]
+    assert result["config"]["max_new_tokens"] == 6 and result["config"]["kv_cache"] == "on"
+    summary = result["summary"]
+    for key in ("ttft_ms", "decode_tok_s", "prefill_tok_s", "itl_ms", "e2e_s"):
+        assert set(summary[key]) == {"mean", "p50", "p90", "p99"}
+    assert summary["weights_mb"] > 0 and summary["peak_rss_mb"] > 0
+    assert len(result["runs"]) == 4  # 2 prompts x 2 repeats, warmup excluded
+    run = result["runs"][0]
+    assert {"prompt_tokens", "new_tokens", "ttft_ms", "itl_ms", "e2e_s", "decode_tok_s",
+            "peak_rss_mb", "cache_hit", "reply"} <= set(run)
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 1 and float(rows[0]["ttft_ms_mean"]) > 0
+    assert "TTFT ms" in capsys.readouterr().out
+    assert len(History().recent(kind="bench")) == 4
+
+
+def test_bench_chat_mode_numbers_turns(tiny_dir, tmp_path):
+    turns = tmp_path / "chat.txt"
+    turns.write_text("Hello.\nHow are you?\nThanks!\n")
+    out = tmp_path / "r.json"
+    assert main(["bench", "--config", f"model={tiny_dir},max_new_tokens=4,prefix_cache=on",
+                 "--chat", str(turns), "--warmup", "0", "--repeats", "1", "--json", str(out)]) == 0
+    runs = json.loads(out.read_text())["results"][0]["runs"]
+    assert [r["turn"] for r in runs] == [1, 2, 3]
+    assert runs[0]["prompt_tokens"] < runs[2]["prompt_tokens"]
+    assert runs[2]["prefix_reused"] > 0
+
+
+def test_jsonl_prompts(tiny_dir, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"}]}) + "\n")
+    out = tmp_path / "r.json"
+    assert main(["bench", "--config", f"model={tiny_dir},max_new_tokens=3", "--prompts",
+                 str(prompts), "--warmup", "0", "--repeats", "1", "--json", str(out)]) == 0
+    assert len(json.loads(out.read_text())["results"][0]["runs"]) == 1
+
+
+def test_bad_config_is_one_clear_line(capsys):
+    assert main(["bench", "--config", "quant=int3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "quant" in err and "int8-dynamic" in err
+
+
+def test_missing_model_is_one_clear_line(capsys):
+    assert main(["bench", "--config", "model=/nope/model"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_models_lists_the_default(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "default" in out and "SmolLM2-135M-Instruct" in out
