@@ -75,7 +75,7 @@ class Engine:
         self.tokenizer = tokenizer
         self.config = config
         self.device = device
-        self.info = dict(info or {})
+        self.info = info if info is not None else {}  # shared: later stages add to it
         self.weights_mb = memory.weights_mb(model)
         self.bandwidth_gb_s = bandwidth_gb_s
         self.eos_ids = _eos_ids(model, tokenizer)

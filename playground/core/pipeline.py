@@ -44,6 +44,13 @@ def check(config: RunConfig) -> str:
     return device
 
 
+def preflight(config: RunConfig) -> str:
+    """Everything that can be checked without loading weights: device, combinations, model path."""
+    device = check(config)
+    models.resolve(config.model)
+    return device
+
+
 def build_engine(
     config: RunConfig,
     progress: Progress = lambda _msg: None,

@@ -195,3 +195,14 @@ def test_threads_are_applied(tiny_engine):
     assert torch.get_num_threads() == 1
     tiny_engine("threads=2")
     assert torch.get_num_threads() == 2
+
+
+def test_compile_keeps_greedy_output_and_reports_compile_time_separately(tiny_engine):
+    compiled, eager = tiny_engine("compile=on"), tiny_engine()
+    compiled.eos_ids = eager.eos_ids = set()
+    assert compiled.info["compile_s"] > 0
+    assert any("torch.compile" in note for note in compiled.info["notes"])
+    first = compiled.chat(HELLO)
+    assert first.token_ids == eager.chat(HELLO).token_ids
+    # Compilation happened in the warmup: a measured turn's TTFT does not contain it.
+    assert first.metrics.ttft_ms / 1000 < compiled.info["compile_s"] / 2

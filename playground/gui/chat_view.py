@@ -1,0 +1,164 @@
+"""The chat pane: streamed replies, per-reply metrics kept under each reply, controls."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QGuiApplication, QTextCursor
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+@dataclass
+class ChatTurn:
+    user: str
+    reply: str = ""
+    metrics_line: str = ""
+    config: str = ""
+    metrics: dict = field(default_factory=dict)
+
+
+def metrics_line(m, config_label: str) -> str:
+    """TTFT, decode tok/s, tokens, peak memory, cache hit: shown under each reply."""
+    def f(v, digits=1):
+        return "–" if v is None else f"{v:.{digits}f}"
+
+    parts = [f"TTFT {f(m.ttft_ms)} ms", f"{f(m.decode_tok_s)} tok/s", f"{m.new_tokens} tokens",
+             f"peak {f(m.peak_rss_mb, 0)} MB"]
+    if m.cuda_peak_mb is not None:
+        parts.append(f"CUDA {f(m.cuda_peak_mb, 0)} MB")
+    parts.append("cache hit" if m.cache_hit else "cache miss")
+    return " · ".join(parts) + f" · [{config_label}]"
+
+
+class ChatView(QWidget):
+    send_requested = Signal(str)
+    stop_requested = Signal()
+    new_chat_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        self.system = QLineEdit()
+        self.system.setPlaceholderText("System prompt (optional)")
+        layout.addWidget(self.system)
+        self.transcript = QTextBrowser()
+        self.transcript.setOpenExternalLinks(False)
+        layout.addWidget(self.transcript, 1)
+        self.input = QPlainTextEdit()
+        self.input.setPlaceholderText("Type a message and press Send (Ctrl+Enter)")
+        self.input.setMaximumHeight(80)
+        layout.addWidget(self.input)
+        row = QHBoxLayout()
+        self.send = QPushButton("Send")
+        self.stop = QPushButton("Stop")
+        self.new_chat = QPushButton("New chat")
+        self.copy = QPushButton("Copy last reply")
+        for button in (self.send, self.stop, self.new_chat, self.copy):
+            row.addWidget(button)
+        layout.addLayout(row)
+        self.stop.setEnabled(False)
+        self.send.clicked.connect(self._send)
+        self.stop.clicked.connect(self.stop_requested)
+        self.new_chat.clicked.connect(self.new_chat_requested)
+        self.copy.clicked.connect(self.copy_last_reply)
+        self.turns: list[ChatTurn] = []
+        self.streaming = False
+
+    def keyPressEvent(self, event) -> None:  # Ctrl+Enter sends
+        from PySide6.QtCore import Qt
+
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and (
+            event.modifiers() & Qt.KeyboardModifier.ControlModifier
+        ):
+            self._send()
+            return
+        super().keyPressEvent(event)
+
+    # -- conversation -----------------------------------------------------------
+    def messages(self) -> list[dict[str, str]]:
+        """The conversation as chat messages, the pending user message last."""
+        out = []
+        if self.system.text().strip():
+            out.append({"role": "system", "content": self.system.text().strip()})
+        for turn in self.turns:
+            out.append({"role": "user", "content": turn.user})
+            if turn.reply or turn.metrics_line:
+                out.append({"role": "assistant", "content": turn.reply})
+        return out
+
+    def _send(self) -> None:
+        text = self.input.toPlainText().strip()
+        if not text or self.streaming:
+            return
+        self.input.clear()
+        self.turns.append(ChatTurn(user=text))
+        self.render()
+        self.send_requested.emit(text)
+
+    def begin_reply(self) -> None:
+        self.streaming = True
+        self.send.setEnabled(False)
+        self.stop.setEnabled(True)
+
+    def append_piece(self, piece: str) -> None:
+        if not self.turns or not piece:
+            return
+        self.turns[-1].reply += piece
+        cursor = self.transcript.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(piece)
+
+    def end_reply(self, reply: str | None, line: str, config_label: str, metrics: dict) -> None:
+        self.streaming = False
+        self.send.setEnabled(True)
+        self.stop.setEnabled(False)
+        if self.turns:
+            turn = self.turns[-1]
+            if reply is not None:
+                turn.reply = reply
+            turn.metrics_line, turn.config, turn.metrics = line, config_label, metrics
+        self.render()
+
+    def fail_reply(self, message: str) -> None:
+        """The turn failed: keep the user's text in the box, drop the unanswered turn."""
+        self.streaming = False
+        self.send.setEnabled(True)
+        self.stop.setEnabled(False)
+        if self.turns and not self.turns[-1].metrics_line:
+            pending = self.turns.pop()
+            if not self.input.toPlainText().strip():
+                self.input.setPlainText(pending.user)
+        self.render()
+
+    def clear(self) -> None:
+        self.turns = []
+        self.render()
+
+    def copy_last_reply(self) -> None:
+        replies = [t.reply for t in self.turns if t.reply]
+        if replies:
+            QGuiApplication.clipboard().setText(replies[-1])
+
+    def render(self) -> None:
+        parts = []
+        for turn in self.turns:
+            parts.append(f"<p><b>You:</b> {html.escape(turn.user)}</p>")
+            body = html.escape(turn.reply).replace("\n", "<br>")
+            parts.append(f"<p><b>Model:</b> {body}")
+            if turn.metrics_line:
+                parts.append(f"<br><span style='color:#666; font-size:small'>"
+                             f"{html.escape(turn.metrics_line)}</span>")
+            parts.append("</p>")
+        # The last paragraph stays open so streamed pieces land inside it.
+        self.transcript.setHtml("".join(parts))
+        self.transcript.moveCursor(QTextCursor.MoveOperation.End)

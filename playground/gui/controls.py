@@ -1,0 +1,187 @@
+"""The model and optimization panel: every control maps onto one RunConfig key."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from playground.core.config import PRUNE_METHODS, QUANTS, RunConfig
+
+DEVICES = ("cpu", "auto", "cuda", "mps")
+
+
+class ControlsPanel(QWidget):
+    apply_requested = Signal()
+
+    def __init__(self, present_devices: list[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+
+        model_box = QGroupBox("Model")
+        form = QFormLayout(model_box)
+        self.model = QLineEdit("default")
+        self.model.setToolTip("default, a local folder, a .gguf file or a hub id in the HF cache")
+        form.addRow("Model", self.model)
+        buttons = QHBoxLayout()
+        self.open_folder = QPushButton("Folder…")
+        self.open_gguf = QPushButton("GGUF…")
+        self.open_folder.clicked.connect(self._pick_folder)
+        self.open_gguf.clicked.connect(self._pick_gguf)
+        buttons.addWidget(self.open_folder)
+        buttons.addWidget(self.open_gguf)
+        form.addRow(buttons)
+        self.model_info = QLabel("not loaded")
+        self.model_info.setWordWrap(True)
+        form.addRow(self.model_info)
+        layout.addWidget(model_box)
+
+        opt_box = QGroupBox("Optimizations")
+        opt = QFormLayout(opt_box)
+        self.quant = QComboBox()
+        self.quant.addItems(QUANTS)
+        opt.addRow("Quantization", self.quant)
+        prune_row = QHBoxLayout()
+        self.prune = QSlider(Qt.Orientation.Horizontal)
+        self.prune.setRange(0, 90)
+        self.prune.setSingleStep(5)
+        self.prune.setPageStep(10)
+        self.prune_label = QLabel("0%")
+        self.prune.valueChanged.connect(lambda v: self.prune_label.setText(f"{v}%"))
+        prune_row.addWidget(self.prune)
+        prune_row.addWidget(self.prune_label)
+        opt.addRow("Pruning", prune_row)
+        self.prune_method = QComboBox()
+        self.prune_method.addItems(PRUNE_METHODS)
+        opt.addRow("Prune method", self.prune_method)
+        self.distilled = QCheckBox("Distilled variant")
+        self.distilled.setEnabled(False)
+        self.distilled.setToolTip("No distilled student is registered for this model yet")
+        opt.addRow(self.distilled)
+        self.device = QComboBox()
+        for name in DEVICES:
+            self.device.addItem(name)
+            if name not in present_devices and name != "auto":
+                item = self.device.model().item(self.device.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(f"{name} is not present on this machine "
+                                f"(present: {', '.join(present_devices)})")
+        opt.addRow("Device", self.device)
+        self.threads = QSpinBox()
+        self.threads.setRange(0, 256)
+        self.threads.setSpecialValueText("all cores")
+        opt.addRow("Threads", self.threads)
+        self.kv_cache = QCheckBox("KV cache")
+        self.prefix_cache = QCheckBox("Prefix cache (reuse KV across turns)")
+        self.response_cache = QCheckBox("Response cache (exact repeats)")
+        self.compile = QCheckBox("torch.compile")
+        self.kv_cache.toggled.connect(self._sync_enabled)
+        for box in (self.kv_cache, self.prefix_cache, self.response_cache, self.compile):
+            opt.addRow(box)
+        layout.addWidget(opt_box)
+
+        sample_box = QGroupBox("Sampling")
+        sample = QFormLayout(sample_box)
+        self.max_new_tokens = QSpinBox()
+        self.max_new_tokens.setRange(1, 8192)
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 5.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setSpecialValueText("0 (greedy)")
+        self.top_p = QDoubleSpinBox()
+        self.top_p.setRange(0.01, 1.0)
+        self.top_p.setSingleStep(0.05)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        sample.addRow("Max new tokens", self.max_new_tokens)
+        sample.addRow("Temperature", self.temperature)
+        sample.addRow("Top-p", self.top_p)
+        sample.addRow("Seed", self.seed)
+        layout.addWidget(sample_box)
+
+        self.apply = QPushButton("Load / apply")
+        self.apply.clicked.connect(self.apply_requested)
+        layout.addWidget(self.apply)
+        self.busy_reason = QLabel("")
+        self.busy_reason.setWordWrap(True)
+        layout.addWidget(self.busy_reason)
+        layout.addStretch(1)
+        self.set_config(RunConfig())
+
+    # -- RunConfig <-> widgets -----------------------------------------------
+    def config(self) -> RunConfig:
+        """The RunConfig the controls show (raises ConfigError for a bad combination)."""
+        return RunConfig(
+            model=self.model.text().strip() or "default",
+            quant=self.quant.currentText(),
+            prune=self.prune.value() / 100.0,
+            prune_method=self.prune_method.currentText(),
+            device=self.device.currentText(),
+            threads=self.threads.value(),
+            kv_cache=self.kv_cache.isChecked(),
+            prefix_cache=self.prefix_cache.isChecked() and self.kv_cache.isChecked(),
+            response_cache=self.response_cache.isChecked(),
+            compile=self.compile.isChecked(),
+            max_new_tokens=self.max_new_tokens.value(),
+            temperature=round(self.temperature.value(), 2),
+            top_p=round(self.top_p.value(), 2),
+            seed=self.seed.value(),
+        )
+
+    def set_config(self, cfg: RunConfig) -> None:
+        self.model.setText(cfg.model)
+        self.quant.setCurrentText(cfg.quant)
+        self.prune.setValue(round(cfg.prune * 100))
+        self.prune_method.setCurrentText(cfg.prune_method)
+        self.device.setCurrentText(cfg.device if cfg.device in DEVICES else "cpu")
+        self.threads.setValue(cfg.threads)
+        self.kv_cache.setChecked(cfg.kv_cache)
+        self.prefix_cache.setChecked(cfg.prefix_cache)
+        self.response_cache.setChecked(cfg.response_cache)
+        self.compile.setChecked(cfg.compile)
+        self.max_new_tokens.setValue(cfg.max_new_tokens)
+        self.temperature.setValue(cfg.temperature)
+        self.top_p.setValue(cfg.top_p)
+        self.seed.setValue(cfg.seed)
+        self._sync_enabled()
+
+    def set_busy(self, reason: str | None) -> None:
+        """Disable every control while the worker is busy, saying why."""
+        for child in self.findChildren(QWidget):
+            if child is not self.busy_reason and child is not self.model_info:
+                child.setEnabled(reason is None)
+        self.distilled.setEnabled(False)
+        self.busy_reason.setText(f"Controls locked: {reason}" if reason else "")
+        if reason is None:
+            self._sync_enabled()
+
+    def _sync_enabled(self) -> None:
+        self.prefix_cache.setEnabled(self.kv_cache.isChecked())
+        if not self.kv_cache.isChecked():
+            self.prefix_cache.setToolTip("needs the KV cache on")
+        else:
+            self.prefix_cache.setToolTip("")
+
+    def _pick_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Hugging Face model folder")
+        if folder:
+            self.model.setText(folder)
+
+    def _pick_gguf(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "GGUF model", filter="GGUF (*.gguf)")
+        if path:
+            self.model.setText(path)

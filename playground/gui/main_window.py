@@ -1,0 +1,333 @@
+"""The main window: controls | chat | charts, a worker thread, menus, settings."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import psutil
+from PySide6.QtCore import QByteArray, QSettings, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+)
+
+from playground.core import paths
+from playground.core.config import ConfigError, RunConfig
+from playground.gui.charts import ChartsPanel
+from playground.gui.chat_view import ChatView, metrics_line
+from playground.gui.controls import ControlsPanel
+from playground.gui.history_view import HistoryDialog
+from playground.gui.worker import Loaded, TokenEvent, TurnDone, Worker
+
+MEMORY_SAMPLE_MS = 250
+
+
+def settings_path() -> Path:
+    return paths.config_dir() / "settings.ini"
+
+
+class MainWindow(QMainWindow):
+    # Requests to the worker: queued across the thread boundary.
+    load_request = Signal(object)
+    generate_request = Signal(object)
+    new_chat_request = Signal()
+    # Emitted after the GUI has updated its widgets (what tests and self-test wait on).
+    model_ready = Signal()
+    turn_shown = Signal()
+    error_shown = Signal(str)
+
+    def __init__(
+        self, config: RunConfig | None = None, *, show_dialogs: bool = True, persist: bool = True
+    ) -> None:
+        super().__init__()
+        from playground.core.optimize.device import available_devices
+
+        self.setWindowTitle("LLM Latency Playground")
+        self.show_dialogs = show_dialogs
+        # A scripted run (self-test) neither restores nor overwrites the user's layout.
+        self.persist = persist
+        self.settings = QSettings(str(settings_path()), QSettings.Format.IniFormat)
+        self.notice: str | None = None
+        self.busy: str | None = None
+        self.loaded: Loaded | None = None
+        self.pending_config: RunConfig | None = None
+        self.errors: list[str] = []
+
+        self.controls = ControlsPanel(available_devices())
+        self.chat = ChatView()
+        self.charts = ChartsPanel()
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.controls)
+        splitter.addWidget(self.chat)
+        splitter.addWidget(self.charts)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 2)
+        splitter.setStretchFactor(2, 3)
+        splitter.setSizes([300, 480, 720])
+        self.splitter = splitter
+        self.setCentralWidget(splitter)
+        self.resize(1500, 900)
+
+        self.status_label = QLabel("Starting…")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # busy indicator
+        self.progress.setMaximumWidth(160)
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.progress)
+        self._build_menus()
+
+        self.thread = QThread(self)
+        self.thread.setObjectName("model-worker")
+        self.worker = Worker()
+        self.worker.moveToThread(self.thread)
+        self.thread.finished.connect(self.worker.deleteLater)
+        self.load_request.connect(self.worker.load)
+        self.generate_request.connect(self.worker.generate)
+        self.new_chat_request.connect(self.worker.new_chat)
+        self.worker.progress.connect(self.on_progress)
+        self.worker.loaded.connect(self.on_loaded)
+        self.worker.started.connect(self.on_started)
+        self.worker.token.connect(self.on_token)
+        self.worker.finished.connect(self.on_finished)
+        self.worker.failed.connect(self.on_failed)
+        self.thread.start()
+
+        self.controls.apply_requested.connect(self.apply_controls)
+        self.chat.send_requested.connect(self.send)
+        self.chat.stop_requested.connect(self.stop)
+        self.chat.new_chat_requested.connect(self.new_chat)
+
+        self.memory_timer = QTimer(self)
+        self.memory_timer.timeout.connect(self._sample_memory)
+        self.memory_timer.start(MEMORY_SAMPLE_MS)
+        self._restore(config)
+
+    # -- menus -------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction("Export charts as PNG…", self.export_charts_dialog)
+        file_menu.addAction("Export session turns as CSV…", lambda: self.export_turns_dialog("csv"))
+        file_menu.addAction("Export session turns as JSON…", lambda: self.export_turns_dialog("json"))
+        file_menu.addSeparator()
+        file_menu.addAction("Quit", self.close)
+        view = self.menuBar().addMenu("&View")
+        view.addAction("History…", self.show_history)
+
+    # -- settings ----------------------------------------------------------------
+    def _restore(self, config: RunConfig | None) -> None:
+        saved = None
+        try:
+            spec = self.settings.value("config", None)
+            if spec is not None and not isinstance(spec, str):
+                raise ConfigError(f"stored config is a {type(spec).__name__}, not a spec string")
+            saved = RunConfig.parse(spec) if spec else None
+            geometry = self.settings.value("geometry", None) if self.persist else None
+            if geometry is not None:
+                if not isinstance(geometry, QByteArray) or not self.restoreGeometry(geometry):
+                    raise ValueError("window geometry is unreadable")
+            sizes = self.settings.value("splitter", None) if self.persist else None
+            if sizes is not None and (not isinstance(sizes, QByteArray)
+                                      or not self.splitter.restoreState(sizes)):
+                raise ValueError("panel layout is unreadable")
+        except (ConfigError, ValueError, TypeError) as exc:
+            self.notice = f"Settings were unreadable ({exc}); using defaults."
+            self.settings.clear()
+        if self.settings.status() != QSettings.Status.NoError:
+            self.notice = "Settings file could not be read; using defaults."
+        self.controls.set_config(config or saved or RunConfig())
+        if self.notice:
+            self.status_label.setText(self.notice)
+
+    def _save_settings(self) -> None:
+        if not self.persist:
+            return
+        try:
+            self.settings.setValue("config", self.controls.config().format(only_changed=True))
+        except ConfigError:
+            pass
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("splitter", self.splitter.saveState())
+        self.settings.sync()
+
+    # -- actions -----------------------------------------------------------------
+    def start(self) -> None:
+        """Load the model of the controls in the background (the window is already shown)."""
+        self.apply_controls()
+
+    @Slot()
+    def apply_controls(self) -> None:
+        try:
+            config = self.controls.config()
+        except ConfigError as exc:
+            self.show_error(str(exc))
+            return
+        if self.busy:
+            # Never race the worker: the change waits until the current job is done.
+            self.pending_config = config
+            self.status_label.setText("New settings queued until the current reply ends")
+            return
+        self._set_busy(f"loading {config.model}")
+        self.load_request.emit(config)
+
+    @Slot(str)
+    def send(self, text: str) -> None:
+        if self.loaded is None:
+            self.chat.fail_reply("")
+            self.show_error("No model is loaded yet: wait for loading to finish (status bar).")
+            return
+        if self.busy:
+            self.chat.fail_reply("")
+            self.show_error(f"Busy ({self.busy}); try again when it is done.")
+            return
+        self._set_busy("a reply is streaming")
+        self.chat.begin_reply()
+        self.generate_request.emit(self.chat.messages())
+
+    @Slot()
+    def stop(self) -> None:
+        self.worker.stop_event.set()  # an Event: safe to set from this thread
+
+    @Slot()
+    def new_chat(self) -> None:
+        if self.busy:
+            self.stop()
+        self.chat.clear()
+        self.new_chat_request.emit()
+
+    # -- worker signals (run in the GUI thread: methods of a GUI-thread QObject) ----
+    @Slot(str)
+    def on_progress(self, message: str) -> None:
+        self.status_label.setText(message)
+
+    @Slot(object)
+    def on_loaded(self, loaded: Loaded) -> None:
+        self.loaded = loaded
+        info = loaded.info
+        params = info.get("params") or 0
+        notes = "; ".join(info.get("notes") or [])
+        self.controls.model_info.setText(
+            f"{info.get('model_name')} ({info.get('architecture')})\n"
+            f"{params / 1e6:.0f} M params · weights {loaded.weights_mb:.0f} MB · "
+            f"loaded in {info.get('load_s', 0):.1f} s · {info.get('device')} · "
+            f"{info.get('threads')} threads" + (f"\n{notes}" if notes else "")
+        )
+        self.charts.set_reference(loaded.weights_mb, loaded.bandwidth_bound_tok_s)
+        self.status_label.setText(f"Ready: {loaded.config.format(only_changed=True) or 'defaults'}")
+        self._set_busy(None)
+        self.model_ready.emit()
+
+    @Slot(float)
+    def on_started(self, t: float) -> None:
+        label = self.loaded.config.format(only_changed=True) if self.loaded else ""
+        self.charts.turn_started(t, label or "defaults")
+
+    @Slot(object)
+    def on_token(self, event: TokenEvent) -> None:
+        self.chat.append_piece(event.piece)
+        self.charts.add_token(event.t)
+
+    @Slot(object)
+    def on_finished(self, done: TurnDone) -> None:
+        label = done.config.format(only_changed=True) or "defaults"
+        line = metrics_line(done.metrics, label)
+        if done.finish_reason == "cancelled":
+            line += " (stopped)"
+        self.chat.end_reply(done.reply, line, label, done.metrics.to_dict())
+        self.charts.turn_finished(done.metrics.ttft_ms)
+        self._set_busy(None)
+        self.turn_shown.emit()
+
+    @Slot(str)
+    def on_failed(self, message: str) -> None:
+        if self.chat.streaming:
+            self.chat.fail_reply(message)
+        self._set_busy(None)
+        self.show_error(message)
+
+    def show_error(self, message: str) -> None:
+        self.errors.append(message)
+        self.status_label.setText(f"Error: {message}")
+        if self.show_dialogs:
+            box = QMessageBox(QMessageBox.Icon.Warning, "Latency Playground", message,
+                              QMessageBox.StandardButton.Ok, self)
+            box.open()  # not exec(): never block the event loop
+        self.error_shown.emit(message)
+
+    def _set_busy(self, reason: str | None) -> None:
+        self.busy = reason
+        self.controls.set_busy(reason)
+        self.progress.setVisible(reason is not None)
+        if reason is None and self.pending_config is not None:
+            config, self.pending_config = self.pending_config, None
+            self._set_busy(f"loading {config.model}")
+            self.load_request.emit(config)
+
+    def _sample_memory(self) -> None:
+        rss = psutil.Process().memory_info().rss / 1e6
+        cuda = None
+        if self.loaded and str(self.loaded.info.get("device", "cpu")).startswith("cuda"):
+            import torch
+
+            cuda = torch.cuda.memory_allocated() / 1e6
+        self.charts.add_memory(time.perf_counter(), rss, cuda)
+
+    # -- export and history --------------------------------------------------------
+    def export_charts(self, path: str) -> None:
+        self.charts.redraw()
+        if not self.charts.grab().save(path):
+            raise OSError(f"could not write {path}")
+
+    def export_turns(self, path: str) -> None:
+        rows = [
+            {"turn": i + 1, "config": t.config, "prompt": t.user, "reply": t.reply,
+             **{k: v for k, v in t.metrics.items() if k != "itl_ms"}}
+            for i, t in enumerate(self.chat.turns) if t.metrics
+        ]
+        if path.endswith(".json"):
+            Path(path).write_text(json.dumps(rows, indent=1))
+            return
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            fields = list(dict.fromkeys(k for row in rows for k in row)) or ["turn"]
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def export_charts_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export charts", "charts.png", "PNG (*.png)")
+        if path:
+            self._guarded(self.export_charts, path)
+
+    def export_turns_dialog(self, kind: str) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export turns", f"turns.{kind}",
+                                              f"{kind.upper()} (*.{kind})")
+        if path:
+            self._guarded(self.export_turns, path)
+
+    def _guarded(self, func, *args) -> None:
+        try:
+            func(*args)
+            self.status_label.setText(f"Wrote {args[0]}")
+        except OSError as exc:
+            self.show_error(str(exc))
+
+    def show_history(self) -> None:
+        HistoryDialog(self).open()
+
+    # -- shutdown ------------------------------------------------------------------
+    def closeEvent(self, event) -> None:
+        self._save_settings()
+        self.stop()
+        self.memory_timer.stop()
+        self.charts.timer.stop()
+        self.thread.quit()
+        # The worker checks the stop event between tokens; a load cannot be interrupted,
+        # so wait for it rather than kill a thread that holds the model.
+        self.thread.wait()
+        super().closeEvent(event)

@@ -1,0 +1,133 @@
+"""The worker: a QObject moved to a QThread that owns the model.
+
+The GUI never touches a model; it calls the worker's slots through queued signals
+and gets plain dataclasses back. Cancel is a threading.Event the GUI sets directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from playground.core.config import RunConfig
+
+# Keys that change only how we sample: no reload needed when just these differ.
+SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "seed")
+
+
+@dataclass
+class TokenEvent:
+    piece: str
+    t: float  # perf_counter seconds
+
+
+@dataclass
+class TurnDone:
+    reply: str
+    metrics: Any  # TurnMetrics
+    config: RunConfig
+    finish_reason: str
+    prefix_reused: int
+
+
+@dataclass
+class Loaded:
+    config: RunConfig
+    info: dict[str, Any]
+    weights_mb: float
+    bandwidth_bound_tok_s: float | None
+
+
+class Worker(QObject):
+    progress = Signal(str)
+    loaded = Signal(object)  # Loaded
+    started = Signal(float)  # perf_counter at request
+    token = Signal(object)  # TokenEvent
+    finished = Signal(object)  # TurnDone
+    failed = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine = None
+        self.stop_event = threading.Event()
+        self._history = None
+
+    @Slot(object)
+    def load(self, config: RunConfig) -> None:
+        from playground.core.metrics import bandwidth_bound
+        from playground.core.pipeline import build_engine, preflight
+
+        try:
+            current = self.engine.config if self.engine is not None else None
+            if current is not None and _only_sampling_changed(current, config):
+                self.engine.config = config
+            else:
+                # Cheap checks first: a typo or an impossible combination keeps the old model.
+                preflight(config)
+                self.engine = None  # release the old model before loading the next
+                self.engine = build_engine(config, progress=self.progress.emit)
+            engine = self.engine
+            self.loaded.emit(
+                Loaded(config, dict(engine.info), engine.weights_mb,
+                       bandwidth_bound(engine.bandwidth_gb_s, engine.weights_mb))
+            )
+        except Exception as exc:  # shown in the window; the app keeps running
+            self.failed.emit(_one_line(exc))
+
+    @Slot(object)
+    def generate(self, messages: list[dict[str, str]]) -> None:
+        if self.engine is None:
+            self.failed.emit("no model is loaded yet; wait for loading to finish or pick a model")
+            return
+        self.stop_event.clear()
+        self.started.emit(time.perf_counter())
+        try:
+            result = self.engine.chat(
+                messages,
+                on_token=lambda piece: self.token.emit(TokenEvent(piece, time.perf_counter())),
+                should_stop=self.stop_event.is_set,
+            )
+        except Exception as exc:
+            self.failed.emit(_one_line(exc))
+            return
+        self._record(messages, result)
+        self.finished.emit(
+            TurnDone(result.reply, result.metrics, result.config, result.finish_reason,
+                     result.prefix_reused)
+        )
+
+    @Slot()
+    def new_chat(self) -> None:
+        if self.engine is not None:
+            self.engine.reset()
+
+    def _record(self, messages, result) -> None:
+        try:
+            from playground.core.history import History
+
+            if self._history is None:
+                self._history = History()
+                if self._history.notice:
+                    self.progress.emit(self._history.notice)
+            self._history.add("chat", result.config.format(), metrics=result.metrics.to_dict(),
+                              prompt=messages[-1]["content"], reply=result.reply)
+        except Exception as exc:  # history must never cost the user a reply
+            self.progress.emit(f"history not saved: {_one_line(exc)}")
+
+
+def _only_sampling_changed(a: RunConfig, b: RunConfig) -> bool:
+    return dataclasses.replace(a, **{k: getattr(b, k) for k in SAMPLING_KEYS}) == b
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else type(exc).__name__
+    if not isinstance(exc, (ValueError, RuntimeError, OSError)):
+        traceback.print_exception(exc)
+    return message

@@ -1,0 +1,183 @@
+"""The desktop app, offscreen, on a tiny random model: real window, controls, worker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from playground.core.config import RunConfig
+from playground.gui.main_window import MainWindow, settings_path
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def make_window(qtbot, tiny_dir):
+    windows = []
+
+    def make(spec: str = "max_new_tokens=12", no_eos: bool = True) -> MainWindow:
+        window = MainWindow(RunConfig.parse(spec, base=RunConfig(model=str(tiny_dir))),
+                            show_dialogs=False)
+        qtbot.addWidget(window)
+        window.show()
+        with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
+            window.start()
+        if no_eos:
+            window.worker.engine.eos_ids = set()  # random weights: run to max_new_tokens
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+        qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)
+
+
+def send(qtbot, window, text="Hello there!", wait=True):
+    window.chat.input.setPlainText(text)
+    if not wait:
+        window.chat.send.click()
+        return
+    with qtbot.waitSignal(window.turn_shown, timeout=WAIT_MS):
+        window.chat.send.click()
+
+
+def test_controls_produce_the_right_config(qtbot):
+    from playground.gui.controls import ControlsPanel
+
+    panel = ControlsPanel(["cpu"])
+    qtbot.addWidget(panel)
+    panel.quant.setCurrentText("int8-dynamic")
+    panel.prune.setValue(30)
+    panel.prune_method.setCurrentText("structured")
+    panel.threads.setValue(2)
+    panel.prefix_cache.setChecked(True)
+    panel.response_cache.setChecked(True)
+    panel.max_new_tokens.setValue(64)
+    panel.temperature.setValue(0.7)
+    panel.seed.setValue(5)
+    expected = RunConfig.parse("quant=int8-dynamic,prune=0.3,prune_method=structured,threads=2,"
+                               "prefix_cache=on,response_cache=on,max_new_tokens=64,"
+                               "temperature=0.7,seed=5")
+    assert panel.config() == expected
+    other = RunConfig.parse("quant=bnb-4bit-nf4,kv_cache=off,compile=on,top_p=0.9")
+    panel.set_config(other)
+    assert panel.config() == other
+    assert not panel.prefix_cache.isEnabled()  # needs the KV cache
+    cuda = panel.device.model().item(panel.device.findText("cuda"))
+    assert not cuda.isEnabled() and "not present" in cuda.toolTip()
+
+
+def test_a_turn_streams_into_the_chat_and_every_chart(qtbot, make_window):
+    window = make_window()
+    send(qtbot, window)
+    turn = window.chat.turns[-1]
+    assert turn.reply and turn.reply in window.chat.transcript.toPlainText()
+    assert "TTFT" in turn.metrics_line and "tok/s" in turn.metrics_line
+    assert turn.metrics_line in window.chat.transcript.toPlainText()
+    qtbot.waitUntil(lambda: all(v > 0 for v in window.charts.point_counts().values()),
+                    timeout=5000)
+    counts = window.charts.point_counts()
+    assert counts["itl"] == 11 and counts["ttft"] == 1 and counts["speed"] == 11
+    send(qtbot, window, "And again?")
+    assert window.charts.point_counts()["ttft"] == 2
+    assert len(window.chat.messages()) == 4  # multi-turn context is kept
+
+
+def test_controls_are_locked_while_a_reply_streams(qtbot, make_window):
+    window = make_window("max_new_tokens=400")
+    send(qtbot, window, wait=False)
+    qtbot.waitUntil(lambda: bool(window.chat.turns[-1].reply), timeout=WAIT_MS)
+    assert not window.controls.apply.isEnabled()
+    assert "streaming" in window.controls.busy_reason.text()
+    window.controls.quant.setCurrentText("bf16")
+    window.apply_controls()  # queued, not racing the worker
+    assert window.pending_config is not None
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
+        window.chat.stop.click()
+    assert window.loaded.config.quant == "bf16"
+
+
+def test_stop_cancels_mid_reply(qtbot, make_window):
+    window = make_window("max_new_tokens=2000")
+    send(qtbot, window, wait=False)
+    qtbot.waitUntil(lambda: len(window.chat.turns[-1].reply) > 0, timeout=WAIT_MS)
+    with qtbot.waitSignal(window.turn_shown, timeout=WAIT_MS):
+        window.chat.stop.click()
+    turn = window.chat.turns[-1]
+    assert "(stopped)" in turn.metrics_line
+    assert turn.metrics["new_tokens"] < 2000
+    assert window.chat.send.isEnabled()
+
+
+def test_worker_errors_show_a_message_and_the_window_stays_usable(qtbot, make_window):
+    window = make_window()
+    send(qtbot, window)
+    window.controls.model.setText("/no/such/model")
+    with qtbot.waitSignal(window.error_shown, timeout=WAIT_MS) as error:
+        window.apply_controls()
+    assert "does not exist" in error.args[0]
+    assert "does not exist" in window.status_label.text()
+    send(qtbot, window, "Still there?")  # the previous model is kept
+    assert len(window.chat.turns) == 2
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated failure in generation")
+
+    window.worker.engine.chat = boom
+    with qtbot.waitSignal(window.error_shown, timeout=WAIT_MS) as error:
+        send(qtbot, window, "This one fails", wait=False)
+    assert "simulated failure" in error.args[0]
+    assert len(window.chat.turns) == 2  # history kept, failed turn not added
+    assert window.chat.input.toPlainText() == "This one fails"  # the text is not lost
+    assert window.chat.send.isEnabled() and window.controls.apply.isEnabled()
+
+
+def test_closing_during_a_reply_shuts_down_cleanly(qtbot, tiny_dir):
+    window = MainWindow(RunConfig(model=str(tiny_dir), max_new_tokens=5000), show_dialogs=False)
+    window.show()
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
+        window.start()
+    window.worker.engine.eos_ids = set()
+    send(qtbot, window, wait=False)
+    qtbot.waitUntil(lambda: len(window.chat.turns[-1].reply) > 0, timeout=WAIT_MS)
+    window.close()
+    qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)
+
+
+def test_settings_persist_and_corrupt_settings_fall_back(qtbot, tiny_dir, make_window):
+    window = make_window("max_new_tokens=7,quant=bf16")
+    window.close()
+    qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)
+    restored = MainWindow(show_dialogs=False)
+    qtbot.addWidget(restored)
+    assert restored.controls.config().quant == "bf16"
+    assert restored.controls.config().max_new_tokens == 7
+    restored.close()
+    qtbot.waitUntil(restored.thread.isFinished, timeout=WAIT_MS)
+    settings_path().write_text("[General]\nconfig=quant=int99\ngeometry=@Invalid()\n")
+    broken = MainWindow(show_dialogs=False)
+    qtbot.addWidget(broken)
+    assert broken.notice and "default" in broken.notice
+    assert broken.controls.config() == RunConfig()
+    broken.close()
+    qtbot.waitUntil(broken.thread.isFinished, timeout=WAIT_MS)
+
+
+def test_exports_and_history(qtbot, make_window, tmp_path):
+    from playground.gui.history_view import HistoryDialog
+
+    window = make_window()
+    send(qtbot, window)
+    window.export_turns(str(tmp_path / "t.json"))
+    window.export_turns(str(tmp_path / "t.csv"))
+    window.export_charts(str(tmp_path / "c.png"))
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert rows[0]["prompt"] == "Hello there!" and rows[0]["ttft_ms"] > 0
+    assert "ttft_ms" in (tmp_path / "t.csv").read_text().splitlines()[0]
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    dialog = HistoryDialog(window)
+    qtbot.addWidget(dialog)
+    assert dialog.table.rowCount() >= 1
+    assert dialog.table.item(0, 6).text() == "Hello there!"
