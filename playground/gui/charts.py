@@ -28,6 +28,11 @@ def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
     return plot
 
 
+def _label_opts(color: str) -> dict:
+    # Right-aligned near the right edge, where the newest data is.
+    return {"position": 0.8, "color": color, "anchors": [(1, 1), (1, 1)]}
+
+
 class ChartsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -54,18 +59,19 @@ class ChartsPanel(QWidget):
 
         self.inst_curve = self.speed.plot(pen=pg.mkPen("#9ab", width=1), name="instantaneous")
         self.avg_curve = self.speed.plot(pen=pg.mkPen("#1565c0", width=2), name="running average")
-        self.bound_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c62828", style=pg.QtCore.Qt.DashLine),
+        dashed = pg.QtCore.Qt.DashLine
+        self.bound_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c62828", style=dashed),
                                           label="bandwidth bound {value:.0f}",
-                                          labelOpts={"position": 0.8, "color": "#c62828", "anchors": [(1, 1), (1, 1)]})
+                                          labelOpts=_label_opts("#c62828"))
         self.ttft_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#2e7d32")
         self.ttft.addItem(self.ttft_bars)
         self.itl_curve = self.itl.plot(pen=pg.mkPen("#6a1b9a", width=2), symbol="o", symbolSize=4,
                                        name="ITL")
         self.rss_curve = self.memory.plot(pen=pg.mkPen("#ef6c00", width=2), name="RSS")
         self.cuda_curve = None  # created on the first CUDA sample, so CPU runs show no empty legend
-        self.weights_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#555", style=pg.QtCore.Qt.DashLine),
+        self.weights_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#555", style=dashed),
                                             label="weights {value:.0f} MB",
-                                            labelOpts={"position": 0.8, "color": "#555", "anchors": [(1, 1), (1, 1)]})
+                                            labelOpts=_label_opts("#555"))
         self._turn_tokens = 0
         self._first_token = 0.0
         self._last_token: float | None = None
