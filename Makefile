@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-stamp
 # torch first, pinned: the local CPU build. A bare `torch` would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: setup run test lint default-model bench clean
+.PHONY: setup run test lint default-model package package-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -35,6 +35,14 @@ test: default-model
 lint: setup
 	$(BIN)/ruff check playground tests benchmarks
 	$(BIN)/lint-imports
+
+# The packaged app (PyInstaller one-folder build, tar.gz, .deb): see packaging/README.md.
+package: setup
+	bash packaging/build.sh
+
+package-test:
+	@ls dist/LatencyPlayground-*-linux-x86_64.tar.gz >/dev/null 2>&1 || $(MAKE) package
+	bash packaging/package_test.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -31,11 +31,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--only", nargs="*", help="config names to run (fp32 always runs)")
+    parser.add_argument("--prompts", type=int, default=8, help="use the first N default prompts")
     args = parser.parse_args()
     common = f",threads={args.threads},max_new_tokens={args.max_new_tokens}"
     chosen = {k: v for k, v in CONFIGS.items() if not args.only or k in args.only or k == "fp32"}
     built = engines({k: v + common for k, v in chosen.items()})
-    convs = prompts()
+    convs = prompts()[: args.prompts]
     for engine in built.values():  # warmup, untimed
         engine.chat(convs[0])
     rounds: dict[str, list[dict]] = {k: [] for k in built}

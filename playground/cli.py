@@ -126,6 +126,65 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_compare_table(rows: list[dict[str, Any]]) -> None:
+    """Each metric with its ratio to the baseline (the first row, ×1.00)."""
+
+    def x(value: float | None) -> str:
+        return "" if value is None else f"×{value:.2f}"
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.0f}%"
+
+    header = (f"{'':<2} {'config':<40} {'TTFT ms':>15} {'decode tok/s':>15} {'weights MB':>15} "
+              f"{'peak RSS':>9} {'KL nats':>8} {'top-1':>6} {'ppl':>7} {'greedy=':>7}")
+    print(header)
+    print("-" * len(header))
+    for i, r in enumerate(rows):
+        print(
+            f"{chr(65 + i):<2} {r['config'][:40]:<40} "
+            f"{_fmt(r['ttft_ms']):>8} {x(r['ttft_x']):>6} "
+            f"{_fmt(r['decode_tok_s']):>8} {x(r['decode_x']):>6} "
+            f"{_fmt(r['weights_mb']):>8} {x(r['weights_x']):>6} "
+            f"{_fmt(r['peak_rss_mb'], 0):>9} {_fmt(r['kl_mean'], 3):>8} "
+            f"{pct(r['top1_agreement']):>6} {_fmt(r['ppl'], 2):>7} {pct(r['greedy_match']):>7}"
+        )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from playground.core import bench
+    from playground.core.compare import ratio_rows, run_compare
+    from playground.core.history import History
+
+    configs = [_config(spec) for spec in args.config]
+    conversations = bench.read_prompts(Path(args.prompts or bench.default_prompts_path()))
+    conversations = [bench.with_system(c, args.system) for c in conversations]
+    bar = ProgressBar("compare")
+    outcome = run_compare(configs, conversations, warmup=args.warmup, repeats=args.repeats,
+                          with_quality=not args.no_quality, progress=bar, status=_status)
+    rows = ratio_rows(outcome.results)
+    print_compare_table(rows)
+    data = bench.result_file(outcome.results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=1))
+        print(f"wrote {args.json}")
+    if args.csv:
+        bench.write_csv(outcome.results, Path(args.csv))
+        print(f"wrote {args.csv}")
+    if args.plot:
+        from playground.gui.compare_charts import save_compare_png
+
+        save_compare_png(rows, args.plot)
+        print(f"wrote {args.plot}")
+    history = History()
+    session = uuid.uuid4().hex[:12]
+    for result, row in zip(outcome.results, rows, strict=True):
+        history.add("compare", row["config"], metrics={"summary": result.summary,
+                                                       "quality": result.quality},
+                    hardware=data["hardware"], session=session)
+    history.close()
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from playground.core.history import History
     from playground.core.pipeline import build_engine
@@ -183,6 +242,51 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from playground.core.config import RunConfig
+    from playground.core.distill import DistillSettings, distill
+
+    teacher = RunConfig.parse(args.teacher).model
+    settings = DistillSettings(
+        teacher=teacher, layers=args.layers, width=args.width, steps=args.steps,
+        minutes=args.minutes, seq_len=args.seq_len, batch=args.batch, corpus=args.corpus,
+        out=args.out, resume=args.resume,
+    )
+    bars: dict[str, ProgressBar] = {}
+
+    def progress(event: dict[str, Any]) -> None:
+        stage = event["stage"]
+        if "message" in event:
+            _status(event["message"])
+        if stage == "corpus" and event.get("total"):
+            bars.setdefault(stage, ProgressBar("teacher replies"))(event["done"], event["total"])
+        if stage == "train":
+            bar = bars.setdefault(stage, ProgressBar("distill"))
+            bar(event["step"], event["total"], f"loss {event['loss']:.3f}")
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        report = distill(settings, progress=progress, should_stop=stop.is_set)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if report.cancelled:
+        print(f"interrupted after {report.steps} steps: checkpoint kept in {report.out}; "
+              "continue with --resume (same --out)")
+        return 130
+    print(f"student: {report.out}")
+    print(f"  layers kept: {len(report.kept_layers)} of {len(report.layer_kl)} "
+          f"({', '.join(map(str, report.kept_layers))})")
+    print(f"  parameters {report.params / 1e6:.1f} M (teacher {report.teacher_params / 1e6:.1f} M), "
+          f"weights {report.weights_mb:.0f} MB (teacher {report.teacher_weights_mb:.0f} MB)")
+    print(f"  {report.steps} steps in {report.train_s / 60:.1f} min on {report.corpus_tokens} "
+          f"corpus tokens; loss {_fmt(report.loss_first, 3)} → {_fmt(report.loss_last, 3)}")
+    print(f"  KL to teacher on the evaluation text: {report.kl_before:.2f} → {report.kl_after:.2f} "
+          f"nats; top-1 agreement {report.top1_before:.0%} → {report.top1_after:.0%}")
+    print(f"  registered: variant=distilled and draft=distilled now use it for model={teacher}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from playground.core.models import list_models
 
@@ -235,6 +339,32 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="write the result file here")
     bench.add_argument("--csv", help="write one CSV row per config here")
     bench.set_defaults(func=cmd_bench)
+
+    compare = sub.add_parser("compare", help="several configs on the same prompts, with quality")
+    compare.add_argument("--config", action="append", required=True,
+                         help="a config spec; give 2 or more, the first is the baseline")
+    compare.add_argument("--prompts", help="prompt file: one per line, or .jsonl of messages")
+    compare.add_argument("--system", help="system prompt (default: none)")
+    compare.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    compare.add_argument("--repeats", type=int, default=3, help="measured runs (default 3)")
+    compare.add_argument("--no-quality", action="store_true", help="skip the KL/perplexity scoring")
+    compare.add_argument("--json", help="write the result file here")
+    compare.add_argument("--csv", help="write one CSV row per config here")
+    compare.add_argument("--plot", help="write bar charts (PNG) here")
+    compare.set_defaults(func=cmd_compare)
+
+    dist = sub.add_parser("distill", help="build a smaller student from a teacher (KD)")
+    dist.add_argument("--teacher", default="model=default", help="teacher spec (model=...)")
+    dist.add_argument("--layers", type=int, help="decoder layers to keep (default: half)")
+    dist.add_argument("--width", type=float, default=1.0, help="share of MLP neurons kept")
+    dist.add_argument("--steps", type=int, help="training steps (default: fill --minutes)")
+    dist.add_argument("--minutes", type=float, default=12.0, help="training time budget")
+    dist.add_argument("--seq-len", type=int, default=256)
+    dist.add_argument("--batch", type=int, default=4)
+    dist.add_argument("--corpus", help="extra training text (UTF-8 file)")
+    dist.add_argument("--out", help="output folder (default: in the data folder)")
+    dist.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    dist.set_defaults(func=cmd_distill)
 
     models = sub.add_parser("models", help="list the default model and cached models")
     models.set_defaults(func=cmd_models)

@@ -22,7 +22,7 @@ CORPUS = [
 ] * 20
 
 
-def make_tokenizer():
+def make_tokenizer(vocab_size: int = 320):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -30,7 +30,7 @@ def make_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=320,
+        vocab_size=vocab_size,
         special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
@@ -46,11 +46,11 @@ def make_tokenizer():
     return fast
 
 
-def save_tiny(folder: Path, arch: str = "llama") -> Path:
+def save_tiny(folder: Path, arch: str = "llama", layers: int = 2, vocab: int = 320) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = make_tokenizer()
+    tokenizer = make_tokenizer(vocab)
     torch.manual_seed(0)
     common = dict(
         vocab_size=len(tokenizer),
@@ -61,12 +61,12 @@ def save_tiny(folder: Path, arch: str = "llama") -> Path:
     )
     if arch == "llama":
         config = LlamaConfig(
-            hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+            hidden_size=64, intermediate_size=256, num_hidden_layers=layers,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, **common,
         )
         model = LlamaForCausalLM(config)
     else:
-        config = GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=1024, **common)
+        config = GPT2Config(n_embd=64, n_layer=layers, n_head=4, n_positions=1024, **common)
         model = GPT2LMHeadModel(config)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
@@ -81,6 +81,12 @@ def tiny_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("tiny-gpt2"), arch="gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny4_dir(tmp_path_factory) -> Path:
+    """A four-layer tiny teacher, so a student can drop layers."""
+    return save_tiny(tmp_path_factory.mktemp("tiny4-llama"), layers=4)
 
 
 @pytest.fixture(autouse=True)

@@ -114,6 +114,7 @@ def run_record(result: TurnResult, turn: int | None = None) -> dict[str, Any]:
         "prefill_tok_s": m.prefill_tok_s,
         "peak_rss_mb": m.peak_rss_mb,
         "cache_hit": m.cache_hit,
+        "draft_acceptance": m.draft_acceptance,
         "prefix_reused": result.prefix_reused,
         "finish_reason": result.finish_reason,
         "reply": result.reply,
@@ -141,6 +142,7 @@ def summary_of(runs: list[TurnResult], engine: Engine) -> dict[str, Any]:
         "bandwidth_bound_tok_s": bound,
         "pct_of_bound": 100.0 * decode["mean"] / bound if bound and decode["mean"] else None,
         "cache_hits": sum(1 for m in ms if m.cache_hit),
+        "draft_acceptance": summarize([m.draft_acceptance for m in ms])["mean"],
     }
 
 

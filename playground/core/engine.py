@@ -82,6 +82,7 @@ class Engine:
         self.forward: Callable[..., Any] = model
         self.make_cache: Callable[[], Any] = self._dynamic_cache
         self._prefix: _PrefixState | None = None
+        self.draft: Any = None  # a draft model for speculative decoding (draft=distilled)
         self.response_cache = ResponseCache() if config.response_cache else None
 
     # -- public ---------------------------------------------------------------
@@ -104,11 +105,13 @@ class Engine:
         memory.cuda_reset_peak(self.device)
         with memory.RssSampler() as rss:
             try:
-                result = self._generate(messages, timeline, on_token, should_stop)
+                generate = self._generate_assisted if self.draft is not None else self._generate
+                result = generate(messages, timeline, on_token, should_stop)
             except RuntimeError as exc:
                 self._prefix = None
                 raise GenerationError(_explain(exc)) from exc
         result.metrics = self._metrics(timeline, rss.peak_mb, cache_hit=False)
+        result.metrics.draft_acceptance = result.extra.get("draft_acceptance")
         if key is not None and result.finish_reason != "cancelled":
             self.response_cache.put(key, result.reply, result.token_ids)
         return result
@@ -180,6 +183,87 @@ class Engine:
             self._prefix = _PrefixState(ids + fed, cache)
         reply = self.tokenizer.decode(new, skip_special_tokens=True)
         return TurnResult(reply, new, timeline, None, finish, cfg, prefix_reused=reused)  # type: ignore[arg-type]
+
+    def _generate_assisted(
+        self,
+        messages: Sequence[Message],
+        timeline: TokenTimeline,
+        on_token: OnToken,
+        should_stop: ShouldStop,
+    ) -> TurnResult:
+        """transformers' assisted generation with the draft model; tokens arrive in chunks
+        (each accepted run at once), and each chunk's tokens share its timestamp."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers.generation.streamers import BaseStreamer
+
+        cfg, tokenizer, eos = self.config, self.tokenizer, self.eos_ids
+        ids = self.prompt_ids(messages)
+        timeline.prompt_tokens = len(ids)
+        new: list[int] = []
+        state = {"text": "", "prompt_seen": False, "ended": False}
+
+        class Streamer(BaseStreamer):
+            def put(self, value: Any) -> None:
+                if not state["prompt_seen"]:  # generate() streams the prompt first
+                    state["prompt_seen"] = True
+                    return
+                now = time.perf_counter()
+                if timeline.t_first_logits is None:
+                    timeline.t_first_logits = now
+                for token in value.reshape(-1).tolist():
+                    if state["ended"] or token in eos:
+                        state["ended"] = True
+                        continue
+                    new.append(token)
+                    piece, state["text"] = _next_piece(tokenizer, new, state["text"])
+                    timeline.token_times.append(now)
+                    on_token(piece)
+
+            def end(self) -> None:
+                pass
+
+        class Stop(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), should_stop(), dtype=torch.bool,
+                                  device=input_ids.device)
+
+        stats = {"drafted": 0, "accepted": 0}
+        original = self.model._get_candidate_generator
+
+        def counting_generator(*args: Any, **kwargs: Any) -> Any:
+            generator = original(*args, **kwargs)
+            update = generator.update_candidate_strategy
+
+            def record(input_ids: Any, scores: Any, num_matches: int) -> Any:
+                stats["drafted"] += scores.shape[1] - 1
+                stats["accepted"] += int(num_matches)
+                return update(input_ids, scores, num_matches)
+
+            generator.update_candidate_strategy = record
+            return generator
+
+        sampling: dict[str, Any] = {"do_sample": False}
+        if not cfg.greedy:
+            torch.manual_seed(cfg.seed)
+            sampling = {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
+        input_ids = torch.tensor([ids], device=self.device)
+        self.model._get_candidate_generator = counting_generator
+        try:
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                assistant_model=self.draft, max_new_tokens=cfg.max_new_tokens,
+                streamer=Streamer(), stopping_criteria=StoppingCriteriaList([Stop()]),
+                pad_token_id=tokenizer.pad_token_id, **sampling,
+            )
+        finally:
+            del self.model._get_candidate_generator
+        last = int(out[0, -1])
+        finish = "eos" if last in eos else ("cancelled" if should_stop() else "length")
+        acceptance = stats["accepted"] / stats["drafted"] if stats["drafted"] else None
+        reply = tokenizer.decode(new, skip_special_tokens=True)
+        return TurnResult(reply, new, timeline, None, finish, cfg,  # type: ignore[arg-type]
+                          extra={"draft_acceptance": acceptance, **stats})
 
     def _cache_for(self, ids: list[int]) -> tuple[Any, int]:
         """A KV cache for ``ids`` and how many of them it already holds."""

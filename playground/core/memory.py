@@ -87,17 +87,14 @@ def weights_mb(model: Any) -> float:
 
 
 def _packed_bytes(model: Any) -> int:
-    # torch dynamic-quantized Linear layers keep their int8 weights in a packed param
-    # that is neither a parameter nor a buffer.
+    # int8 weights of dynamic-quantized layers live in packed params that are neither
+    # parameters nor buffers: torch.ao's LinearPackedParams, or our direct-kernel layers.
     total = 0
     for module in model.modules():
-        packed = getattr(module, "_packed_params", None)
-        if packed is None:
+        if not (getattr(module, "packed_int8", False)
+                or type(module).__name__ == "LinearPackedParams"):
             continue
-        try:
-            weight, bias = packed._weight_bias()
-        except Exception:
-            continue
+        weight, bias = module._weight_bias()
         total += weight.numel() * weight.element_size()
         if bias is not None:
             total += bias.numel() * bias.element_size()

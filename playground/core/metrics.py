@@ -45,6 +45,7 @@ class TurnMetrics:
     bandwidth_bound_tok_s: float | None = None
     pct_of_bound: float | None = None
     cache_hit: bool = False
+    draft_acceptance: float | None = None  # speculative decoding: accepted / drafted tokens
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,8 +20,11 @@ Progress = Callable[[str], None]
 
 
 def _quiet_libraries() -> None:
+    import logging
     import warnings
 
+    # bitsandbytes logs a warning on every 8-bit matmul on CPU: noise, and a cost per token.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -47,8 +50,17 @@ def check(config: RunConfig) -> str:
 def preflight(config: RunConfig) -> str:
     """Everything that can be checked without loading weights: device, combinations, model path."""
     device = check(config)
-    models.resolve(config.model)
+    models.resolve(model_to_load(config))
     return device
+
+
+def model_to_load(config: RunConfig) -> str:
+    for opt in PIPELINE:
+        if opt.wanted(config):
+            override = opt.model_override(config)
+            if override:
+                return override
+    return config.model
 
 
 def build_engine(
@@ -66,7 +78,7 @@ def build_engine(
     started = time.perf_counter()
     if loaded is None:
         loaded = models.load(
-            config.model,
+            model_to_load(config),
             allow_pickle=config.allow_pickle,
             trust_remote_code=config.trust_remote_code,
             load_kwargs=load_kwargs,

@@ -68,10 +68,13 @@ class ControlsPanel(QWidget):
         self.prune_method = QComboBox()
         self.prune_method.addItems(PRUNE_METHODS)
         opt.addRow("Prune method", self.prune_method)
-        self.distilled = QCheckBox("Distilled variant")
-        self.distilled.setEnabled(False)
-        self.distilled.setToolTip("No distilled student is registered for this model yet")
+        self.distilled = QCheckBox("Distilled variant (the student)")
+        self.speculative = QCheckBox("Speculative decoding (student drafts)")
+        self.distilled.toggled.connect(self._sync_enabled)
+        self.speculative.toggled.connect(self._sync_enabled)
         opt.addRow(self.distilled)
+        opt.addRow(self.speculative)
+        self.model.editingFinished.connect(self.refresh_student)
         self.device = QComboBox()
         for name in DEVICES:
             self.device.addItem(name)
@@ -127,6 +130,8 @@ class ControlsPanel(QWidget):
         """The RunConfig the controls show (raises ConfigError for a bad combination)."""
         return RunConfig(
             model=self.model.text().strip() or "default",
+            variant="distilled" if self.distilled.isChecked() else "base",
+            draft="distilled" if self.speculative.isChecked() else "none",
             quant=self.quant.currentText(),
             prune=self.prune.value() / 100.0,
             prune_method=self.prune_method.currentText(),
@@ -144,6 +149,9 @@ class ControlsPanel(QWidget):
 
     def set_config(self, cfg: RunConfig) -> None:
         self.model.setText(cfg.model)
+        self.refresh_student()
+        self.distilled.setChecked(cfg.variant == "distilled")
+        self.speculative.setChecked(cfg.draft == "distilled")
         self.quant.setCurrentText(cfg.quant)
         self.prune.setValue(round(cfg.prune * 100))
         self.prune_method.setCurrentText(cfg.prune_method)
@@ -164,12 +172,34 @@ class ControlsPanel(QWidget):
         for child in self.findChildren(QWidget):
             if child is not self.busy_reason and child is not self.model_info:
                 child.setEnabled(reason is None)
-        self.distilled.setEnabled(False)
         self.busy_reason.setText(f"Controls locked: {reason}" if reason else "")
         if reason is None:
             self._sync_enabled()
 
+    def refresh_student(self) -> None:
+        """Enable the student toggles only when a student is available for the model."""
+        from playground.core import registry
+        from playground.core.models import ModelError
+
+        try:
+            student = registry.student_for(self.model.text().strip() or "default")
+            self.student_reason = None
+            tip = f"student: {student}"
+        except ModelError as exc:
+            self.student_reason = str(exc)
+            tip = str(exc)
+        for box in (self.distilled, self.speculative):
+            box.setToolTip(tip)
+        self._sync_enabled()
+
     def _sync_enabled(self) -> None:
+        available = getattr(self, "student_reason", "x") is None
+        if not available:
+            for box in (self.distilled, self.speculative):
+                box.setChecked(False)
+        # One or the other: the student answers, or the student drafts for the teacher.
+        self.distilled.setEnabled(available and not self.speculative.isChecked())
+        self.speculative.setEnabled(available and not self.distilled.isChecked())
         self.prefix_cache.setEnabled(self.kv_cache.isChecked())
         if not self.kv_cache.isChecked():
             self.prefix_cache.setToolTip("needs the KV cache on")

@@ -16,12 +16,14 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QSplitter,
+    QTabWidget,
 )
 
 from playground.core import paths
 from playground.core.config import ConfigError, RunConfig
 from playground.gui.charts import ChartsPanel
 from playground.gui.chat_view import ChatView, metrics_line
+from playground.gui.compare_view import CompareView
 from playground.gui.controls import ControlsPanel
 from playground.gui.history_view import HistoryDialog
 from playground.gui.worker import Loaded, TokenEvent, TurnDone, Worker
@@ -38,10 +40,16 @@ class MainWindow(QMainWindow):
     load_request = Signal(object)
     generate_request = Signal(object)
     new_chat_request = Signal()
+    compare_request = Signal(object, object, int, int)
+    distill_request = Signal(object)
+    ab_request = Signal(object, object)
     # Emitted after the GUI has updated its widgets (what tests and self-test wait on).
     model_ready = Signal()
     turn_shown = Signal()
     error_shown = Signal(str)
+    compare_shown = Signal()
+    distill_shown = Signal()
+    ab_shown = Signal()
 
     def __init__(
         self, config: RunConfig | None = None, *, show_dialogs: bool = True, persist: bool = True
@@ -72,7 +80,11 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(2, 3)
         splitter.setSizes([300, 480, 720])
         self.splitter = splitter
-        self.setCentralWidget(splitter)
+        self.compare = CompareView(self.controls.config)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(splitter, "Playground")
+        self.tabs.addTab(self.compare, "Compare")
+        self.setCentralWidget(self.tabs)
         self.resize(1500, 900)
 
         self.status_label = QLabel("Starting…")
@@ -97,7 +109,21 @@ class MainWindow(QMainWindow):
         self.worker.token.connect(self.on_token)
         self.worker.finished.connect(self.on_finished)
         self.worker.failed.connect(self.on_failed)
+        self.compare_request.connect(self.worker.compare)
+        self.ab_request.connect(self.worker.ab_chat)
+        self.worker.compare_progress.connect(self.compare.on_progress)
+        self.worker.compare_result.connect(self.compare.on_result)
+        self.worker.compare_done.connect(self.on_compare_done)
+        self.worker.ab_token.connect(self.compare.on_ab_token)
+        self.worker.ab_done.connect(self.on_ab_done)
+        self.distill_request.connect(self.worker.distill)
+        self.worker.distill_progress.connect(self.on_distill_progress)
+        self.worker.distill_done.connect(self.on_distill_done)
         self.thread.start()
+        self.compare.run_requested.connect(self.run_compare)
+        self.compare.ab_requested.connect(self.run_ab)
+        self.compare.cancel_requested.connect(self.stop)
+        self.compare.error.connect(self.show_error)
 
         self.controls.apply_requested.connect(self.apply_controls)
         self.chat.send_requested.connect(self.send)
@@ -119,6 +145,9 @@ class MainWindow(QMainWindow):
         file_menu.addAction("Quit", self.close)
         view = self.menuBar().addMenu("&View")
         view.addAction("History…", self.show_history)
+        tools = self.menuBar().addMenu("&Tools")
+        tools.addAction("Build distilled variant…", self.distill_dialog)
+        tools.addAction("Stop current job", self.stop)
 
     # -- settings ----------------------------------------------------------------
     def _restore(self, config: RunConfig | None) -> None:
@@ -190,6 +219,124 @@ class MainWindow(QMainWindow):
         self.chat.begin_reply()
         self.generate_request.emit(self.chat.messages())
 
+    @Slot(object)
+    def run_compare(self, configs: list[RunConfig]) -> None:
+        from playground.core import bench
+
+        if self.busy:
+            self.show_error(f"Busy ({self.busy}); try again when it is done.")
+            return
+        conversations = [bench.with_system(c, self.chat.system.text().strip() or None)
+                         for c in bench.read_prompts(bench.default_prompts_path())]
+        self._release_chat_model("a comparison is running")
+        self.compare.set_running(True)
+        self.compare_request.emit(configs, conversations, self.compare.warmup.value(),
+                                  self.compare.repeats.value())
+
+    @Slot(object, str)
+    def run_ab(self, configs: list[RunConfig], prompt: str) -> None:
+        if self.busy:
+            self.show_error(f"Busy ({self.busy}); try again when it is done.")
+            return
+        self._release_chat_model("an A/B chat is running")
+        self.compare.set_running(True)
+        system = self.chat.system.text().strip()
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}]
+        self.ab_request.emit(configs, messages)
+
+    def distill_dialog(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        minutes, ok = QInputDialog.getDouble(
+            self, "Build distilled variant",
+            "Training minutes (the student keeps half the layers; more minutes, better quality):",
+            12.0, 1.0, 240.0, 1)
+        if ok:
+            self.start_distill(minutes=minutes)
+
+    def start_distill(self, **overrides) -> None:
+        from playground.core.distill import DistillSettings
+
+        if self.busy:
+            self.show_error(f"Busy ({self.busy}); try again when it is done.")
+            return
+        try:
+            teacher = self.controls.config().model
+        except ConfigError as exc:
+            self.show_error(str(exc))
+            return
+        self._release_chat_model("a distilled variant is being built (Tools → Stop to cancel)")
+        self.progress.setRange(0, 0)
+        self.distill_request.emit(DistillSettings(teacher=teacher, **overrides))
+
+    @Slot(object)
+    def on_distill_progress(self, event: dict) -> None:
+        if event.get("stage") == "train":
+            self.progress.setRange(0, event["total"])
+            self.progress.setValue(event["step"])
+            self.status_label.setText(
+                f"Distilling: step {event['step']}/{event['total']}, loss {event['loss']:.3f}, "
+                f"about {event['eta_s'] / 60:.1f} min left")
+        elif event.get("stage") == "corpus" and event.get("total"):
+            self.progress.setRange(0, event["total"])
+            self.progress.setValue(event["done"])
+            self.status_label.setText(
+                f"Distilling: teacher replies {event['done']}/{event['total']}")
+        elif "message" in event:
+            self.status_label.setText(f"Distilling: {event['message']}")
+
+    @Slot(object)
+    def on_distill_done(self, report) -> None:
+        self.progress.setRange(0, 0)
+        self.controls.refresh_student()
+        self.last_distill = report
+        if report.cancelled:
+            self.status_label.setText(f"Distillation stopped after {report.steps} steps; "
+                                      f"checkpoint kept in {report.out}")
+            self._set_busy(None)
+            self.apply_controls()
+            self.distill_shown.emit()
+            return
+        summary = (
+            f"Student saved to {report.out}: {len(report.kept_layers)} of {len(report.layer_kl)} "
+            f"layers, {report.params / 1e6:.0f} M params ({report.weights_mb:.0f} MB). "
+            f"KL to teacher {report.kl_before:.2f} → {report.kl_after:.2f} nats, top-1 "
+            f"agreement {report.top1_after:.0%} after {report.steps} steps. Small students "
+            "answer fluently but are often wrong: compare before relying on one."
+        )
+        self.status_label.setText(summary)
+        if self.show_dialogs:
+            QMessageBox(QMessageBox.Icon.Information, "Distilled variant ready", summary,
+                        QMessageBox.StandardButton.Ok, self).open()
+        self._set_busy(None)
+        self.apply_controls()
+        self.distill_shown.emit()
+
+    def _release_chat_model(self, reason: str) -> None:
+        # The worker drops the chat model while it runs other configs; it comes back after.
+        self.loaded = None
+        self._set_busy(reason)
+
+    def _after_side_job(self) -> None:
+        self.compare.set_running(False)
+        self._set_busy(None)
+        self.apply_controls()  # bring the chat model back
+
+    @Slot(object)
+    def on_compare_done(self, outcome) -> None:
+        self.compare.on_done(outcome)
+        self._after_side_job()
+        self.compare_shown.emit()
+
+    @Slot(int, object)
+    def on_ab_done(self, side: int, done: TurnDone) -> None:
+        label = done.config.format(only_changed=True) or "defaults"
+        self.compare.on_ab_done(side, metrics_line(done.metrics, label))
+        if side == 1 or done.finish_reason == "cancelled":
+            self._after_side_job()
+            self.ab_shown.emit()
+
     @Slot()
     def stop(self) -> None:
         self.worker.stop_event.set()  # an Event: safe to set from this thread
@@ -248,8 +395,12 @@ class MainWindow(QMainWindow):
     def on_failed(self, message: str) -> None:
         if self.chat.streaming:
             self.chat.fail_reply(message)
+        side_job = self.busy is not None and any(
+            word in self.busy for word in ("comparison", "A/B", "distilled"))
         self._set_busy(None)
         self.show_error(message)
+        if side_job:
+            self._after_side_job()
 
     def show_error(self, message: str) -> None:
         self.errors.append(message)

@@ -46,6 +46,13 @@ class Loaded:
 
 class Worker(QObject):
     progress = Signal(str)
+    compare_progress = Signal(int, int, str)
+    compare_result = Signal(object)  # ConfigResult, as each config finishes
+    compare_done = Signal(object)  # CompareResult
+    ab_token = Signal(int, str)  # side (0 = A, 1 = B), piece
+    ab_done = Signal(int, object)  # side, TurnDone
+    distill_progress = Signal(object)  # dict event from playground.core.distill
+    distill_done = Signal(object)  # DistillReport
     loaded = Signal(object)  # Loaded
     started = Signal(float)  # perf_counter at request
     token = Signal(object)  # TokenEvent
@@ -102,6 +109,84 @@ class Worker(QObject):
                      result.prefix_reused)
         )
 
+    @Slot(object, object, int, int)
+    def compare(self, configs: list[RunConfig], conversations, warmup: int, repeats: int) -> None:
+        """Run a comparison; the chat model is released first so memory figures are its own."""
+        from playground.core.compare import ratio_rows, run_compare
+
+        self.stop_event.clear()
+        self.engine = None
+        try:
+            outcome = run_compare(
+                configs, conversations, warmup=warmup, repeats=repeats,
+                progress=self.compare_progress.emit, status=self.progress.emit,
+                should_stop=self.stop_event.is_set, on_result=self.compare_result.emit,
+            )
+        except Exception as exc:
+            self.failed.emit(_one_line(exc))
+            return
+        self._record_compare(outcome.results, ratio_rows(outcome.results))
+        self.compare_done.emit(outcome)
+
+    @Slot(object, object)
+    def ab_chat(self, configs: list[RunConfig], messages: list[dict[str, str]]) -> None:
+        """One prompt to two configs, one after the other (running both at once on the
+        same cores would slow both and make the figures meaningless)."""
+        from playground.core.pipeline import build_engine, preflight
+
+        self.stop_event.clear()
+        self.engine = None
+        try:
+            for config in configs:
+                preflight(config)
+            for side, config in enumerate(configs):
+                if self.stop_event.is_set():
+                    break
+                engine = build_engine(config, progress=self.progress.emit)
+                result = engine.chat(
+                    messages,
+                    on_token=lambda piece, side=side: self.ab_token.emit(side, piece),
+                    should_stop=self.stop_event.is_set,
+                )
+                del engine
+                self.ab_done.emit(side, TurnDone(result.reply, result.metrics, result.config,
+                                                 result.finish_reason, result.prefix_reused))
+        except Exception as exc:
+            self.failed.emit(_one_line(exc))
+
+    @Slot(object)
+    def distill(self, settings: Any) -> None:
+        """Build a student (minutes of CPU); cancel is the same stop event as for replies."""
+        from playground.core.distill import distill
+
+        self.stop_event.clear()
+        self.engine = None  # the teacher and student need the memory
+        try:
+            report = distill(settings, progress=self.distill_progress.emit,
+                             should_stop=self.stop_event.is_set)
+        except Exception as exc:
+            self.failed.emit(_one_line(exc))
+            return
+        self.distill_done.emit(report)
+
+    def _record_compare(self, results, rows) -> None:
+        try:
+            history = self._open_history()
+            for result, row in zip(results, rows, strict=True):
+                history.add("compare", row["config"],
+                            metrics={"summary": result.summary, "quality": result.quality})
+        except Exception as exc:
+            self.progress.emit(f"history not saved: {_one_line(exc)}")
+
+    def _open_history(self):
+        from playground.core.history import History
+
+        if self._history is None:
+            self._history = History()
+            if self._history.notice:
+                self.progress.emit(self._history.notice)
+        return self._history
+
     @Slot()
     def new_chat(self) -> None:
         if self.engine is not None:
@@ -109,13 +194,7 @@ class Worker(QObject):
 
     def _record(self, messages, result) -> None:
         try:
-            from playground.core.history import History
-
-            if self._history is None:
-                self._history = History()
-                if self._history.notice:
-                    self.progress.emit(self._history.notice)
-            self._history.add("chat", result.config.format(), metrics=result.metrics.to_dict(),
+            self._open_history().add("chat", result.config.format(), metrics=result.metrics.to_dict(),
                               prompt=messages[-1]["content"], reply=result.reply)
         except Exception as exc:  # history must never cost the user a reply
             self.progress.emit(f"history not saved: {_one_line(exc)}")

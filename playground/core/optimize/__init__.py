@@ -8,15 +8,16 @@ threads; compile last, on the finished engine.
 from playground.core.optimize.base import Build, Optimization, OptimizationError
 from playground.core.optimize.compile import Compile
 from playground.core.optimize.device import Device
+from playground.core.optimize.draft import SpeculativeDraft
 from playground.core.optimize.prune_magnitude import PruneMagnitude
 from playground.core.optimize.prune_structured import PruneStructured
 from playground.core.optimize.quant_bnb import QuantBnb
 from playground.core.optimize.quant_dtype import QuantDtype
 from playground.core.optimize.quant_dynamic import QuantDynamic
-from playground.core.optimize.variants import Variants
+from playground.core.optimize.variants import DistilledVariant
 
 PIPELINE: tuple[Optimization, ...] = (
-    Variants(),
+    DistilledVariant(),
     PruneStructured(),
     PruneMagnitude(),
     QuantDtype(),
@@ -24,6 +25,7 @@ PIPELINE: tuple[Optimization, ...] = (
     QuantBnb(),
     Device(),
     Compile(),
+    SpeculativeDraft(),
 )
 
 __all__ = ["PIPELINE", "Build", "Optimization", "OptimizationError"]

@@ -47,6 +47,10 @@ class Optimization:
     def load_kwargs(self, cfg: RunConfig, device: str) -> dict[str, Any]:
         return {}
 
+    def model_override(self, cfg: RunConfig) -> str | None:
+        """Load this ``model=`` value instead of the config's (the distilled variant)."""
+        return None
+
     def apply(self, ctx: Build) -> str | None:
         raise NotImplementedError
 

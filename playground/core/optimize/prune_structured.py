@@ -29,19 +29,22 @@ class PruneStructured(Optimization):
 
     def apply(self, ctx: Build) -> str | None:
         model = ctx.model
-        family = _family(model)
         keep = 1.0 - ctx.config.prune
-        stats = _calibrate(model, ctx.tokenizer, family)
-        if family == "llama":
-            heads = _prune_llama(model, keep, stats)
-        else:
-            heads = _prune_gpt2(model, keep, stats)
+        heads = shrink(model, ctx.tokenizer, mlp_keep=keep, head_keep=keep)
         ctx.info["structured"] = heads
         return (
             f"structured pruning: MLP {heads['mlp_before']}→{heads['mlp_after']} neurons, "
             f"heads {heads['heads_before']}→{heads['heads_after']} "
             f"(KV {heads['kv_before']}→{heads['kv_after']}) per layer"
         )
+
+
+def shrink(model: Any, tokenizer: Any, *, mlp_keep: float, head_keep: float) -> dict[str, int]:
+    """Keep the given shares of MLP neurons and attention heads, by measured importance."""
+    family = _family(model)
+    stats = _calibrate(model, tokenizer, family)
+    prune = _prune_llama if family == "llama" else _prune_gpt2
+    return prune(model, mlp_keep, head_keep, stats)
 
 
 def _family(model: Any) -> str:
@@ -145,12 +148,14 @@ def _slice_linear(linear: Any, index: Any, dim: int) -> None:
         linear.in_features = linear.weight.shape[1]
 
 
-def _prune_llama(model: Any, keep: float, stats: list[dict[str, Any]]) -> dict[str, int]:
+def _prune_llama(
+    model: Any, keep: float, head_keep: float, stats: list[dict[str, Any]]
+) -> dict[str, int]:
     config = model.config
     n_heads, n_kv = config.num_attention_heads, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
     per_group = n_heads // n_kv
-    kv_keep, q_keep = _head_plan(n_heads, n_kv, keep)
+    kv_keep, q_keep = _head_plan(n_heads, n_kv, head_keep)
     inter = config.intermediate_size
     inter_keep = _keep_count(inter, keep, MLP_MULTIPLE)
     for (block, _, _), entry in zip(_blocks(model, "llama"), stats, strict=True):
@@ -195,7 +200,9 @@ def _rows(heads: list[int], head_dim: int) -> Any:
     return torch.tensor([h * head_dim + i for h in heads for i in range(head_dim)])
 
 
-def _prune_gpt2(model: Any, keep: float, stats: list[dict[str, Any]]) -> dict[str, int]:
+def _prune_gpt2(
+    model: Any, keep: float, head_keep: float, stats: list[dict[str, Any]]
+) -> dict[str, int]:
     import torch
 
     config = model.config
@@ -204,7 +211,7 @@ def _prune_gpt2(model: Any, keep: float, stats: list[dict[str, Any]]) -> dict[st
     head_dim = hidden // n_heads
     inter = config.n_inner or 4 * hidden
     inter_keep = _keep_count(inter, keep, MLP_MULTIPLE)
-    heads_keep = _keep_count(n_heads, keep)
+    heads_keep = _keep_count(n_heads, head_keep)
     for (block, _, _), entry in zip(_blocks(model, "gpt2"), stats, strict=True):
         mlp, attn = block.mlp, block.attn
         # GPT-2's Conv1D stores weights as (in, out): the transpose of nn.Linear.

@@ -1,27 +1,32 @@
-"""variant=distilled and draft=distilled: need a student model registered for ``model``.
+"""variant=distilled: load the teacher's registered (or built) student instead of it.
 
-Until a student has been built or registered (the distillation feature), asking for
-one is a clear error that says what is missing, before anything is loaded.
+The student is found in the registry (playground/core/registry.py); when none is
+available locally the check fails before anything loads, saying which model is
+missing and how to get or build it.
 """
 
 from __future__ import annotations
 
+from playground.core import registry
 from playground.core.config import RunConfig
 from playground.core.optimize.base import Build, Optimization
 
 
-class Variants(Optimization):
-    name = "variants"
+class DistilledVariant(Optimization):
+    name = "distilled-variant"
 
     def wanted(self, cfg: RunConfig) -> bool:
-        return cfg.variant != "base" or cfg.draft != "none"
+        return cfg.variant == "distilled"
 
     def check(self, cfg: RunConfig, device: str) -> str | None:
-        key = "variant" if cfg.variant != "base" else "draft"
-        return (
-            f"{key}: no distilled student is registered for model={cfg.model}; "
-            "allowed now: variant=base, draft=none"
-        )
+        try:
+            registry.student_for(cfg.model)
+        except registry.StudentMissing as exc:
+            return str(exc)
+        return None
 
-    def apply(self, ctx: Build) -> str | None:  # check() always refuses for now
-        raise AssertionError("unreachable")
+    def model_override(self, cfg: RunConfig) -> str | None:
+        return registry.student_for(cfg.model)
+
+    def apply(self, ctx: Build) -> str | None:
+        return f"distilled student of {ctx.config.model}: {ctx.source.name}"

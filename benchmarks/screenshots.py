@@ -1,0 +1,81 @@
+"""Screenshots of the real app under Xvfb: mid-reply, and after three turns with three
+different optimizations (the README shows them).
+
+    Xvfb :99 -screen 0 1600x1000x24 &  DISPLAY=:99 .venv/bin/python benchmarks/screenshots.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from playground.core.config import RunConfig
+from playground.gui.main_window import MainWindow
+
+OUT = Path(__file__).resolve().parents[1] / "assets" / "screenshots"
+TURNS = [
+    ("quant=none,threads=2,max_new_tokens=96", "Explain in a few sentences why the sky is blue."),
+    ("quant=int8-dynamic,threads=2,max_new_tokens=96", "Give me three tips for a good night's sleep."),
+    ("prune=0.3,prune_method=structured,threads=2,max_new_tokens=96",
+     "Write a short poem about a cat watching the rain."),
+]
+MID_REPLY_TURN, MID_REPLY_TOKENS = 1, 40
+
+
+def main() -> int:
+    app = QApplication(sys.argv[:1])
+    window = MainWindow(RunConfig.parse(TURNS[0][0]), show_dialogs=False, persist=False)
+    window.move(0, 0)
+    window.resize(1600, 1000)
+    window.show()
+    OUT.mkdir(parents=True, exist_ok=True)
+    state = {"turn": 0, "mid": False}
+
+    def shot(name: str) -> None:
+        path = OUT / name
+        app.primaryScreen().grabWindow(0).save(str(path))
+        print("saved", path)
+
+    def on_ready() -> None:
+        window.chat.input.setPlainText(TURNS[state["turn"]][1])
+        window.chat.send.click()
+
+    def poll_mid_reply() -> None:
+        # A GUI-thread timer, not a slot on the worker's signal (that would run in the
+        # worker thread).
+        if (state["turn"] == MID_REPLY_TURN and not state["mid"] and window.chat.streaming
+                and len(window.charts.itl_ms) >= MID_REPLY_TOKENS):
+            state["mid"] = True
+            window.charts.redraw()
+            shot("mid-reply.png")
+
+    poller = QTimer()
+    poller.timeout.connect(poll_mid_reply)
+    poller.start(50)
+
+    def on_turn() -> None:
+        state["turn"] += 1
+        if state["turn"] < len(TURNS):
+            window.controls.set_config(RunConfig.parse(TURNS[state["turn"]][0]))
+            window.apply_controls()
+            return
+        QTimer.singleShot(400, finish)
+
+    def finish() -> None:
+        window.charts.redraw()
+        shot("three-turns.png")
+        window.close()
+        app.quit()
+
+    window.model_ready.connect(on_ready)
+    window.turn_shown.connect(on_turn)
+    window.error_shown.connect(lambda m: (print("error:", m), app.quit()))
+    window.start()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

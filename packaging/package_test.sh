@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Unpack the archive into a temporary folder and run it with an empty HOME and a bare
+# PATH (no venv, no caches): the self-test (PNG checked) and a one-repeat benchmark.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ARCHIVE=$(ls -t dist/LatencyPlayground-*-linux-x86_64.tar.gz | head -n 1)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+tar -xzf "$ARCHIVE" -C "$tmp"
+mkdir -p "$tmp/home"
+app="$tmp/LatencyPlayground/latency-playground"
+run() { env -i HOME="$tmp/home" PATH=/usr/bin:/bin QT_QPA_PLATFORM=offscreen "$app" "$@"; }
+
+now() { date +%s.%N; }
+start=$(now)
+run gui --self-test --screenshot "$tmp/shot.png" --config max_new_tokens=32
+first=$(now)
+run gui --self-test --screenshot "$tmp/shot2.png" --config max_new_tokens=32
+second=$(now)
+head -c 8 "$tmp/shot.png" | od -An -tx1 | grep -q "89 50 4e 47 0d 0a 1a 0a" \
+  || { echo "package-test: screenshot is not a PNG" >&2; exit 1; }
+[ "$(stat -c %s "$tmp/shot.png")" -gt 20000 ] || { echo "package-test: PNG too small" >&2; exit 1; }
+run bench --repeats 1 --warmup 0 --config max_new_tokens=16 --json "$tmp/bench.json"
+grep -q '"schema": 1' "$tmp/bench.json"
+mkdir -p build
+cp "$tmp/shot.png" build/packaged-self-test.png
+awk -v a="$start" -v b="$first" -v c="$second" 'BEGIN { printf "package-test: passed (self-test: first start %.1f s with conversion, later start %.1f s)\n", b - a, c - b }'

@@ -1,0 +1,130 @@
+"""Run several configs over the same prompts, one model in memory at a time.
+
+The first config is the baseline. For each config: build, benchmark (warmup +
+repeats), score the evaluation text for quality against the baseline, then release
+the model before the next one loads, so peak memory is the largest config's, not
+the sum. Cancel is checked between prompts and tokens; configs that finished are
+kept.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from playground.core import quality
+from playground.core.bench import ConfigResult, run_bench
+from playground.core.config import RunConfig
+from playground.core.pipeline import build_engine, preflight
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class CompareResult:
+    results: list[ConfigResult] = field(default_factory=list)
+    cancelled: bool = False
+
+
+def run_compare(
+    configs: list[RunConfig],
+    conversations: list[list[dict[str, str]]],
+    *,
+    warmup: int = 1,
+    repeats: int = 3,
+    with_quality: bool = True,
+    progress: Progress = lambda done, total, label: None,
+    status: Callable[[str], None] = lambda message: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_result: Callable[[ConfigResult], None] = lambda result: None,
+    build: Callable[..., Any] = build_engine,
+) -> CompareResult:
+    if len(configs) < 2:
+        raise ValueError("compare: give at least two configs (the first is the baseline)")
+    for config in configs:  # fail fast on a typo in the 4th config, before minutes of work
+        preflight(config)
+    per_config = (warmup + repeats) * len(conversations)
+    total = per_config * len(configs)
+    out = CompareResult()
+    reference: quality.Reference | None = None
+    baseline_replies: list[str] = []
+    for index, config in enumerate(configs):
+        if should_stop():
+            out.cancelled = True
+            break
+        label = config.format(only_changed=True) or "defaults"
+        status(f"[{index + 1}/{len(configs)}] loading {label}")
+        engine = build(config, progress=status)
+        offset = index * per_config
+
+        def step(done: int, _total: int, what: str, offset: int = offset, label: str = label):
+            progress(offset + done, total, f"{label}: {what}")
+
+        try:
+            result = run_bench(engine, conversations, warmup=warmup, repeats=repeats,
+                               progress=step, should_stop=should_stop)
+        except RuntimeError:
+            if should_stop():
+                out.cancelled = True
+                break
+            raise
+        if should_stop():  # stopped inside the last prompts: this config is incomplete
+            out.cancelled = True
+            break
+        replies = [run["reply"] for run in result.runs[: len(conversations)]]
+        if with_quality:
+            status(f"[{index + 1}/{len(configs)}] scoring quality of {label}")
+            if reference is None:
+                reference = quality.reference(engine.model, engine.tokenizer)
+                baseline_replies = replies
+            result.quality = quality.compare_to(reference, engine.model, engine.tokenizer)
+            result.quality["greedy_match"] = quality.greedy_match(baseline_replies, replies)
+        result.info["baseline"] = index == 0
+        out.results.append(result)
+        on_result(result)
+        del engine, result
+        _release()
+    return out
+
+
+def _release() -> None:
+    """Drop the model before the next one loads (peak = largest config, not the sum)."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def ratio_rows(results: list[ConfigResult]) -> list[dict[str, Any]]:
+    """Each config's headline metrics and their ratio to the baseline (×1.00 for it)."""
+    if not results:
+        return []
+    base = results[0].summary
+
+    def ratio(value: float | None, reference: float | None) -> float | None:
+        return value / reference if value is not None and reference else None
+
+    rows = []
+    for r in results:
+        s, q = r.summary, r.quality or {}
+        rows.append({
+            "config": RunConfig.from_dict(r.config).format(only_changed=True) or "defaults",
+            "ttft_ms": s["ttft_ms"]["mean"],
+            "ttft_x": ratio(s["ttft_ms"]["mean"], base["ttft_ms"]["mean"]),
+            "decode_tok_s": s["decode_tok_s"]["mean"],
+            "decode_x": ratio(s["decode_tok_s"]["mean"], base["decode_tok_s"]["mean"]),
+            "weights_mb": s["weights_mb"],
+            "weights_x": ratio(s["weights_mb"], base["weights_mb"]),
+            "peak_rss_mb": s["peak_rss_mb"],
+            "kl_mean": q.get("kl_mean"),
+            "top1_agreement": q.get("top1_agreement"),
+            "ppl": q.get("ppl"),
+            "greedy_match": q.get("greedy_match"),
+        })
+    return rows

@@ -1,0 +1,368 @@
+"""Knowledge distillation: build a smaller student from a teacher on the user's machine.
+
+1. The student starts as the teacher with layers dropped, keeping the layers whose
+   removal hurts most (measured: KL to the teacher on the evaluation text when that
+   one layer is skipped), and optionally narrower MLPs (structured pruning).
+2. The corpus is the teacher's own greedy replies to a shipped, varied prompt set
+   (plus ``--corpus`` text if given), packed into fixed-length sequences.
+3. Training matches the teacher: KL on temperature-softened logits × T² plus a little
+   cross-entropy, AdamW with a cosine schedule, bf16 autocast, tied embeddings frozen.
+   Checkpoints make it resumable.
+4. The student is saved as a Hugging Face folder and registered as the teacher's
+   distilled variant; its size, speed and KL before/after training are reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playground.core import memory, paths, quality, registry
+from playground.core.bench import read_lines
+from playground.core.models import load
+
+Progress = Callable[[dict[str, Any]], None]
+CHECKPOINT = "checkpoint.pt"
+CORPUS = "corpus.pt"
+
+
+@dataclass
+class DistillSettings:
+    teacher: str = "default"
+    layers: int | None = None  # None: half of the teacher's layers
+    width: float = 1.0  # share of MLP neurons kept
+    steps: int | None = None  # None: as many as fit in ``minutes``
+    minutes: float = 12.0
+    seq_len: int = 256
+    batch: int = 4
+    corpus: str | None = None
+    out: str | None = None
+    resume: bool = False
+    lr: float = 3e-4
+    lr_min: float = 3e-5
+    temperature: float = 2.0
+    ce_weight: float = 0.1
+    prompts: str | None = None  # default: assets/prompts/distill.txt
+    reply_tokens: int = 160
+    gen_batch: int = 16
+    checkpoint_every: int = 20
+    seed: int = 0
+
+
+@dataclass
+class DistillReport:
+    out: str
+    teacher: str
+    kept_layers: list[int]
+    layer_kl: list[float]
+    params: int
+    teacher_params: int
+    weights_mb: float
+    teacher_weights_mb: float
+    corpus_tokens: int
+    steps: int
+    train_s: float
+    loss_first: float | None
+    loss_last: float | None
+    kl_before: float
+    kl_after: float
+    top1_before: float
+    top1_after: float
+    cancelled: bool = False  # stopped early: checkpoint kept, nothing saved or registered
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- structure ----------------------------------------------------------------------
+def decoder_layers(model: Any) -> Any:
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "layers"):
+        return inner.layers
+    if hasattr(model, "transformer") and hasattr(model.transformer, "h"):
+        return model.transformer.h
+    arch = (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
+    raise ValueError(f"distill: layer dropping is not supported for {arch}; supported: "
+                     "the Llama family and GPT-2")
+
+
+def keep_layers(model: Any, keep: list[int]) -> Any:
+    """Keep only the decoder layers ``keep`` (in order), renumbered; a valid smaller model."""
+    import torch
+
+    layers = decoder_layers(model)
+    kept = torch.nn.ModuleList([layers[i] for i in keep])
+    for new_index, layer in enumerate(kept):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index  # the KV cache is indexed by it
+    if hasattr(model, "model") and hasattr(model.model, "layers"):
+        model.model.layers = kept
+    else:
+        model.transformer.h = kept
+    config = model.config
+    types = getattr(config, "layer_types", None)
+    if isinstance(types, list) and len(types) == len(layers):
+        config.layer_types = [types[i] for i in keep]
+    if hasattr(config, "num_hidden_layers"):
+        config.num_hidden_layers = len(keep)
+    if hasattr(config, "n_layer"):
+        config.n_layer = len(keep)
+    return model
+
+
+def layer_importance(model: Any, windows: Any, reference: Any) -> list[float]:
+    """KL to the full model when each single layer is skipped (higher: more important)."""
+
+    layers = decoder_layers(model)
+    scores = []
+    for i in range(len(layers)):
+        original = layers[i].forward
+
+        def skip(hidden_states, *args, **kwargs):
+            return hidden_states  # the residual stream passes through untouched
+
+        layers[i].forward = skip
+        try:
+            cand = quality.score(model, windows)
+        finally:
+            layers[i].forward = original
+        scores.append(float(quality.kl_divergence(reference, cand).mean()))
+        del cand
+    return scores
+
+
+def pick_layers(importance: list[float], count: int) -> list[int]:
+    order = sorted(range(len(importance)), key=lambda i: importance[i], reverse=True)
+    return sorted(order[:count])
+
+
+# -- corpus -------------------------------------------------------------------------
+def teacher_corpus(teacher: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int,
+                   batch: int, progress: Progress) -> list[list[int]]:
+    """The teacher's greedy replies, as full chat-templated token sequences."""
+    import torch
+
+    sequences: list[list[int]] = []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # batched generation continues from the right edge
+    try:
+        for start in range(0, len(prompts), batch):
+            texts = [
+                tokenizer.apply_chat_template([{"role": "user", "content": p}],
+                                              add_generation_prompt=True, tokenize=False)
+                for p in prompts[start : start + batch]
+            ]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.inference_mode():
+                out = teacher.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=tokenizer.pad_token_id)
+            for row, mask in zip(out, enc["attention_mask"], strict=True):
+                ids = row[int((mask == 0).sum()) :].tolist()  # drop left padding
+                while ids and ids[-1] == tokenizer.pad_token_id:
+                    ids.pop()
+                sequences.append(ids)
+            progress({"stage": "corpus", "done": min(start + batch, len(prompts)),
+                      "total": len(prompts)})
+    finally:
+        tokenizer.padding_side = side
+    return sequences
+
+
+def pack(sequences: list[list[int]], seq_len: int) -> Any:
+    """Concatenate sequences and cut into [n, seq_len] training rows."""
+    import torch
+
+    stream = [t for seq in sequences for t in seq]
+    n = len(stream) // seq_len
+    if n == 0:
+        raise ValueError(f"distill: the corpus has {len(stream)} tokens, fewer than one "
+                         f"sequence of {seq_len}; add prompts or --corpus text")
+    return torch.tensor(stream[: n * seq_len]).reshape(n, seq_len)
+
+
+# -- training -----------------------------------------------------------------------
+def kd_loss(student_logits: Any, teacher_logits: Any, targets: Any, temperature: float,
+            ce_weight: float) -> Any:
+    """KL(teacher_T ‖ student_T) · T² + ce_weight · CE(student, next tokens)."""
+    import torch.nn.functional as F
+
+    t = temperature
+    s_log = F.log_softmax(student_logits.float() / t, dim=-1)
+    t_log = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    kd = (t_log.exp() * (t_log - s_log)).sum(-1).mean() * t * t
+    ce = F.cross_entropy(student_logits.float().reshape(-1, student_logits.shape[-1]),
+                         targets.reshape(-1))
+    return kd + ce_weight * ce
+
+
+def lr_at(step: int, total: int, lr: float, lr_min: float) -> float:
+    """Cosine from lr to lr_min over ``total`` steps."""
+    if total <= 1:
+        return lr
+    progress = min(1.0, step / (total - 1))
+    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * progress))
+
+
+def default_out(settings: DistillSettings, layers: int) -> Path:
+    name = Path(settings.teacher).name if settings.teacher != "default" else "default"
+    width = f"-w{int(settings.width * 100)}" if settings.width < 1.0 else ""
+    return paths.data_dir() / "students" / f"{name}-{layers}L{width}"
+
+
+def distill(settings: DistillSettings, progress: Progress = lambda event: None,
+            should_stop: Callable[[], bool] = lambda: False) -> DistillReport:
+    import torch
+
+    torch.manual_seed(settings.seed)
+    started = time.perf_counter()
+    progress({"stage": "load", "message": f"loading teacher {settings.teacher}"})
+    loaded = load(settings.teacher)
+    teacher, tokenizer = loaded.model, loaded.tokenizer
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    n_layers = len(decoder_layers(teacher))
+    count = settings.layers or max(1, n_layers // 2)
+    if not 1 <= count <= n_layers:
+        raise ValueError(f"distill: --layers {count} is out of range; allowed: 1 to {n_layers}")
+    if not 0.1 <= settings.width <= 1.0:
+        raise ValueError(f"distill: --width {settings.width}; allowed: 0.1 to 1.0")
+    out = Path(settings.out) if settings.out else default_out(settings, count)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / CHECKPOINT
+    resume = settings.resume and state_path.exists()
+
+    windows = quality.eval_windows(tokenizer)
+    ref = quality.Reference(quality.score(teacher, windows), windows[:, 1:])
+
+    # Student structure: measured layer importance, then optional narrower MLPs.
+    probe = windows[: min(2, windows.shape[0])]
+    if resume:
+        meta = json.loads((out / "distill_meta.json").read_text())
+        kept, importance = meta["kept_layers"], meta["layer_kl"]
+    else:
+        progress({"stage": "importance", "message": f"measuring {n_layers} layers"})
+        importance = layer_importance(teacher, probe, ref.logprobs[: probe.shape[0]])
+        kept = pick_layers(importance, count)
+        (out / "distill_meta.json").write_text(json.dumps(
+            {"teacher": settings.teacher, "kept_layers": kept, "layer_kl": importance,
+             "settings": asdict(settings)}, indent=1))
+    student = keep_layers(copy.deepcopy(teacher), kept)
+    notes = []
+    if settings.width < 1.0:
+        from playground.core.optimize.prune_structured import shrink
+
+        shrink(student, tokenizer, mlp_keep=settings.width, head_keep=1.0)
+        notes.append(f"MLP width kept: {settings.width:.0%}")
+    before = quality.compare_to(ref, student, tokenizer)
+
+    # Corpus: the teacher's greedy replies (cached in the output folder for --resume).
+    corpus_path = out / CORPUS
+    if resume and corpus_path.exists():
+        sequences = torch.load(corpus_path, weights_only=True)
+    else:
+        prompts = read_lines(Path(settings.prompts) if settings.prompts
+                             else paths.assets_dir() / "prompts" / "distill.txt")
+        progress({"stage": "corpus", "done": 0, "total": len(prompts)})
+        sequences = teacher_corpus(teacher, tokenizer, prompts,
+                                   max_new_tokens=settings.reply_tokens,
+                                   batch=settings.gen_batch, progress=progress)
+        if settings.corpus:
+            text = Path(settings.corpus).read_text(encoding="utf-8")
+            sequences.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+        torch.save(sequences, corpus_path)
+    data = pack(sequences, settings.seq_len)
+
+    # Training.
+    for name, p in student.named_parameters():
+        p.requires_grad_("embed" not in name and "wte" not in name and "wpe" not in name)
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    step, losses, train_s = 0, [], 0.0
+    if resume:
+        state = torch.load(state_path, weights_only=False)
+        student.load_state_dict(state["student"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, losses, train_s = state["step"], state["losses"], state["train_s"]
+        torch.set_rng_state(state["rng"])
+    budget_s = settings.minutes * 60.0
+    total = settings.steps
+    student.train()
+    generator = torch.Generator().manual_seed(settings.seed + step)
+    cancelled = False
+    while True:
+        if total is not None and step >= total:
+            break
+        if total is None and train_s >= budget_s:
+            break
+        if should_stop():
+            cancelled = True
+            break
+        tick = time.perf_counter()
+        idx = torch.randint(0, data.shape[0], (settings.batch,), generator=generator)
+        batch = data[idx]
+        # Schedule length: the step budget, or an estimate from the time budget.
+        horizon = total or max(step + 1, int(budget_s / max(train_s / max(step, 1), 1e-3)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, horizon, settings.lr, settings.lr_min)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.no_grad():
+                t_logits = teacher(input_ids=batch, use_cache=False).logits[:, :-1]
+            s_logits = student(input_ids=batch, use_cache=False).logits[:, :-1]
+        loss = kd_loss(s_logits, t_logits, batch[:, 1:], settings.temperature,
+                       settings.ce_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        train_s += time.perf_counter() - tick
+        remaining = ((total - step) * train_s / step) if total else max(0.0, budget_s - train_s)
+        progress({"stage": "train", "step": step, "total": total or horizon,
+                  "loss": losses[-1], "eta_s": remaining})
+        if step % settings.checkpoint_every == 0:
+            _checkpoint(state_path, student, optimizer, step, losses, train_s)
+    _checkpoint(state_path, student, optimizer, step, losses, train_s)
+    student.eval()
+    for p in student.parameters():
+        p.requires_grad_(False)
+    after = quality.compare_to(ref, student, tokenizer)
+    if not cancelled:
+        progress({"stage": "save", "message": f"saving student to {out}"})
+        student.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        registry.register(settings.teacher, out)
+    report = DistillReport(
+        out=str(out), teacher=settings.teacher, kept_layers=kept, layer_kl=importance,
+        params=sum(p.numel() for p in student.parameters()),
+        teacher_params=sum(p.numel() for p in teacher.parameters()),
+        weights_mb=memory.weights_mb(student), teacher_weights_mb=memory.weights_mb(teacher),
+        corpus_tokens=int(data.numel()), steps=step, train_s=train_s,
+        loss_first=losses[0] if losses else None, loss_last=losses[-1] if losses else None,
+        kl_before=before["kl_mean"], kl_after=after["kl_mean"],
+        top1_before=before["top1_agreement"], top1_after=after["top1_agreement"],
+        cancelled=cancelled, notes=notes,
+    )
+    (out / "distill_report.json").write_text(json.dumps(report.to_dict(), indent=1))
+    progress({"stage": "done", "message": f"done in {time.perf_counter() - started:.0f} s"})
+    return report
+
+
+def _checkpoint(path: Path, student: Any, optimizer: Any, step: int, losses: list[float],
+                train_s: float) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save({"student": student.state_dict(), "optimizer": optimizer.state_dict(),
+                "step": step, "losses": losses, "train_s": train_s,
+                "rng": torch.get_rng_state()}, tmp)
+    tmp.replace(path)  # atomic: an interruption never leaves half a checkpoint

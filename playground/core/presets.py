@@ -1,0 +1,29 @@
+"""Shipped presets: named partial configs applied on top of the user's base config."""
+
+from __future__ import annotations
+
+from playground.core.config import RunConfig
+
+PRESETS: dict[str, str] = {
+    "Baseline": "",
+    "CPU latency": "quant=int8-dynamic,prefix_cache=on",
+    "Smallest memory": "quant=bnb-4bit-nf4",
+    "Pruned 30%": "prune=0.3,prune_method=structured",
+}
+# Presets that need something the user may not have yet, with what is missing.
+UNAVAILABLE: dict[str, str] = {
+    "Distilled": "needs a distilled student for the model (not built yet)",
+}
+
+
+def preset(name: str, base: RunConfig | None = None) -> RunConfig:
+    """The preset applied to ``base``'s model, device, threads and sampling."""
+    if name not in PRESETS:
+        raise ValueError(f"preset: '{name}' is unknown; presets: {', '.join(PRESETS)}")
+    base = base or RunConfig()
+    neutral = RunConfig(
+        model=base.model, device=base.device, threads=base.threads,
+        max_new_tokens=base.max_new_tokens, temperature=base.temperature, top_p=base.top_p,
+        seed=base.seed,
+    )
+    return RunConfig.parse(PRESETS[name], base=neutral)

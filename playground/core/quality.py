@@ -1,0 +1,103 @@
+"""Quality cost of an optimization, measured on token logits against a baseline.
+
+On the shipped evaluation text (assets/eval/eval.txt): mean KL(baseline ‖ candidate)
+of the next-token distributions, top-1 agreement, and each model's perplexity. The
+text is scored in fixed windows in batches (teacher forcing), never by generating.
+Pure functions work on tensors so they can be tested on hand-made logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from playground.core import paths
+
+WINDOW = 256
+BATCH = 4
+MAX_TOKENS = 1536  # keeps the stored baseline distributions to ~300 MB for a 49k vocab
+
+
+@dataclass
+class Reference:
+    """The baseline's log-probabilities over the evaluation windows."""
+
+    logprobs: Any  # float32 [windows, WINDOW-1, vocab]
+    targets: Any  # long [windows, WINDOW-1]
+
+
+def kl_divergence(base_logits: Any, cand_logits: Any) -> Any:
+    """KL(P_base ‖ P_cand) per position, in nats, from logits or log-probs (last dim)."""
+    import torch
+
+    p_log = torch.log_softmax(base_logits.float(), dim=-1)
+    q_log = torch.log_softmax(cand_logits.float(), dim=-1)
+    return (p_log.exp() * (p_log - q_log)).sum(-1).clamp_min(0.0)
+
+
+def top1_agreement(base_logits: Any, cand_logits: Any) -> float:
+    return float((base_logits.argmax(-1) == cand_logits.argmax(-1)).float().mean())
+
+
+def perplexity(logits: Any, targets: Any) -> float:
+    import torch
+
+    nll = torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    )
+    return float(torch.exp(nll))
+
+
+def eval_windows(tokenizer: Any, max_tokens: int = MAX_TOKENS, window: int = WINDOW) -> Any:
+    """The evaluation text as [n, window] token windows (the remainder is dropped)."""
+    import torch
+
+    text = (paths.assets_dir() / "eval" / "eval.txt").read_text(encoding="utf-8")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
+    n = len(ids) // window
+    if n == 0:
+        raise ValueError(f"evaluation text is shorter than one window of {window} tokens")
+    return torch.tensor(ids[: n * window]).reshape(n, window)
+
+
+def score(model: Any, windows: Any, batch: int = BATCH) -> Any:
+    """Log-probabilities of every next token, [n, window-1, vocab], float32 on CPU."""
+    import torch
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    out = []
+    with torch.inference_mode():
+        for start in range(0, windows.shape[0], batch):
+            chunk = windows[start : start + batch].to(device)
+            logits = model(input_ids=chunk, use_cache=False).logits[:, :-1]
+            out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+def reference(model: Any, tokenizer: Any) -> Reference:
+    windows = eval_windows(tokenizer)
+    return Reference(score(model, windows), windows[:, 1:])
+
+
+def compare_to(ref: Reference, model: Any, tokenizer: Any) -> dict[str, float]:
+    """KL, top-1 agreement and perplexities of ``model`` against the reference."""
+    cand = score(model, eval_windows(tokenizer))
+    if cand.shape != ref.logprobs.shape:
+        raise ValueError(
+            "quality: the candidate's vocabulary or tokenizer differs from the baseline's; "
+            "KL needs the same tokenizer"
+        )
+    return {
+        "kl_mean": float(kl_divergence(ref.logprobs, cand).mean()),
+        "top1_agreement": top1_agreement(ref.logprobs, cand),
+        "ppl": perplexity(cand, ref.targets),
+        "ppl_baseline": perplexity(ref.logprobs, ref.targets),
+    }
+
+
+def greedy_match(baseline_replies: list[str], replies: list[str]) -> float | None:
+    """Share of prompts whose greedy reply is identical to the baseline's."""
+    pairs = list(zip(baseline_replies, replies, strict=False))
+    if not pairs:
+        return None
+    return sum(a == b for a, b in pairs) / len(pairs)

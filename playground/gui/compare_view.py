@@ -1,0 +1,324 @@
+"""The Compare tab: 2–6 configs on the same prompts, a ratio table, bar charts, A/B chat.
+
+The view only collects configs and shows results; the main window hands the work to
+the worker and routes its signals here.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from playground.core.config import ConfigError, RunConfig
+from playground.core.presets import PRESETS, UNAVAILABLE, preset
+from playground.gui.compare_charts import CompareCharts
+
+MIN_CONFIGS, MAX_CONFIGS = 2, 6
+COLUMNS = (
+    ("config", "config"), ("ttft_ms", "TTFT ms"), ("ttft_x", "× base"),
+    ("decode_tok_s", "decode tok/s"), ("decode_x", "× base"), ("weights_mb", "weights MB"),
+    ("weights_x", "× base"), ("peak_rss_mb", "peak RSS MB"), ("kl_mean", "KL nats"),
+    ("top1_agreement", "top-1"), ("ppl", "ppl"), ("greedy_match", "greedy ="),
+)
+
+
+class CompareView(QWidget):
+    run_requested = Signal(object)  # list[RunConfig]
+    cancel_requested = Signal()
+    ab_requested = Signal(object, str)  # [RunConfig, RunConfig], prompt
+    error = Signal(str)
+
+    def __init__(self, current_config, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.current_config = current_config  # callable -> RunConfig (the Playground controls)
+        self.rows: list[dict[str, Any]] = []
+        self.results: list[Any] = []
+        outer = QHBoxLayout(self)
+
+        left = QVBoxLayout()
+        picker = QGroupBox(f"Configs ({MIN_CONFIGS}–{MAX_CONFIGS}; the first is the baseline)")
+        pick = QVBoxLayout(picker)
+        self.configs = QListWidget()
+        pick.addWidget(self.configs)
+        row = QHBoxLayout()
+        self.add_current = QPushButton("Add current controls")
+        self.remove = QPushButton("Remove")
+        row.addWidget(self.add_current)
+        row.addWidget(self.remove)
+        pick.addLayout(row)
+        row = QHBoxLayout()
+        self.preset = QComboBox()
+        self.preset.addItems(list(PRESETS))
+        for name, why in UNAVAILABLE.items():
+            self.preset.addItem(name)
+            item = self.preset.model().item(self.preset.count() - 1)
+            item.setEnabled(False)
+            item.setToolTip(why)
+        self.add_preset = QPushButton("Add preset")
+        row.addWidget(self.preset, 1)
+        row.addWidget(self.add_preset)
+        pick.addLayout(row)
+        row = QHBoxLayout()
+        self.spec = QLineEdit()
+        self.spec.setPlaceholderText("spec, e.g. quant=bf16,threads=2")
+        self.add_spec = QPushButton("Add spec")
+        row.addWidget(self.spec, 1)
+        row.addWidget(self.add_spec)
+        pick.addLayout(row)
+        row = QHBoxLayout()
+        self.repeats = QSpinBox()
+        self.repeats.setRange(1, 20)
+        self.repeats.setValue(2)
+        self.warmup = QSpinBox()
+        self.warmup.setRange(0, 5)
+        self.warmup.setValue(1)
+        row.addWidget(QLabel("Warmup"))
+        row.addWidget(self.warmup)
+        row.addWidget(QLabel("Repeats"))
+        row.addWidget(self.repeats)
+        pick.addLayout(row)
+        row = QHBoxLayout()
+        self.run = QPushButton("Run comparison")
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        row.addWidget(self.run)
+        row.addWidget(self.cancel)
+        pick.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m")
+        pick.addWidget(self.progress)
+        self.progress_label = QLabel("")
+        self.progress_label.setWordWrap(True)
+        pick.addWidget(self.progress_label)
+        row = QHBoxLayout()
+        self.export_csv = QPushButton("Export CSV…")
+        self.export_json = QPushButton("Export JSON…")
+        self.export_png = QPushButton("Export PNG…")
+        for b in (self.export_csv, self.export_json, self.export_png):
+            row.addWidget(b)
+        pick.addLayout(row)
+        left.addWidget(picker)
+
+        ab = QGroupBox("A/B chat: one prompt, two configs, replies side by side")
+        ab_layout = QVBoxLayout(ab)
+        row = QHBoxLayout()
+        self.ab_a, self.ab_b = QComboBox(), QComboBox()
+        row.addWidget(QLabel("A"))
+        row.addWidget(self.ab_a, 1)
+        row.addWidget(QLabel("B"))
+        row.addWidget(self.ab_b, 1)
+        ab_layout.addLayout(row)
+        row = QHBoxLayout()
+        self.ab_prompt = QLineEdit()
+        self.ab_prompt.setPlaceholderText("Prompt for A and B")
+        self.ab_send = QPushButton("Send to A and B")
+        row.addWidget(self.ab_prompt, 1)
+        row.addWidget(self.ab_send)
+        ab_layout.addLayout(row)
+        replies = QHBoxLayout()
+        self.ab_views = (QTextBrowser(), QTextBrowser())
+        for view in self.ab_views:
+            replies.addWidget(view)
+        ab_layout.addLayout(replies, 1)
+        left.addWidget(ab, 1)
+
+        right = QSplitter()
+        right.setOrientation(right.orientation().Vertical)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels([title for _, title in COLUMNS])
+        self.charts = CompareCharts()
+        right.addWidget(self.table)
+        right.addWidget(self.charts)
+        right.setSizes([250, 550])
+        left_widget = QWidget()
+        left_widget.setLayout(left)
+        left_widget.setMaximumWidth(560)
+        outer.addWidget(left_widget)
+        outer.addWidget(right, 1)
+
+        self.add_current.clicked.connect(self._add_current)
+        self.add_preset.clicked.connect(self._add_preset)
+        self.add_spec.clicked.connect(self._add_spec)
+        self.remove.clicked.connect(self._remove)
+        self.run.clicked.connect(self._run)
+        self.cancel.clicked.connect(self.cancel_requested)
+        self.ab_send.clicked.connect(self._ab)
+        self.export_csv.clicked.connect(lambda: self._export("csv"))
+        self.export_json.clicked.connect(lambda: self._export("json"))
+        self.export_png.clicked.connect(lambda: self._export("png"))
+        self._ab_text = ["", ""]
+
+    # -- the config list ------------------------------------------------------------
+    def specs(self) -> list[RunConfig]:
+        return [RunConfig.parse(self.configs.item(i).text()) for i in range(self.configs.count())]
+
+    def add_config(self, config: RunConfig) -> bool:
+        if self.configs.count() >= MAX_CONFIGS:
+            self.error.emit(f"compare: at most {MAX_CONFIGS} configs")
+            return False
+        self.configs.addItem(config.format(only_changed=True) or "model=default")
+        self._refresh_ab()
+        return True
+
+    def _add_current(self) -> None:
+        try:
+            self.add_config(self.current_config())
+        except ConfigError as exc:
+            self.error.emit(str(exc))
+
+    def _add_preset(self) -> None:
+        try:
+            self.add_config(preset(self.preset.currentText(), self.current_config()))
+        except (ConfigError, ValueError) as exc:
+            self.error.emit(str(exc))
+
+    def _add_spec(self) -> None:
+        try:
+            config = RunConfig.parse(self.spec.text(), base=self.current_config())
+        except ConfigError as exc:
+            self.error.emit(str(exc))
+            return
+        if self.add_config(config):
+            self.spec.clear()
+
+    def _remove(self) -> None:
+        for item in self.configs.selectedItems():
+            self.configs.takeItem(self.configs.row(item))
+        self._refresh_ab()
+
+    def _refresh_ab(self) -> None:
+        items = [self.configs.item(i).text() for i in range(self.configs.count())]
+        for combo, default in ((self.ab_a, 0), (self.ab_b, 1)):
+            keep = combo.currentText()
+            combo.clear()
+            combo.addItems(items)
+            if keep in items:
+                combo.setCurrentText(keep)
+            elif len(items) > default:
+                combo.setCurrentIndex(default)
+        if len(items) >= 2 and self.ab_a.currentIndex() == self.ab_b.currentIndex():
+            self.ab_b.setCurrentIndex(1 if self.ab_a.currentIndex() != 1 else 0)
+
+    # -- running --------------------------------------------------------------------
+    def _run(self) -> None:
+        if not MIN_CONFIGS <= self.configs.count() <= MAX_CONFIGS:
+            self.error.emit(f"compare: pick {MIN_CONFIGS} to {MAX_CONFIGS} configs "
+                            f"(now {self.configs.count()})")
+            return
+        self.rows, self.results = [], []
+        self._show_rows()
+        self.run_requested.emit(self.specs())
+
+    def _ab(self) -> None:
+        text = self.ab_prompt.text().strip()
+        if not text or self.configs.count() < 1:
+            self.error.emit("A/B chat: add configs and type a prompt first")
+            return
+        configs = [RunConfig.parse(c.currentText()) for c in (self.ab_a, self.ab_b)]
+        self._ab_text = ["", ""]
+        for view, config in zip(self.ab_views, configs, strict=True):
+            view.setHtml(f"<p><b>{html.escape(config.format(only_changed=True))}</b></p>")
+        self.ab_requested.emit(configs, text)
+
+    def set_running(self, running: bool) -> None:
+        for w in (self.run, self.ab_send, self.add_current, self.add_preset, self.add_spec,
+                  self.remove):
+            w.setEnabled(not running)
+        self.cancel.setEnabled(running)
+
+    def on_progress(self, done: int, total: int, label: str) -> None:
+        self.progress.setMaximum(total)
+        self.progress.setValue(done)
+        self.progress_label.setText(label)
+
+    def on_result(self, result: Any) -> None:
+        from playground.core.compare import ratio_rows
+
+        self.results.append(result)
+        self.rows = ratio_rows(self.results)
+        self._show_rows()
+
+    def on_done(self, outcome: Any) -> None:
+        self.progress_label.setText(
+            f"Cancelled: {len(outcome.results)} configs finished" if outcome.cancelled
+            else f"Done: {len(outcome.results)} configs"
+        )
+
+    def on_ab_token(self, side: int, piece: str) -> None:
+        self._ab_text[side] += piece
+        view = self.ab_views[side]
+        cursor = view.textCursor()
+        cursor.movePosition(cursor.MoveOperation.End)
+        cursor.insertText(piece)
+
+    def on_ab_done(self, side: int, line: str) -> None:
+        self.ab_views[side].append(f"<span style='color:#666; font-size:small'>"
+                                   f"{html.escape(line)}</span>")
+
+    def _show_rows(self) -> None:
+        self.table.setRowCount(len(self.rows))
+        for r, row in enumerate(self.rows):
+            for c, (key, _) in enumerate(COLUMNS):
+                self.table.setItem(r, c, QTableWidgetItem(_cell(key, row.get(key), r)))
+        self.table.resizeColumnsToContents()
+        self.charts.set_rows(self.rows)
+
+    # -- export ---------------------------------------------------------------------
+    def export(self, path: str) -> None:
+        from playground.core import bench
+
+        if path.endswith(".png"):
+            if not self.charts.grab().save(path):
+                raise OSError(f"could not write {path}")
+        elif path.endswith(".json"):
+            Path(path).write_text(json.dumps(bench.result_file(self.results), indent=1))
+        else:
+            bench.write_csv(self.results, Path(path))
+
+    def _export(self, kind: str) -> None:
+        if not self.results:
+            self.error.emit("compare: nothing to export yet; run a comparison first")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", f"compare.{kind}",
+                                              f"{kind.upper()} (*.{kind})")
+        if path:
+            try:
+                self.export(path)
+            except OSError as exc:
+                self.error.emit(str(exc))
+
+
+def _cell(key: str, value: Any, row: int) -> str:
+    if key == "config":
+        return f"{chr(65 + row)}: {value}"
+    if value is None:
+        return "–"
+    if key.endswith("_x"):
+        return f"×{value:.2f}"
+    if key in ("top1_agreement", "greedy_match"):
+        return f"{100 * value:.0f}%"
+    if key == "kl_mean":
+        return "0" if value == 0 else f"{value:.3g}"
+    return f"{value:.1f}"

@@ -1,0 +1,85 @@
+import csv
+import gc
+import json
+import weakref
+
+import pytest
+
+from playground.cli import main
+from playground.core.compare import ratio_rows, run_compare
+from playground.core.config import RunConfig
+from playground.core.pipeline import build_engine
+
+PROMPTS = [[{"role": "user", "content": "Hello there."}],
+           [{"role": "user", "content": "What is the capital of France?"}]]
+
+
+def configs(tiny_dir, *specs):
+    base = RunConfig(model=str(tiny_dir), max_new_tokens=5)
+    return [RunConfig.parse(spec, base=base) for spec in specs]
+
+
+def test_compare_reports_speed_memory_and_quality(tiny_dir):
+    out = run_compare(configs(tiny_dir, "", "quant=int8-dynamic", "prune=0.5,prune_method=structured"),
+                      PROMPTS, warmup=0, repeats=1)
+    assert not out.cancelled and len(out.results) == 3
+    base, int8, pruned = out.results
+    assert base.quality["kl_mean"] == 0.0 and base.quality["top1_agreement"] == 1.0
+    assert base.quality["greedy_match"] == 1.0
+    assert int8.quality["kl_mean"] > 0 and pruned.quality["kl_mean"] > int8.quality["kl_mean"]
+    assert base.quality["ppl"] == pytest.approx(base.quality["ppl_baseline"])
+    rows = ratio_rows(out.results)
+    assert rows[0]["decode_x"] == 1.0 and rows[0]["weights_x"] == 1.0
+    assert rows[1]["weights_x"] < 1.0
+
+
+def test_models_are_released_between_configs(tiny_dir):
+    """Peak memory stays that of the largest config: the previous model is gone first."""
+    alive: list[weakref.ref] = []
+    seen_alive_at_build: list[int] = []
+
+    def build(config, progress):
+        gc.collect()
+        seen_alive_at_build.append(sum(1 for ref in alive if ref() is not None))
+        engine = build_engine(config, progress)
+        alive.append(weakref.ref(engine.model))
+        return engine
+
+    run_compare(configs(tiny_dir, "", "quant=bf16", "quant=int8-dynamic"), PROMPTS,
+                warmup=0, repeats=1, build=build)
+    assert seen_alive_at_build == [0, 0, 0]
+
+
+def test_cancel_stops_between_configs_and_keeps_finished_results(tiny_dir):
+    finished = []
+
+    out = run_compare(configs(tiny_dir, "", "quant=bf16", "quant=int8-dynamic"), PROMPTS,
+                      warmup=0, repeats=1, on_result=finished.append,
+                      should_stop=lambda: len(finished) >= 1)
+    assert out.cancelled
+    assert len(out.results) == 1 and out.results[0].quality["kl_mean"] == 0.0
+
+
+def test_a_bad_config_fails_before_any_work(tiny_dir):
+    from playground.core.optimize import OptimizationError
+
+    with pytest.raises(OptimizationError):
+        run_compare(configs(tiny_dir, "", "device=cuda:7"), PROMPTS, warmup=0, repeats=1)
+
+
+def test_cli_compare_writes_json_csv_and_plot(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "c"
+    code = main(["compare", "--config", f"model={tiny_dir},max_new_tokens=4",
+                 "--config", f"model={tiny_dir},max_new_tokens=4,quant=int8-dynamic",
+                 "--warmup", "0", "--repeats", "1", "--json", f"{out}.json",
+                 "--csv", f"{out}.csv", "--plot", f"{out}.png"])
+    assert code == 0
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["schema"] == 1 and len(data["results"]) == 2
+    assert data["results"][0]["quality"]["kl_mean"] == 0.0
+    assert data["results"][1]["quality"]["kl_mean"] > 0
+    rows = list(csv.DictReader((tmp_path / "c.csv").open()))
+    assert [r["quality_kl_mean"] != "" for r in rows] == [True, True]
+    assert (tmp_path / "c.png").stat().st_size > 5000
+    table = capsys.readouterr().out
+    assert "×1.00" in table and "KL nats" in table

@@ -1,0 +1,84 @@
+"""The Compare tab on tiny random models: run, cancel, A/B chat, export, history."""
+
+from __future__ import annotations
+
+import pytest
+
+from playground.core.config import RunConfig
+from playground.core.history import History
+from playground.gui.main_window import MainWindow
+
+WAIT_MS = 120_000
+
+
+@pytest.fixture
+def window(qtbot, tiny_dir):
+    w = MainWindow(RunConfig(model=str(tiny_dir), max_new_tokens=4), show_dialogs=False)
+    qtbot.addWidget(w)
+    w.show()
+    with qtbot.waitSignal(w.model_ready, timeout=WAIT_MS):
+        w.start()
+    w.tabs.setCurrentWidget(w.compare)
+    w.compare.warmup.setValue(0)
+    w.compare.repeats.setValue(1)
+    yield w
+    w.close()
+    qtbot.waitUntil(w.thread.isFinished, timeout=WAIT_MS)
+
+
+def test_compare_runs_and_shows_table_and_charts(qtbot, window, tmp_path):
+    view = window.compare
+    view.add_current.click()
+    view.preset.setCurrentText("CPU latency")
+    view.add_preset.click()
+    assert view.specs()[1].quant == "int8-dynamic" and view.specs()[1].prefix_cache
+    assert view.specs()[1].model == window.controls.config().model
+    with qtbot.waitSignal(window.compare_shown, timeout=WAIT_MS):
+        view.run.click()
+    assert view.table.rowCount() == 2
+    assert view.table.item(0, 2).text() == "×1.00"
+    assert view.table.item(0, 8).text() == "0"  # the baseline's KL
+    assert float(view.table.item(1, 8).text()) > 0
+    for name in ("c.csv", "c.json", "c.png"):
+        view.export(str(tmp_path / name))
+        assert (tmp_path / name).stat().st_size > 100
+    assert len(History().recent(kind="compare")) == 2
+    qtbot.waitUntil(lambda: window.loaded is not None, timeout=WAIT_MS)  # chat model is back
+
+
+def test_compare_needs_two_configs_and_bad_specs_are_reported(qtbot, window):
+    view = window.compare
+    view.add_current.click()
+    with qtbot.waitSignal(window.error_shown) as error:
+        view.run.click()
+    assert "2 to 6" in error.args[0]
+    view.spec.setText("quant=int3")
+    with qtbot.waitSignal(window.error_shown) as error:
+        view.add_spec.click()
+    assert "quant" in error.args[0]
+    assert view.configs.count() == 1
+
+
+def test_cancel_keeps_finished_configs(qtbot, window):
+    view = window.compare
+    for spec in ("", "quant=bf16", "quant=int8-dynamic"):
+        view.spec.setText(spec or "quant=none")
+        view.add_spec.click()
+    window.worker.compare_result.connect(view.cancel.click)  # cancel after the first
+    with qtbot.waitSignal(window.compare_shown, timeout=WAIT_MS):
+        view.run.click()
+    assert "Cancelled" in view.progress_label.text()
+    assert 1 <= view.table.rowCount() < 3
+
+
+def test_ab_chat_streams_both_replies(qtbot, window):
+    view = window.compare
+    view.add_current.click()
+    view.spec.setText("quant=bf16")
+    view.add_spec.click()
+    view.ab_prompt.setText("Hello there!")
+    with qtbot.waitSignal(window.ab_shown, timeout=WAIT_MS):
+        view.ab_send.click()
+    for pane in view.ab_views:
+        assert "TTFT" in pane.toPlainText()
+    assert "quant=bf16" in view.ab_views[1].toPlainText()

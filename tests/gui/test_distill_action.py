@@ -1,0 +1,57 @@
+"""Tools → Build distilled variant: runs in the worker, then the student toggles work."""
+
+from __future__ import annotations
+
+import pytest
+
+from playground.core.config import RunConfig
+from playground.gui.main_window import MainWindow
+
+WAIT_MS = 180_000
+
+
+@pytest.fixture
+def window(qtbot, tiny4_dir):
+    w = MainWindow(RunConfig(model=str(tiny4_dir), max_new_tokens=4), show_dialogs=False)
+    qtbot.addWidget(w)
+    w.show()
+    with qtbot.waitSignal(w.model_ready, timeout=WAIT_MS):
+        w.start()
+    yield w
+    w.close()
+    qtbot.waitUntil(w.thread.isFinished, timeout=WAIT_MS)
+
+
+def small(tmp_path, **extra):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("Hello there.\nWhat is the capital of France?\nNumbers: 1 2 3\n")
+    return dict(layers=2, seq_len=32, batch=2, reply_tokens=24, gen_batch=3,
+                prompts=str(prompts), out=str(tmp_path / "student"), **extra)
+
+
+def test_build_then_use_the_distilled_variant(qtbot, window, tmp_path):
+    assert not window.controls.distilled.isEnabled()  # no student yet, tooltip says why
+    assert "playground distill" in window.controls.distilled.toolTip()
+    with qtbot.waitSignal(window.distill_shown, timeout=WAIT_MS):
+        window.start_distill(**small(tmp_path, steps=3))
+    assert not window.last_distill.cancelled
+    qtbot.waitUntil(lambda: window.loaded is not None, timeout=WAIT_MS)
+    assert window.controls.distilled.isEnabled() and window.controls.speculative.isEnabled()
+    window.controls.distilled.setChecked(True)
+    assert not window.controls.speculative.isEnabled()  # one or the other
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
+        window.apply_controls()
+    assert window.loaded.config.variant == "distilled"
+    assert len(window.worker.engine.model.model.layers) == 2
+
+
+def test_distillation_can_be_cancelled(qtbot, window, tmp_path):
+    def stop_on_training(event):
+        if event.get("stage") == "train":
+            window.stop()
+
+    window.worker.distill_progress.connect(stop_on_training)
+    with qtbot.waitSignal(window.distill_shown, timeout=WAIT_MS):
+        window.start_distill(**small(tmp_path, steps=10_000))
+    assert window.last_distill.cancelled and window.last_distill.steps < 10_000
+    assert "stopped" in window.status_label.text()
