@@ -2,6 +2,7 @@
 different optimizations (the README shows them).
 
     Xvfb :99 -screen 0 1600x1000x24 &  DISPLAY=:99 .venv/bin/python benchmarks/screenshots.py
+    DISPLAY=:99 .venv/bin/python benchmarks/screenshots.py --compare   # the Compare tab
 """
 
 from __future__ import annotations
@@ -25,7 +26,61 @@ TURNS = [
 MID_REPLY_TURN, MID_REPLY_TOKENS = 1, 40
 
 
+COMPARE = ["threads=2,max_new_tokens=48", "quant=int8-dynamic,threads=2,max_new_tokens=48",
+           "quant=bnb-4bit-nf4,threads=2,max_new_tokens=48",
+           "prune=0.3,prune_method=structured,threads=2,max_new_tokens=48"]
+
+
+def compare_shot() -> int:
+    app = QApplication(sys.argv[:1])
+    window = MainWindow(RunConfig.parse(COMPARE[0]), show_dialogs=False, persist=False)
+    window.move(0, 0)
+    window.resize(1600, 1000)
+    window.show()
+    view = window.compare
+    window.tabs.setCurrentWidget(view)
+    view.warmup.setValue(1)
+    view.repeats.setValue(1)
+    for spec in COMPARE:
+        view.spec.setText(spec)
+        view.add_spec.click()
+    state = {"compared": False, "ab_sent": False}
+
+    def ready() -> None:
+        # The chat model (re)loads before the comparison and again after it.
+        if not state["compared"]:
+            view.run.click()
+        elif not state["ab_sent"]:
+            state["ab_sent"] = True
+            view.ab_a.setCurrentIndex(0)
+            view.ab_b.setCurrentIndex(1)
+            view.ab_prompt.setText("What is the capital of France?")
+            view.ab_send.click()
+
+    def compared() -> None:
+        state["compared"] = True
+
+    def done() -> None:
+        QTimer.singleShot(500, finish)
+
+    def finish() -> None:
+        OUT.mkdir(parents=True, exist_ok=True)
+        app.primaryScreen().grabWindow(0).save(str(OUT / "compare.png"))
+        print("saved", OUT / "compare.png")
+        window.close()
+        app.quit()
+
+    window.model_ready.connect(ready)
+    window.compare_shown.connect(compared)
+    window.ab_shown.connect(done)
+    window.error_shown.connect(lambda m: (print("error:", m), app.quit()))
+    window.start()
+    return app.exec()
+
+
 def main() -> int:
+    if "--compare" in sys.argv:
+        return compare_shot()
     app = QApplication(sys.argv[:1])
     window = MainWindow(RunConfig.parse(TURNS[0][0]), show_dialogs=False, persist=False)
     window.move(0, 0)

@@ -92,6 +92,7 @@ def run_compare(
 def _release() -> None:
     """Drop the model before the next one loads (peak = largest config, not the sum)."""
     gc.collect()
+    _trim_heap()
     try:
         import torch
 
@@ -99,6 +100,17 @@ def _release() -> None:
             torch.cuda.empty_cache()
     except ImportError:
         pass
+
+
+def _trim_heap() -> None:
+    # glibc keeps freed model memory in the process; hand it back so the next config's
+    # peak RSS is its own and not the previous config's leftovers.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (macOS, Windows, musl): nothing to trim
 
 
 def ratio_rows(results: list[ConfigResult]) -> list[dict[str, Any]]:

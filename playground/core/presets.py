@@ -9,10 +9,8 @@ PRESETS: dict[str, str] = {
     "CPU latency": "quant=int8-dynamic,prefix_cache=on",
     "Smallest memory": "quant=bnb-4bit-nf4",
     "Pruned 30%": "prune=0.3,prune_method=structured",
-}
-# Presets that need something the user may not have yet, with what is missing.
-UNAVAILABLE: dict[str, str] = {
-    "Distilled": "needs a distilled student for the model (not built yet)",
+    "Distilled": "variant=distilled",
+    "Teacher + draft": "draft=distilled",
 }
 
 
@@ -26,4 +24,9 @@ def preset(name: str, base: RunConfig | None = None) -> RunConfig:
         max_new_tokens=base.max_new_tokens, temperature=base.temperature, top_p=base.top_p,
         seed=base.seed,
     )
-    return RunConfig.parse(PRESETS[name], base=neutral)
+    config = RunConfig.parse(PRESETS[name], base=neutral)
+    if config.variant != "base" or config.draft != "none":
+        from playground.core import registry
+
+        registry.student_for(config.model)  # raises, saying what is missing and how to get it
+    return config

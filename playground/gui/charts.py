@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QGridLayout, QWidget
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 HISTORY = 2000  # points kept per time series
 REDRAW_MS = 100
 WINDOW_S = 120.0  # visible time span of the scrolling charts
+STEP_S = 10.0  # the time axes jump by this much: repainting axes on every tick is what costs
 
 
 def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
@@ -59,14 +61,15 @@ class ChartsPanel(QWidget):
 
         self.inst_curve = self.speed.plot(pen=pg.mkPen("#9ab", width=1), name="instantaneous")
         self.avg_curve = self.speed.plot(pen=pg.mkPen("#1565c0", width=2), name="running average")
+        for curve in (self.inst_curve, self.avg_curve):
+            curve.setClipToView(True)  # only the visible window of the ring buffer is drawn
         dashed = pg.QtCore.Qt.DashLine
         self.bound_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c62828", style=dashed),
                                           label="bandwidth bound {value:.0f}",
                                           labelOpts=_label_opts("#c62828"))
         self.ttft_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#2e7d32")
         self.ttft.addItem(self.ttft_bars)
-        self.itl_curve = self.itl.plot(pen=pg.mkPen("#6a1b9a", width=2), symbol="o", symbolSize=4,
-                                       name="ITL")
+        self.itl_curve = self.itl.plot(pen=pg.mkPen("#6a1b9a", width=2), name="ITL")
         self.rss_curve = self.memory.plot(pen=pg.mkPen("#ef6c00", width=2), name="RSS")
         self.cuda_curve = None  # created on the first CUDA sample, so CPU runs show no empty legend
         self.weights_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#555", style=dashed),
@@ -77,7 +80,10 @@ class ChartsPanel(QWidget):
         self._last_token: float | None = None
         self._last_label: str | None = None
         self.turns = 0
-        self.dirty = False
+        self.dirty: set[str] = set()
+        self._x_end = 0.0
+        self._y_top: dict[int, float] = {}
+        self._weights = self._bound = 0.0
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.redraw)
         self.timer.start(REDRAW_MS)
@@ -87,6 +93,8 @@ class ChartsPanel(QWidget):
 
     # -- data in (slots run in the GUI thread) --------------------------------
     def set_reference(self, weights_mb: float | None, bound_tok_s: float | None) -> None:
+        self._weights, self._bound = weights_mb or 0.0, bound_tok_s or 0.0
+        self.dirty |= {"speed", "memory"}
         for plot, line, value in ((self.memory, self.weights_line, weights_mb),
                                   (self.speed, self.bound_line, bound_tok_s)):
             if value:
@@ -112,7 +120,7 @@ class ChartsPanel(QWidget):
                            "fill": (255, 255, 255, 200)},
             )
             plot.addItem(marker)
-        self.dirty = True
+        self.dirty |= {"speed", "memory", "itl"}
 
     def add_token(self, t: float) -> None:
         self._turn_tokens += 1
@@ -127,41 +135,70 @@ class ChartsPanel(QWidget):
         else:
             self._first_token = t
         self._last_token = t
-        self.dirty = True
+        self.dirty |= {"speed", "itl"}
 
     def turn_finished(self, ttft_ms: float | None) -> None:
         self.turns += 1
         if ttft_ms is not None:
             self.ttft_turn.append(self.turns)
             self.ttft_ms.append(ttft_ms)
-        self.dirty = True
+        self.dirty.add("ttft")
 
     def add_memory(self, t: float, rss_mb: float, cuda_mb: float | None = None) -> None:
         self.mem_t.append(self.now(t))
         self.mem_rss.append(rss_mb)
         self.mem_cuda.append(cuda_mb if cuda_mb is not None else float("nan"))
-        self.dirty = True
+        self.dirty.add("memory")
 
     # -- drawing ----------------------------------------------------------------
     def redraw(self) -> None:
-        if not self.dirty:
+        """Redraw only the charts whose data changed since the last tick."""
+        dirty, self.dirty = self.dirty, set()
+        if not dirty:
             return
-        self.dirty = False
-        self.inst_curve.setData(list(self.speed_t), list(self.speed_inst))
-        self.avg_curve.setData(list(self.speed_t), list(self.speed_avg))
-        self.ttft_bars.setOpts(x=self.ttft_turn, height=self.ttft_ms, width=0.6)
-        if self.ttft_turn:
-            self.ttft.setXRange(0.4, max(self.ttft_turn) + 0.6, padding=0)
-        self.itl_curve.setData(list(range(2, len(self.itl_ms) + 2)), self.itl_ms)
-        self.rss_curve.setData(list(self.mem_t), list(self.mem_rss))
-        if any(v == v for v in self.mem_cuda):  # any non-NaN
-            if self.cuda_curve is None:
-                self.cuda_curve = self.memory.plot(pen=pg.mkPen("#00838f", width=2),
-                                                   name="CUDA allocated")
-            self.cuda_curve.setData(list(self.mem_t), list(self.mem_cuda), connect="finite")
-        latest = self.now()
-        for plot in (self.speed, self.memory):
-            plot.setXRange(max(0.0, latest - WINDOW_S), latest + 1.0, padding=0)
+        if "speed" in dirty:
+            t = np.asarray(self.speed_t)
+            inst = np.asarray(self.speed_inst)
+            self.inst_curve.setData(t, inst)
+            self.avg_curve.setData(t, np.asarray(self.speed_avg))
+            if len(inst):
+                # The bandwidth-bound line stays in view: the ceiling is the point.
+                self._grow_y(self.speed, max(float(np.percentile(inst, 99)), self._bound))
+        if "itl" in dirty:
+            n = len(self.itl_ms)
+            self.itl_curve.setData(np.arange(2, n + 2), np.asarray(self.itl_ms))
+            self.itl.setXRange(0, 64 * (n // 64 + 1) + 1, padding=0)
+            if n:
+                self._grow_y(self.itl, max(self.itl_ms))
+        if "ttft" in dirty:
+            self.ttft_bars.setOpts(x=self.ttft_turn, height=self.ttft_ms, width=0.6)
+            if self.ttft_turn:
+                self.ttft.setXRange(0.4, max(self.ttft_turn) + 0.6, padding=0)
+        if "memory" in dirty:
+            t = np.asarray(self.mem_t)
+            rss = np.asarray(self.mem_rss)
+            self.rss_curve.setData(t, rss)
+            self._grow_y(self.memory, max(float(rss.max(initial=0.0)), self._weights))
+            cuda = np.asarray(self.mem_cuda)
+            if np.isfinite(cuda).any():
+                if self.cuda_curve is None:
+                    self.cuda_curve = self.memory.plot(pen=pg.mkPen("#00838f", width=2),
+                                                       name="CUDA allocated")
+                self.cuda_curve.setData(t, cuda, connect="finite")
+        if dirty & {"speed", "memory"}:
+            latest = self.now()
+            if latest > self._x_end - 0.5:  # jump, do not crawl
+                self._x_end = latest + STEP_S
+                for plot in (self.speed, self.memory):
+                    plot.setXRange(max(0.0, self._x_end - WINDOW_S), self._x_end, padding=0)
+
+    def _grow_y(self, plot, value: float) -> None:
+        """Raise a y range only when data outgrows it (by steps), never on every point."""
+        top = self._y_top.get(id(plot), 0.0)
+        if value > top or value < top / 4:
+            top = max(value * 1.25, 1.0)
+            self._y_top[id(plot)] = top
+            plot.setYRange(0, top, padding=0)
 
     def point_counts(self) -> dict[str, int]:
         return {"speed": len(self.speed_t), "ttft": len(self.ttft_ms), "itl": len(self.itl_ms),

@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
 )
 
 from playground.core.config import ConfigError, RunConfig
-from playground.core.presets import PRESETS, UNAVAILABLE, preset
+from playground.core.models import ModelError
+from playground.core.presets import PRESETS, preset
 from playground.gui.compare_charts import CompareCharts
 
 MIN_CONFIGS, MAX_CONFIGS = 2, 6
@@ -71,11 +72,6 @@ class CompareView(QWidget):
         row = QHBoxLayout()
         self.preset = QComboBox()
         self.preset.addItems(list(PRESETS))
-        for name, why in UNAVAILABLE.items():
-            self.preset.addItem(name)
-            item = self.preset.model().item(self.preset.count() - 1)
-            item.setEnabled(False)
-            item.setToolTip(why)
         self.add_preset = QPushButton("Add preset")
         row.addWidget(self.preset, 1)
         row.addWidget(self.add_preset)
@@ -191,7 +187,7 @@ class CompareView(QWidget):
     def _add_preset(self) -> None:
         try:
             self.add_config(preset(self.preset.currentText(), self.current_config()))
-        except (ConfigError, ValueError) as exc:
+        except (ConfigError, ValueError, ModelError) as exc:
             self.error.emit(str(exc))
 
     def _add_spec(self) -> None:

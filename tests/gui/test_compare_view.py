@@ -82,3 +82,12 @@ def test_ab_chat_streams_both_replies(qtbot, window):
     for pane in view.ab_views:
         assert "TTFT" in pane.toPlainText()
     assert "quant=bf16" in view.ab_views[1].toPlainText()
+
+
+def test_distilled_preset_says_what_is_missing(qtbot, window):
+    view = window.compare
+    view.preset.setCurrentText("Distilled")
+    with qtbot.waitSignal(window.error_shown) as error:
+        view.add_preset.click()
+    assert "playground distill" in error.args[0]
+    assert view.configs.count() == 0
