@@ -26,7 +26,7 @@ def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
     plot.showGrid(x=True, y=True, alpha=0.25)
     plot.setLabel("left", left)
     plot.setLabel("bottom", bottom)
-    plot.addLegend(offset=(-10, 10))
+    plot.addLegend(offset=(-10, -10))  # bottom right: turn labels use the top
     return plot
 
 
@@ -41,7 +41,7 @@ class ChartsPanel(QWidget):
         self.t0 = time.perf_counter()
         grid = QGridLayout(self)
         self.speed = _plot("Tokens / second", "tok/s", "time (s)")
-        self.ttft = _plot("Time to first token per turn", "ms", "turn")
+        self.ttft = _plot("Time to first token per turn", "ms", "")  # ticks: turn + config
         self.itl = _plot("Inter-token latency, current turn", "ms", "token")
         self.memory = _plot("Memory", "MB", "time (s)")
         grid.addWidget(self.speed, 0, 0)
@@ -79,6 +79,7 @@ class ChartsPanel(QWidget):
         self._first_token = 0.0
         self._last_token: float | None = None
         self._last_label: str | None = None
+        self._turn_labels: list[str] = []
         self.turns = 0
         self.dirty: set[str] = set()
         self._x_end = 0.0
@@ -106,21 +107,33 @@ class ChartsPanel(QWidget):
 
     def turn_started(self, t: float, label: str) -> None:
         """Mark the turn on the time axes; name its config when it differs from the last."""
+        self._gap()
+        self._turn_labels.append(label)
         self._last_token = None
         self._turn_tokens = 0
         self.itl_ms = []
         changed = label != self._last_label
         self._last_label = label
-        for plot, height in ((self.speed, 0.97), (self.memory, 0.97)):
+        # Staggered heights, so labels of turns close in time do not overlap.
+        height = (0.97, 0.9, 0.83)[len(self._turn_labels) % 3]
+        for plot in (self.speed, self.memory):
             marker = pg.InfiniteLine(
                 pos=self.now(t), angle=90,
                 pen=pg.mkPen("#c62828" if changed else "#bbb", style=pg.QtCore.Qt.DotLine),
                 label=label if changed else None,
-                labelOpts={"position": height, "color": "#333", "anchors": [(1, 0), (1, 0)],
+                labelOpts={"position": height, "color": "#333", "anchors": [(0, 0), (0, 0)],
                            "fill": (255, 255, 255, 200)},
             )
             plot.addItem(marker)
         self.dirty |= {"speed", "memory", "itl"}
+
+    def _gap(self) -> None:
+        # A NaN between turns, so the curves do not draw a line across the idle time.
+        if self.speed_t:
+            nan = float("nan")
+            self.speed_t.append(self.speed_t[-1])
+            self.speed_inst.append(nan)
+            self.speed_avg.append(nan)
 
     def add_token(self, t: float) -> None:
         self._turn_tokens += 1
@@ -159,11 +172,12 @@ class ChartsPanel(QWidget):
         if "speed" in dirty:
             t = np.asarray(self.speed_t)
             inst = np.asarray(self.speed_inst)
-            self.inst_curve.setData(t, inst)
-            self.avg_curve.setData(t, np.asarray(self.speed_avg))
-            if len(inst):
+            self.inst_curve.setData(t, inst, connect="finite")
+            self.avg_curve.setData(t, np.asarray(self.speed_avg), connect="finite")
+            finite = inst[np.isfinite(inst)]
+            if len(finite):
                 # The bandwidth-bound line stays in view: the ceiling is the point.
-                self._grow_y(self.speed, max(float(np.percentile(inst, 99)), self._bound))
+                self._grow_y(self.speed, max(float(np.percentile(finite, 99)), self._bound))
         if "itl" in dirty:
             n = len(self.itl_ms)
             self.itl_curve.setData(np.arange(2, n + 2), np.asarray(self.itl_ms))
@@ -174,6 +188,11 @@ class ChartsPanel(QWidget):
             self.ttft_bars.setOpts(x=self.ttft_turn, height=self.ttft_ms, width=0.6)
             if self.ttft_turn:
                 self.ttft.setXRange(0.4, max(self.ttft_turn) + 0.6, padding=0)
+                # Each bar names its config under it (the label wraps at commas).
+                ticks = [(n, f"{n}\n{self._turn_labels[n - 1].replace(', ', chr(10))}"
+                          if n - 1 < len(self._turn_labels) else str(n))
+                         for n in self.ttft_turn[-8:]]
+                self.ttft.getAxis("bottom").setTicks([ticks])
         if "memory" in dirty:
             t = np.asarray(self.mem_t)
             rss = np.asarray(self.mem_rss)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QTextCharFormat
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -35,6 +36,7 @@ from playground.core.config import ConfigError, RunConfig
 from playground.core.models import ModelError
 from playground.core.presets import PRESETS, preset
 from playground.gui.compare_charts import CompareCharts
+from playground.gui.labels import short_label
 
 MIN_CONFIGS, MAX_CONFIGS = 2, 6
 COLUMNS = (
@@ -234,8 +236,9 @@ class CompareView(QWidget):
             return
         configs = [RunConfig.parse(c.currentText()) for c in (self.ab_a, self.ab_b)]
         self._ab_text = ["", ""]
-        for view, config in zip(self.ab_views, configs, strict=True):
-            view.setHtml(f"<p><b>{html.escape(config.format(only_changed=True))}</b></p>")
+        for side, (view, config) in enumerate(zip(self.ab_views, configs, strict=True)):
+            view.setHtml(f"<p><b>{'AB'[side]}: {html.escape(short_label(config))}</b></p>")
+            view.append("")  # the reply streams into its own paragraph
         self.ab_requested.emit(configs, text)
 
     def set_running(self, running: bool) -> None:
@@ -267,7 +270,7 @@ class CompareView(QWidget):
         view = self.ab_views[side]
         cursor = view.textCursor()
         cursor.movePosition(cursor.MoveOperation.End)
-        cursor.insertText(piece)
+        cursor.insertText(piece, QTextCharFormat())  # plain, not the header's bold
 
     def on_ab_done(self, side: int, line: str) -> None:
         self.ab_views[side].append(f"<span style='color:#666; font-size:small'>"
@@ -277,7 +280,10 @@ class CompareView(QWidget):
         self.table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
             for c, (key, _) in enumerate(COLUMNS):
-                self.table.setItem(r, c, QTableWidgetItem(_cell(key, row.get(key), r)))
+                item = QTableWidgetItem(_cell(key, row.get(key), r))
+                if key == "config":
+                    item.setToolTip(row["config"])
+                self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         self.charts.set_rows(self.rows)
 
@@ -308,7 +314,11 @@ class CompareView(QWidget):
 
 def _cell(key: str, value: Any, row: int) -> str:
     if key == "config":
-        return f"{chr(65 + row)}: {value}"
+        try:
+            name = short_label(RunConfig.parse("" if value == "defaults" else value))
+        except ConfigError:
+            name = value
+        return f"{chr(65 + row)}: {name}"
     if value is None:
         return "–"
     if key.endswith("_x"):

@@ -26,6 +26,7 @@ from playground.gui.chat_view import ChatView, metrics_line
 from playground.gui.compare_view import CompareView
 from playground.gui.controls import ControlsPanel
 from playground.gui.history_view import HistoryDialog
+from playground.gui.labels import short_label
 from playground.gui.worker import Loaded, TokenEvent, TurnDone, Worker
 
 MEMORY_SAMPLE_MS = 250
@@ -372,8 +373,7 @@ class MainWindow(QMainWindow):
 
     @Slot(float)
     def on_started(self, t: float) -> None:
-        label = self.loaded.config.format(only_changed=True) if self.loaded else ""
-        self.charts.turn_started(t, label or "defaults")
+        self.charts.turn_started(t, short_label(self.loaded.config) if self.loaded else "")
 
     @Slot(object)
     def on_token(self, event: TokenEvent) -> None:

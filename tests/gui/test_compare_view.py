@@ -81,7 +81,7 @@ def test_ab_chat_streams_both_replies(qtbot, window):
         view.ab_send.click()
     for pane in view.ab_views:
         assert "TTFT" in pane.toPlainText()
-    assert "quant=bf16" in view.ab_views[1].toPlainText()
+    assert "B: bf16" in view.ab_views[1].toPlainText()
 
 
 def test_distilled_preset_says_what_is_missing(qtbot, window):
