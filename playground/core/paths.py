@@ -15,25 +15,24 @@ import platformdirs
 APP = "latency-playground"
 
 
-def data_dir() -> Path:
-    env = os.environ.get("PLAYGROUND_HOME")
-    path = Path(env) if env else Path(platformdirs.user_data_dir(APP))
+def _folder(env: str, default: str) -> Path:
+    override = os.environ.get(env)
+    path = Path(override) if override else Path(default)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def data_dir() -> Path:
+    return _folder("PLAYGROUND_HOME", platformdirs.user_data_dir(APP))
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("PLAYGROUND_CACHE")
-    path = Path(env) if env else Path(platformdirs.user_cache_dir(APP))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder("PLAYGROUND_CACHE", platformdirs.user_cache_dir(APP))
 
 
 def config_dir() -> Path:
-    env = os.environ.get("PLAYGROUND_HOME")
-    path = Path(env) if env else Path(platformdirs.user_config_dir(APP))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    # Settings and students.toml live with the data when PLAYGROUND_HOME is set.
+    return _folder("PLAYGROUND_HOME", platformdirs.user_config_dir(APP))
 
 
 def assets_dir() -> Path:

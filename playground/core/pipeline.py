@@ -19,20 +19,6 @@ from playground.core.optimize.device import resolve_device
 Progress = Callable[[str], None]
 
 
-def _quiet_libraries() -> None:
-    import logging
-    import warnings
-
-    # bitsandbytes logs a warning on every 8-bit matmul on CPU: noise, and a cost per token.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
-    warnings.filterwarnings("ignore", message=".*inputs will be cast.*")
-
-
 def check(config: RunConfig) -> str:
     """Resolve the device and run every wanted optimization's check; return the device."""
     try:
@@ -69,7 +55,6 @@ def build_engine(
     loaded: models.LoadedModel | None = None,
 ) -> Engine:
     """Load ``config.model`` (or use ``loaded``), apply the optimizations, return an Engine."""
-    _quiet_libraries()
     device = check(config)
     wanted = [opt for opt in PIPELINE if opt.wanted(config)]
     load_kwargs: dict[str, Any] = {}

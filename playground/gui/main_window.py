@@ -249,12 +249,30 @@ class MainWindow(QMainWindow):
     def distill_dialog(self) -> None:
         from PySide6.QtWidgets import QInputDialog
 
+        from playground.core.distill import preset_layers
+        from playground.core.models import ModelError
+
+        sizes = ["Speed: a third of the layers", "Balanced: half of the layers",
+                 "Quality: two thirds of the layers"]
+        size, ok = QInputDialog.getItem(
+            self, "Build distilled variant",
+            "Student size (smaller is faster and answers worse):", sizes, 1, False)
+        if not ok:
+            return
         minutes, ok = QInputDialog.getDouble(
             self, "Build distilled variant",
-            "Training minutes (the student keeps half the layers; more minutes, better quality):",
-            12.0, 1.0, 240.0, 1)
-        if ok:
-            self.start_distill(minutes=minutes)
+            "Training minutes (more minutes, better quality):", 14.0, 1.0, 240.0, 1)
+        if not ok:
+            return
+        layers = None
+        try:
+            if not size.startswith("Balanced"):
+                teacher = self.controls.config().model
+                layers = preset_layers(teacher, "speed" if size.startswith("Speed") else "quality")
+        except (ConfigError, ModelError, OSError, ValueError) as exc:
+            self.show_error(str(exc))
+            return
+        self.start_distill(minutes=minutes, layers=layers)
 
     def start_distill(self, **overrides) -> None:
         from playground.core.distill import DistillSettings

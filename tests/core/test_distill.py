@@ -18,7 +18,8 @@ def settings(teacher, tmp_path, **overrides):
                                   "Numbers: 1 2 3", "How are you today?", "Thank you!",
                                   "The quick brown fox."]))
     base = dict(teacher=str(teacher), layers=2, steps=6, seq_len=32, batch=2, reply_tokens=24,
-                gen_batch=3, checkpoint_every=2, prompts=str(prompts), out=str(tmp_path / "s"),
+                gen_batch=3, checkpoint_every=2, prompts=str(prompts), openings="",
+                out=str(tmp_path / "s"),
                 lr=1e-3, lr_min=1e-4)
     base.update(overrides)
     return DistillSettings(**base)
@@ -70,7 +71,11 @@ def test_distillation_reports_size_and_quality(built):
 def test_losses_go_down(tiny4_dir, tmp_path):
     import torch
 
-    report = distill(settings(tiny4_dir, tmp_path, steps=16))
+    openings = tmp_path / "openings.txt"
+    openings.write_text("The quick brown fox\nNumbers: 1 2\n")
+    report = distill(settings(tiny4_dir, tmp_path, steps=16, openings=str(openings)))
+    corpus = torch.load(tmp_path / "s" / "corpus.pt", weights_only=True)
+    assert len(corpus) == 6 + 2  # chat replies and plain-text continuations
     losses = torch.load(tmp_path / "s" / "checkpoint.pt", weights_only=False)["losses"]
     assert len(losses) == 16
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4

@@ -26,7 +26,7 @@ def small(tmp_path, **extra):
     prompts = tmp_path / "p.txt"
     prompts.write_text("Hello there.\nWhat is the capital of France?\nNumbers: 1 2 3\n")
     return dict(layers=2, seq_len=32, batch=2, reply_tokens=24, gen_batch=3,
-                prompts=str(prompts), out=str(tmp_path / "student"), **extra)
+                prompts=str(prompts), openings="", out=str(tmp_path / "student"), **extra)
 
 
 def test_build_then_use_the_distilled_variant(qtbot, window, tmp_path):

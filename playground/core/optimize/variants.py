@@ -7,6 +7,9 @@ missing and how to get or build it.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from playground.core import registry
 from playground.core.config import RunConfig
 from playground.core.optimize.base import Build, Optimization
@@ -29,4 +32,22 @@ class DistilledVariant(Optimization):
         return registry.student_for(cfg.model)
 
     def apply(self, ctx: Build) -> str | None:
-        return f"distilled student of {ctx.config.model}: {ctx.source.name}"
+        note = f"distilled student of {ctx.config.model}: {ctx.source.name}"
+        report = student_report(ctx.source.path)
+        if report:
+            # Say plainly what the speed costs: the student's quality, next to it.
+            ctx.info["student_quality"] = {k: report[k] for k in ("kl_after", "top1_after")}
+            note += (
+                f" ({len(report['kept_layers'])} of {len(report['layer_kl'])} layers; KL to the "
+                f"teacher {report['kl_after']:.2f} nats, top-1 agreement "
+                f"{report['top1_after']:.0%}: fluent, but often wrong where the teacher is right)"
+            )
+        return note
+
+
+def student_report(folder: Path) -> dict | None:
+    """The distill_report.json a built student carries, if any."""
+    try:
+        return json.loads((Path(folder) / "distill_report.json").read_text())
+    except (OSError, ValueError):
+        return None
