@@ -51,7 +51,7 @@ class DistillSettings:
     prompts: str | None = None  # default: assets/prompts/distill.txt
     openings: str | None = None  # default: assets/prompts/distill_text.txt ("" for none)
     reply_tokens: int = 160
-    gen_batch: int = 16
+    gen_batch: int = 32
     checkpoint_every: int = 20
     seed: int = 0
 
