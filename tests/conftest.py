@@ -105,3 +105,26 @@ def tiny_engine(tiny_dir):
         return build_engine(RunConfig.parse(spec, base=base))
 
     return make
+
+
+@pytest.fixture
+def open_window(qtbot):
+    """A main window loaded with a config; closed cleanly (thread finished) after the test."""
+    from playground.gui.main_window import MainWindow
+
+    load_ms = 180_000
+    windows: list[MainWindow] = []
+
+    def open_(config) -> MainWindow:
+        window = MainWindow(config, show_dialogs=False)
+        qtbot.addWidget(window)
+        window.show()
+        with qtbot.waitSignal(window.model_ready, timeout=load_ms):
+            window.start()
+        windows.append(window)
+        return window
+
+    yield open_
+    for window in windows:
+        window.close()
+        qtbot.waitUntil(window.thread.isFinished, timeout=load_ms)

@@ -79,7 +79,7 @@ def run_compare(
             if reference is None:
                 reference = quality.reference(engine.model, engine.tokenizer)
                 baseline_replies = replies
-            result.quality = quality.compare_to(reference, engine.model, engine.tokenizer)
+            result.quality = quality.compare_to(reference, engine.model)
             result.quality["greedy_match"] = quality.greedy_match(baseline_replies, replies)
         result.info["baseline"] = index == 0
         out.results.append(result)

@@ -261,7 +261,7 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
     resume = settings.resume and state_path.exists()
 
     windows = quality.eval_windows(tokenizer)
-    ref = quality.Reference(quality.score(teacher, windows), windows[:, 1:])
+    ref = quality.Reference(quality.score(teacher, windows), windows)
 
     # Student structure: measured layer importance, then optional narrower MLPs.
     probe = windows[: min(2, windows.shape[0])]
@@ -282,7 +282,7 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
 
         shrink(student, tokenizer, mlp_keep=settings.width, head_keep=1.0)
         notes.append(f"MLP width kept: {settings.width:.0%}")
-    before = quality.compare_to(ref, student, tokenizer)
+    before = quality.compare_to(ref, student)
 
     # Corpus: the teacher's greedy replies (cached in the output folder for --resume).
     corpus_path = out / CORPUS
@@ -365,7 +365,7 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
     student.eval()
     for p in student.parameters():
         p.requires_grad_(False)
-    after = quality.compare_to(ref, student, tokenizer)
+    after = quality.compare_to(ref, student)
     if not cancelled:
         progress({"stage": "save", "message": f"saving student to {out}"})
         student.save_pretrained(out, safe_serialization=True)

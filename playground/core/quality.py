@@ -20,10 +20,14 @@ MAX_TOKENS = 1536  # keeps the stored baseline distributions to ~300 MB for a 49
 
 @dataclass
 class Reference:
-    """The baseline's log-probabilities over the evaluation windows."""
+    """The baseline's log-probabilities over the evaluation windows (scored once)."""
 
     logprobs: Any  # float32 [windows, WINDOW-1, vocab]
-    targets: Any  # long [windows, WINDOW-1]
+    windows: Any  # long [windows, WINDOW]: the same tokens score every candidate
+
+    @property
+    def targets(self) -> Any:
+        return self.windows[:, 1:]
 
 
 def kl_divergence(base_logits: Any, cand_logits: Any) -> Any:
@@ -76,15 +80,15 @@ def score(model: Any, windows: Any, batch: int = BATCH) -> Any:
 
 def reference(model: Any, tokenizer: Any) -> Reference:
     windows = eval_windows(tokenizer)
-    return Reference(score(model, windows), windows[:, 1:])
+    return Reference(score(model, windows), windows)
 
 
-def compare_to(ref: Reference, model: Any, tokenizer: Any) -> dict[str, float]:
+def compare_to(ref: Reference, model: Any) -> dict[str, float]:
     """KL, top-1 agreement and perplexities of ``model`` against the reference."""
-    cand = score(model, eval_windows(tokenizer))
+    cand = score(model, ref.windows)
     if cand.shape != ref.logprobs.shape:
         raise ValueError(
-            "quality: the candidate's vocabulary or tokenizer differs from the baseline's; "
+            "quality: the candidate's vocabulary differs from the baseline's; "
             "KL needs the same tokenizer"
         )
     return {

@@ -6,24 +6,17 @@ import pytest
 
 from playground.core.config import RunConfig
 from playground.core.history import History
-from playground.gui.main_window import MainWindow
 
 WAIT_MS = 120_000
 
 
 @pytest.fixture
-def window(qtbot, tiny_dir):
-    w = MainWindow(RunConfig(model=str(tiny_dir), max_new_tokens=4), show_dialogs=False)
-    qtbot.addWidget(w)
-    w.show()
-    with qtbot.waitSignal(w.model_ready, timeout=WAIT_MS):
-        w.start()
+def window(open_window, tiny_dir):
+    w = open_window(RunConfig(model=str(tiny_dir), max_new_tokens=4))
     w.tabs.setCurrentWidget(w.compare)
     w.compare.warmup.setValue(0)
     w.compare.repeats.setValue(1)
-    yield w
-    w.close()
-    qtbot.waitUntil(w.thread.isFinished, timeout=WAIT_MS)
+    return w
 
 
 def test_compare_runs_and_shows_table_and_charts(qtbot, window, tmp_path):

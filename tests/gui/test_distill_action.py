@@ -5,21 +5,13 @@ from __future__ import annotations
 import pytest
 
 from playground.core.config import RunConfig
-from playground.gui.main_window import MainWindow
 
 WAIT_MS = 180_000
 
 
 @pytest.fixture
-def window(qtbot, tiny4_dir):
-    w = MainWindow(RunConfig(model=str(tiny4_dir), max_new_tokens=4), show_dialogs=False)
-    qtbot.addWidget(w)
-    w.show()
-    with qtbot.waitSignal(w.model_ready, timeout=WAIT_MS):
-        w.start()
-    yield w
-    w.close()
-    qtbot.waitUntil(w.thread.isFinished, timeout=WAIT_MS)
+def window(open_window, tiny4_dir):
+    return open_window(RunConfig(model=str(tiny4_dir), max_new_tokens=4))
 
 
 def small(tmp_path, **extra):

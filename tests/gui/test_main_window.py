@@ -13,25 +13,14 @@ WAIT_MS = 60_000
 
 
 @pytest.fixture
-def make_window(qtbot, tiny_dir):
-    windows = []
-
+def make_window(open_window, tiny_dir):
     def make(spec: str = "max_new_tokens=12", no_eos: bool = True) -> MainWindow:
-        window = MainWindow(RunConfig.parse(spec, base=RunConfig(model=str(tiny_dir))),
-                            show_dialogs=False)
-        qtbot.addWidget(window)
-        window.show()
-        with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
-            window.start()
+        window = open_window(RunConfig.parse(spec, base=RunConfig(model=str(tiny_dir))))
         if no_eos:
             window.worker.engine.eos_ids = set()  # random weights: run to max_new_tokens
-        windows.append(window)
         return window
 
-    yield make
-    for window in windows:
-        window.close()
-        qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)
+    return make
 
 
 def send(qtbot, window, text="Hello there!", wait=True):
