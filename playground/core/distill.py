@@ -318,7 +318,7 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
     step, losses, train_s = 0, [], 0.0
     if resume:
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=True)  # our own file, still no pickle code
         student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         step, losses, train_s = state["step"], state["losses"], state["train_s"]

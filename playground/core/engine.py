@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.core import memory
+from playground.core import lean_decode, memory
 from playground.core.config import RunConfig
 from playground.core.metrics import TokenTimeline, TurnMetrics, turn_metrics
 from playground.core.optimize.response_cache import ResponseCache
@@ -80,6 +80,7 @@ class Engine:
         self.bandwidth_gb_s = bandwidth_gb_s
         self.eos_ids = _eos_ids(model, tokenizer)
         self.forward: Callable[..., Any] = model
+        self.decode_step, self.info["decode_step"] = lean_decode.build(model)
         self.make_cache: Callable[[], Any] = self._dynamic_cache
         self._prefix: _PrefixState | None = None
         self.draft: Any = None  # a draft model for speculative decoding (draft=distilled)
@@ -281,6 +282,8 @@ class Engine:
     def _step(self, ids: list[int], cache: Any) -> Any:
         import torch
 
+        if len(ids) == 1 and cache is not None and self.decode_step and self.forward is self.model:
+            return self.decode_step(ids[0], cache).float()
         input_ids = torch.tensor([ids], device=self.device)
         if cache is None:
             out = self.forward(input_ids=input_ids, use_cache=False, logits_to_keep=1)

@@ -1,0 +1,66 @@
+"""The lean decode step computes what transformers' forward computes, or is not used."""
+
+import pytest
+
+from playground.core import lean_decode
+
+HELLO = [{"role": "user", "content": "Hello, how are you today?"}]
+
+
+def _logits_both_ways(engine, steps: int = 6):
+    """Feed the same tokens through transformers' forward and the lean step."""
+    import torch
+
+    ids = engine.prompt_ids(HELLO)
+    tokens = [5, 17, 42, 99, 7, 3][:steps]
+    pairs = []
+    with torch.inference_mode():
+        caches = [engine.make_cache(), engine.make_cache()]
+        for cache in caches:
+            engine.model(input_ids=torch.tensor([ids]), cache=cache, use_cache=True)
+        for token in tokens:
+            hf = engine.model(input_ids=torch.tensor([[token]]), cache=caches[0],
+                              use_cache=True, logits_to_keep=1).logits[0, -1].float()
+            lean = engine.decode_step(token, caches[1]).float()
+            pairs.append((hf, lean))
+    return pairs
+
+
+@pytest.mark.parametrize("spec", [
+    "", "quant=bf16", "quant=int8-dynamic", "prune=0.5,prune_method=structured",
+    "quant=bnb-4bit-nf4",
+])
+def test_lean_step_matches_the_transformers_forward(tiny_engine, spec):
+    engine = tiny_engine(spec)
+    assert engine.decode_step is not None, engine.info["decode_step"]
+    tol = 2e-2 if "bf16" in spec else 1e-5
+    for hf, lean in _logits_both_ways(engine):
+        assert lean.shape == hf.shape
+        assert (lean - hf).abs().max() <= tol * max(1.0, float(hf.abs().max()))
+        assert int(lean.argmax()) == int(hf.argmax())
+
+
+def test_engine_uses_the_lean_step_for_decoding(tiny_engine, monkeypatch):
+    engine = tiny_engine()
+    engine.eos_ids = set()
+    calls = []
+    step = engine.decode_step
+    engine.decode_step = lambda token, cache: calls.append(token) or step(token, cache)
+    result = engine.chat(HELLO)
+    assert calls == result.token_ids[:-1]  # every token but the last is fed back
+
+
+def test_gpt2_keeps_the_transformers_forward(tiny_gpt2_dir):
+    from playground.core.models import load
+
+    step, why = lean_decode.build(load(str(tiny_gpt2_dir)).model)
+    assert step is None and "gpt2" in why
+
+
+def test_hooked_model_keeps_the_transformers_forward(tiny_dir):
+    from playground.core.models import load
+
+    model = load(str(tiny_dir)).model
+    model.model.layers[0].mlp.register_forward_hook(lambda *args: None)
+    step, why = lean_decode.build(model)
+    assert step is None and "hooks" in why
