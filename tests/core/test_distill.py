@@ -140,3 +140,40 @@ def test_draft_with_a_different_tokenizer_is_refused(tiny_dir, tmp_path):
     registry.user_path().write_text(f'[students]\n"{tiny_dir}" = "{other}"\n')
     with pytest.raises(OptimizationError, match="same tokenizer"):
         build_engine(RunConfig(model=str(tiny_dir), draft="distilled"))
+
+
+def test_random_windows_are_slices_of_the_stream():
+    import torch
+
+    from playground.core.distill import random_windows, token_stream
+
+    stream = token_stream([[1, 2, 3], list(range(10, 40))], seq_len=8)
+    assert stream.tolist()[:4] == [1, 2, 3, 10]
+    windows = random_windows(stream, 8, 16, torch.Generator().manual_seed(0))
+    assert windows.shape == (16, 8)
+    starts = set()
+    for row in windows.tolist():
+        start = stream.tolist().index(row[0])
+        assert row == stream.tolist()[start : start + 8]
+        starts.add(start)
+    assert len(starts) > 1  # not one fixed row
+    with pytest.raises(ValueError, match="fewer than one"):
+        token_stream([[1, 2]], seq_len=8)
+
+
+def test_teacher_corpus_samples_unless_told_greedy(tiny_dir):
+    import torch
+
+    from playground.core.distill import teacher_corpus
+
+    loaded = load(str(tiny_dir))
+    prompts = ["Hello there.", "The quick brown fox."]
+
+    def corpus(top_p, seed):
+        torch.manual_seed(seed)
+        return teacher_corpus(loaded.model, loaded.tokenizer, prompts, max_new_tokens=16,
+                              batch=2, progress=lambda _e: None, top_p=top_p)
+
+    assert corpus(None, 0) == corpus(None, 1)  # greedy ignores the seed
+    assert corpus(0.95, 0) == corpus(0.95, 0)  # seeded sampling is reproducible
+    assert corpus(0.95, 0) != corpus(0.95, 1)
