@@ -378,12 +378,16 @@ class MainWindow(QMainWindow):
         info = loaded.info
         params = info.get("params") or 0
         notes = "; ".join(info.get("notes") or [])
+        decode = str(info.get("decode_step") or "")
         self.controls.model_info.setText(
             f"{info.get('model_name')} ({info.get('architecture')})\n"
             f"{params / 1e6:.0f} M params · weights {loaded.weights_mb:.0f} MB · "
             f"loaded in {info.get('load_s', 0):.1f} s · {info.get('device')} · "
-            f"{info.get('threads')} threads" + (f"\n{notes}" if notes else "")
+            f"{info.get('threads')} thread{'' if info.get('threads') == 1 else 's'} · decode: "
+            f"{'lean step' if decode.startswith('lean') else 'transformers'}"
+            + (f"\n{notes}" if notes else "")
         )
+        self.controls.model_info.setToolTip(f"Decode path: {decode}")
         self.charts.set_reference(loaded.weights_mb, loaded.bandwidth_bound_tok_s)
         self.status_label.setText(f"Ready: {loaded.config.format(only_changed=True) or 'defaults'}")
         self._set_busy(None)
