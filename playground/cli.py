@@ -258,6 +258,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         teacher=teacher, layers=layers, width=args.width, steps=args.steps,
         minutes=args.minutes, seq_len=args.seq_len, batch=args.batch, corpus=args.corpus,
         out=args.out, resume=args.resume,
+        sample_top_p=None if args.greedy_replies else DistillSettings.sample_top_p,
     )
     bars: dict[str, ProgressBar] = {}
 
@@ -378,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--corpus", help="extra training text (UTF-8 file)")
     dist.add_argument("--out", help="output folder (default: in the data folder)")
     dist.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    dist.add_argument("--greedy-replies", action="store_true",
+                      help="corpus of greedy teacher replies instead of sampled ones "
+                           "(measured worse: the student memorises repetitive text)")
     dist.set_defaults(func=cmd_distill)
 
     models = sub.add_parser("models", help="list the default model and cached models")

@@ -68,3 +68,20 @@ def test_models_lists_the_default(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "default" in out and "SmolLM2-135M-Instruct" in out
+
+
+def test_distill_command_builds_registers_and_reports(tiny4_dir, tmp_path, capsys):
+    """The whole command on the shipped prompt set, a tiny teacher and a few steps."""
+    from playground.core import registry
+
+    out = tmp_path / "student"
+    code = main(["distill", "--teacher", f"model={tiny4_dir}", "--layers", "2", "--steps", "3",
+                 "--seq-len", "32", "--batch", "2", "--out", str(out), "--greedy-replies"])
+    assert code == 0
+    report = json.loads((out / "distill_report.json").read_text())
+    assert report["steps"] == 3 and len(report["kept_layers"]) == 2
+    assert report["kl_before"] > 0 and report["corpus_tokens"] > 1000
+    assert (out / "config.json").exists()
+    assert registry.student_for(str(tiny4_dir)) == str(out)
+    printed = capsys.readouterr().out
+    assert "KL to teacher" in printed and "registered" in printed
