@@ -64,3 +64,29 @@ def test_hooked_model_keeps_the_transformers_forward(tiny_dir):
     model.model.layers[0].mlp.register_forward_hook(lambda *args: None)
     step, why = lean_decode.build(model)
     assert step is None and "hooks" in why
+
+
+def test_lean_step_matches_qwen2_with_qkv_bias():
+    """Qwen2 is the other family the step accepts: q/k/v carry biases."""
+    import torch
+    from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=300, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, tie_word_embeddings=True)
+    model = Qwen2ForCausalLM(config).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:  # random, non-zero biases so they matter
+            layer.self_attn.q_proj.bias.normal_()
+    step, why = lean_decode.build(model)
+    assert step is not None, why
+    prompt = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.inference_mode():
+        caches = [DynamicCache(config=config), DynamicCache(config=config)]
+        for cache in caches:
+            model(input_ids=prompt, cache=cache, use_cache=True)
+        for token in (7, 8, 9):
+            hf = model(input_ids=torch.tensor([[token]]), cache=caches[0],
+                       use_cache=True).logits[0, -1]
+            assert torch.allclose(step(token, caches[1]), hf, atol=1e-5)
