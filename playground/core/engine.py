@@ -80,7 +80,7 @@ class Engine:
         self.bandwidth_gb_s = bandwidth_gb_s
         self.eos_ids = _eos_ids(model, tokenizer)
         self.forward: Callable[..., Any] = model
-        self.decode_step, self.info["decode_step"] = lean_decode.build(model)
+        self.decode_step, self._lean_note = lean_decode.build(model)
         self.make_cache: Callable[[], Any] = self._dynamic_cache
         self._prefix: _PrefixState | None = None
         self.draft: Any = None  # a draft model for speculative decoding (draft=distilled)
@@ -120,6 +120,18 @@ class Engine:
     def reset(self) -> None:
         """Forget the conversation's KV cache (New chat)."""
         self._prefix = None
+
+    def decode_path(self) -> str:
+        """What produces each new token, in words: the lean step, or which transformers
+        path and why. Read after every optimization is applied (compile and draft replace
+        the path); the same conditions as ``chat``'s dispatch and ``_step``."""
+        if self.draft is not None:
+            return "transformers generate() (speculative decoding)"
+        if not self.config.kv_cache:
+            return "transformers forward (kv_cache=off: the whole sequence every token)"
+        if self.forward is not self.model:
+            return "compiled transformers forward (compile=on)"
+        return self._lean_note
 
     # -- internals ------------------------------------------------------------
     def prompt_ids(self, messages: Sequence[Message]) -> list[int]:

@@ -5,8 +5,8 @@ Python layers (decorators, kwargs plumbing, mask building, output objects), not 
 matrix products. This step runs the same arithmetic straight over the model's own
 modules and weights, in the order transformers does it, writing the same
 DynamicCache, so greedy output is unchanged (tests compare logits with the
-transformers forward). Measured on the default model, 2 cores: fp32 31 -> 37 tok/s,
-int8-dynamic 61 -> 82 tok/s (BENCHMARKS.md). Prefill, kv_cache=off, compile and
+transformers forward). Measured on the default model, 2 cores, in the engine:
+fp32 29.3 -> 35.4 tok/s, int8-dynamic 56.4 -> 76.0 tok/s (BENCHMARKS.md). Prefill, kv_cache=off, compile and
 speculative decoding keep the transformers forward; so does any model this step
 does not recognise exactly (``build`` returns why in that case).
 """
@@ -31,10 +31,10 @@ def build(model: Any) -> tuple[Step | None, str]:
         return None, why
     core = model.model
     eps_final = core.norm.variance_epsilon
+    silu = model.config.hidden_act == "silu"
     layers = []
     for layer in core.layers:
         attn, mlp = layer.self_attn, layer.mlp
-        silu = model.config.hidden_act == "silu"
         layers.append((
             layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
             _linear(attn.q_proj), _linear(attn.k_proj), _linear(attn.v_proj),

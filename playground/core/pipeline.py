@@ -94,6 +94,7 @@ def build_engine(
         note = opt.apply(ctx)
         if note:
             ctx.notes.append(note)
+    ctx.info["decode_step"] = ctx.engine.decode_path()
     ctx.info["build_s"] = time.perf_counter() - started
     progress("Ready")
     return ctx.engine

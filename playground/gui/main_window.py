@@ -378,13 +378,13 @@ class MainWindow(QMainWindow):
         info = loaded.info
         params = info.get("params") or 0
         notes = "; ".join(info.get("notes") or [])
-        decode = str(info.get("decode_step") or "")
+        decode = str(info.get("decode_step") or "unknown")
         self.controls.model_info.setText(
             f"{info.get('model_name')} ({info.get('architecture')})\n"
             f"{params / 1e6:.0f} M params · weights {loaded.weights_mb:.0f} MB · "
             f"loaded in {info.get('load_s', 0):.1f} s · {info.get('device')} · "
             f"{info.get('threads')} thread{'' if info.get('threads') == 1 else 's'} · decode: "
-            f"{'lean step' if decode.startswith('lean') else 'transformers'}"
+            f"{decode.split(' (')[0]}"  # the path's name; the reason is in the tooltip
             + (f"\n{notes}" if notes else "")
         )
         self.controls.model_info.setToolTip(f"Decode path: {decode}")

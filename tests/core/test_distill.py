@@ -123,6 +123,7 @@ def test_built_student_is_registered_and_drafts_identically(built, tiny4_dir, mo
     teacher = build_engine(RunConfig(model=str(tiny4_dir), max_new_tokens=16))
     drafted = build_engine(RunConfig(model=str(tiny4_dir), draft="distilled", max_new_tokens=16))
     assert drafted.draft is not None
+    assert drafted.info["decode_step"].startswith("transformers generate() (speculative")
     prompts = [HELLO, [{"role": "user", "content": "What is the capital of France?"}],
                [{"role": "user", "content": "Numbers: 1 2 3"}]]
     for messages in prompts:

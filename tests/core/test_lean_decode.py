@@ -40,7 +40,7 @@ def test_lean_step_matches_the_transformers_forward(tiny_engine, spec):
         assert int(lean.argmax()) == int(hf.argmax())
 
 
-def test_engine_uses_the_lean_step_for_decoding(tiny_engine, monkeypatch):
+def test_engine_uses_the_lean_step_for_decoding(tiny_engine):
     engine = tiny_engine()
     engine.eos_ids = set()
     calls = []
@@ -48,6 +48,12 @@ def test_engine_uses_the_lean_step_for_decoding(tiny_engine, monkeypatch):
     engine.decode_step = lambda token, cache: calls.append(token) or step(token, cache)
     result = engine.chat(HELLO)
     assert calls == result.token_ids[:-1]  # every token but the last is fed back
+
+
+def test_result_info_names_the_path_that_actually_decodes(tiny_engine):
+    assert tiny_engine().info["decode_step"].startswith("lean decode step")
+    off = tiny_engine("kv_cache=off").info["decode_step"]
+    assert off.startswith("transformers forward (kv_cache=off")
 
 
 def test_gpt2_keeps_the_transformers_forward(tiny_gpt2_dir):

@@ -202,6 +202,7 @@ def test_compile_keeps_greedy_output_and_reports_compile_time_separately(tiny_en
     compiled.eos_ids = eager.eos_ids = set()
     assert compiled.info["compile_s"] > 0
     assert any("torch.compile" in note for note in compiled.info["notes"])
+    assert compiled.info["decode_step"].startswith("compiled transformers forward")
     first = compiled.chat(HELLO)
     assert first.token_ids == eager.chat(HELLO).token_ids
     # Compilation happened in the warmup: a measured turn's TTFT does not contain it.

@@ -60,7 +60,7 @@ def test_controls_produce_the_right_config(qtbot):
 
 def test_a_turn_streams_into_the_chat_and_every_chart(qtbot, make_window):
     window = make_window()
-    assert "decode: lean step" in window.controls.model_info.text()  # tiny Llama
+    assert "decode: lean decode step" in window.controls.model_info.text()  # tiny Llama
     send(qtbot, window)
     turn = window.chat.turns[-1]
     assert turn.reply and turn.reply in window.chat.transcript.toPlainText()
