@@ -26,8 +26,7 @@ import torch
 from common import OUT
 
 from playground.core import distill as D
-from playground.core import paths, quality
-from playground.core.bench import read_lines
+from playground.core import quality
 from playground.core.models import load
 
 KEPT = "0,1,2,6,8,9,10,11,21,22,24,27,28,29"
@@ -42,14 +41,9 @@ def corpus(kind: str, teacher, tokenizer, folder: Path) -> list[list[int]]:
     cached = folder / f"{kind}.pt"
     if cached.exists():
         return torch.load(cached, weights_only=True)
-    top_p = {"greedy": None, "sampled": 0.95}[kind]
-    prompts = read_lines(paths.assets_dir() / "prompts" / "distill.txt")
-    openings = read_lines(paths.assets_dir() / "prompts" / "distill_text.txt")
+    settings = D.DistillSettings(sample_top_p={"greedy": None, "sampled": 0.95}[kind])
     started = time.perf_counter()
-    seqs = D.teacher_corpus(teacher, tokenizer, prompts, max_new_tokens=160, batch=32,
-                            progress=lambda _e: None, top_p=top_p)
-    seqs += D.teacher_corpus(teacher, tokenizer, openings, chat=False, max_new_tokens=160,
-                             batch=32, progress=lambda _e: None, top_p=top_p)
+    seqs = D.build_corpus(teacher, tokenizer, settings, progress=lambda _e: None)
     print(f"{kind} corpus: {sum(map(len, seqs))} tokens in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,9 +77,8 @@ def main() -> None:
     seq_len, batch_size = 256, 4
     stream = D.token_stream(seqs, seq_len)
     rows = stream[: len(stream) // seq_len * seq_len].reshape(-1, seq_len)
-    for name, p in student.named_parameters():
-        p.requires_grad_("embed" not in name)
-    params = [p for p in student.parameters() if p.requires_grad]
+    settings = D.DistillSettings(temperature=args.T, lr=args.lr, lr_min=args.lr / 10)
+    params = D.trainable(student)
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     budget, train_s, step = args.minutes * 60, 0.0, 0
     generator = torch.Generator().manual_seed(0)
@@ -96,18 +89,10 @@ def main() -> None:
             batch = rows[torch.randint(0, rows.shape[0], (batch_size,), generator=generator)]
         else:
             batch = D.random_windows(stream, seq_len, batch_size, generator)
-        horizon = max(step + 1, int(budget / max(train_s / max(step, 1), 1e-3)))
+        horizon = D.time_horizon(step, train_s, budget)
         for group in optimizer.param_groups:
-            group["lr"] = D.lr_at(step, horizon, args.lr, args.lr / 10)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            with torch.no_grad():
-                t_logits = teacher(input_ids=batch, use_cache=False).logits[:, :-1]
-            s_logits = student(input_ids=batch, use_cache=False).logits[:, :-1]
-        loss = D.kd_loss(s_logits, t_logits, batch[:, 1:], args.T, 0.1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+            group["lr"] = D.lr_at(step, horizon, settings.lr, settings.lr_min)
+        D.kd_step(teacher, student, batch, optimizer, params, settings)
         step += 1
         train_s += time.perf_counter() - tick
     student.eval()

@@ -175,6 +175,8 @@ def teacher_corpus(teacher: Any, tokenizer: Any, prompts: list[str], *, max_new_
     ``top_p``, or greedy when ``top_p`` is None."""
     import torch
 
+    sampling = ({"do_sample": True, "temperature": 1.0, "top_p": top_p}
+                if top_p else {"do_sample": False})
     sequences: list[list[int]] = []
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # batched generation continues from the right edge
@@ -188,8 +190,6 @@ def teacher_corpus(teacher: Any, tokenizer: Any, prompts: list[str], *, max_new_
             ]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.inference_mode():
-                sampling = ({"do_sample": True, "temperature": 1.0, "top_p": top_p}
-                            if top_p else {"do_sample": False})
                 out = teacher.generate(**enc, max_new_tokens=max_new_tokens, **sampling,
                                        pad_token_id=tokenizer.pad_token_id)
             for row, mask in zip(out, enc["attention_mask"], strict=True):
@@ -224,6 +224,29 @@ def random_windows(stream: Any, seq_len: int, batch: int, generator: Any) -> Any
     return torch.stack([stream[int(s) : int(s) + seq_len] for s in starts])
 
 
+def build_corpus(teacher: Any, tokenizer: Any, settings: DistillSettings,
+                 progress: Progress) -> list[list[int]]:
+    """The teacher's replies to the prompt set, its continuations of the prose openings,
+    and ``settings.corpus`` text if given."""
+    prompts = read_lines(Path(settings.prompts) if settings.prompts
+                         else paths.assets_dir() / "prompts" / "distill.txt")
+    openings_file = (paths.assets_dir() / "prompts" / "distill_text.txt"
+                     if settings.openings is None else settings.openings)
+    openings = read_lines(Path(openings_file)) if openings_file else []
+    total = len(prompts) + len(openings)
+    progress({"stage": "corpus", "done": 0, "total": total})
+    common = dict(top_p=settings.sample_top_p, max_new_tokens=settings.reply_tokens,
+                  batch=settings.gen_batch, progress=progress, total=total)
+    sequences = teacher_corpus(teacher, tokenizer, prompts, **common)
+    # Plain prose too, not only chat replies: the student should not forget how.
+    sequences += teacher_corpus(teacher, tokenizer, openings, chat=False,
+                                done_before=len(prompts), **common)
+    if settings.corpus:
+        text = Path(settings.corpus).read_text(encoding="utf-8")
+        sequences.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return sequences
+
+
 # -- training -----------------------------------------------------------------------
 def kd_loss(student_logits: Any, teacher_logits: Any, targets: Any, temperature: float,
             ce_weight: float) -> Any:
@@ -245,6 +268,35 @@ def lr_at(step: int, total: int, lr: float, lr_min: float) -> float:
         return lr
     progress = min(1.0, step / (total - 1))
     return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * progress))
+
+
+def time_horizon(step: int, train_s: float, budget_s: float) -> int:
+    """Schedule length when training for a time budget: steps that fit at the pace so far."""
+    return max(step + 1, int(budget_s / max(train_s / max(step, 1), 1e-3)))
+
+
+def trainable(student: Any) -> list[Any]:
+    """Freeze the (tied) embeddings, train the rest; the parameters the optimizer gets."""
+    for name, p in student.named_parameters():
+        p.requires_grad_("embed" not in name and "wte" not in name and "wpe" not in name)
+    return [p for p in student.parameters() if p.requires_grad]
+
+
+def kd_step(teacher: Any, student: Any, batch: Any, optimizer: Any, params: list[Any],
+            settings: DistillSettings) -> float:
+    """One knowledge-distillation step on ``batch`` (bf16 autocast); returns the loss."""
+    import torch
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            t_logits = teacher(input_ids=batch, use_cache=False).logits[:, :-1]
+        s_logits = student(input_ids=batch, use_cache=False).logits[:, :-1]
+    loss = kd_loss(s_logits, t_logits, batch[:, 1:], settings.temperature, settings.ce_weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    return float(loss.detach())
 
 
 def default_out(settings: DistillSettings, layers: int) -> Path:
@@ -305,33 +357,12 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
     if resume and corpus_path.exists():
         sequences = torch.load(corpus_path, weights_only=True)
     else:
-        prompts = read_lines(Path(settings.prompts) if settings.prompts
-                             else paths.assets_dir() / "prompts" / "distill.txt")
-        openings_file = (paths.assets_dir() / "prompts" / "distill_text.txt"
-                         if settings.openings is None else settings.openings)
-        openings = read_lines(Path(openings_file)) if openings_file else []
-        total_prompts = len(prompts) + len(openings)
-        progress({"stage": "corpus", "done": 0, "total": total_prompts})
-        sequences = teacher_corpus(teacher, tokenizer, prompts, top_p=settings.sample_top_p,
-                                   max_new_tokens=settings.reply_tokens,
-                                   batch=settings.gen_batch, progress=progress,
-                                   total=total_prompts)
-        # Plain prose too, not only chat replies: the student should not forget how.
-        sequences += teacher_corpus(teacher, tokenizer, openings, chat=False,
-                                    top_p=settings.sample_top_p,
-                                    max_new_tokens=settings.reply_tokens,
-                                    batch=settings.gen_batch, progress=progress,
-                                    done_before=len(prompts), total=total_prompts)
-        if settings.corpus:
-            text = Path(settings.corpus).read_text(encoding="utf-8")
-            sequences.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+        sequences = build_corpus(teacher, tokenizer, settings, progress)
         torch.save(sequences, corpus_path)
     stream = token_stream(sequences, settings.seq_len)
 
     # Training.
-    for name, p in student.named_parameters():
-        p.requires_grad_("embed" not in name and "wte" not in name and "wpe" not in name)
-    params = [p for p in student.parameters() if p.requires_grad]
+    params = trainable(student)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
     step, losses, train_s = 0, [], 0.0
     if resume:
@@ -355,22 +386,11 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
             break
         tick = time.perf_counter()
         batch = random_windows(stream, settings.seq_len, settings.batch, generator)
-        # Schedule length: the step budget, or an estimate from the time budget.
-        horizon = total or max(step + 1, int(budget_s / max(train_s / max(step, 1), 1e-3)))
+        horizon = total or time_horizon(step, train_s, budget_s)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, horizon, settings.lr, settings.lr_min)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            with torch.no_grad():
-                t_logits = teacher(input_ids=batch, use_cache=False).logits[:, :-1]
-            s_logits = student(input_ids=batch, use_cache=False).logits[:, :-1]
-        loss = kd_loss(s_logits, t_logits, batch[:, 1:], settings.temperature,
-                       settings.ce_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        losses.append(kd_step(teacher, student, batch, optimizer, params, settings))
         step += 1
-        losses.append(float(loss.detach()))
         train_s += time.perf_counter() - tick
         remaining = ((total - step) * train_s / step) if total else max(0.0, budget_s - train_s)
         progress({"stage": "train", "step": step, "total": total or horizon,
