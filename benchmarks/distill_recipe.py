@@ -66,8 +66,7 @@ def main() -> None:
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    windows = quality.eval_windows(tokenizer)
-    ref = quality.Reference(quality.score(teacher, windows), windows)
+    ref = quality.reference(teacher, tokenizer)
     student = D.keep_layers(copy.deepcopy(teacher), [int(x) for x in args.layers.split(",")])
     before = quality.compare_to(ref, student)
 

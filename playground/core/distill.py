@@ -328,11 +328,10 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
     state_path = out / CHECKPOINT
     resume = settings.resume and state_path.exists()
 
-    windows = quality.eval_windows(tokenizer)
-    ref = quality.Reference(quality.score(teacher, windows), windows)
+    ref = quality.reference(teacher, tokenizer)
 
     # Student structure: measured layer importance, then optional narrower MLPs.
-    probe = windows[: min(2, windows.shape[0])]
+    probe = ref.windows[:2]
     if resume:
         meta = json.loads((out / "distill_meta.json").read_text())
         kept, importance = meta["kept_layers"], meta["layer_kl"]

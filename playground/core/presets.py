@@ -28,5 +28,6 @@ def preset(name: str, base: RunConfig | None = None) -> RunConfig:
     if config.variant != "base" or config.draft != "none":
         from playground.core import registry
 
-        registry.student_for(config.model)  # raises, saying what is missing and how to get it
+        key = "variant" if config.variant != "base" else "draft"
+        registry.student_for(config.model, key)  # raises, saying what is missing and how
     return config

@@ -84,13 +84,14 @@ def registered_student(teacher: str) -> str | None:
     return None
 
 
-def student_for(teacher: str) -> str:
-    """The student's ``model=`` value, checked to exist locally; else StudentMissing."""
+def student_for(teacher: str, key: str = "variant") -> str:
+    """The student's ``model=`` value, checked to exist locally; else StudentMissing,
+    its message starting with the config ``key`` that asked (variant or draft)."""
     student = registered_student(teacher)
     how_to_build = f"build one with `playground distill --teacher model={teacher}`"
     if student is None:
         raise StudentMissing(
-            f"variant: no distilled student is registered for model={teacher}; {how_to_build} "
+            f"{key}: no distilled student is registered for model={teacher}; {how_to_build} "
             f"or add a pair to {user_path()}"
         )
     try:
@@ -98,7 +99,7 @@ def student_for(teacher: str) -> str:
     except models.ModelError:
         where = "folder" if student.startswith(("/", ".", "~")) else "hub model"
         raise StudentMissing(
-            f"variant: the student of model={teacher} is {where} '{student}', which is not "
+            f"{key}: the student of model={teacher} is {where} '{student}', which is not "
             f"available locally; download it (`hf download {student}`) or {how_to_build}"
         ) from None
     return student

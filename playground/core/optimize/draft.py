@@ -26,9 +26,9 @@ class SpeculativeDraft(Optimization):
         if cfg.compile or cfg.prefix_cache:
             return "draft: speculative decoding cannot be combined with compile or prefix_cache yet"
         try:
-            registry.student_for(cfg.model)
+            registry.student_for(cfg.model, key="draft")
         except registry.StudentMissing as exc:
-            return str(exc).replace("variant:", "draft:", 1)
+            return str(exc)
         return None
 
     def apply(self, ctx: Build) -> str | None:
