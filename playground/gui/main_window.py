@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self.settings = QSettings(str(settings_path()), QSettings.Format.IniFormat)
         self.notice: str | None = None
         self.busy: str | None = None
+        self.side_job = False  # a comparison, A/B chat or distillation holds the worker
         self.loaded: Loaded | None = None
         self.pending_config: RunConfig | None = None
         self.errors: list[str] = []
@@ -212,9 +213,8 @@ class MainWindow(QMainWindow):
             self.chat.fail_reply("")
             self.show_error("No model is loaded yet: wait for loading to finish (status bar).")
             return
-        if self.busy:
+        if self._refuse_if_busy():
             self.chat.fail_reply("")
-            self.show_error(f"Busy ({self.busy}); try again when it is done.")
             return
         self._set_busy("a reply is streaming")
         self.chat.begin_reply()
@@ -224,8 +224,7 @@ class MainWindow(QMainWindow):
     def run_compare(self, configs: list[RunConfig]) -> None:
         from playground.core import bench
 
-        if self.busy:
-            self.show_error(f"Busy ({self.busy}); try again when it is done.")
+        if self._refuse_if_busy():
             return
         conversations = [bench.with_system(c, self.chat.system.text().strip() or None)
                          for c in bench.read_prompts(bench.default_prompts_path())]
@@ -236,8 +235,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object, str)
     def run_ab(self, configs: list[RunConfig], prompt: str) -> None:
-        if self.busy:
-            self.show_error(f"Busy ({self.busy}); try again when it is done.")
+        if self._refuse_if_busy():
             return
         self._release_chat_model("an A/B chat is running")
         self.compare.set_running(True)
@@ -277,8 +275,7 @@ class MainWindow(QMainWindow):
     def start_distill(self, **overrides) -> None:
         from playground.core.distill import DistillSettings
 
-        if self.busy:
-            self.show_error(f"Busy ({self.busy}); try again when it is done.")
+        if self._refuse_if_busy():
             return
         try:
             teacher = self.controls.config().model
@@ -313,8 +310,7 @@ class MainWindow(QMainWindow):
         if report.cancelled:
             self.status_label.setText(f"Distillation stopped after {report.steps} steps; "
                                       f"checkpoint kept in {report.out}")
-            self._set_busy(None)
-            self.apply_controls()
+            self._after_side_job()
             self.distill_shown.emit()
             return
         summary = (
@@ -328,16 +324,17 @@ class MainWindow(QMainWindow):
         if self.show_dialogs:
             QMessageBox(QMessageBox.Icon.Information, "Distilled variant ready", summary,
                         QMessageBox.StandardButton.Ok, self).open()
-        self._set_busy(None)
-        self.apply_controls()
+        self._after_side_job()
         self.distill_shown.emit()
 
     def _release_chat_model(self, reason: str) -> None:
         # The worker drops the chat model while it runs other configs; it comes back after.
         self.loaded = None
+        self.side_job = True
         self._set_busy(reason)
 
     def _after_side_job(self) -> None:
+        self.side_job = False
         self.compare.set_running(False)
         self._set_busy(None)
         self.apply_controls()  # bring the chat model back
@@ -417,11 +414,9 @@ class MainWindow(QMainWindow):
     def on_failed(self, message: str) -> None:
         if self.chat.streaming:
             self.chat.fail_reply(message)
-        side_job = self.busy is not None and any(
-            word in self.busy for word in ("comparison", "A/B", "distilled"))
         self._set_busy(None)
         self.show_error(message)
-        if side_job:
+        if self.side_job:
             self._after_side_job()
 
     def show_error(self, message: str) -> None:
@@ -432,6 +427,12 @@ class MainWindow(QMainWindow):
                               QMessageBox.StandardButton.Ok, self)
             box.open()  # not exec(): never block the event loop
         self.error_shown.emit(message)
+
+    def _refuse_if_busy(self) -> bool:
+        """While a job runs, a new request is refused with a message (never queued)."""
+        if self.busy:
+            self.show_error(f"Busy ({self.busy}); try again when it is done.")
+        return self.busy is not None
 
     def _set_busy(self, reason: str | None) -> None:
         self.busy = reason
