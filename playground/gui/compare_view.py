@@ -166,7 +166,6 @@ class CompareView(QWidget):
         self.export_csv.clicked.connect(lambda: self._export("csv"))
         self.export_json.clicked.connect(lambda: self._export("json"))
         self.export_png.clicked.connect(lambda: self._export("png"))
-        self._ab_text = ["", ""]
 
     # -- the config list ------------------------------------------------------------
     def specs(self) -> list[RunConfig]:
@@ -235,7 +234,6 @@ class CompareView(QWidget):
             self.error.emit("A/B chat: add configs and type a prompt first")
             return
         configs = [RunConfig.parse(c.currentText()) for c in (self.ab_a, self.ab_b)]
-        self._ab_text = ["", ""]
         for side, (view, config) in enumerate(zip(self.ab_views, configs, strict=True)):
             view.setHtml(f"<p><b>{'AB'[side]}: {html.escape(short_label(config))}</b></p>")
             view.append("")  # the reply streams into its own paragraph
@@ -266,7 +264,6 @@ class CompareView(QWidget):
         )
 
     def on_ab_token(self, side: int, piece: str) -> None:
-        self._ab_text[side] += piece
         view = self.ab_views[side]
         cursor = view.textCursor()
         cursor.movePosition(cursor.MoveOperation.End)

@@ -36,6 +36,12 @@ class TurnDone:
     finish_reason: str
     prefix_reused: int
 
+    @classmethod
+    def of(cls, result: Any) -> TurnDone:
+        """The parts of an engine TurnResult the GUI shows."""
+        return cls(result.reply, result.metrics, result.config, result.finish_reason,
+                   result.prefix_reused)
+
 
 @dataclass
 class Loaded:
@@ -106,10 +112,7 @@ class Worker(QObject):
             self.failed.emit(_one_line(exc))
             return
         self._record(messages, result)
-        self.finished.emit(
-            TurnDone(result.reply, result.metrics, result.config, result.finish_reason,
-                     result.prefix_reused)
-        )
+        self.finished.emit(TurnDone.of(result))
 
     @Slot(object, object, int, int)
     def compare(self, configs: list[RunConfig], conversations, warmup: int, repeats: int) -> None:
@@ -151,8 +154,7 @@ class Worker(QObject):
                     should_stop=self.stop_event.is_set,
                 )
                 del engine
-                self.ab_done.emit(side, TurnDone(result.reply, result.metrics, result.config,
-                                                 result.finish_reason, result.prefix_reused))
+                self.ab_done.emit(side, TurnDone.of(result))
         except Exception as exc:
             self.failed.emit(_one_line(exc))
 
