@@ -78,7 +78,6 @@ class ChartsPanel(QWidget):
         self._turn_tokens = 0
         self._first_token = 0.0
         self._last_token: float | None = None
-        self._last_label: str | None = None
         self._turn_labels: list[str] = []
         self.turns = 0
         self.dirty: set[str] = set()
@@ -108,12 +107,11 @@ class ChartsPanel(QWidget):
     def turn_started(self, t: float, label: str) -> None:
         """Mark the turn on the time axes; name its config when it differs from the last."""
         self._gap()
+        changed = not self._turn_labels or label != self._turn_labels[-1]
         self._turn_labels.append(label)
         self._last_token = None
         self._turn_tokens = 0
         self.itl_ms = []
-        changed = label != self._last_label
-        self._last_label = label
         # Staggered heights, so labels of turns close in time do not overlap.
         height = (0.97, 0.9, 0.83)[len(self._turn_labels) % 3]
         for plot in (self.speed, self.memory):
