@@ -152,7 +152,7 @@ def print_compare_table(rows: list[dict[str, Any]]) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from playground.core import bench
-    from playground.core.compare import ratio_rows, run_compare
+    from playground.core.compare import ratio_rows, record_history, run_compare
     from playground.core.history import History
 
     configs = [_config(spec) for spec in args.config]
@@ -177,10 +177,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"wrote {args.plot}")
     history = History()
     session = uuid.uuid4().hex[:12]
-    for result, row in zip(outcome.results, rows, strict=True):
-        history.add("compare", row["config"], metrics={"summary": result.summary,
-                                                       "quality": result.quality},
-                    hardware=data["hardware"], session=session)
+    record_history(history, outcome.results, rows, hardware=data["hardware"], session=session)
     history.close()
     return 0
 

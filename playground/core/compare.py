@@ -140,3 +140,12 @@ def ratio_rows(results: list[ConfigResult]) -> list[dict[str, Any]]:
             "greedy_match": q.get("greedy_match"),
         })
     return rows
+
+
+def record_history(history: Any, results: list[ConfigResult], rows: list[dict[str, Any]],
+                   **extra: Any) -> None:
+    """One history entry per compared config (its summary and quality); ``rows`` are
+    ``ratio_rows(results)``, ``extra`` goes to ``History.add`` (hardware, session)."""
+    for result, row in zip(results, rows, strict=True):
+        history.add("compare", row["config"],
+                    metrics={"summary": result.summary, "quality": result.quality}, **extra)

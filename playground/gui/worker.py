@@ -117,7 +117,7 @@ class Worker(QObject):
     @Slot(object, object, int, int)
     def compare(self, configs: list[RunConfig], conversations, warmup: int, repeats: int) -> None:
         """Run a comparison; the chat model is released first so memory figures are its own."""
-        from playground.core.compare import ratio_rows, run_compare
+        from playground.core.compare import ratio_rows, record_history, run_compare
 
         self.stop_event.clear()
         self.engine = None
@@ -130,7 +130,10 @@ class Worker(QObject):
         except Exception as exc:
             self.failed.emit(_one_line(exc))
             return
-        self._record_compare(outcome.results, ratio_rows(outcome.results))
+        try:
+            record_history(self._open_history(), outcome.results, ratio_rows(outcome.results))
+        except Exception as exc:  # history must never cost the user a comparison
+            self.progress.emit(f"history not saved: {_one_line(exc)}")
         self.compare_done.emit(outcome)
 
     @Slot(object, object)
@@ -172,15 +175,6 @@ class Worker(QObject):
             self.failed.emit(_one_line(exc))
             return
         self.distill_done.emit(report)
-
-    def _record_compare(self, results, rows) -> None:
-        try:
-            history = self._open_history()
-            for result, row in zip(results, rows, strict=True):
-                history.add("compare", row["config"],
-                            metrics={"summary": result.summary, "quality": result.quality})
-        except Exception as exc:
-            self.progress.emit(f"history not saved: {_one_line(exc)}")
 
     def _open_history(self):
         from playground.core.history import History
