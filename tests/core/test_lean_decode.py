@@ -7,22 +7,20 @@ from playground.core import lean_decode
 HELLO = [{"role": "user", "content": "Hello, how are you today?"}]
 
 
-def _logits_both_ways(engine, steps: int = 6):
-    """Feed the same tokens through transformers' forward and the lean step."""
+def _logits_both_ways(model, step, prompt: list[int], make_cache, tokens=(5, 17, 42, 99, 7, 3)):
+    """Prefill two caches alike, then feed the same tokens through transformers' forward
+    (one cache) and the lean step (the other); the logits of each step, side by side."""
     import torch
 
-    ids = engine.prompt_ids(HELLO)
-    tokens = [5, 17, 42, 99, 7, 3][:steps]
     pairs = []
     with torch.inference_mode():
-        caches = [engine.make_cache(), engine.make_cache()]
+        caches = [make_cache(), make_cache()]
         for cache in caches:
-            engine.model(input_ids=torch.tensor([ids]), cache=cache, use_cache=True)
+            model(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True)
         for token in tokens:
-            hf = engine.model(input_ids=torch.tensor([[token]]), cache=caches[0],
-                              use_cache=True, logits_to_keep=1).logits[0, -1].float()
-            lean = engine.decode_step(token, caches[1]).float()
-            pairs.append((hf, lean))
+            hf = model(input_ids=torch.tensor([[token]]), cache=caches[0],
+                       use_cache=True, logits_to_keep=1).logits[0, -1].float()
+            pairs.append((hf, step(token, caches[1]).float()))
     return pairs
 
 
@@ -34,7 +32,9 @@ def test_lean_step_matches_the_transformers_forward(tiny_engine, spec):
     engine = tiny_engine(spec)
     assert engine.decode_step is not None, engine.info["decode_step"]
     tol = 2e-2 if "bf16" in spec else 1e-5
-    for hf, lean in _logits_both_ways(engine):
+    pairs = _logits_both_ways(engine.model, engine.decode_step, engine.prompt_ids(HELLO),
+                              engine.make_cache)
+    for hf, lean in pairs:
         assert lean.shape == hf.shape
         assert (lean - hf).abs().max() <= tol * max(1.0, float(hf.abs().max()))
         assert int(lean.argmax()) == int(hf.argmax())
@@ -87,12 +87,7 @@ def test_lean_step_matches_qwen2_with_qkv_bias():
             layer.self_attn.q_proj.bias.normal_()
     step, why = lean_decode.build(model)
     assert step is not None, why
-    prompt = torch.tensor([[1, 2, 3, 4, 5]])
-    with torch.inference_mode():
-        caches = [DynamicCache(config=config), DynamicCache(config=config)]
-        for cache in caches:
-            model(input_ids=prompt, cache=cache, use_cache=True)
-        for token in (7, 8, 9):
-            hf = model(input_ids=torch.tensor([[token]]), cache=caches[0],
-                       use_cache=True).logits[0, -1]
-            assert torch.allclose(step(token, caches[1]), hf, atol=1e-5)
+    pairs = _logits_both_ways(model, step, [1, 2, 3, 4, 5],
+                              lambda: DynamicCache(config=config), tokens=(7, 8, 9))
+    for hf, lean in pairs:
+        assert torch.allclose(lean, hf, atol=1e-5)
