@@ -15,7 +15,13 @@ class ConfigError(ValueError):
     """A bad spec string: the message names the key and what is allowed."""
 
 
-QUANTS = ("none", "fp16", "bf16", "int8-dynamic", "bnb-8bit", "bnb-4bit-nf4", "bnb-4bit-fp4")
+QUANTS = (
+    "none", "fp16", "bf16", "int8-dynamic", "int8-weight", "int4-weight", "gguf-native",
+    "bnb-8bit", "bnb-4bit-nf4", "bnb-4bit-fp4",
+)
+QUANT_GROUPS = (32, 64, 128)
+# quant values that quantization-aware training (`playground qat`) can train for
+QAT_QUANTS = ("int8-dynamic", "int8-weight", "int4-weight")
 VARIANTS = ("base", "distilled")
 PRUNE_METHODS = ("magnitude", "structured")
 DRAFTS = ("none", "distilled")
@@ -29,6 +35,8 @@ class RunConfig:
     model: str = "default"
     variant: str = "base"
     quant: str = "none"
+    quant_group: int = 32  # int4-weight: inputs per scale/zero group
+    qat: bool = False  # use weights trained for ``quant`` by `playground qat`
     prune: float = 0.0
     prune_method: str = "magnitude"
     device: str = "cpu"
@@ -132,7 +140,7 @@ def _convert(key: str, value: str) -> Any:
             return float(value)
         except ValueError:
             raise ConfigError(f"{key}: '{value}' is not a number") from None
-    if key in ("threads", "max_new_tokens", "seed"):
+    if key in ("threads", "max_new_tokens", "seed", "quant_group"):
         try:
             return int(value)
         except ValueError:
@@ -151,6 +159,26 @@ def _validate(cfg: RunConfig) -> None:
     _check_choice("variant", cfg.variant, VARIANTS)
     _check_choice("quant", cfg.quant, QUANTS)
     _check_choice("prune_method", cfg.prune_method, PRUNE_METHODS)
+    if cfg.quant_group not in QUANT_GROUPS:
+        raise ConfigError(
+            f"quant_group: {cfg.quant_group} is not allowed; allowed: "
+            + ", ".join(map(str, QUANT_GROUPS))
+        )
+    if cfg.qat and cfg.quant not in QAT_QUANTS:
+        raise ConfigError(
+            f"qat: 'on' needs quant one of {', '.join(QAT_QUANTS)} (trained with `playground qat`),"
+            f" not {cfg.quant}"
+        )
+    if cfg.quant == "gguf-native" and not (cfg.model == "default" or cfg.model.endswith(".gguf")):
+        raise ConfigError(
+            "quant: gguf-native keeps a GGUF file's own blocks; it needs model=default or a .gguf "
+            "file (for other models use int8-weight or int4-weight)"
+        )
+    if cfg.quant == "gguf-native" and (cfg.prune > 0 or cfg.variant != "base"):
+        raise ConfigError(
+            "quant: gguf-native keeps the file's weights as they are; it cannot be combined with "
+            "prune or variant=distilled"
+        )
     _check_choice("draft", cfg.draft, DRAFTS)
     if not 0.0 <= cfg.prune <= MAX_PRUNE:
         raise ConfigError(f"prune: {cfg.prune} is out of range; allowed: 0.0 to {MAX_PRUNE}")

@@ -6,9 +6,15 @@ matrix products. This step runs the same arithmetic straight over the model's ow
 modules and weights, in the order transformers does it, writing the same
 DynamicCache, so greedy output is unchanged (tests compare logits with the
 transformers forward). Measured on the default model, 2 cores, in the engine:
-fp32 29.3 -> 35.4 tok/s, int8-dynamic 56.4 -> 76.0 tok/s (BENCHMARKS.md). Prefill, kv_cache=off, compile and
-speculative decoding keep the transformers forward; so does any model this step
-does not recognise exactly (``build`` returns why in that case).
+fp32 29.3 -> 35.4 tok/s, int8-dynamic 56.4 -> 76.0 tok/s (BENCHMARKS.md).
+
+Activations stay 2-D ([1, width]) so quantized kernels take them as they are; a
+layer is called as ``fn(x, *args)`` (F.linear, or a weight-only kernel with its
+packed weights) with no Python wrapper in between; where the quantizer packed q/k/v
+or gate/up together (playground/core/weight_quant.py), one kernel call computes
+them all. Prefill, kv_cache=off, compile and speculative decoding keep the
+transformers forward; so does any model this step does not recognise exactly
+(``build`` returns why in that case).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 Step = Callable[[int, Any], Any]  # (token id, DynamicCache) -> logits of the next token
+Call = tuple[Callable[..., Any], tuple[Any, ...]]  # fn(x, *args)
 
 SUPPORTED = {"llama", "qwen2"}
 STATIC_ROPE = {"default", "llama3", "linear"}  # inv_freq fixed at init, no per-call update
@@ -33,20 +40,27 @@ def build(model: Any) -> tuple[Step | None, str]:
     eps_final = core.norm.variance_epsilon
     silu = model.config.hidden_act == "silu"
     layers = []
+    fused_any = False
     for layer in core.layers:
         attn, mlp = layer.self_attn, layer.mlp
+        heads = attn.q_proj.out_features // attn.head_dim
+        kv_heads = attn.k_proj.out_features // attn.head_dim
+        qkv = _fused(attn, "fused_qkv")
+        gate_up = _fused(mlp, "fused_gate_up")
+        fused_any = fused_any or bool(qkv or gate_up)
         layers.append((
             layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
-            _linear(attn.q_proj), _linear(attn.k_proj), _linear(attn.v_proj),
+            qkv, _linear(attn.q_proj), _linear(attn.k_proj), _linear(attn.v_proj),
             _linear(attn.o_proj),
             layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
-            _linear(mlp.gate_proj), _linear(mlp.up_proj), _linear(mlp.down_proj),
+            gate_up, _linear(mlp.gate_proj), _linear(mlp.up_proj), _linear(mlp.down_proj),
             torch.nn.functional.silu if silu else mlp.act_fn,
-            attn.head_dim, attn.scaling, getattr(attn, "num_key_value_groups", 1) > 1,
+            attn.head_dim, attn.scaling, heads, kv_heads, heads != kv_heads,
+            mlp.gate_proj.out_features,
         ))
     embed = core.embed_tokens.weight
     norm_weight = core.norm.weight
-    head = _linear(model.lm_head)
+    head_fn, head_args = _linear(model.lm_head)
     inv_freq = core.rotary_emb.inv_freq
     rope_scale = core.rotary_emb.attention_scaling
     sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -60,39 +74,55 @@ def build(model: Any) -> tuple[Step | None, str]:
 
     def step(token: int, cache: Any) -> Any:
         position = cache.get_seq_length()
-        h = embed[token].view(1, 1, -1)
+        cache_layers = cache.layers
+        h = embed[token].view(1, -1)
         freqs = position * inv_freq.to(f32)
-        angles = cat((freqs, freqs)).view(1, 1, 1, -1)
+        angles = cat((freqs, freqs)).view(1, -1)
         cos = (angles.cos() * rope_scale).to(h.dtype)
         sin = (angles.sin() * rope_scale).to(h.dtype)
-        for i, (n1, e1, q, k, v, o, n2, e2, gate, up, down, act, hd, scale, gqa) in enumerate(
-            layers
-        ):
+        for i, (n1, e1, qkv, q, k, v, o, n2, e2, gate_up, gate, up, down, act, hd, scale,
+                nh, nkv, gqa, width) in enumerate(layers):
             x = rms(h, n1, e1)
-            qs = q(x).view(1, 1, -1, hd).transpose(1, 2)
-            ks = k(x).view(1, 1, -1, hd).transpose(1, 2)
-            vs = v(x).view(1, 1, -1, hd).transpose(1, 2)
+            if qkv is not None:
+                y = qkv[0](x, *qkv[1])
+                qk = y[:, : (nh + nkv) * hd].view(nh + nkv, hd)
+                vs = y[:, (nh + nkv) * hd :]
+            else:
+                qk = cat((q[0](x, *q[1]), k[0](x, *k[1])), -1).view(nh + nkv, hd)
+                vs = v[0](x, *v[1])
             half = hd // 2
-            qs = qs * cos + cat((-qs[..., half:], qs[..., :half]), -1) * sin
-            ks = ks * cos + cat((-ks[..., half:], ks[..., :half]), -1) * sin
-            ks, vs = cache.update(ks, vs, i)
-            out = sdpa(qs, ks, vs, scale=scale, enable_gqa=gqa)
-            h = h + o(out.transpose(1, 2).reshape(1, 1, -1))
+            qk = qk * cos + cat((-qk[:, half:], qk[:, :half]), -1) * sin
+            ks, vs = cache_layers[i].update(qk[nh:].view(1, nkv, 1, hd), vs.view(1, nkv, 1, hd))
+            out = sdpa(qk[:nh].view(1, nh, 1, hd), ks, vs, scale=scale, enable_gqa=gqa)
+            h = h + o[0](out.view(1, -1), *o[1])
             x = rms(h, n2, e2)
-            h = h + down(act(gate(x)) * up(x))
-        return head(rms(h, norm_weight, eps_final))[0, -1]
+            if gate_up is not None:
+                gu = gate_up[0](x, *gate_up[1])
+                x = act(gu[:, :width]) * gu[:, width:]
+            else:
+                x = act(gate[0](x, *gate[1])) * up[0](x, *up[1])
+            h = h + down[0](x, *down[1])
+        return head_fn(rms(h, norm_weight, eps_final), *head_args)[0]
 
-    return step, "lean decode step (Llama family)"
+    fused = ", q/k/v and gate/up fused" if fused_any else ""
+    return step, f"lean decode step (Llama family{fused})"
 
 
-def _linear(module: Any) -> Callable[[Any], Any]:
+def _linear(module: Any) -> Call:
     import torch
 
     if type(module) is torch.nn.Linear:
-        weight, bias = module.weight, module.bias
-        linear = torch.nn.functional.linear
-        return lambda x: linear(x, weight, bias)
-    return module.forward  # quantized modules (int8, bitsandbytes) keep their own kernels
+        return torch.nn.functional.linear, (module.weight, module.bias)
+    if getattr(module, "bias", None) is None and hasattr(module, "kernel"):
+        return module.kernel()  # weight-only int8/int4: the kernel itself
+    return module.forward, ()  # other quantized modules (int8-dynamic, bnb) keep theirs
+
+
+def _fused(parent: Any, name: str) -> Call | None:
+    fused = parent.__dict__.get(name)  # set by the weight-only quantizer, not a submodule
+    if fused is None or fused.bias is not None:
+        return None
+    return fused.kernel()
 
 
 def _unsupported(model: Any) -> str | None:

@@ -74,14 +74,18 @@ def cuda_peak_mb(device: Any) -> float | None:
 
 
 def weights_mb(model: Any) -> float:
-    """Bytes of parameters and buffers as stored (quantized storage counts as stored)."""
+    """Bytes of parameters and buffers as stored (quantized storage counts as stored).
+
+    Counted per storage, so tied embeddings and row views of one packed matrix (fused
+    q/k/v in weight-only quantization) count once."""
     total = 0
     seen: set[int] = set()
     for tensor in list(model.parameters()) + list(model.buffers()):
-        if id(tensor) in seen:  # tied embeddings are counted once
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() in seen:
             continue
-        seen.add(id(tensor))
-        total += tensor.numel() * tensor.element_size()
+        seen.add(storage.data_ptr())
+        total += storage.nbytes()
     total += _packed_bytes(model)
     return total / MB
 

@@ -14,6 +14,8 @@ from playground.core.optimize.prune_structured import PruneStructured
 from playground.core.optimize.quant_bnb import QuantBnb
 from playground.core.optimize.quant_dtype import QuantDtype
 from playground.core.optimize.quant_dynamic import QuantDynamic
+from playground.core.optimize.quant_gguf import QuantGguf
+from playground.core.optimize.quant_weight import QuantWeight
 from playground.core.optimize.variants import DistilledVariant
 
 PIPELINE: tuple[Optimization, ...] = (
@@ -22,6 +24,8 @@ PIPELINE: tuple[Optimization, ...] = (
     PruneMagnitude(),
     QuantDtype(),
     QuantDynamic(),
+    QuantWeight(),
+    QuantGguf(),
     QuantBnb(),
     Device(),
     Compile(),

@@ -1,0 +1,72 @@
+"""quant=gguf-native: compute with a GGUF file's own quantized blocks, not a float copy.
+
+The default model is SmolLM2's Q4_1 GGUF de-quantized, so float32 is only a
+lossless-looking, 4× larger copy of the file. Here every Q4_0/Q4_1 matrix keeps its
+integers, scales and offsets and runs on torch's int4 kernel (the same group-32
+layout), so the weights are exactly the file's and the only difference from the
+de-quantized baseline is arithmetic (bf16 activations, bf16 scales: the kernel's
+format). Q8_0 (SmolLM2's embedding, which is also its LM head) has no grouped int8
+kernel here: it is re-quantized to one int8 scale per row, and the note says so.
+Other block types are left as transformers de-quantized them (bf16), named in the note.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from playground.core import gguf_blocks, models, weight_quant
+from playground.core.config import RunConfig
+from playground.core.optimize.base import Build, Optimization
+from playground.core.optimize.quant_weight import check_cpu_kernels, replace_linears
+from playground.core.weight_quant import QWeight
+
+
+def gguf_path(source: models.ModelSource) -> Path:
+    if source.kind == "default":
+        return models.default_gguf_path()
+    if source.kind == "gguf" and source.gguf_file:
+        return source.path / source.gguf_file
+    raise ValueError(f"quant: gguf-native needs a .gguf model, not {source.kind} {source.name}")
+
+
+class QuantGguf(Optimization):
+    name = "quant-gguf-native"
+
+    def wanted(self, cfg: RunConfig) -> bool:
+        return cfg.quant == "gguf-native"
+
+    def check(self, cfg: RunConfig, device: str) -> str | None:
+        return check_cpu_kernels(cfg, device)
+
+    def apply(self, ctx: Build) -> str | None:
+        tensors = gguf_blocks.read_blocks(gguf_path(ctx.source), ctx.model)
+        tied = getattr(ctx.model.config, "tie_word_embeddings", False)
+        head_source = "model.embed_tokens.weight" if tied else "lm_head.weight"
+        used: Counter[str] = Counter()
+        kept: Counter[str] = Counter()
+
+        def quantize(name: str, linear: Any) -> QWeight | None:
+            key = head_source if linear is ctx.model.get_output_embeddings() else f"{name}.weight"
+            tensor = tensors.get(key)
+            if tensor is None or tensor.raw is None:
+                kept[tensor.type_name if tensor else "not in file"] += 1
+                return None
+            used[tensor.type_name] += 1
+            blocks = gguf_blocks.to_qweight(tensor)
+            if blocks.kind == "q8_0":  # no grouped int8 kernel: one scale per row
+                return weight_quant.quantize_int8(blocks.dequantize())
+            if not weight_quant.int4_fits(blocks.rows, blocks.cols, blocks.group):
+                return weight_quant.quantize_int8(blocks.dequantize())
+            return blocks
+
+        replace_linears(ctx.model, quantize)
+        ctx.info["gguf_blocks"] = dict(used)
+        note = "GGUF blocks kept: " + ", ".join(f"{n} {t}" for t, n in sorted(used.items()))
+        if used.get("Q8_0"):
+            note += " (Q8_0 re-quantized to int8 per row: no grouped int8 kernel)"
+        if kept:
+            note += "; left de-quantized in bf16: " + ", ".join(
+                f"{n} {t}" for t, n in sorted(kept.items()))
+        return note
