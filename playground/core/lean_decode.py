@@ -12,8 +12,10 @@ Activations stay 2-D ([1, width]) so quantized kernels take them as they are; a
 layer is called as ``fn(x, *args)`` (F.linear, or a weight-only kernel with its
 packed weights) with no Python wrapper in between; where the quantizer packed q/k/v
 or gate/up together (playground/core/weight_quant.py), one kernel call computes
-them all. Prefill, kv_cache=off, compile and speculative decoding keep the
-transformers forward; so does any model this step does not recognise exactly
+them all. Where every Linear runs on our native kernels (int8-weight,
+int4-weight, gguf-native), the whole step is one C call instead
+(playground/core/native/step.py). Prefill, kv_cache=off, compile and speculative
+decoding keep the transformers forward; so does any model this step does not recognise exactly
 (``build`` returns why in that case).
 """
 
@@ -39,28 +41,30 @@ def build(model: Any) -> tuple[Step | None, str]:
     core = model.model
     eps_final = core.norm.variance_epsilon
     silu = model.config.hidden_act == "silu"
+    dtype = core.embed_tokens.weight.dtype  # the activations' dtype
     layers = []
     fused_any = False
     for layer in core.layers:
         attn, mlp = layer.self_attn, layer.mlp
         heads = attn.q_proj.out_features // attn.head_dim
         kv_heads = attn.k_proj.out_features // attn.head_dim
-        qkv = _fused(attn, "fused_qkv")
-        gate_up = _fused(mlp, "fused_gate_up")
+        qkv = _fused(attn, "fused_qkv", dtype)
+        gate_up = _fused(mlp, "fused_gate_up", dtype)
         fused_any = fused_any or bool(qkv or gate_up)
         layers.append((
             layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
-            qkv, _linear(attn.q_proj), _linear(attn.k_proj), _linear(attn.v_proj),
-            _linear(attn.o_proj),
+            qkv, _linear(attn.q_proj, dtype), _linear(attn.k_proj, dtype), _linear(attn.v_proj, dtype),
+            _linear(attn.o_proj, dtype),
             layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
-            gate_up, _linear(mlp.gate_proj), _linear(mlp.up_proj), _linear(mlp.down_proj),
+            gate_up, _linear(mlp.gate_proj, dtype), _linear(mlp.up_proj, dtype),
+            _linear(mlp.down_proj, dtype),
             torch.nn.functional.silu if silu else mlp.act_fn,
             attn.head_dim, attn.scaling, heads, kv_heads, heads != kv_heads,
             mlp.gate_proj.out_features,
         ))
     embed = core.embed_tokens.weight
     norm_weight = core.norm.weight
-    head_fn, head_args = _linear(model.lm_head)
+    head_fn, head_args = _linear(model.lm_head, dtype)
     inv_freq = core.rotary_emb.inv_freq
     rope_scale = core.rotary_emb.attention_scaling
     sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -104,25 +108,35 @@ def build(model: Any) -> tuple[Step | None, str]:
             h = h + down[0](x, *down[1])
         return head_fn(rms(h, norm_weight, eps_final), *head_args)[0]
 
+    if fused_any:  # quantized with the native kernels: the whole step in C, where it fits
+        from playground.core import weight_quant
+        from playground.core.native import step as native_step
+
+        whole, _why = native_step.build(model, weight_quant.INT_ACT)
+        if whole is not None:
+            return whole, "lean decode step (Llama family, one native call a token)"
     fused = ", q/k/v and gate/up fused" if fused_any else ""
     return step, f"lean decode step (Llama family{fused})"
 
 
-def _linear(module: Any) -> Call:
+def _linear(module: Any, dtype: Any) -> Call:
     import torch
 
     if type(module) is torch.nn.Linear:
         return torch.nn.functional.linear, (module.weight, module.bias)
-    if getattr(module, "bias", None) is None and hasattr(module, "kernel"):
+    if _direct(module, dtype):
         return module.kernel()  # weight-only int8/int4: the kernel itself
     return module.forward, ()  # other quantized modules (int8-dynamic, bnb) keep theirs
 
 
-def _fused(parent: Any, name: str) -> Call | None:
+def _direct(module: Any, dtype: Any) -> bool:
+    return (hasattr(module, "kernel") and getattr(module, "bias", None) is None
+            and getattr(module, "act_dtype", None) == dtype)
+
+
+def _fused(parent: Any, name: str, dtype: Any) -> Call | None:
     fused = parent.__dict__.get(name)  # set by the weight-only quantizer, not a submodule
-    if fused is None or fused.bias is not None:
-        return None
-    return fused.kernel()
+    return fused.kernel() if fused is not None and _direct(fused, dtype) else None
 
 
 def _unsupported(model: Any) -> str | None:

@@ -1,4 +1,4 @@
-"""Weight-only quantized Linear layers on torch's CPU kernels (int8 per channel, int4 groups).
+"""Weight-only quantized Linear layers (int8 per channel, int4 groups, GGUF's Q8_0 blocks).
 
 A layer is quantized in two steps: a pure function turns float weights (or a GGUF
 file's blocks) into a ``QWeight`` (integers plus scales and zeros, unpacked), then
@@ -7,21 +7,27 @@ Packing q/k/v (and gate/up) together gives one kernel call instead of three (two
 at one token per step; the separate projections stay as row views of the same
 storage, so transformers' own forward still finds q_proj, k_proj and v_proj.
 
-Kernels: ``torch._weight_int8pack_mm`` (int8, one scale per output row) and
-``torch._weight_int4pack_mm_for_cpu`` (int4, a scale and a zero per group of
-``group`` inputs: w = (q − 8)·scale + zero). Measured on this CPU build: both are
-fast only with bfloat16 activations (with float32 they are 8–12× slower than a dense
-float32 matmul), so a model quantized here runs its activations in bfloat16 and the
-scales are stored in bfloat16 (the kernels require the activations' dtype).
+Two kernel backends, the same QWeights:
+- "native" (preferred): our qgemv.c (playground/core/native), float32 activations,
+  fp16 scales (GGUF's own formats, so a GGUF's blocks go in unchanged);
+- "torch": ``torch._weight_int8pack_mm`` and ``torch._weight_int4pack_mm_for_cpu``
+  (w = (q − 8)·scale + zero), which are fast only with bfloat16 activations (with
+  float32 they are 8–12× slower than a dense float32 matmul), so the model then runs
+  in bfloat16 with bf16 scales. Used where the native kernels cannot be built.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 INT4_ROW_MULTIPLE = 16  # the int4 packing works on blocks of 16 output rows
 FUSE_ROW_MULTIPLE = 64  # row views of a packed int4 matrix must start on a 64-row block
+# Native kernels: activations as int16 per run of 32 (fast, KL 0.0000 measured), or
+# PLAYGROUND_NATIVE_ACT=f32 for plain float32 (exact up to summation order, ~30% slower).
+INT_ACT = os.environ.get("PLAYGROUND_NATIVE_ACT", "int16") != "f32"
 
 
 @dataclass
@@ -57,33 +63,54 @@ class QWeight:
 
 
 # -- quantization (pure functions of float weights) --------------------------------
+def backend() -> str:
+    """"native" where qgemv.c is built and runs here, else "torch"."""
+    from playground.core import native
+
+    return "native" if native.library() is not None else "torch"
+
+
+def _scale_dtype() -> Any:
+    import torch
+
+    return torch.float16 if backend() == "native" else torch.bfloat16
+
+
 def quantize_int8(weight: Any) -> QWeight:
-    """Symmetric int8 with one scale per output channel (row), scale rounded to bf16."""
+    """Symmetric int8 with one scale per output channel (row). The scale is rounded to the
+    kernel's format (fp16 native, bf16 torch) before the integers are chosen for it."""
     import torch
 
     w = weight.detach().float()
-    scale = (w.abs().amax(dim=1) / 127).clamp_min(1e-12).to(torch.bfloat16).float()
+    scale = (w.abs().amax(dim=1) / 127).clamp_min(1e-6).to(_scale_dtype()).float()
     q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    return QWeight("int8", q, scale.to(torch.bfloat16))
+    return QWeight("int8", q, scale)
 
 
 def quantize_int4(weight: Any, group: int) -> QWeight:
-    """Asymmetric int4 per group of ``group`` inputs, round to nearest. Scale and zero are
-    rounded to bf16 first (the kernel's format), then the integers are chosen for them."""
+    """Asymmetric int4 per group of ``group`` inputs, round to nearest: w ≈ (q − 8)·scale +
+    zero. Scale and zero are rounded to the kernel's format first, then the integers are
+    chosen for them."""
     import torch
 
     w = weight.detach().float()
     n, k = w.shape
+    dtype = _scale_dtype()
     grouped = w.reshape(n, k // group, group)
     low, high = grouped.amin(-1), grouped.amax(-1)
-    scale = ((high - low) / 15).clamp_min(1e-8).to(torch.bfloat16).float()
-    zero = (low + 8 * scale).to(torch.bfloat16).float()
+    scale = ((high - low) / 15).clamp_min(1e-6).to(dtype).float()
+    if backend() == "native":  # stores the offset m = zero − 8·scale (GGUF Q4_1's form)
+        zero = low.to(dtype).float() + 8 * scale
+    else:  # stores the zero itself
+        zero = (low + 8 * scale).to(dtype).float()
     q = torch.round((grouped - zero[..., None]) / scale[..., None]) + 8
     q = q.clamp(0, 15).to(torch.int32).reshape(n, k)
-    return QWeight("int4", q, scale.to(torch.bfloat16), zero.to(torch.bfloat16), group)
+    return QWeight("int4", q, scale, zero, group)
 
 
 def int4_fits(rows: int, cols: int, group: int) -> bool:
+    if backend() == "native":
+        return cols % group == 0 and group % 32 == 0
     return rows % INT4_ROW_MULTIPLE == 0 and cols % group == 0
 
 
@@ -101,114 +128,46 @@ def fake_quantize(weight: Any, quant: str, group: int = 32) -> Any:
 
 # -- kernels --------------------------------------------------------------------------
 def kernels_available() -> str | None:
-    """None when both CPU weight-only kernels run here, else why not."""
+    """None when weight-only kernels run here (native, else torch's), else why not."""
     import torch
 
+    if backend() == "native":
+        return None
     for name in ("_weight_int8pack_mm", "_weight_int4pack_mm_for_cpu",
                  "_convert_weight_to_int4pack_for_cpu"):
         if not hasattr(torch, name):
             return f"this torch build has no torch.{name}"
     try:
-        qw = quantize_int4(torch.ones(16, 32), 32)
-        layer = pack([qw])
-        layer(torch.ones(1, 32, dtype=torch.bfloat16))
+        _torch_pack([quantize_int4(torch.ones(16, 32), 32)], None)(
+            torch.ones(1, 32, dtype=torch.bfloat16))
     except RuntimeError as exc:
         return f"torch's int4 CPU kernel failed: {str(exc).splitlines()[0]}"
     return None
 
 
-def _weight_class() -> type:
-    import torch
-
-    int8_mm = torch._weight_int8pack_mm
-    int4_mm = torch._weight_int4pack_mm_for_cpu
-    bf16 = torch.bfloat16
-
-    class WeightOnlyLinear(torch.nn.Module):
-        """y = x·Wᵀ (+ b) with W stored as int8 rows or packed int4 groups; x in bf16."""
-
-        def __init__(self, kind: str, weight: Any, scales: Any, group: int, rows: int,
-                     cols: int, bias: Any = None) -> None:
-            super().__init__()
-            self.kind, self.group = kind, group
-            self.in_features, self.out_features = cols, rows
-            self.register_buffer("qweight", weight)
-            self.register_buffer("scales", scales)
-            self.register_buffer("bias", bias)
-
-        def kernel(self) -> tuple[Any, tuple[Any, ...]]:
-            """(fn, args): fn(x2d, *args) is the layer without bias, for the lean step."""
-            if self.kind == "int8":
-                return int8_mm, (self.qweight, self.scales)
-            return int4_mm, (self.qweight, self.group, self.scales)
-
-        def forward(self, x: Any) -> Any:
-            shape = x.shape
-            x2 = x.reshape(-1, shape[-1])
-            if x2.dtype != bf16:
-                x2 = x2.to(bf16)
-            fn, args = self.kernel()
-            y = fn(x2, *args).view(*shape[:-1], self.out_features)
-            if self.bias is not None:
-                y = y + self.bias
-            return y.to(x.dtype)
-
-        def rows_view(self, start: int, stop: int) -> Any:
-            """A layer computing output rows start..stop with this layer's storage."""
-            bias = None if self.bias is None else self.bias[start:stop]
-            if self.kind == "int8":
-                scales = self.scales[start:stop]
-            else:  # [K/group, N, 2]: a column slice is not contiguous, copy it (small)
-                scales = self.scales[:, start:stop].contiguous()
-            return type(self)(self.kind, self.qweight[start:stop], scales, self.group,
-                              stop - start, self.in_features, bias)
-
-        def extra_repr(self) -> str:
-            group = f", group={self.group}" if self.kind == "int4" else ""
-            return f"{self.kind}, in={self.in_features}, out={self.out_features}{group}"
-
-    return WeightOnlyLinear
-
-
-_CLASS: type | None = None
-
-
-def weight_only_class() -> type:
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = _weight_class()
-    return _CLASS
-
-
 def pack(parts: list[QWeight], biases: list[Any] | None = None) -> Any:
-    """One WeightOnlyLinear computing the rows of every part, in order."""
+    """One layer computing the rows of every part, in order, on this machine's backend."""
     import torch
 
-    kind, group, cols = parts[0].kind, parts[0].group, parts[0].cols
-    if any(p.kind != kind or p.group != group or p.cols != cols for p in parts):
+    kinds = {(p.kind, p.group, p.cols) for p in parts}
+    if len(kinds) > 1:
         raise ValueError("pack: parts differ in kind, group or input size")
-    q = torch.cat([p.q for p in parts]) if len(parts) > 1 else parts[0].q
-    rows = int(q.shape[0])
     bias = None
     if biases and any(b is not None for b in biases):
-        bias = torch.cat([
-            (b if b is not None else torch.zeros(p.rows)).detach().to(torch.bfloat16)
-            for p, b in zip(parts, biases, strict=True)
-        ])
-    if kind == "int8":
-        scale = torch.cat([p.scale for p in parts]).to(torch.bfloat16).contiguous()
-        return weight_only_class()("int8", q.contiguous(), scale, 0, rows, cols, bias)
-    scale = torch.cat([p.scale for p in parts]).float()
-    zero = torch.cat([p.zero for p in parts]).float()
-    packed = torch._convert_weight_to_int4pack_for_cpu(q.contiguous(), 1)
-    scales_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16).contiguous()
-    return weight_only_class()("int4", packed, scales_zeros, group, rows, cols, bias)
+        bias = torch.cat([(b if b is not None else torch.zeros(p.rows)).detach().float()
+                          for p, b in zip(parts, biases, strict=True)])
+    if backend() == "native" and (parts[0].kind != "int8" or parts[0].cols % 32 == 0):
+        return _native_pack(parts, bias)
+    if parts[0].kind == "q8_0":  # torch has no grouped int8 kernel: one scale per row
+        parts = [quantize_int8(p.dequantize()) for p in parts]
+    return _torch_pack(parts, None if bias is None else bias.to(torch.bfloat16))
 
 
 def pack_fused(parts: list[QWeight], biases: list[Any]) -> tuple[Any, list[Any]]:
     """Pack parts as one layer (for the lean step) and return a row view per part
     (for transformers' forward); (None, separate layers) where rows cannot be split."""
-    splittable = parts[0].kind == "int8" or all(p.rows % FUSE_ROW_MULTIPLE == 0 for p in parts)
+    splittable = (backend() == "native" or parts[0].kind == "int8"
+                  or all(p.rows % FUSE_ROW_MULTIPLE == 0 for p in parts))
     if len(parts) == 1 or not splittable:
         return None, [pack([p], [b]) for p, b in zip(parts, biases, strict=True)]
     fused = pack(parts, biases)
@@ -217,3 +176,165 @@ def pack_fused(parts: list[QWeight], biases: list[Any]) -> tuple[Any, list[Any]]
         views.append(fused.rows_view(start, start + p.rows))
         start += p.rows
     return fused, views
+
+
+def _layer_base() -> type:
+    import torch
+
+    class WeightOnlyLinear(torch.nn.Module):
+        """y = x·Wᵀ (+ b) with W stored quantized; ``kernel()`` is (fn, args) such that
+        fn(x2d, *args) computes the layer without bias (the lean step calls it)."""
+
+        act_dtype = torch.float32
+
+        def __init__(self, kind: str, group: int, rows: int, cols: int, bias: Any) -> None:
+            super().__init__()
+            self.kind, self.group = kind, group
+            self.in_features, self.out_features = cols, rows
+            self.register_buffer("bias", bias)
+
+        def kernel(self) -> tuple[Any, tuple[Any, ...]]:
+            raise NotImplementedError
+
+        def forward(self, x: Any) -> Any:
+            shape = x.shape
+            x2 = x.reshape(-1, shape[-1])
+            if x2.dtype != self.act_dtype:
+                x2 = x2.to(self.act_dtype)
+            fn, args = self.kernel()
+            y = fn(x2.contiguous(), *args).view(*shape[:-1], self.out_features)
+            if self.bias is not None:
+                y = y + self.bias
+            return y.to(x.dtype)
+
+        def extra_repr(self) -> str:
+            group = f", group={self.group}" if self.kind != "int8" else ""
+            return f"{type(self).__name__}: {self.kind}, in={self.in_features}, " \
+                   f"out={self.out_features}{group}"
+
+    return WeightOnlyLinear
+
+
+@cache
+def weight_only_class() -> type:
+    return _layer_base()
+
+
+@cache
+def _torch_class() -> type:
+    import torch
+
+    int8_mm = torch._weight_int8pack_mm
+    int4_mm = torch._weight_int4pack_mm_for_cpu
+
+    class TorchWeightLinear(weight_only_class()):
+        """torch's kernels: int8 rows + bf16 scales, or packed int4 + [K/g, N, 2] bf16."""
+
+        act_dtype = torch.bfloat16
+
+        def __init__(self, kind: str, weight: Any, scales: Any, group: int, rows: int,
+                     cols: int, bias: Any = None) -> None:
+            super().__init__(kind, group, rows, cols, bias)
+            self.register_buffer("qweight", weight)
+            self.register_buffer("scales", scales)
+
+        def kernel(self) -> tuple[Any, tuple[Any, ...]]:
+            if self.kind == "int8":
+                return int8_mm, (self.qweight, self.scales)
+            return int4_mm, (self.qweight, self.group, self.scales)
+
+        def rows_view(self, start: int, stop: int) -> Any:
+            bias = None if self.bias is None else self.bias[start:stop]
+            if self.kind == "int8":
+                scales = self.scales[start:stop]
+            else:  # [K/group, N, 2]: a column slice is not contiguous, copy it (small)
+                scales = self.scales[:, start:stop].contiguous()
+            return type(self)(self.kind, self.qweight[start:stop], scales, self.group,
+                              stop - start, self.in_features, bias)
+
+    return TorchWeightLinear
+
+
+def _torch_pack(parts: list[QWeight], bias: Any) -> Any:
+    import torch
+
+    kind, group, cols = parts[0].kind, parts[0].group, parts[0].cols
+    q = torch.cat([p.q for p in parts]) if len(parts) > 1 else parts[0].q
+    rows = int(q.shape[0])
+    if kind == "int8":
+        scale = torch.cat([p.scale for p in parts]).to(torch.bfloat16).contiguous()
+        return _torch_class()("int8", q.contiguous(), scale, 0, rows, cols, bias)
+    scale = torch.cat([p.scale for p in parts]).float()
+    zero = torch.cat([p.zero for p in parts]).float()
+    packed = torch._convert_weight_to_int4pack_for_cpu(q.contiguous(), 1)
+    scales_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16).contiguous()
+    return _torch_class()("int4", packed, scales_zeros, group, rows, cols, bias)
+
+
+@cache
+def _native_class() -> type:
+    import torch
+
+    from playground.core import native
+
+    lib = native.library()
+    empty, threads = torch.empty, torch.get_num_threads
+
+    def q4(x: Any, codes: Any, d: Any, m: Any, n: int, k: int, g: int, int_act: int) -> Any:
+        rows = x.shape[0]
+        y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2))
+        lib.q4_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), m.data_ptr(), y.data_ptr(),
+                      scratch.data_ptr(), rows, n, k, g, threads(), int_act)
+        return y
+
+    def q8(x: Any, codes: Any, d: Any, n: int, k: int, g: int, int_act: int) -> Any:
+        rows = x.shape[0]
+        y, scratch = empty(rows, n), empty(rows * (k // 32 + k // 2))
+        lib.q8_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), y.data_ptr(),
+                      scratch.data_ptr(), rows, n, k, g, threads(), int_act)
+        return y
+
+    class NativeWeightLinear(weight_only_class()):
+        """qgemv.c: int4 codes two per byte + fp16 scale and offset per group (w = d·q + m),
+        or int8 codes + fp16 scale per group; float32 activations."""
+
+        def __init__(self, kind: str, codes: Any, scales: Any, offsets: Any, group: int,
+                     rows: int, cols: int, bias: Any = None) -> None:
+            super().__init__(kind, group, rows, cols, bias)
+            self.register_buffer("codes", codes)
+            self.register_buffer("scales", scales)
+            self.register_buffer("offsets", offsets)
+
+        def kernel(self) -> tuple[Any, tuple[Any, ...]]:
+            n, k, g, a = self.out_features, self.in_features, self.group, int(INT_ACT)
+            if self.kind == "int4":
+                return q4, (self.codes, self.scales, self.offsets, n, k, g, a)
+            return q8, (self.codes, self.scales, n, k, g, a)
+
+        def rows_view(self, start: int, stop: int) -> Any:
+            bias = None if self.bias is None else self.bias[start:stop]
+            offsets = None if self.offsets is None else self.offsets[start:stop]
+            return type(self)(self.kind, self.codes[start:stop], self.scales[start:stop],
+                              offsets, self.group, stop - start, self.in_features, bias)
+
+    return NativeWeightLinear
+
+
+def _native_pack(parts: list[QWeight], bias: Any) -> Any:
+    import torch
+
+    kind, group, cols = parts[0].kind, parts[0].group, parts[0].cols
+    q = torch.cat([p.q for p in parts]) if len(parts) > 1 else parts[0].q
+    rows = int(q.shape[0])
+    scale = torch.cat([p.scale.reshape(p.rows, -1) for p in parts]).to(torch.float16)
+    if kind in ("int8", "q8_0"):
+        group = cols if kind == "int8" else group  # one scale per row: a single group
+        return _native_class()("q8", q.to(torch.int8).contiguous(), scale.contiguous(), None,
+                               group, rows, cols, bias)
+    # w = (q - 8)·scale + zero = scale·q + (zero - 8·scale): GGUF Q4_1's d and m
+    zero = torch.cat([p.zero for p in parts]).float()
+    offset = (zero - 8 * scale.float()).to(torch.float16)
+    runs = q.reshape(rows, cols // 32, 2, 16).to(torch.uint8)
+    codes = (runs[:, :, 0] | (runs[:, :, 1] << 4)).reshape(rows, cols // 2)
+    return _native_class()("int4", codes.contiguous(), scale.contiguous(), offset.contiguous(),
+                           group, rows, cols, bias)

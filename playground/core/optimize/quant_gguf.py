@@ -55,8 +55,6 @@ class QuantGguf(Optimization):
                 return None
             used[tensor.type_name] += 1
             blocks = gguf_blocks.to_qweight(tensor)
-            if blocks.kind == "q8_0":  # no grouped int8 kernel: one scale per row
-                return weight_quant.quantize_int8(blocks.dequantize())
             if not weight_quant.int4_fits(blocks.rows, blocks.cols, blocks.group):
                 return weight_quant.quantize_int8(blocks.dequantize())
             return blocks

@@ -69,7 +69,7 @@ class QuantWeight(Optimization):
 
 def replace_linears(model: Any, quantize: QuantizeFn) -> dict[str, int]:
     """Swap every nn.Linear (LM head included) for a weight-only layer, fusing q/k/v and
-    gate/up where the shapes allow; then cast what stays float to bfloat16."""
+    gate/up where the shapes allow (with torch's kernels, what stays float becomes bf16)."""
     import torch
 
     counts = {"quantized": 0, "kept": 0, "fused": 0}
@@ -108,5 +108,6 @@ def replace_linears(model: Any, quantize: QuantizeFn) -> dict[str, int]:
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, weight_quant.pack([part], [module.bias]))
         counts["quantized"] += 1
-    model.to(torch.bfloat16)  # float parameters left (embedding, norms): bf16 activations
+    if weight_quant.backend() == "torch":
+        model.to(torch.bfloat16)  # torch's kernels are fast only with bf16 activations
     return counts

@@ -1,0 +1,102 @@
+"""The native weight-only kernels (qgemv.c), compiled once per machine and loaded with ctypes.
+
+Why our own: on an AVX2 CPU without AVX-512 (the AMD EPYC machines here) torch's
+int4 kernel decodes slower than a dense float32 matmul at one token, and both of
+torch's weight-only kernels are fast only with bfloat16 activations. qgemv.c reads
+int4/int8 codes with fp16 scales (GGUF's own block formats) and multiplies float32
+activations, so weights are exactly the stored ones. It compiles in about a second
+with the system C compiler into the user cache; the packaged app ships a prebuilt
+copy. Without a compiler, or on a CPU without AVX2, ``library()`` is None and the
+quantizers use torch's kernels instead (the result's notes say which ran).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+from playground.core import paths
+
+SOURCES = [Path(__file__).with_name(name) for name in ("qgemv.c", "qstep.c")]
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+PREBUILT_ENV = "PLAYGROUND_QGEMV"  # the packaged app points this at its bundled copy
+
+
+def _cpu_key() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))]
+        return "\n".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _cpu_has_avx2() -> bool:
+    return " avx2" in _cpu_key() and " fma" in _cpu_key() and " f16c" in _cpu_key()
+
+
+def build(target: Path | None = None, flags: list[str] | None = None) -> Path:
+    """Compile the kernels into ``target`` (default: the cache, keyed by source and CPU)."""
+    source = b"".join(path.read_bytes() for path in SOURCES)
+    flags = flags or FLAGS
+    if target is None:
+        key = hashlib.sha256(source + _cpu_key().encode() + " ".join(flags).encode()).hexdigest()
+        target = paths.cache_dir() / "native" / f"qgemv-{key[:16]}.so"
+    if target.is_file():
+        return target
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise OSError("no C compiler (cc or gcc) on PATH")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    result = subprocess.run([compiler, *flags, *map(str, SOURCES), "-lm", "-o", str(tmp)],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"{compiler} failed: {result.stderr.strip().splitlines()[-1:]}")
+    tmp.replace(target)
+    return target
+
+
+@cache
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None (see ``unavailable()`` for why)."""
+    return _load()[0]
+
+
+@cache
+def _load() -> tuple[ctypes.CDLL | None, str | None]:
+    if os.environ.get("PLAYGROUND_NATIVE", "1") == "0":
+        return None, "switched off (PLAYGROUND_NATIVE=0)"
+    if platform.machine() not in ("x86_64", "AMD64") or not _cpu_has_avx2():
+        return None, "needs an x86-64 CPU with AVX2, FMA and F16C"
+    import torch  # noqa: F401  (loads torch's libgomp first, so ours shares its threads)
+
+    try:
+        prebuilt = os.environ.get(PREBUILT_ENV)
+        lib = ctypes.CDLL(prebuilt if prebuilt else str(build()))
+    except OSError as exc:
+        return None, f"not built: {exc}"
+    if not lib.qgemv_has_avx2():
+        return None, "compiled without AVX2"
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.q4_matmul.argtypes = [ptr] * 6 + [i64] * 4 + [ctypes.c_int] * 2
+    lib.q4_matmul.restype = None
+    lib.q8_matmul.argtypes = [ptr] * 5 + [i64] * 4 + [ctypes.c_int] * 2
+    lib.q8_matmul.restype = None
+    lib.qstep.argtypes = [ptr, i64, i64, ptr, ptr, i64, ptr, ptr, ctypes.c_int, ctypes.c_int]
+    lib.qstep.restype = None
+    lib.qstep_scratch_floats.argtypes = [ptr, i64]
+    lib.qstep_scratch_floats.restype = i64
+    return lib, None
+
+
+def unavailable() -> str | None:
+    """Why the native kernels are not used, or None when they are."""
+    return _load()[1]

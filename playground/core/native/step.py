@@ -1,0 +1,251 @@
+"""The whole one-token decode step in C (qstep.c), for Llama models on qgemv layers.
+
+The Python lean step spends most of a token in ~1,000 small torch calls (measured on
+the default model: 14.4 ms a token, of which the int4 matrix products are about 6);
+qstep.c does a token in one call. Its keys and values live in ``BufferLayer``s: a
+transformers cache layer over a preallocated buffer, so prefill (transformers'
+forward, which calls ``update``) and the native step write the same memory, and the
+engine's prefix cache (``crop``) keeps working.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+from playground.core import native
+
+INITIAL_CAPACITY = 256
+
+
+class QMat(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int64), ("codes", ctypes.c_void_p), ("d", ctypes.c_void_p),
+                ("m", ctypes.c_void_p), ("N", ctypes.c_int64), ("K", ctypes.c_int64),
+                ("G", ctypes.c_int64)]
+
+
+class QLayer(ctypes.Structure):
+    _fields_ = [("norm1", ctypes.c_void_p), ("norm2", ctypes.c_void_p), ("qkv", QMat),
+                ("o", QMat), ("gate_up", QMat), ("down", QMat)]
+
+
+class QModel(ctypes.Structure):
+    _fields_ = [("n_layers", ctypes.c_int64), ("hidden", ctypes.c_int64),
+                ("heads", ctypes.c_int64), ("kv_heads", ctypes.c_int64),
+                ("head_dim", ctypes.c_int64), ("inter", ctypes.c_int64),
+                ("eps", ctypes.c_float), ("attn_scale", ctypes.c_float),
+                ("rope_scale", ctypes.c_float), ("pad", ctypes.c_float),
+                ("embed", ctypes.c_void_p), ("final_norm", ctypes.c_void_p),
+                ("inv_freq", ctypes.c_void_p), ("head", QMat),
+                ("layers", ctypes.POINTER(QLayer))]
+
+
+def _qmat(layer: Any) -> QMat | None:
+    if type(layer).__name__ != "NativeWeightLinear" or layer.bias is not None:
+        return None
+    kind = 4 if layer.kind == "int4" else 8
+    offsets = layer.offsets.data_ptr() if layer.offsets is not None else None
+    return QMat(kind, layer.codes.data_ptr(), layer.scales.data_ptr(), offsets,
+                layer.out_features, layer.in_features, layer.group)
+
+
+def _why_not(model: Any) -> str | None:
+    import torch
+
+    core = model.model
+    if core.embed_tokens.weight.dtype != torch.float32:
+        return "the model's float weights are not float32"
+    if model.config.hidden_act != "silu":
+        return f"activation {model.config.hidden_act}"
+    eps = {core.norm.variance_epsilon}
+    for layer in core.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        eps |= {layer.input_layernorm.variance_epsilon,
+                layer.post_attention_layernorm.variance_epsilon}
+        fused = [attn.__dict__.get("fused_qkv"), mlp.__dict__.get("fused_gate_up")]
+        if any(f is None or _qmat(f) is None for f in fused):
+            return "q/k/v or gate/up are not fused native layers"
+        if _qmat(attn.o_proj) is None or _qmat(mlp.down_proj) is None:
+            return "o_proj or down_proj is not a native layer"
+    if _qmat(model.lm_head) is None:
+        return "the LM head is not a native layer"
+    if len(eps) > 1:
+        return "the norms' epsilons differ"
+    return None
+
+
+def build(model: Any, int_act: bool) -> tuple[Any, str]:
+    """A step(token, cache) -> logits running qstep.c, or None and why not. Call only on a
+    model the Python lean step accepts (same family, rotary and attention checks)."""
+    import torch
+
+    lib = native.library()
+    if lib is None:
+        return None, f"native kernels unavailable: {native.unavailable()}"
+    why = _why_not(model)
+    if why:
+        return None, why
+    core = model.model
+    attn0 = core.layers[0].self_attn
+    layers = (QLayer * len(core.layers))()
+    keep: list[Any] = []  # tensors whose memory the structs point at
+    for i, layer in enumerate(core.layers):
+        attn, mlp = layer.self_attn, layer.mlp
+        layers[i] = QLayer(layer.input_layernorm.weight.data_ptr(),
+                           layer.post_attention_layernorm.weight.data_ptr(),
+                           _qmat(attn.__dict__["fused_qkv"]), _qmat(attn.o_proj),
+                           _qmat(mlp.__dict__["fused_gate_up"]), _qmat(mlp.down_proj))
+    inv_freq = core.rotary_emb.inv_freq.float().contiguous()
+    keep.append(inv_freq)
+    heads = attn0.q_proj.out_features // attn0.head_dim
+    kv_heads = attn0.k_proj.out_features // attn0.head_dim
+    if any(layer.self_attn.q_proj.out_features != heads * attn0.head_dim
+           or layer.self_attn.k_proj.out_features != kv_heads * attn0.head_dim
+           or layer.mlp.gate_proj.out_features != core.layers[0].mlp.gate_proj.out_features
+           for layer in core.layers):
+        return None, "layers differ in shape (pruned unevenly)"
+    spec = QModel(len(core.layers), model.config.hidden_size, heads, kv_heads, attn0.head_dim,
+                  core.layers[0].mlp.gate_proj.out_features, core.norm.variance_epsilon,
+                  attn0.scaling, core.rotary_emb.attention_scaling, 0.0,
+                  core.embed_tokens.weight.data_ptr(), core.norm.weight.data_ptr(),
+                  inv_freq.data_ptr(), _qmat(model.lm_head), layers)
+    vocab = model.lm_head.out_features
+    state: dict[str, Any] = {"scratch": None, "cap": 0}
+    threads = torch.get_num_threads
+    qstep, empty = lib.qstep, torch.empty
+
+    def step(token: int, cache: Any) -> Any:
+        buffers = _buffers(cache)
+        pos = buffers[0].length
+        if pos + 1 > buffers[0].capacity:
+            for b in buffers:
+                b.grow(pos + 1)
+        cap = buffers[0].capacity
+        if state["cap"] != cap:
+            state["scratch"] = empty(lib.qstep_scratch_floats(ctypes.byref(spec), cap))
+            state["cap"] = cap
+        if cache.__dict__.get("_native_ptrs") is None or cache._native_ptrs[2] != cap:
+            kp = (ctypes.c_void_p * len(buffers))(*[b.key_buffer.data_ptr() for b in buffers])
+            vp = (ctypes.c_void_p * len(buffers))(*[b.value_buffer.data_ptr() for b in buffers])
+            cache._native_ptrs = (kp, vp, cap)
+        kp, vp, _ = cache._native_ptrs
+        logits = empty(vocab)
+        qstep(ctypes.byref(spec), token, pos, kp, vp, cap, logits.data_ptr(),
+              state["scratch"].data_ptr(), threads(), int(int_act))
+        for b in buffers:
+            b.length = pos + 1
+        return logits
+
+    step.keep = (spec, layers, keep)  # type: ignore[attr-defined]
+    return step, "native decode step (one C call a token)"
+
+
+def _buffers(cache: Any) -> list[Any]:
+    layers = cache.layers
+    if type(layers[0]) is not _buffer_class():
+        cache.layers = layers = [_buffer_class().from_layer(layer) for layer in layers]
+        cache._native_ptrs = None
+    return layers
+
+
+_BUFFER: type | None = None
+
+
+def _buffer_class() -> type:
+    global _BUFFER
+    if _BUFFER is None:
+        _BUFFER = _make_buffer_class()
+    return _BUFFER
+
+
+def _make_buffer_class() -> type:
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class BufferLayer(DynamicLayer):
+        """A DynamicLayer whose keys/values are views of a buffer with spare rows, so a
+        step appends in place (qstep.c writes row ``length``) instead of concatenating."""
+
+        def __init__(self) -> None:
+            self.key_buffer = self.value_buffer = None
+            self.length = 0
+            super().__init__()
+
+        @classmethod
+        def from_layer(cls, layer: Any) -> BufferLayer:
+            new = cls()
+            if layer.is_initialized and layer.keys is not None and layer.keys.numel():
+                new.update(layer.keys, layer.values)
+            return new
+
+        @property
+        def capacity(self) -> int:
+            return 0 if self.key_buffer is None else self.key_buffer.shape[2]
+
+        @property
+        def keys(self) -> Any:
+            return None if self.key_buffer is None else self.key_buffer[:, :, : self.length]
+
+        @keys.setter
+        def keys(self, value: Any) -> None:
+            self._assign("key_buffer", value)
+
+        @property
+        def values(self) -> Any:
+            return None if self.value_buffer is None else self.value_buffer[:, :, : self.length]
+
+        @values.setter
+        def values(self, value: Any) -> None:
+            self._assign("value_buffer", value)
+
+        def _assign(self, name: str, value: Any) -> None:
+            # transformers' own code assigns keys/values (reset, crop, offload): honour it
+            if value is None or value.numel() == 0:
+                setattr(self, name, None)
+                self.length = 0
+                return
+            buffer = value.new_zeros(*value.shape[:2], max(INITIAL_CAPACITY, value.shape[2] * 2),
+                                     value.shape[3])
+            buffer[:, :, : value.shape[2]] = value
+            setattr(self, name, buffer)
+            self.length = value.shape[2]
+
+        def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
+            self.device = key_states.device
+            self.is_initialized = True
+
+        def grow(self, needed: int) -> None:
+            capacity = max(INITIAL_CAPACITY, self.capacity)
+            while capacity < needed:
+                capacity *= 2
+            for name in ("key_buffer", "value_buffer"):
+                old = getattr(self, name)
+                new = old.new_zeros(*old.shape[:2], capacity, old.shape[3])
+                new[:, :, : self.length] = old[:, :, : self.length]
+                setattr(self, name, new)
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n = key_states.shape[2]
+            if self.key_buffer is None:
+                shape = (*key_states.shape[:2], max(INITIAL_CAPACITY, 2 * n), key_states.shape[3])
+                self.key_buffer = key_states.new_zeros(shape)
+                self.value_buffer = value_states.new_zeros(shape)
+            elif self.length + n > self.capacity:
+                self.grow(self.length + n)
+            self.key_buffer[:, :, self.length : self.length + n] = key_states
+            self.value_buffer[:, :, self.length : self.length + n] = value_states
+            self.length += n
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def crop(self, tokens_to_remove: int) -> None:
+            if tokens_to_remove > 0:
+                raise ValueError("crop: pass a negative count of tokens to remove")
+            self.length = max(0, self.length + tokens_to_remove)
+
+    del torch
+    return BufferLayer
