@@ -9,6 +9,11 @@ PY=.venv/bin/python
 VERSION=$($PY -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
 $PY -m pip install -q 'pyinstaller>=6.10,<7'
 started=$(date +%s)
+# The native kernels, for any x86-64 CPU with AVX2/FMA/F16C (not -march=native: the
+# app runs on other machines); the app checks the CPU before loading them.
+rm -f build/native/qgemv.so
+$PY -c "from pathlib import Path; from playground.core import native
+native.build(Path('build/native/qgemv.so'), native.PORTABLE_FLAGS)"
 $PY -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
     packaging/latency_playground.spec
 built=$(date +%s)

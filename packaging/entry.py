@@ -10,6 +10,7 @@ if getattr(sys, "frozen", False):
     os.environ.setdefault("PLAYGROUND_DEFAULT_GGUF",
                           str(bundle / "model" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("PLAYGROUND_QGEMV", str(bundle / "native" / "qgemv.so"))
 
 from playground.cli import main  # noqa: E402
 

@@ -142,6 +142,19 @@ def ratio_rows(results: list[ConfigResult]) -> list[dict[str, Any]]:
     return rows
 
 
+def pareto_front(rows: list[dict[str, Any]]) -> list[int]:
+    """Indices of the configs no other config beats on both speed-up and KL (faster and
+    at least as faithful, or as fast and more faithful), in order of KL."""
+    points = [(r["kl_mean"], r["decode_x"], i) for i, r in enumerate(rows)
+              if r.get("kl_mean") is not None and r.get("decode_x") is not None]
+    front, best = [], float("-inf")
+    for _kl, speed, i in sorted(points, key=lambda p: (p[0], -p[1])):
+        if speed > best:
+            front.append(i)
+            best = speed
+    return front
+
+
 def record_history(history: Any, results: list[ConfigResult], rows: list[dict[str, Any]],
                    **extra: Any) -> None:
     """One history entry per compared config (its summary and quality); ``rows`` are

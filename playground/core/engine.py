@@ -77,6 +77,7 @@ class Engine:
         self.device = device
         self.info = info if info is not None else {}  # shared: later stages add to it
         self.weights_mb = memory.weights_mb(model)
+        self.read_mb = memory.read_mb_per_token(model)  # what the bandwidth bound counts
         self.bandwidth_gb_s = bandwidth_gb_s
         self.eos_ids = _eos_ids(model, tokenizer)
         self.forward: Callable[..., Any] = model
@@ -309,6 +310,7 @@ class Engine:
             peak_rss_mb=peak_rss,
             cuda_peak_mb=memory.cuda_peak_mb(self.device),
             weights_mb=self.weights_mb,
+            read_mb=self.read_mb,
             bandwidth_gb_s=self.bandwidth_gb_s,
             cache_hit=cache_hit,
         )

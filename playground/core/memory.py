@@ -90,6 +90,22 @@ def weights_mb(model: Any) -> float:
     return total / MB
 
 
+def read_mb_per_token(model: Any) -> float:
+    """Weight bytes a decoded token reads: everything but the input embedding table, of
+    which a token reads one row, unless the LM head computes with that same table (tied
+    float weights). A quantized head has its own copy, so the float table is not read."""
+    total = weights_mb(model) * MB
+    embeddings = model.get_input_embeddings()
+    table = getattr(embeddings, "weight", None)
+    if table is None:
+        return total / MB
+    head_weight = getattr(model.get_output_embeddings(), "weight", None)
+    storage = table.untyped_storage()
+    if head_weight is None or head_weight.untyped_storage().data_ptr() != storage.data_ptr():
+        total -= storage.nbytes() - table.shape[-1] * table.element_size()
+    return total / MB
+
+
 def _packed_bytes(model: Any) -> int:
     # int8 weights of dynamic-quantized layers live in packed params that are neither
     # parameters nor buffers: torch.ao's LinearPackedParams, or our direct-kernel layers.

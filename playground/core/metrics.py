@@ -86,7 +86,10 @@ def turn_metrics(
     weights_mb: float | None = None,
     bandwidth_gb_s: float | None = None,
     cache_hit: bool = False,
+    read_mb: float | None = None,
 ) -> TurnMetrics:
+    """``read_mb``: weight bytes read per decoded token (defaults to ``weights_mb``); the
+    bandwidth bound divides by it."""
     n = timeline.new_tokens
     ttft = e2e = None
     if n:
@@ -101,7 +104,7 @@ def turn_metrics(
     if n > 1 and e2e is not None and ttft is not None and e2e > ttft:
         tpot = (e2e - ttft) / (n - 1)
         decode = (n - 1) / (e2e - ttft)
-    bound = bandwidth_bound(bandwidth_gb_s, weights_mb)
+    bound = bandwidth_bound(bandwidth_gb_s, read_mb if read_mb is not None else weights_mb)
     return TurnMetrics(
         prompt_tokens=timeline.prompt_tokens,
         new_tokens=n,

@@ -1,14 +1,19 @@
-"""Bar charts of a comparison: TTFT, decode tok/s, weights MB and KL per config.
+"""Charts of a comparison: TTFT, decode tok/s, weights MB and KL per config as bars, and
+speed against quality: each config's decode speed-up over the baseline against its KL,
+with the Pareto frontier drawn, so the configs that are fast *and* faithful stand out.
 
 Used by the Compare view and by ``playground compare --plot`` (rendered offscreen).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import pyqtgraph as pg
+
+from playground.core.compare import pareto_front
 
 PANELS = (
     ("ttft_ms", "TTFT (ms, lower is better)"),
@@ -17,6 +22,7 @@ PANELS = (
     ("kl_mean", "KL to baseline, nats (lower is better)"),
 )
 COLORS = ("#455a64", "#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#c62828")
+KL_FLOOR = 1e-4  # the log axis shows KL below this (the baseline's 0) at the floor
 
 
 class CompareCharts(pg.GraphicsLayoutWidget):
@@ -28,6 +34,12 @@ class CompareCharts(pg.GraphicsLayoutWidget):
             plot = self.addPlot(row=i // 2, col=i % 2, title=title)
             plot.showGrid(y=True, alpha=0.25)
             self.plots[key] = plot
+        self.tradeoff = self.addPlot(row=2, col=0, colspan=2,
+                                     title="Speed-up × baseline vs KL (log; line: Pareto frontier)")
+        self.tradeoff.setLogMode(x=True, y=False)
+        self.tradeoff.showGrid(x=True, y=True, alpha=0.25)
+        self.tradeoff.setLabel("bottom", "KL to baseline, nats (lower is better)")
+        self.tradeoff.setLabel("left", "decode × baseline")
 
     def set_rows(self, rows: list[dict[str, Any]]) -> None:
         ticks = [(i, f"{chr(65 + i)}") for i in range(len(rows))]
@@ -47,8 +59,29 @@ class CompareCharts(pg.GraphicsLayoutWidget):
             plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
             top = max(heights, default=0.0)
             plot.setYRange(0, top * 1.2 if top > 0 else 1.0, padding=0)
+        self._set_tradeoff(rows)
         legend = "   ".join(f"{chr(65 + i)}: {row['config']}" for i, row in enumerate(rows))
         self.setToolTip(legend)
+
+    def _set_tradeoff(self, rows: list[dict[str, Any]]) -> None:
+        plot = self.tradeoff
+        plot.clear()
+        points = [(i, max(r["kl_mean"], KL_FLOOR), r["decode_x"]) for i, r in enumerate(rows)
+                  if r.get("kl_mean") is not None and r.get("decode_x") is not None]
+        if not points:
+            return
+        front = pareto_front(rows)
+        plot.plot([max(rows[i]["kl_mean"], KL_FLOOR) for i in front],
+                  [rows[i]["decode_x"] for i in front], pen=pg.mkPen("#888", width=2))
+        for i, kl, speed in points:
+            color = COLORS[i % len(COLORS)]
+            plot.plot([kl], [speed], pen=None, symbol="o", symbolSize=12,
+                      symbolBrush=color if i in front else None, symbolPen=pg.mkPen(color, width=2))
+            label = pg.TextItem(chr(65 + i), color=color, anchor=(-0.3, 0.5))
+            label.setPos(math.log10(kl), speed)  # a log-mode axis places items in log10 units
+            plot.addItem(label)
+        speeds = [p[2] for p in points]
+        plot.setYRange(0, max(speeds) * 1.15, padding=0)
 
 
 def save_compare_png(rows: list[dict[str, Any]], path: str) -> None:

@@ -20,9 +20,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.core.config import PRUNE_METHODS, QUANTS, RunConfig
+from playground.core.config import PRUNE_METHODS, QUANT_GROUPS, QUANTS, RunConfig
 
 DEVICES = ("cpu", "auto", "cuda", "mps")
+# What each quantization does to weights and activations; its measured cost in quality
+# (KL, top-1 against the baseline) is in the Compare tab and BENCHMARKS.md.
+QUANT_TIPS = {
+    "none": "float32 weights and activations: the baseline",
+    "fp16": "weights and activations in float16 (GPU; often slower on a CPU)",
+    "bf16": "weights and activations in bfloat16: half the memory, close to float32",
+    "int8-dynamic": "int8 weights AND int8 activations (one scale per tensor, per call): "
+                    "fast, but loses much quality on small models — check its KL",
+    "int8-weight": "int8 weights, one scale per output channel; activations stay "
+                   "high precision: near-lossless, about 3x smaller than float32",
+    "int4-weight": "int4 weights in groups (Quant group) with a scale and zero each; "
+                   "activations stay high precision: smallest and fastest, some quality cost",
+    "gguf-native": "a GGUF model's own quantized blocks (Q4_0/Q4_1/Q8_0) computed as they "
+                   "are: the file's exact weights, no float copy (model=default or a .gguf)",
+    "bnb-8bit": "bitsandbytes LLM.int8 weights (slower than float32 on a CPU)",
+    "bnb-4bit-nf4": "bitsandbytes 4-bit NormalFloat weights, float compute",
+    "bnb-4bit-fp4": "bitsandbytes 4-bit float weights, float compute",
+}
 
 
 class ControlsPanel(QWidget):
@@ -54,7 +72,15 @@ class ControlsPanel(QWidget):
         opt = QFormLayout(opt_box)
         self.quant = QComboBox()
         self.quant.addItems(QUANTS)
+        for i, name in enumerate(QUANTS):
+            self.quant.setItemData(i, QUANT_TIPS.get(name, ""), Qt.ItemDataRole.ToolTipRole)
+        self.quant.currentTextChanged.connect(self._sync_enabled)
         opt.addRow("Quantization", self.quant)
+        self.quant_group = QComboBox()
+        self.quant_group.addItems([str(g) for g in QUANT_GROUPS])
+        self.quant_group.setToolTip("int4-weight: inputs that share one scale and zero "
+                                    "(smaller groups: closer to the model, slightly larger)")
+        opt.addRow("Quant group", self.quant_group)
         prune_row = QHBoxLayout()
         self.prune = QSlider(Qt.Orientation.Horizontal)
         self.prune.setRange(0, 90)
@@ -133,6 +159,7 @@ class ControlsPanel(QWidget):
             variant="distilled" if self.distilled.isChecked() else "base",
             draft="distilled" if self.speculative.isChecked() else "none",
             quant=self.quant.currentText(),
+            quant_group=int(self.quant_group.currentText()),
             prune=self.prune.value() / 100.0,
             prune_method=self.prune_method.currentText(),
             device=self.device.currentText(),
@@ -153,6 +180,7 @@ class ControlsPanel(QWidget):
         self.distilled.setChecked(cfg.variant == "distilled")
         self.speculative.setChecked(cfg.draft == "distilled")
         self.quant.setCurrentText(cfg.quant)
+        self.quant_group.setCurrentText(str(cfg.quant_group))
         self.prune.setValue(round(cfg.prune * 100))
         self.prune_method.setCurrentText(cfg.prune_method)
         self.device.setCurrentText(cfg.device if cfg.device in DEVICES else "cpu")
@@ -201,6 +229,8 @@ class ControlsPanel(QWidget):
         self.distilled.setEnabled(available and not self.speculative.isChecked())
         self.speculative.setEnabled(available and not self.distilled.isChecked())
         self.prefix_cache.setEnabled(self.kv_cache.isChecked())
+        self.quant_group.setEnabled(self.quant.currentText() == "int4-weight")
+        self.quant.setToolTip(QUANT_TIPS.get(self.quant.currentText(), ""))
         if not self.kv_cache.isChecked():
             self.prefix_cache.setToolTip("needs the KV cache on")
         else:

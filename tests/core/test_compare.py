@@ -83,3 +83,24 @@ def test_cli_compare_writes_json_csv_and_plot(tiny_dir, tmp_path, capsys):
     assert (tmp_path / "c.png").stat().st_size > 5000
     table = capsys.readouterr().out
     assert "×1.00" in table and "KL nats" in table
+
+
+def test_pareto_front_keeps_only_configs_nothing_beats():
+    from playground.core.compare import pareto_front
+
+    rows = [
+        {"kl_mean": 0.0, "decode_x": 1.0},  # baseline: the most faithful
+        {"kl_mean": 1.5, "decode_x": 2.1},  # fast, lossy: on the front (nothing is faster)
+        {"kl_mean": 0.004, "decode_x": 1.9},  # faithful and fast: on the front
+        {"kl_mean": 0.3, "decode_x": 1.2},  # beaten by the one above on both
+        {"kl_mean": None, "decode_x": 3.0},  # no quality measured: not placed
+        {"kl_mean": 0.004, "decode_x": 1.5},  # as faithful, slower: beaten
+    ]
+    assert pareto_front(rows) == [0, 2, 1]
+
+
+def test_faithful_preset_uses_the_gguf_blocks_where_the_model_has_them(tiny_dir):
+    from playground.core.presets import FAITHFUL, preset
+
+    assert preset(FAITHFUL).quant == "gguf-native"
+    assert preset(FAITHFUL, RunConfig(model=str(tiny_dir))).quant == "int8-weight"

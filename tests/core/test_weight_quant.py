@@ -248,3 +248,15 @@ def test_native_step_keeps_the_prefix_cache_right(tiny_engine, monkeypatch):
         assert mine.keys.shape == theirs.keys.shape
         assert torch.allclose(mine.keys, theirs.keys, atol=1e-4)
         assert torch.allclose(mine.values, theirs.values, atol=1e-4)
+
+
+def test_bandwidth_bound_counts_bytes_a_token_reads(tiny_engine):
+    """Tied float weights: the head reads the embedding table, so all of it counts; with a
+    quantized head the float table is read one row a token, so it does not."""
+    fp32, int8 = tiny_engine(""), tiny_engine("quant=int8-weight")
+    assert fp32.read_mb == pytest.approx(fp32.weights_mb)
+    table = int8.model.get_input_embeddings().weight
+    unread = (table.numel() - table.shape[1]) * table.element_size() / 1e6
+    assert int8.read_mb == pytest.approx(int8.weights_mb - unread)
+    m = int8.chat(HELLO).metrics
+    assert m.bandwidth_bound_tok_s == pytest.approx(int8.bandwidth_gb_s * 1e3 / int8.read_mb)

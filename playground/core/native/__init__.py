@@ -25,6 +25,7 @@ from playground.core import paths
 
 SOURCES = [Path(__file__).with_name(name) for name in ("qgemv.c", "qstep.c")]
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+PORTABLE_FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 PREBUILT_ENV = "PLAYGROUND_QGEMV"  # the packaged app points this at its bundled copy
 
 
