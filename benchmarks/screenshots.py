@@ -27,7 +27,9 @@ MID_REPLY_TOKENS = 10  # into the second or a later turn, so the charts show a c
 
 
 COMPARE = ["threads=2,max_new_tokens=48", "quant=int8-dynamic,threads=2,max_new_tokens=48",
-           "quant=bnb-4bit-nf4,threads=2,max_new_tokens=48",
+           "quant=int8-weight,threads=2,max_new_tokens=48",
+           "quant=int4-weight,threads=2,max_new_tokens=48",
+           "quant=gguf-native,threads=2,max_new_tokens=48",
            "prune=0.3,prune_method=structured,threads=2,max_new_tokens=48"]
 
 
@@ -53,7 +55,7 @@ def compare_shot() -> int:
         elif not state["ab_sent"]:
             state["ab_sent"] = True
             view.ab_a.setCurrentIndex(0)
-            view.ab_b.setCurrentIndex(1)
+            view.ab_b.setCurrentIndex(4)  # gguf-native
             view.ab_prompt.setText("What is the capital of France?")
             view.ab_send.click()
 

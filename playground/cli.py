@@ -297,6 +297,46 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qat(args: argparse.Namespace) -> int:
+    from playground.core.qat import QatSettings, qat
+
+    settings = QatSettings(config=args.config, minutes=args.minutes, steps=args.steps,
+                           batch=args.batch, lr=args.lr, out=args.out)
+    bars: dict[str, ProgressBar] = {}
+
+    def progress(event: dict[str, Any]) -> None:
+        stage = event["stage"]
+        if "message" in event:
+            _status(event["message"])
+        if stage == "corpus" and event.get("total"):
+            bars.setdefault(stage, ProgressBar("teacher replies"))(event["done"], event["total"])
+        if stage == "train":
+            bar = bars.setdefault(stage, ProgressBar("qat"))
+            bar(event["step"], event["total"], f"loss {event['loss']:.4f}")
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        report = qat(settings, progress=progress, should_stop=stop.is_set)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if report.cancelled:
+        print(f"interrupted after {report.steps} steps: nothing saved")
+        return 130
+    group = f", group {report.quant_group}" if report.quant == "int4-weight" else ""
+    print(f"quantization-aware weights for {report.model}, {report.quant}{group}: {report.out}")
+    print(f"  {report.steps} steps in {report.train_s / 60:.1f} min on {report.corpus_tokens} "
+          f"corpus tokens; loss {_fmt(report.loss_first, 4)} → {_fmt(report.loss_last, 4)}")
+    b, a = report.before, report.after
+    print(f"  KL to the float model: {b['kl_mean']:.4f} → {a['kl_mean']:.4f} nats "
+          f"(×{a['kl_mean'] / b['kl_mean']:.2f}); top-1 {b['top1_agreement']:.1%} → "
+          f"{a['top1_agreement']:.1%}; perplexity {b['ppl']:.2f} → {a['ppl']:.2f} "
+          f"(float {b['ppl_baseline']:.2f})")
+    spec = f"quant={report.quant}," + (f"quant_group={report.quant_group}," if group else "")
+    print(f"  use them with qat=on (e.g. --config {spec}qat=on)")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from playground.core.models import list_models
 
@@ -380,6 +420,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="corpus of greedy teacher replies instead of sampled ones "
                            "(measured worse: the student memorises repetitive text)")
     dist.set_defaults(func=cmd_distill)
+
+    qat_cmd = sub.add_parser("qat", help="quantization-aware training for a config's quant")
+    qat_cmd.add_argument("--config", default="quant=int8-dynamic",
+                         help="spec: the model and the quant (int8-dynamic, int8-weight, "
+                              "int4-weight with quant_group) to train for")
+    qat_cmd.add_argument("--minutes", type=float, default=12.0, help="training time budget")
+    qat_cmd.add_argument("--steps", type=int, help="training steps (default: fill --minutes)")
+    qat_cmd.add_argument("--batch", type=int, default=2)
+    qat_cmd.add_argument("--lr", type=float, default=6e-5)
+    qat_cmd.add_argument("--out", help="output folder (default: in the data folder)")
+    qat_cmd.set_defaults(func=cmd_qat)
 
     models = sub.add_parser("models", help="list the default model and cached models")
     models.set_defaults(func=cmd_models)

@@ -169,6 +169,8 @@ def _validate(cfg: RunConfig) -> None:
             f"qat: 'on' needs quant one of {', '.join(QAT_QUANTS)} (trained with `playground qat`),"
             f" not {cfg.quant}"
         )
+    if cfg.qat and cfg.variant != "base":
+        raise ConfigError("qat: 'on' needs variant=base (the weights are trained for the model)")
     if cfg.quant == "gguf-native" and not (cfg.model == "default" or cfg.model.endswith(".gguf")):
         raise ConfigError(
             "quant: gguf-native keeps a GGUF file's own blocks; it needs model=default or a .gguf "

@@ -283,11 +283,12 @@ def trainable(student: Any) -> list[Any]:
 
 
 def kd_step(teacher: Any, student: Any, batch: Any, optimizer: Any, params: list[Any],
-            settings: DistillSettings) -> float:
-    """One knowledge-distillation step on ``batch`` (bf16 autocast); returns the loss."""
+            settings: DistillSettings, autocast: bool = True) -> float:
+    """One knowledge-distillation step on ``batch`` (bf16 autocast unless told: fake
+    quantization needs the float32 it simulates); returns the loss."""
     import torch
 
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         with torch.no_grad():
             t_logits = teacher(input_ids=batch, use_cache=False).logits[:, :-1]
         s_logits = student(input_ids=batch, use_cache=False).logits[:, :-1]

@@ -108,6 +108,26 @@ def quantize_int4(weight: Any, group: int) -> QWeight:
     return QWeight("int4", q, scale, zero, group)
 
 
+def activations() -> str:
+    """What the weight-only layers multiply with, in words (for notes and reports)."""
+    if backend() == "torch":
+        return "bf16 activations (torch's kernels)"
+    if INT_ACT:
+        return "activations as int16 per 32 inputs (native kernels)"
+    return "float32 activations (native kernels)"
+
+
+def group_for(cols: int, group: int) -> int | None:
+    """The int4 group to use for ``cols`` inputs: ``group`` if it divides them, else the
+    largest halving of it that does (a multiple of 32), else None (no int4 fits)."""
+    g = group
+    while g >= 32:
+        if cols % g == 0:
+            return g
+        g //= 2
+    return None
+
+
 def int4_fits(rows: int, cols: int, group: int) -> bool:
     if backend() == "native":
         return cols % group == 0 and group % 32 == 0

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.core.config import PRUNE_METHODS, QUANT_GROUPS, QUANTS, RunConfig
+from playground.core.config import PRUNE_METHODS, QAT_QUANTS, QUANT_GROUPS, QUANTS, RunConfig
 
 DEVICES = ("cpu", "auto", "cuda", "mps")
 # What each quantization does to weights and activations; its measured cost in quality
@@ -81,6 +81,10 @@ class ControlsPanel(QWidget):
         self.quant_group.setToolTip("int4-weight: inputs that share one scale and zero "
                                     "(smaller groups: closer to the model, slightly larger)")
         opt.addRow("Quant group", self.quant_group)
+        self.qat = QCheckBox("QAT weights (trained for this quantization)")
+        self.quant_group.currentTextChanged.connect(self.refresh_qat)
+        self.quant.currentTextChanged.connect(self.refresh_qat)
+        opt.addRow(self.qat)
         prune_row = QHBoxLayout()
         self.prune = QSlider(Qt.Orientation.Horizontal)
         self.prune.setRange(0, 90)
@@ -101,6 +105,7 @@ class ControlsPanel(QWidget):
         opt.addRow(self.distilled)
         opt.addRow(self.speculative)
         self.model.editingFinished.connect(self.refresh_student)
+        self.model.editingFinished.connect(self.refresh_qat)
         self.device = QComboBox()
         for name in DEVICES:
             self.device.addItem(name)
@@ -160,6 +165,7 @@ class ControlsPanel(QWidget):
             draft="distilled" if self.speculative.isChecked() else "none",
             quant=self.quant.currentText(),
             quant_group=int(self.quant_group.currentText()),
+            qat=self.qat.isChecked() and self.qat.isEnabled(),
             prune=self.prune.value() / 100.0,
             prune_method=self.prune_method.currentText(),
             device=self.device.currentText(),
@@ -181,6 +187,8 @@ class ControlsPanel(QWidget):
         self.speculative.setChecked(cfg.draft == "distilled")
         self.quant.setCurrentText(cfg.quant)
         self.quant_group.setCurrentText(str(cfg.quant_group))
+        self.refresh_qat()
+        self.qat.setChecked(cfg.qat)
         self.prune.setValue(round(cfg.prune * 100))
         self.prune_method.setCurrentText(cfg.prune_method)
         self.device.setCurrentText(cfg.device if cfg.device in DEVICES else "cpu")
@@ -220,6 +228,24 @@ class ControlsPanel(QWidget):
             box.setToolTip(tip)
         self._sync_enabled()
 
+    def refresh_qat(self) -> None:
+        """Enable 'QAT weights' only where `playground qat` trained weights for this model,
+        quant and group; the tooltip says which command builds them otherwise."""
+        from playground.core import qat
+
+        quant = self.quant.currentText()
+        self.qat_reason = f"QAT trains for {', '.join(QAT_QUANTS)}, not {quant}"
+        if quant in QAT_QUANTS:
+            probe = RunConfig(model=self.model.text().strip() or "default", quant=quant,
+                              quant_group=int(self.quant_group.currentText()))
+            try:
+                qat.trained_for(probe)
+                self.qat_reason = None
+            except qat.QatMissing as exc:
+                self.qat_reason = str(exc)
+        self.qat.setToolTip(self.qat_reason or "use the weights trained with QAT for this quant")
+        self._sync_enabled()
+
     def _sync_enabled(self) -> None:
         available = getattr(self, "student_reason", "x") is None
         if not available:
@@ -230,6 +256,10 @@ class ControlsPanel(QWidget):
         self.speculative.setEnabled(available and not self.distilled.isChecked())
         self.prefix_cache.setEnabled(self.kv_cache.isChecked())
         self.quant_group.setEnabled(self.quant.currentText() == "int4-weight")
+        qat_ok = getattr(self, "qat_reason", "x") is None and not self.distilled.isChecked()
+        self.qat.setEnabled(qat_ok)
+        if not qat_ok:
+            self.qat.setChecked(False)
         self.quant.setToolTip(QUANT_TIPS.get(self.quant.currentText(), ""))
         if not self.kv_cache.isChecked():
             self.prefix_cache.setToolTip("needs the KV cache on")

@@ -27,6 +27,7 @@ from playground.gui.compare_view import CompareView
 from playground.gui.controls import ControlsPanel
 from playground.gui.history_view import HistoryDialog
 from playground.gui.labels import short_label
+from playground.gui.qat_job import QatJob
 from playground.gui.worker import Loaded, TokenEvent, TurnDone, Worker
 
 MEMORY_SAMPLE_MS = 250
@@ -121,6 +122,7 @@ class MainWindow(QMainWindow):
         self.distill_request.connect(self.worker.distill)
         self.worker.distill_progress.connect(self.on_distill_progress)
         self.worker.distill_done.connect(self.on_distill_done)
+        self.qat_job = QatJob(self)
         self.thread.start()
         self.compare.run_requested.connect(self.run_compare)
         self.compare.ab_requested.connect(self.run_ab)
@@ -149,6 +151,7 @@ class MainWindow(QMainWindow):
         view.addAction("History…", self.show_history)
         tools = self.menuBar().addMenu("&Tools")
         tools.addAction("Build distilled variant…", self.distill_dialog)
+        tools.addAction("Quantization-aware training…", self.qat_dialog)
         tools.addAction("Stop current job", self.stop)
 
     # -- settings ----------------------------------------------------------------
@@ -271,6 +274,9 @@ class MainWindow(QMainWindow):
             self.show_error(str(exc))
             return
         self.start_distill(minutes=minutes, layers=layers)
+
+    def qat_dialog(self) -> None:
+        self.qat_job.dialog()  # the job lives in playground/gui/qat_job.py
 
     def start_distill(self, **overrides) -> None:
         from playground.core.distill import DistillSettings

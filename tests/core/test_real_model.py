@@ -42,3 +42,27 @@ def test_matches_loading_the_gguf_directly(engine):
     expected = [t for t in expected if t not in engine.eos_ids]
     assert ours.token_ids == expected[: len(ours.token_ids)]
     assert len(ours.token_ids) == len(expected)
+
+
+def test_gguf_native_computes_with_the_files_exact_weights(engine):
+    """The default model's float32 folder is the GGUF de-quantized by transformers; the
+    blocks gguf-native keeps de-quantize to exactly those floats (q/k rows un-permuted
+    as transformers does, the Q8_0 embedding included), and its replies match fp32."""
+    import torch
+
+    from playground.core import gguf_blocks, quality
+    from playground.core.models import default_gguf_path
+
+    float_model = engine.model
+    tensors = gguf_blocks.read_blocks(default_gguf_path(), float_model)
+    params = dict(float_model.named_parameters())
+    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+                 "model.layers.7.mlp.down_proj.weight", "model.embed_tokens.weight"):
+        exact = gguf_blocks.to_qweight(tensors[name]).dequantize()
+        assert torch.equal(exact, params[name].detach()), name
+    native = build_engine(RunConfig(quant="gguf-native", max_new_tokens=24))
+    ref = quality.reference(float_model, engine.tokenizer)
+    scores = quality.compare_to(ref, native.model)
+    assert scores["kl_mean"] < 1e-3 and scores["top1_agreement"] > 0.99
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    assert native.chat(messages).token_ids == engine.chat(messages).token_ids

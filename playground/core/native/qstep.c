@@ -9,6 +9,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 void q4_matmul(const float *x, const uint8_t *qs, const uint16_t *d, const uint16_t *m,
                float *y, float *scratch, int64_t M, int64_t N, int64_t K, int64_t G, int threads,
@@ -53,6 +56,38 @@ static void rms_norm(const float *x, const float *w, float *out, int64_t n, floa
     for (int64_t i = 0; i < n; i++) out[i] = w[i] * (x[i] * r);
 }
 
+/* dot product and y += a*x over n floats: vectorized by hand, since without
+ * -ffast-math the compiler keeps a float reduction scalar (the attention over a
+ * 1,000-token cache took 13 ms a token that way). */
+static inline float dot(const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    float s = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    __m256 acc = _mm256_add_ps(acc0, acc1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    s = _mm_cvtss_f32(h);
+#endif
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static inline void axpy(float *y, float a, const float *x, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    const __m256 av = _mm256_set1_ps(a);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+#endif
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
 static void rotate(float *v, const float *cos_, const float *sin_, int64_t hd) {
     const int64_t half = hd / 2;
     for (int64_t i = 0; i < half; i++) {
@@ -70,7 +105,7 @@ void qstep(const QModel *md, int64_t token, int64_t pos, float *const *kc, float
     const int64_t I = md->inter, group = nh / nkv;
     float *h = scratch, *x = h + H, *qkv = x + I, *att = qkv + (nh + 2 * nkv) * hd;
     float *gu = att + nh * hd, *cs = gu + 2 * I, *sn = cs + hd, *scores = sn + hd;
-    float *mscratch = scores + pos + 1;
+    float *mscratch = scores + nh * cap;
     memcpy(h, md->embed + token * H, H * sizeof(float));
     for (int64_t i = 0; i < hd; i++) {
         const float f = (float)pos * md->inv_freq[i % (hd / 2)];
@@ -88,24 +123,23 @@ void qstep(const QModel *md, int64_t token, int64_t pos, float *const *kc, float
             memcpy(kc[l] + (j * cap + pos) * hd, k + j * hd, hd * sizeof(float));
             memcpy(vc[l] + (j * cap + pos) * hd, v + j * hd, hd * sizeof(float));
         }
+        /* heads in parallel once the cache is long enough to pay for the fork */
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && pos >= 128)
         for (int64_t j = 0; j < nh; j++) {
             const float *qj = q + j * hd;
             const float *K = kc[l] + (j / group) * cap * hd, *V = vc[l] + (j / group) * cap * hd;
+            float *sc = scores + j * cap;
             float top = -INFINITY;
             for (int64_t t = 0; t <= pos; t++) {
-                float s = 0;
-                for (int64_t i = 0; i < hd; i++) s += qj[i] * K[t * hd + i];
-                scores[t] = s * md->attn_scale;
-                if (scores[t] > top) top = scores[t];
+                sc[t] = dot(qj, K + t * hd, hd) * md->attn_scale;
+                if (sc[t] > top) top = sc[t];
             }
             float sum = 0;
-            for (int64_t t = 0; t <= pos; t++) sum += (scores[t] = expf(scores[t] - top));
+            for (int64_t t = 0; t <= pos; t++) sum += (sc[t] = expf(sc[t] - top));
             float *out = att + j * hd;
             memset(out, 0, hd * sizeof(float));
-            for (int64_t t = 0; t <= pos; t++) {
-                const float p = scores[t] / sum;
-                for (int64_t i = 0; i < hd; i++) out[i] += p * V[t * hd + i];
-            }
+            const float inv = 1.0f / sum;
+            for (int64_t t = 0; t <= pos; t++) axpy(out, sc[t] * inv, V + t * hd, hd);
         }
         matmul(&L->o, att, x, mscratch, threads, int_act);
         for (int64_t i = 0; i < H; i++) h[i] += x[i];
@@ -126,6 +160,7 @@ void qstep(const QModel *md, int64_t token, int64_t pos, float *const *kc, float
 int64_t qstep_scratch_floats(const QModel *md, int64_t cap) {
     const int64_t H = md->hidden, I = md->inter, hd = md->head_dim;
     const int64_t widest = I > H ? I : H;
-    return H + I + (md->heads + 2 * md->kv_heads) * hd + md->heads * hd + 2 * I + 2 * hd + cap
+    return H + I + (md->heads + 2 * md->kv_heads) * hd + md->heads * hd + 2 * I + 2 * hd
+           + md->heads * cap
            + widest + widest / 32 + widest / 2 + 64;
 }

@@ -11,6 +11,7 @@ from playground.core.optimize.device import Device
 from playground.core.optimize.draft import SpeculativeDraft
 from playground.core.optimize.prune_magnitude import PruneMagnitude
 from playground.core.optimize.prune_structured import PruneStructured
+from playground.core.optimize.qat_weights import QatWeights
 from playground.core.optimize.quant_bnb import QuantBnb
 from playground.core.optimize.quant_dtype import QuantDtype
 from playground.core.optimize.quant_dynamic import QuantDynamic
@@ -20,6 +21,7 @@ from playground.core.optimize.variants import DistilledVariant
 
 PIPELINE: tuple[Optimization, ...] = (
     DistilledVariant(),
+    QatWeights(),
     PruneStructured(),
     PruneMagnitude(),
     QuantDtype(),

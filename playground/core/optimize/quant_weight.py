@@ -50,18 +50,25 @@ class QuantWeight(Optimization):
     def apply(self, ctx: Build) -> str | None:
         quant, group = ctx.config.quant, ctx.config.quant_group
         fallback: list[str] = []
+        smaller: dict[int, int] = {}  # group used instead of quant_group -> layers
 
         def quantize(name: str, linear: Any) -> QWeight:
             weight = linear.weight
             if quant == "int4-weight":
-                if weight_quant.int4_fits(weight.shape[0], weight.shape[1], group):
-                    return weight_quant.quantize_int4(weight, group)
+                g = weight_quant.group_for(weight.shape[1], group)
+                if g is not None and weight_quant.int4_fits(weight.shape[0], weight.shape[1], g):
+                    if g != group:
+                        smaller[g] = smaller.get(g, 0) + 1
+                    return weight_quant.quantize_int4(weight, g)
                 fallback.append(name)  # shapes the int4 packing cannot take
             return weight_quant.quantize_int8(weight)
 
         counts = replace_linears(ctx.model, quantize)
         what = "int8 per channel" if quant == "int8-weight" else f"int4 groups of {group}"
-        note = f"{counts['quantized']} Linear layers to {what} weights, bf16 activations"
+        note = (f"{counts['quantized']} Linear layers to {what} weights, "
+                f"{weight_quant.activations()}")
+        for g, n in sorted(smaller.items()):
+            note += f"; {n} in groups of {g} ({group} does not divide their inputs)"
         if fallback:
             note += f"; {len(fallback)} int8 instead (shape not divisible for int4: {fallback[0]}…)"
         return note

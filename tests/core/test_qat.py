@@ -1,0 +1,81 @@
+"""Quantization-aware training: trained weights load with qat=on and lose less to quant."""
+
+import pytest
+
+from playground.core import qat
+from playground.core.config import RunConfig
+from playground.core.optimize import OptimizationError
+from playground.core.pipeline import build_engine, check
+
+
+@pytest.fixture(scope="module")
+def peaky_dir(tmp_path_factory):
+    """The tiny model with peaked logits and outlier channels (as trained models have), so
+    that quantization costs it measurable KL; a random tiny model's near-uniform logits
+    hide any change."""
+    import torch
+    from conftest import save_tiny
+    from transformers import AutoModelForCausalLM
+
+    folder = save_tiny(tmp_path_factory.mktemp("peaky-llama"))
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(25)
+        for layer in model.model.layers:
+            layer.input_layernorm.weight[:3] = 30.0
+            layer.post_attention_layernorm.weight[:3] = 30.0
+    model.save_pretrained(folder)
+    return folder
+
+
+def _settings(tiny_dir, tmp_path, quant, **extra):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Hello there\nWhat is two plus two?\nName a colour.\nTell me a joke.\n")
+    base = dict(config=f"model={tiny_dir},{quant},threads=2", steps=20, seq_len=32, batch=4,
+                lr=1e-5, lr_min=1e-6, prompts=str(prompts), openings="", reply_tokens=32,
+                out=str(tmp_path / "qat"))
+    base.update(extra)
+    return qat.QatSettings(**base)
+
+
+def test_qat_on_without_trained_weights_names_the_command(tiny_dir):
+    with pytest.raises(OptimizationError) as err:
+        check(RunConfig(model=str(tiny_dir), quant="int8-dynamic", qat=True))
+    assert "playground qat --config" in str(err.value) and "quant=int8-dynamic" in str(err.value)
+
+
+@pytest.mark.parametrize("quant", ["quant=int8-dynamic", "quant=int4-weight,quant_group=32"])
+def test_qat_lowers_kl_and_loads_with_qat_on(peaky_dir, tmp_path, quant):
+    """Measured: int8-dynamic KL 2.7e-4 -> 2.1e-4, int4 g32 3.8e-3 -> 5.9e-4 (20 steps)."""
+    report = qat.qat(_settings(peaky_dir, tmp_path, quant))
+    assert report.steps == 20 and not report.cancelled
+    assert report.after["kl_mean"] < 0.9 * report.before["kl_mean"]
+    assert report.loss_last < report.loss_first
+    engine = build_engine(RunConfig.parse(f"model={peaky_dir},{quant},qat=on"))
+    assert any("quantization-aware weights" in n for n in engine.info["notes"])
+    assert engine.chat([{"role": "user", "content": "Hi"}]).metrics.new_tokens > 0
+    # int4 weights are trained for their group size only
+    if "int4" in quant:
+        with pytest.raises(OptimizationError):
+            check(RunConfig.parse(f"model={peaky_dir},quant=int4-weight,quant_group=64,qat=on"))
+
+
+def test_fake_quantized_forward_matches_the_real_int8_dynamic_model(tiny_engine):
+    """What QAT trains against is what int8-dynamic computes: logits within 2% of the
+    largest, where float32 differs by more."""
+    import copy
+
+    import torch
+
+    base = tiny_engine("")
+    real = tiny_engine("quant=int8-dynamic")
+    fake = copy.deepcopy(base.model)
+    qat.fake_quantize_model(fake, "int8-dynamic", 32)
+    ids = torch.tensor([base.prompt_ids([{"role": "user", "content": "Hello there, friend"}])])
+    with torch.inference_mode():
+        want = real.model(input_ids=ids).logits
+        got = fake(input_ids=ids).logits
+        plain = base.model(input_ids=ids).logits
+    scale = float(want.abs().max())
+    assert float((got - want).abs().max()) <= 0.02 * scale
+    assert float((got - want).abs().max()) < float((plain - want).abs().max())
