@@ -239,6 +239,28 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_training(job: Any, settings: Any, label: str) -> Any:
+    """Run a training job (distill, qat) with progress bars and Ctrl+C as its stop."""
+    bars: dict[str, ProgressBar] = {}
+
+    def progress(event: dict[str, Any]) -> None:
+        stage = event["stage"]
+        if "message" in event:
+            _status(event["message"])
+        if stage == "corpus" and event.get("total"):
+            bars.setdefault(stage, ProgressBar("teacher replies"))(event["done"], event["total"])
+        if stage == "train":
+            bar = bars.setdefault(stage, ProgressBar(label))
+            bar(event["step"], event["total"], f"loss {event['loss']:.4f}")
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        return job(settings, progress=progress, should_stop=stop.is_set)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
     from playground.core.config import RunConfig
     from playground.core.distill import DistillSettings, distill
@@ -257,24 +279,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         out=args.out, resume=args.resume,
         sample_top_p=None if args.greedy_replies else DistillSettings.sample_top_p,
     )
-    bars: dict[str, ProgressBar] = {}
-
-    def progress(event: dict[str, Any]) -> None:
-        stage = event["stage"]
-        if "message" in event:
-            _status(event["message"])
-        if stage == "corpus" and event.get("total"):
-            bars.setdefault(stage, ProgressBar("teacher replies"))(event["done"], event["total"])
-        if stage == "train":
-            bar = bars.setdefault(stage, ProgressBar("distill"))
-            bar(event["step"], event["total"], f"loss {event['loss']:.3f}")
-
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        report = distill(settings, progress=progress, should_stop=stop.is_set)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    report = _run_training(distill, settings, "distill")
     if report.cancelled:
         print(f"interrupted after {report.steps} steps: checkpoint kept in {report.out}; "
               "continue with --resume (same --out)")
@@ -302,24 +307,7 @@ def cmd_qat(args: argparse.Namespace) -> int:
 
     settings = QatSettings(config=args.config, minutes=args.minutes, steps=args.steps,
                            batch=args.batch, lr=args.lr, out=args.out)
-    bars: dict[str, ProgressBar] = {}
-
-    def progress(event: dict[str, Any]) -> None:
-        stage = event["stage"]
-        if "message" in event:
-            _status(event["message"])
-        if stage == "corpus" and event.get("total"):
-            bars.setdefault(stage, ProgressBar("teacher replies"))(event["done"], event["total"])
-        if stage == "train":
-            bar = bars.setdefault(stage, ProgressBar("qat"))
-            bar(event["step"], event["total"], f"loss {event['loss']:.4f}")
-
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        report = qat(settings, progress=progress, should_stop=stop.is_set)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    report = _run_training(qat, settings, "qat")
     if report.cancelled:
         print(f"interrupted after {report.steps} steps: nothing saved")
         return 130

@@ -27,7 +27,7 @@ from playground.gui.compare_view import CompareView
 from playground.gui.controls import ControlsPanel
 from playground.gui.history_view import HistoryDialog
 from playground.gui.labels import short_label
-from playground.gui.qat_job import QatJob
+from playground.gui.qat_job import QatJob, show_training_progress
 from playground.gui.worker import Loaded, TokenEvent, TurnDone, Worker
 
 MEMORY_SAMPLE_MS = 250
@@ -294,19 +294,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def on_distill_progress(self, event: dict) -> None:
-        if event.get("stage") == "train":
-            self.progress.setRange(0, event["total"])
-            self.progress.setValue(event["step"])
-            self.status_label.setText(
-                f"Distilling: step {event['step']}/{event['total']}, loss {event['loss']:.3f}, "
-                f"about {event['eta_s'] / 60:.1f} min left")
-        elif event.get("stage") == "corpus" and event.get("total"):
-            self.progress.setRange(0, event["total"])
-            self.progress.setValue(event["done"])
-            self.status_label.setText(
-                f"Distilling: teacher replies {event['done']}/{event['total']}")
-        elif "message" in event:
-            self.status_label.setText(f"Distilling: {event['message']}")
+        show_training_progress(self, "Distilling", event)
 
     @Slot(object)
     def on_distill_done(self, report) -> None:

@@ -16,6 +16,22 @@ from PySide6.QtWidgets import QInputDialog, QMessageBox
 from playground.core.config import QAT_QUANTS, ConfigError
 
 
+def show_training_progress(window: Any, what: str, event: dict) -> None:
+    """A training job's progress event (distill, qat) on the window's bar and status."""
+    if event.get("stage") == "train":
+        window.progress.setRange(0, event["total"])
+        window.progress.setValue(event["step"])
+        window.status_label.setText(
+            f"{what}: step {event['step']}/{event['total']}, loss {event['loss']:.4f}, "
+            f"about {event['eta_s'] / 60:.1f} min left")
+    elif event.get("stage") == "corpus" and event.get("total"):
+        window.progress.setRange(0, event["total"])
+        window.progress.setValue(event["done"])
+        window.status_label.setText(f"{what}: teacher replies {event['done']}/{event['total']}")
+    elif "message" in event:
+        window.status_label.setText(f"{what}: {event['message']}")
+
+
 class QatRunner(QObject):
     progress = Signal(object)  # dict event from playground.core.qat
     done = Signal(object)  # QatReport
@@ -92,19 +108,7 @@ class QatJob(QObject):
 
     @Slot(object)
     def on_progress(self, event: dict) -> None:
-        window = self.window
-        if event.get("stage") == "train":
-            window.progress.setRange(0, event["total"])
-            window.progress.setValue(event["step"])
-            window.status_label.setText(
-                f"QAT: step {event['step']}/{event['total']}, loss {event['loss']:.4f}, "
-                f"about {event['eta_s'] / 60:.1f} min left")
-        elif event.get("stage") == "corpus" and event.get("total"):
-            window.progress.setRange(0, event["total"])
-            window.progress.setValue(event["done"])
-            window.status_label.setText(f"QAT: teacher replies {event['done']}/{event['total']}")
-        elif "message" in event:
-            window.status_label.setText(f"QAT: {event['message']}")
+        show_training_progress(self.window, "QAT", event)
 
     @Slot(object)
     def on_done(self, report: Any) -> None:
