@@ -22,6 +22,10 @@ head -c 8 "$tmp/shot.png" | od -An -tx1 | grep -q "89 50 4e 47 0d 0a 1a 0a" \
 [ "$(stat -c %s "$tmp/shot.png")" -gt 20000 ] || { echo "package-test: PNG too small" >&2; exit 1; }
 run bench --repeats 1 --warmup 0 --config max_new_tokens=16 --json "$tmp/bench.json"
 grep -q '"schema": 1' "$tmp/bench.json"
+# the bundled native kernels load (not a fallback to torch's): gguf-native decodes in C
+run bench --repeats 1 --warmup 0 --config quant=gguf-native,max_new_tokens=8 --json "$tmp/native.json"
+grep -q 'one native call a token' "$tmp/native.json" \
+  || { echo "package-test: the bundled native kernels did not load" >&2; exit 1; }
 mkdir -p build
 cp "$tmp/shot.png" build/packaged-self-test.png
 awk -v a="$start" -v b="$first" -v c="$second" 'BEGIN { printf "package-test: passed (self-test: first start %.1f s with conversion, later start %.1f s)\n", b - a, c - b }'
