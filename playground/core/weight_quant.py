@@ -8,8 +8,9 @@ at one token per step; the separate projections stay as row views of the same
 storage, so transformers' own forward still finds q_proj, k_proj and v_proj.
 
 Two kernel backends, the same QWeights:
-- "native" (preferred): our qgemv.c (playground/core/native), float32 activations,
-  fp16 scales (GGUF's own formats, so a GGUF's blocks go in unchanged);
+- "native" (preferred): our qgemv.c (playground/core/native), fp16 scales (GGUF's own
+  formats, so a GGUF's blocks go in unchanged), activations rounded to int16 per 32
+  inputs (``INT_ACT``) or kept float32;
 - "torch": ``torch._weight_int8pack_mm`` and ``torch._weight_int4pack_mm_for_cpu``
   (w = (q − 8)·scale + zero), which are fast only with bfloat16 activations (with
   float32 they are 8–12× slower than a dense float32 matmul), so the model then runs
@@ -35,7 +36,7 @@ class QWeight:
     """One layer's quantized weight, unpacked: ``q`` int8 [N, K] (int8) or int32 0..15
     [N, K] (int4); ``scale`` [N] (int8) or [N, K/group] (int4); ``zero`` like scale (int4)."""
 
-    kind: str  # "int8", "int4", or "q8_0" (int8 in groups: a GGUF's blocks, not packable)
+    kind: str  # "int8", "int4", or "q8_0" (int8 in groups of 32: a GGUF's blocks)
     q: Any
     scale: Any
     zero: Any = None
