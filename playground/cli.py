@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     qat_cmd.add_argument("--minutes", type=float, default=12.0, help="training time budget")
     qat_cmd.add_argument("--steps", type=int, help="training steps (default: fill --minutes)")
     qat_cmd.add_argument("--batch", type=int, default=2)
-    qat_cmd.add_argument("--lr", type=float, default=6e-5)
+    qat_cmd.add_argument("--lr", type=float, default=1.5e-4)
     qat_cmd.add_argument("--out", help="output folder (default: in the data folder)")
     qat_cmd.set_defaults(func=cmd_qat)
 
