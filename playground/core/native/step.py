@@ -88,15 +88,13 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
     core = model.model
     attn0 = core.layers[0].self_attn
     layers = (QLayer * len(core.layers))()
-    keep: list[Any] = []  # tensors whose memory the structs point at
     for i, layer in enumerate(core.layers):
         attn, mlp = layer.self_attn, layer.mlp
         layers[i] = QLayer(layer.input_layernorm.weight.data_ptr(),
                            layer.post_attention_layernorm.weight.data_ptr(),
                            _qmat(attn.__dict__["fused_qkv"]), _qmat(attn.o_proj),
                            _qmat(mlp.__dict__["fused_gate_up"]), _qmat(mlp.down_proj))
-    inv_freq = core.rotary_emb.inv_freq.float().contiguous()
-    keep.append(inv_freq)
+    inv_freq = core.rotary_emb.inv_freq.float().contiguous()  # kept alive by step.keep
     heads = attn0.q_proj.out_features // attn0.head_dim
     kv_heads = attn0.k_proj.out_features // attn0.head_dim
     if any(layer.self_attn.q_proj.out_features != heads * attn0.head_dim
@@ -124,11 +122,16 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
         if state["cap"] != cap:
             state["scratch"] = empty(lib.qstep_scratch_floats(ctypes.byref(spec), cap))
             state["cap"] = cap
-        if cache.__dict__.get("_native_ptrs") is None or cache._native_ptrs[2] != cap:
-            kp = (ctypes.c_void_p * len(buffers))(*[b.key_buffer.data_ptr() for b in buffers])
-            vp = (ctypes.c_void_p * len(buffers))(*[b.value_buffer.data_ptr() for b in buffers])
-            cache._native_ptrs = (kp, vp, cap)
-        kp, vp, _ = cache._native_ptrs
+        # Keyed by the buffers' addresses, not the capacity: a reset or an assignment by
+        # transformers can reallocate a buffer at the same capacity.
+        keys = tuple(b.key_buffer.data_ptr() for b in buffers)
+        values = tuple(b.value_buffer.data_ptr() for b in buffers)
+        held = cache.__dict__.get("_native_ptrs")
+        if held is None or held[0] != keys or held[1] != values:
+            held = (keys, values, (ctypes.c_void_p * len(keys))(*keys),
+                    (ctypes.c_void_p * len(values))(*values))
+            cache._native_ptrs = held
+        kp, vp = held[2], held[3]
         logits = empty(vocab)
         qstep(ctypes.byref(spec), token, pos, kp, vp, cap, logits.data_ptr(),
               state["scratch"].data_ptr(), threads(), int(int_act))
@@ -136,7 +139,7 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
             b.length = pos + 1
         return logits
 
-    step.keep = (spec, layers, keep)  # type: ignore[attr-defined]
+    step.keep = (spec, layers, inv_freq)  # type: ignore[attr-defined]
     return step, "native decode step (one C call a token)"
 
 
@@ -144,7 +147,6 @@ def _buffers(cache: Any) -> list[Any]:
     layers = cache.layers
     if type(layers[0]) is not _buffer_class():
         cache.layers = layers = [_buffer_class().from_layer(layer) for layer in layers]
-        cache._native_ptrs = None
     return layers
 
 
