@@ -320,6 +320,9 @@ def cmd_qat(args: argparse.Namespace) -> int:
           f"(×{a['kl_mean'] / b['kl_mean']:.2f}); top-1 {b['top1_agreement']:.1%} → "
           f"{a['top1_agreement']:.1%}; perplexity {b['ppl']:.2f} → {a['ppl']:.2f} "
           f"(float {b['ppl_baseline']:.2f})")
+    if report.smoothed:
+        print(f"  of which smoothing activation outliers into the weights, before training: "
+              f"KL {report.smoothed['kl_mean']:.4f} nats")
     spec = f"quant={report.quant}," + (f"quant_group={report.quant_group}," if group else "")
     print(f"  use them with qat=on (e.g. --config {spec}qat=on)")
     return 0
@@ -413,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     qat_cmd.add_argument("--config", default="quant=int8-dynamic",
                          help="spec: the model and the quant (int8-dynamic, int8-weight, "
                               "int4-weight with quant_group) to train for")
-    qat_cmd.add_argument("--minutes", type=float, default=12.0, help="training time budget")
+    qat_cmd.add_argument("--minutes", type=float, default=7.0, help="training time budget")
     qat_cmd.add_argument("--steps", type=int, help="training steps (default: fill --minutes)")
     qat_cmd.add_argument("--batch", type=int, default=2)
     qat_cmd.add_argument("--lr", type=float, default=1.5e-4)

@@ -77,6 +77,8 @@ class QatJob(QObject):
         self.runner.failed.connect(self.on_failed)
 
     def dialog(self) -> None:
+        from playground.core.qat import QatSettings
+
         title = "Quantization-aware training"
         quant, ok = QInputDialog.getItem(
             self.window, title, "Train the model's weights for this quantization:",
@@ -85,7 +87,7 @@ class QatJob(QObject):
             return
         minutes, ok = QInputDialog.getDouble(
             self.window, title, "Training minutes (more minutes, closer to the float model):",
-            12.0, 1.0, 240.0, 1)
+            QatSettings.minutes, 1.0, 240.0, 1)
         if ok:
             self.start(quant=quant, minutes=minutes)
 

@@ -79,3 +79,37 @@ def test_fake_quantized_forward_matches_the_real_int8_dynamic_model(tiny_engine)
     scale = float(want.abs().max())
     assert float((got - want).abs().max()) <= 0.02 * scale
     assert float((got - want).abs().max()) < float((plain - want).abs().max())
+
+
+def test_smoothing_keeps_the_float_model_and_lowers_int8_dynamic_kl(peaky_dir, tmp_path):
+    """SmoothQuant's scales fold into norms and rows exactly: float logits unchanged (to
+    float32 rounding), the tied head untied so embeddings stay exact, the saved folder
+    reloads the same; and the int8-dynamic form loses less (measured: KL 2.7e-4 → 1e-4)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from playground.core import quality, smooth
+    from playground.core.models import load
+
+    loaded = load(str(peaky_dir))
+    model, tokenizer = loaded.model.eval(), loaded.tokenizer
+    ref = quality.reference(model, tokenizer)
+    cfg = RunConfig(model=str(peaky_dir), quant="int8-dynamic")
+    before = qat.quantized_quality(cfg, ref, model, tokenizer)["kl_mean"]
+    smoothed = AutoModelForCausalLM.from_pretrained(peaky_dir).eval()
+    torch.manual_seed(1)
+    windows = [torch.randint(0, 300, (32,)) for _ in range(4)]
+    assert smooth.supported(smoothed)
+    assert smooth.smooth(smoothed, smooth.input_ranges(smoothed, windows)) == 2 * 7 + 1
+    ids = torch.randint(0, 300, (1, 40))
+    with torch.no_grad():
+        want, got = model(ids).logits, smoothed(ids).logits
+    assert float((got - want).abs().max()) <= 1e-4 * float(want.abs().max())
+    assert smoothed.lm_head.weight.data_ptr() != smoothed.model.embed_tokens.weight.data_ptr()
+    assert torch.equal(smoothed.model.embed_tokens.weight, model.model.embed_tokens.weight)
+    smoothed.save_pretrained(tmp_path / "s")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "s").eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, got, atol=1e-5)
+    after = qat.quantized_quality(cfg, ref, smoothed, tokenizer)["kl_mean"]
+    assert after < 0.8 * before
