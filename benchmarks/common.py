@@ -46,3 +46,35 @@ def save(name: str, data: dict) -> Path:
     path = OUT / f"{name}.json"
     path.write_text(json.dumps(data, indent=1))
     return path
+
+
+def bench_parser(prompts_default: int = 4):
+    """The arguments every alternating-rounds benchmark takes."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--prompts", type=int, default=prompts_default,
+                        help="use the first N default prompts")
+    return parser
+
+
+def alternating_rounds(built: dict[str, Engine], conversations, rounds: int,
+                       one_pass=None) -> dict[str, list]:
+    """Warm every engine up once (untimed), then ``rounds`` rounds that each run every
+    config in turn over the same prompts: a busy moment hits all configs alike."""
+    one_pass = one_pass or mean_decode
+    for engine in built.values():
+        engine.chat(conversations[0])
+    out: dict[str, list] = {k: [] for k in built}
+    for r in range(rounds):
+        for name, engine in built.items():
+            out[name].append(one_pass(engine, conversations))
+        print(f"round {r + 1}/{rounds} done", flush=True)
+    return out
+
+
+def cpu_name() -> str:
+    return Path("/proc/cpuinfo").read_text().split("model name")[1].split("\n")[0].strip(" :\t")

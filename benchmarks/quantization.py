@@ -12,13 +12,11 @@ against fp32 on the evaluation text.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
-from pathlib import Path
 
-from common import OUT, engines, prompts, save
+from common import OUT, alternating_rounds, bench_parser, cpu_name, engines, prompts, save
 
 from playground.core import models, quality, weight_quant
 
@@ -54,25 +52,23 @@ def one_pass(engine, conversations) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--prompts", type=int, default=4, help="use the first N default prompts")
-    args = parser.parse_args()
+    args = bench_parser().parse_args()
     common = f",threads={args.threads},max_new_tokens={args.max_new_tokens}"
     built = engines({k: v + common for k, v in CONFIGS.items()})
     convs = prompts()[: args.prompts]
-    for engine in built.values():  # warmup, untimed
-        engine.chat(convs[0])
-    rounds: dict[str, list[dict]] = {k: [] for k in [*built, "llama.cpp"]}
-    for r in range(args.rounds):
-        for name, engine in built.items():
-            rounds[name].append(one_pass(engine, convs))
-        speed = llama_bench(args.threads, args.max_new_tokens)
-        if speed is not None:
-            rounds["llama.cpp"].append({"decode_tok_s": speed, "pct_of_bound": None})
-        print(f"round {r + 1}/{args.rounds} done", flush=True)
+
+    def with_llamacpp(engine, conversations):
+        # llama.cpp runs once per round, right after the last torch config
+        result = one_pass(engine, conversations)
+        if engine is last:
+            speed = llama_bench(args.threads, args.max_new_tokens)
+            if speed is not None:
+                rounds_llama.append({"decode_tok_s": speed, "pct_of_bound": None})
+        return result
+
+    last, rounds_llama = list(built.values())[-1], []
+    rounds = alternating_rounds(built, convs, args.rounds, with_llamacpp)
+    rounds["llama.cpp"] = rounds_llama
     print("scoring quality against fp32 on the evaluation text…", flush=True)
     ref = quality.reference(built["fp32"].model, built["fp32"].tokenizer)
     med = {k: statistics.median(x["decode_tok_s"] for x in v) for k, v in rounds.items() if v}
@@ -106,9 +102,7 @@ def main() -> None:
               f"{row['x_fp32']:>6.2f} {row['x_int8_dynamic']:>8.2f} {llama:>7} "
               f"{row['pct_of_bound']:>6.0f} {row['weights_mb']:>6.0f} {row['kl_mean']:>7.4f} "
               f"{row['top1_agreement']:>6.1%} {row['ppl']:>6.2f}")
-    print("saved", save("quantization", {"args": vars(args), "rows": rows,
-                                          "cpu": Path("/proc/cpuinfo").read_text().split("model name")[1]
-                                          .split("\n")[0].strip(" :\t")}))
+    print("saved", save("quantization", {"args": vars(args), "rows": rows, "cpu": cpu_name()}))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,12 @@ grep -q '"schema": 1' "$tmp/bench.json"
 run bench --repeats 1 --warmup 0 --config quant=gguf-native,max_new_tokens=8 --json "$tmp/native.json"
 grep -q 'one native call a token' "$tmp/native.json" \
   || { echo "package-test: the bundled native kernels did not load" >&2; exit 1; }
+# ONNX Runtime is bundled: the packaged app exports the default model (its own builder,
+# offline) and decodes with it
+run bench --repeats 1 --warmup 0 --config backend=onnxruntime,quant=int4-weight,max_new_tokens=8 \
+  --json "$tmp/onnx.json"
+grep -q 'ONNX Runtime GenAI' "$tmp/onnx.json" \
+  || { echo "package-test: the bundled ONNX Runtime did not run" >&2; exit 1; }
 mkdir -p build
 cp "$tmp/shot.png" build/packaged-self-test.png
 awk -v a="$start" -v b="$first" -v c="$second" 'BEGIN { printf "package-test: passed (self-test: first start %.1f s with conversion, later start %.1f s)\n", b - a, c - b }'

@@ -23,6 +23,9 @@ QUANT_GROUPS = (32, 64, 128)
 # quant values that quantization-aware training (`playground qat`) can train for
 QAT_QUANTS = ("int8-dynamic", "int8-weight", "int4-weight")
 VARIANTS = ("base", "distilled")
+BACKENDS = ("torch", "onnxruntime")
+# quant values ONNX Runtime GenAI's model builder can produce (none: fp32)
+ONNX_QUANTS = ("none", "int8-weight", "int4-weight")
 PRUNE_METHODS = ("magnitude", "structured")
 DRAFTS = ("none", "distilled")
 DEVICE_WORDS = ("cpu", "cuda", "mps", "auto")
@@ -37,6 +40,7 @@ class RunConfig:
     quant: str = "none"
     quant_group: int = 32  # int4-weight: inputs per scale/zero group
     qat: bool = False  # use weights trained for ``quant`` by `playground qat`
+    backend: str = "torch"  # or "onnxruntime": the model exported once, run by ORT GenAI
     prune: float = 0.0
     prune_method: str = "magnitude"
     device: str = "cpu"
@@ -182,6 +186,9 @@ def _validate(cfg: RunConfig) -> None:
             "prune or variant=distilled"
         )
     _check_choice("draft", cfg.draft, DRAFTS)
+    _check_choice("backend", cfg.backend, BACKENDS)
+    if cfg.backend == "onnxruntime":
+        _check_onnx(cfg)
     if not 0.0 <= cfg.prune <= MAX_PRUNE:
         raise ConfigError(f"prune: {cfg.prune} is out of range; allowed: 0.0 to {MAX_PRUNE}")
     if not valid_device(cfg.device):
@@ -202,6 +209,26 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError("prefix_cache: 'on' needs kv_cache=on (it reuses the KV cache)")
     if cfg.draft != "none" and cfg.variant != "base":
         raise ConfigError("draft: a draft model needs variant=base (the student drafts for it)")
+
+
+def _check_onnx(cfg: RunConfig) -> None:
+    if cfg.quant not in ONNX_QUANTS:
+        raise ConfigError(
+            f"backend: onnxruntime runs quant=none (fp32), int8-weight or int4-weight "
+            f"(the model builder's weight-only int8/int4, block = quant_group), not {cfg.quant}"
+        )
+    unsupported = [
+        ("prune", cfg.prune > 0, "pruning"), ("compile", cfg.compile, "compile=on"),
+        ("draft", cfg.draft != "none", "speculative decoding (draft)"),
+        ("kv_cache", not cfg.kv_cache, "kv_cache=off (ONNX Runtime GenAI always keeps one)"),
+    ]
+    for key, bad, what in unsupported:
+        if bad:
+            raise ConfigError(
+                f"{key}: {what} is a torch-only optimization; backend=onnxruntime supports "
+                "quant (none, int8-weight, int4-weight), quant_group, variant, qat, threads, "
+                "device, prefix_cache and response_cache"
+            )
 
 
 def valid_device(device: str) -> bool:

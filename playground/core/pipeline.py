@@ -25,12 +25,24 @@ def check(config: RunConfig) -> str:
         device = resolve_device(config.device)
     except ValueError as exc:
         raise OptimizationError(str(exc)) from None
-    for opt in PIPELINE:
-        if opt.wanted(config):
-            reason = opt.check(config, device)
-            if reason:
-                raise OptimizationError(reason)
+    for opt in _wanted(config):
+        reason = opt.check(config, device)
+        if reason:
+            raise OptimizationError(reason)
+    if config.backend == "onnxruntime":
+        from playground.core.backends import onnx_engine
+
+        reason = onnx_engine.check(config, device)
+        if reason:
+            raise OptimizationError(reason)
     return device
+
+
+def _wanted(config: RunConfig) -> list[Any]:
+    """The optimizations this config asks for, on its backend (ONNX Runtime takes only
+    those that choose weights: the student, QAT weights; it quantizes at export)."""
+    return [opt for opt in PIPELINE
+            if opt.wanted(config) and config.backend in opt.backends]
 
 
 def preflight(config: RunConfig) -> str:
@@ -56,7 +68,9 @@ def build_engine(
 ) -> Engine:
     """Load ``config.model`` (or use ``loaded``), apply the optimizations, return an Engine."""
     device = check(config)
-    wanted = [opt for opt in PIPELINE if opt.wanted(config)]
+    if config.backend == "onnxruntime":
+        return _build_onnx(config, device, progress)
+    wanted = _wanted(config)
     load_kwargs: dict[str, Any] = {}
     for opt in wanted:
         load_kwargs.update(opt.load_kwargs(config, device))
@@ -98,3 +112,30 @@ def build_engine(
     ctx.info["build_s"] = time.perf_counter() - started
     progress("Ready")
     return ctx.engine
+
+
+def _build_onnx(config: RunConfig, device: str, progress: Progress) -> Engine:
+    from playground.core.backends import onnx_engine
+
+    started = time.perf_counter()
+    source = models.resolve(model_to_load(config))
+    if source.kind == "default":
+        source.path = models.ensure_default_model(progress)
+    info: dict[str, Any] = {"model_name": source.name, "notes": []}
+    for opt in _wanted(config):  # the student or QAT weights: notes only, nothing to apply
+        info["notes"].append(f"{opt.name}: {source.name}")
+    engine = onnx_engine.build(config, source.path, device, info, progress)
+    info["architecture"] = _architecture(source.path)
+    info["build_s"] = time.perf_counter() - started
+    progress("Ready")
+    return engine
+
+
+def _architecture(folder: Any) -> str:
+    import json
+
+    try:
+        archs = json.loads((folder / "config.json").read_text()).get("architectures") or ["?"]
+        return str(archs[0])
+    except (OSError, ValueError):
+        return "?"

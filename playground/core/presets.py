@@ -11,6 +11,8 @@ PRESETS: dict[str, str] = {
     # stay within KL 0.01 of the baseline at 2-6x its decode speed (BENCHMARKS.md)
     FAITHFUL: "quant=int8-weight,prefix_cache=on",
     "Int4 weights": "quant=int4-weight,quant_group=32",
+    # ONNX Runtime GenAI's weight-only int4 (exported once into the cache)
+    "ONNX Runtime int4": "backend=onnxruntime,quant=int4-weight,quant_group=32,prefix_cache=on",
     "CPU latency": "quant=int8-dynamic,prefix_cache=on",
     "Smallest memory": "quant=bnb-4bit-nf4",
     "Pruned 30%": "prune=0.3,prune_method=structured",

@@ -20,7 +20,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.core.config import PRUNE_METHODS, QAT_QUANTS, QUANT_GROUPS, QUANTS, RunConfig
+from playground.core.config import (
+    BACKENDS,
+    ONNX_QUANTS,
+    PRUNE_METHODS,
+    QAT_QUANTS,
+    QUANT_GROUPS,
+    QUANTS,
+    RunConfig,
+)
 
 DEVICES = ("cpu", "auto", "cuda", "mps")
 # What each quantization does to weights and activations; its measured cost in quality
@@ -70,6 +78,16 @@ class ControlsPanel(QWidget):
 
         opt_box = QGroupBox("Optimizations")
         opt = QFormLayout(opt_box)
+        self.backend = QComboBox()
+        self.backend.addItems(BACKENDS)
+        self.backend.setToolTip("torch: every optimization below; onnxruntime: the model "
+                                "exported once to ONNX and run by ONNX Runtime GenAI "
+                                "(fp32, int8-weight, int4-weight). Its int4 is symmetric, "
+                                "with int8 activations, and quantizes the embeddings too: "
+                                "it loses more than torch's int4-weight (see its KL in "
+                                "Compare)")
+        self.backend.currentTextChanged.connect(self._sync_enabled)
+        opt.addRow("Backend", self.backend)
         self.quant = QComboBox()
         self.quant.addItems(QUANTS)
         for i, name in enumerate(QUANTS):
@@ -164,6 +182,7 @@ class ControlsPanel(QWidget):
             variant="distilled" if self.distilled.isChecked() else "base",
             draft="distilled" if self.speculative.isChecked() else "none",
             quant=self.quant.currentText(),
+            backend=self.backend.currentText(),
             quant_group=int(self.quant_group.currentText()),
             qat=self.qat.isChecked() and self.qat.isEnabled(),
             prune=self.prune.value() / 100.0,
@@ -185,6 +204,7 @@ class ControlsPanel(QWidget):
         self.refresh_student()
         self.distilled.setChecked(cfg.variant == "distilled")
         self.speculative.setChecked(cfg.draft == "distilled")
+        self.backend.setCurrentText(cfg.backend)
         self.quant.setCurrentText(cfg.quant)
         self.quant_group.setCurrentText(str(cfg.quant_group))
         self.refresh_qat()
@@ -254,8 +274,12 @@ class ControlsPanel(QWidget):
         # One or the other: the student answers, or the student drafts for the teacher.
         self.distilled.setEnabled(available and not self.speculative.isChecked())
         self.speculative.setEnabled(available and not self.distilled.isChecked())
+        onnx = self.backend.currentText() == "onnxruntime"
+        self._sync_backend(onnx)
         self.prefix_cache.setEnabled(self.kv_cache.isChecked())
-        self.quant_group.setEnabled(self.quant.currentText() == "int4-weight")
+        # ONNX Runtime's int8 is block-wise too; torch's int8-weight is per channel
+        grouped = ("int4-weight", "int8-weight") if onnx else ("int4-weight",)
+        self.quant_group.setEnabled(self.quant.currentText() in grouped)
         qat_ok = getattr(self, "qat_reason", "x") is None and not self.distilled.isChecked()
         self.qat.setEnabled(qat_ok)
         if not qat_ok:
@@ -265,6 +289,29 @@ class ControlsPanel(QWidget):
             self.prefix_cache.setToolTip("needs the KV cache on")
         else:
             self.prefix_cache.setToolTip("")
+
+    def _sync_backend(self, onnx: bool) -> None:
+        """ONNX Runtime runs fp32 and weight-only int8/int4 only: the rest is disabled
+        with the reason, and a quant it cannot run falls back to none (visible)."""
+        why = "torch only: backend=onnxruntime runs none, int8-weight, int4-weight"
+        for i, name in enumerate(QUANTS):
+            item = self.quant.model().item(i)
+            allowed = not onnx or name in ONNX_QUANTS
+            item.setEnabled(allowed)
+            item.setToolTip(QUANT_TIPS.get(name, "") if allowed else why)
+        if onnx and self.quant.currentText() not in ONNX_QUANTS:
+            self.quant.setCurrentText("none")
+        for box in (self.speculative, self.compile):
+            if onnx:
+                box.setChecked(False)
+        if onnx:
+            self.kv_cache.setChecked(True)
+            self.prune.setValue(0)
+        for widget in (self.prune, self.prune_method, self.compile, self.kv_cache):
+            widget.setEnabled(not onnx)
+            widget.setToolTip(why.replace(": backend", " (backend") + ")" if onnx else "")
+        if onnx:
+            self.speculative.setEnabled(False)
 
     def _pick_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Hugging Face model folder")

@@ -370,9 +370,12 @@ class MainWindow(QMainWindow):
         params = info.get("params") or 0
         notes = "; ".join(info.get("notes") or [])
         decode = str(info.get("decode_step") or "unknown")
+        runs = (f"ONNX Runtime ({info.get('provider')})" if info.get("backend") == "onnxruntime"
+                else "torch")
         self.controls.model_info.setText(
-            f"{info.get('model_name')} ({info.get('architecture')})\n"
-            f"{params / 1e6:.0f} M params · weights {loaded.weights_mb:.0f} MB · "
+            f"{info.get('model_name')} ({info.get('architecture')}) · {runs}\n"
+            + (f"{params / 1e6:.0f} M params · " if params else "")
+            + f"weights {loaded.weights_mb:.0f} MB · "
             f"loaded in {info.get('load_s', 0):.1f} s · {info.get('device')} · "
             f"{info.get('threads')} thread{'' if info.get('threads') == 1 else 's'} · decode: "
             f"{decode.split(' (')[0]}"  # the path's name; the reason is in the tooltip

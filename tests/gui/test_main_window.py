@@ -58,6 +58,41 @@ def test_controls_produce_the_right_config(qtbot):
     assert not cuda.isEnabled() and "not present" in cuda.toolTip()
 
 
+def test_backend_control_offers_only_what_onnx_runtime_runs(qtbot):
+    from playground.gui.controls import ControlsPanel
+
+    panel = ControlsPanel(["cpu"])
+    qtbot.addWidget(panel)
+    panel.set_config(RunConfig.parse("quant=int8-dynamic,prune=0.3,compile=on,kv_cache=off"))
+    panel.backend.setCurrentText("onnxruntime")
+    # what it cannot run is switched off where it is offered, and says why
+    assert panel.config() == RunConfig.parse("backend=onnxruntime")
+    dynamic = panel.quant.model().item(panel.quant.findText("int8-dynamic"))
+    assert not dynamic.isEnabled() and "torch only" in dynamic.toolTip()
+    assert not panel.prune.isEnabled() and not panel.compile.isEnabled()
+    panel.quant.setCurrentText("int8-weight")
+    assert panel.quant_group.isEnabled()  # ONNX Runtime's int8 is block-wise
+    spec = "backend=onnxruntime,quant=int4-weight,quant_group=64,prefix_cache=on"
+    panel.set_config(RunConfig.parse(spec))
+    assert panel.config() == RunConfig.parse(spec)
+    panel.backend.setCurrentText("torch")
+    assert panel.prune.isEnabled() and dynamic.isEnabled()
+
+
+def test_an_onnx_runtime_model_answers_in_the_window(qtbot, make_window, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime_genai")
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    window = make_window("max_new_tokens=6,backend=onnxruntime")
+    assert "ONNX Runtime (CPUExecutionProvider)" in window.controls.model_info.text()
+    send(qtbot, window)
+    assert window.worker.engine.info["backend"] == "onnxruntime"
+    from playground.core.history import History
+
+    history = History()
+    assert "backend=onnxruntime" in history.recent(1)[0].config
+    history.close()
+
+
 def test_a_turn_streams_into_the_chat_and_every_chart(qtbot, make_window):
     window = make_window()
     assert "decode: lean decode step" in window.controls.model_info.text()  # tiny Llama

@@ -37,6 +37,7 @@ class Build:
 class Optimization:
     name = "base"
     stage = "model"  # "model": changes ctx.model before the engine exists; "engine": after
+    backends: tuple[str, ...] = ("torch",)  # the backends it applies to
 
     def wanted(self, cfg: RunConfig) -> bool:
         return False

@@ -15,6 +15,7 @@ from playground.core.optimize.base import Build, Optimization
 
 class QatWeights(Optimization):
     name = "qat-weights"
+    backends = ("torch", "onnxruntime")  # it picks the weights; any backend runs them
 
     def wanted(self, cfg: RunConfig) -> bool:
         return cfg.qat

@@ -17,6 +17,7 @@ from playground.core.optimize.base import Build, Optimization
 
 class DistilledVariant(Optimization):
     name = "distilled-variant"
+    backends = ("torch", "onnxruntime")  # it picks the weights; any backend runs them
 
     def wanted(self, cfg: RunConfig) -> bool:
         return cfg.variant == "distilled"

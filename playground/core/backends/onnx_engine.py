@@ -1,0 +1,211 @@
+"""backend=onnxruntime: the Engine's chat loop over an ONNX Runtime GenAI generator.
+
+The torch engine's loop (sampling, the token timeline, cancel between tokens, the
+prefix and response caches) stays as it is; only what produces logits changes. An
+``og.Generator`` holds the KV cache: ``append_tokens`` prefills or decodes and
+``get_logits`` returns the last position's logits, so TTFT and ITL mean exactly what
+they mean for torch. The prefix cache keeps the generator across turns and
+``rewind_to`` drops the tokens that differ. Quality is scored through the same ONNX
+model: a fresh generator per evaluation window, all positions' logits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from playground.core import memory, models
+from playground.core.backends import onnx_export
+from playground.core.config import RunConfig
+from playground.core.engine import Engine, GenerationError
+from playground.core.optimize.device import default_threads
+
+MIN_CAPACITY = 1024  # KV slots of a new generator; it grows by doubling (re-prefilled)
+
+
+class GeneratorCache:
+    """The engine's cache object for ONNX Runtime: one generator and its capacity."""
+
+    def __init__(self, og_model: Any, capacity: int) -> None:
+        import onnxruntime_genai as og
+
+        params = og.GeneratorParams(og_model)
+        params.set_search_options(max_length=capacity)
+        self.generator = og.Generator(og_model, params)
+        self.capacity = capacity
+
+    def crop(self, n: int) -> None:
+        """As DynamicCache.crop: a negative n drops that many tokens from the end."""
+        count = self.generator.token_count()
+        self.generator.rewind_to(count + n if n < 0 else n)
+
+    def append(self, ids: list[int]) -> Any:
+        import numpy as np
+        import torch
+
+        self.generator.append_tokens(np.asarray(ids, dtype=np.int32))
+        return torch.from_numpy(np.array(self.generator.get_logits(), dtype=np.float32).reshape(-1))
+
+
+class OnnxLogits:
+    """Stands in for the torch model where quality scores windows: ``model(input_ids=...)
+    .logits`` for every position, computed by the ONNX model."""
+
+    generation_config = None
+
+    def __init__(self, og_model: Any) -> None:
+        self.og_model = og_model
+
+    def parameters(self) -> Any:
+        return iter(())
+
+    def __call__(self, input_ids: Any, **_ignored: Any) -> Any:
+        import numpy as np
+        import torch
+
+        rows = []
+        for row in input_ids:
+            cache = GeneratorCache(self.og_model, int(row.shape[0]))
+            cache.generator.append_tokens(row.numpy().astype(np.int32))
+            logits = np.array(cache.generator.get_output("logits"), dtype=np.float32)[0]
+            rows.append(torch.from_numpy(logits))
+            del cache
+        return SimpleNamespace(logits=torch.stack(rows))
+
+
+class OnnxEngine(Engine):
+    def __init__(self, og_model: Any, tokenizer: Any, config: RunConfig, *, device: str,
+                 info: dict[str, Any], folder: Path, context: int,
+                 bandwidth_gb_s: float | None) -> None:
+        self.og_model = og_model
+        self.context = context
+        self._capacity = MIN_CAPACITY
+        self.model = OnnxLogits(og_model)
+        self.tokenizer = tokenizer
+        self.config = config
+        self.device = device
+        self.info = info
+        self.weights_mb = onnx_export.exported_mb(folder)
+        self.read_mb = self.weights_mb - _embedding_mb(folder, tokenizer)
+        self.bandwidth_gb_s = bandwidth_gb_s
+        self.eos_ids = _eos(folder, tokenizer)
+        self.forward = self.model
+        self.decode_step, self._lean_note = None, "ONNX Runtime GenAI generator (append_tokens)"
+        self.make_cache = lambda: GeneratorCache(self.og_model, self._capacity)
+        self._prefix = None
+        self.draft = None
+        from playground.core.optimize.response_cache import ResponseCache
+
+        self.response_cache = ResponseCache() if config.response_cache else None
+
+    def decode_path(self) -> str:
+        return self._lean_note
+
+    def _cache_for(self, ids: list[int]) -> tuple[Any, int]:
+        need = len(ids) + self.config.max_new_tokens
+        if need > self.context:
+            self._prefix = None
+            raise GenerationError(
+                f"the conversation ({len(ids)} tokens) plus max_new_tokens="
+                f"{self.config.max_new_tokens} exceeds the model's context of {self.context} "
+                "tokens; start a new chat or lower max_new_tokens")
+        capacity = MIN_CAPACITY
+        while capacity < need:
+            capacity *= 2
+        self._capacity = min(capacity, self.context)
+        if self._prefix is not None and self._prefix.cache.capacity < need:
+            self._prefix = None  # a bigger generator: this turn prefills everything
+        return super()._cache_for(ids)
+
+    def _step(self, ids: list[int], cache: Any) -> Any:
+        return cache.append(ids)
+
+
+def _eos(folder: Path, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    value = json.loads((folder / "genai_config.json").read_text())["model"].get("eos_token_id")
+    for source in (value, tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(int(v) for v in source)
+    return ids
+
+
+def _embedding_mb(folder: Path, tokenizer: Any) -> float:
+    """The float input embedding is read one row a token, not whole: leave it out of
+    the bytes the bandwidth bound counts (when the builder kept it as its own table)."""
+    import onnx
+
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    for init in graph.initializer:
+        if "embed_tokens" in init.name:
+            size = 1
+            for d in init.dims:
+                size *= d
+            itemsize = {1: 4, 10: 2, 16: 2}.get(init.data_type, 4)
+            return size * itemsize / 1e6
+    return 0.0
+
+
+def check(cfg: RunConfig, device: str) -> str | None:
+    try:
+        import onnxruntime_genai as og
+    except ImportError:
+        return "backend: onnxruntime needs the onnxruntime-genai package (make setup installs it)"
+    if device == "mps":
+        return "backend: onnxruntime runs on cpu or cuda here, not mps"
+    if device.startswith("cuda") and not og.is_cuda_available():
+        return ("backend: onnxruntime on cuda needs the CUDA build of onnxruntime-genai "
+                "(onnxruntime-genai-cuda); this one runs on cpu only")
+    if cfg.model.endswith(".gguf"):
+        return ("backend: onnxruntime exports a model folder; give model=default, a folder or "
+                "a cached hub id (not a .gguf file)")
+    return None
+
+
+def build(cfg: RunConfig, folder: Path, device: str, info: dict[str, Any],
+          progress: Callable[[str], None]) -> OnnxEngine:
+    """Export (once) and load ``folder`` for ``cfg``; ``info`` is the engine's info dict."""
+    import onnxruntime_genai as og
+    from transformers import AutoTokenizer
+
+    started = time.perf_counter()
+    out, export_s = onnx_export.export(folder, cfg.quant, cfg.quant_group, device, progress)
+    progress(f"Loading {out.name} in ONNX Runtime…")
+    threads = cfg.threads or default_threads()
+    og_config = og.Config(str(out))
+    og_config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+        "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+    provider = "CPUExecutionProvider"
+    if device.startswith("cuda"):
+        og_config.clear_providers()
+        og_config.append_provider("cuda")
+        provider = "CUDAExecutionProvider"
+    try:
+        og_model = og.Model(og_config)
+    except Exception as exc:  # onnxruntime_genai raises RuntimeError/OrtException
+        raise models.ModelError(f"backend: ONNX Runtime could not load {out}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else exc}") from exc
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    context = int(json.loads((out / "genai_config.json").read_text())["model"]["context_length"])
+    precision = onnx_export.PRECISION[cfg.quant]
+    block = f", block {cfg.quant_group}" if precision != "fp32" else ""
+    notes = info.setdefault("notes", [])
+    notes.append(f"ONNX Runtime GenAI {og.__version__}, {provider}, {precision}{block} "
+                 f"({out.name}; " + (f"exported now in {export_s:.0f} s)" if export_s is not None
+                                     else "export cached)"))
+    info.update(backend="onnxruntime", provider=provider, threads=threads, device=device,
+                onnx_dir=str(out), export_s=export_s, load_s=time.perf_counter() - started)
+    bandwidth = memory.bandwidth_gb_s() if device == "cpu" else None
+    engine = OnnxEngine(og_model, tokenizer, cfg, device=device, info=info, folder=out,
+                        context=context, bandwidth_gb_s=bandwidth)
+    info["weights_mb_loaded"] = engine.weights_mb
+    info["decode_step"] = engine.decode_path()
+    return engine
