@@ -262,6 +262,7 @@ def _run_training(job: Any, settings: Any, label: str) -> Any:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    from playground.core import quality
     from playground.core.config import RunConfig
     from playground.core.distill import DistillSettings, distill
 
@@ -296,8 +297,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if report.decode_tok_s and report.teacher_decode_tok_s:
         print(f"  decode {report.decode_tok_s:.1f} tok/s vs teacher {report.teacher_decode_tok_s:.1f} "
               f"(×{report.decode_tok_s / report.teacher_decode_tok_s:.2f})")
-    print("  A small student answers fluently but is often wrong where the teacher is right: "
-          "compare them (playground compare) before relying on it; train longer with --minutes.")
+    print(f"  measured: {quality.disagreement(report.kl_after, report.top1_after)}; compare "
+          "them (playground compare) before relying on it; train longer with --minutes.")
     print(f"  registered: variant=distilled and draft=distilled now use it for model={teacher}")
     return 0
 
@@ -430,9 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["gui", *argv]  # no subcommand: the options are the app's (`--self-test`)
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["gui", *(argv or sys.argv[1:])])
+        args = parser.parse_args(["gui"])
     for name in ("warmup", "repeats"):
         value = getattr(args, name, None)
         if value is not None and value < (1 if name == "repeats" else 0):

@@ -162,7 +162,7 @@ class Engine:
         if not cfg.greedy:
             generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         new: list[int] = []
-        text = ""
+        pieces = Detokenizer(self.tokenizer)
         finish = "length"
         reused = 0
         with torch.inference_mode():
@@ -170,7 +170,10 @@ class Engine:
             if cfg.kv_cache:
                 cache, start = self._cache_for(ids)
                 reused = start
+            timeline.prefilled_tokens = len(ids) - start
             logits = self._step(ids[start:] if cfg.kv_cache else ids, cache)
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()  # else the stamp is when the kernels were queued
             timeline.t_first_logits = time.perf_counter()
             for _ in range(cfg.max_new_tokens):
                 token = _sample(logits, cfg, generator)
@@ -178,7 +181,7 @@ class Engine:
                     finish = "eos"
                     break
                 new.append(token)
-                piece, text = _next_piece(self.tokenizer, new, text)
+                piece = pieces.piece(new)
                 timeline.token_times.append(time.perf_counter())
                 on_token(piece)
                 if len(new) >= cfg.max_new_tokens:
@@ -215,7 +218,8 @@ class Engine:
         ids = self.prompt_ids(messages)
         timeline.prompt_tokens = len(ids)
         new: list[int] = []
-        state = {"text": "", "prompt_seen": False, "ended": False}
+        state = {"prompt_seen": False, "ended": False}
+        pieces = Detokenizer(tokenizer)
 
         class Streamer(BaseStreamer):
             def put(self, value: Any) -> None:
@@ -230,7 +234,7 @@ class Engine:
                         state["ended"] = True
                         continue
                     new.append(token)
-                    piece, state["text"] = _next_piece(tokenizer, new, state["text"])
+                    piece = pieces.piece(new)
                     timeline.token_times.append(now)
                     on_token(piece)
 
@@ -317,9 +321,9 @@ class Engine:
 
     def _replay(self, hit: tuple[str, list[int]], timeline: TokenTimeline, on_token: OnToken):
         reply, token_ids = hit
-        text = ""
+        pieces = Detokenizer(self.tokenizer)
         for i in range(len(token_ids)):
-            piece, text = _next_piece(self.tokenizer, token_ids[: i + 1], text)
+            piece = pieces.piece(token_ids[: i + 1])
             timeline.token_times.append(time.perf_counter())
             on_token(piece)
         metrics = self._metrics(timeline, memory.rss_mb(), cache_hit=True)
@@ -353,14 +357,24 @@ def _sample(logits: Any, cfg: RunConfig, generator: Any) -> int:
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def _next_piece(tokenizer: Any, new: list[int], text: str) -> tuple[str, str]:
-    """The text the latest token adds; held back while it ends in a partial UTF-8 char."""
-    full = tokenizer.decode(new, skip_special_tokens=True)
-    if full.endswith("\ufffd"):
-        return "", text
-    if full.startswith(text):
-        return full[len(text) :], full
-    return "", text  # rare re-segmentation: emit nothing now, the final reply is exact
+class Detokenizer:
+    """Text pieces of a growing token list, decoding only a short window each token (the
+    whole reply each time would be quadratic inside the timed loop): the text of
+    tokens [prefix:] minus that of [prefix:read], as TGI and vLLM do. A piece is held
+    back while it ends in a partial UTF-8 character. The final reply is decoded whole."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.prefix = self.read = 0
+
+    def piece(self, new: list[int]) -> str:
+        decode = self.tokenizer.decode
+        before = decode(new[self.prefix : self.read], skip_special_tokens=True)
+        after = decode(new[self.prefix :], skip_special_tokens=True)
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return ""
+        self.prefix, self.read = self.read, len(new)
+        return after[len(before) :]
 
 
 def _explain(exc: RuntimeError) -> str:

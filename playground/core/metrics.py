@@ -18,6 +18,9 @@ class TokenTimeline:
     t_request: float
     prompt_tokens: int = 0
     t_first_logits: float | None = None  # prefill done (first token's logits on host)
+    # prompt tokens actually run through the model (the prefix cache reuses the rest);
+    # None: all of them
+    prefilled_tokens: int | None = None
     token_times: list[float] = field(default_factory=list)  # each new token decoded to text
 
     @property
@@ -96,9 +99,11 @@ def turn_metrics(
         ttft = timeline.token_times[0] - timeline.t_request
         e2e = timeline.token_times[-1] - timeline.t_request
     prefill = None
-    if timeline.t_first_logits is not None and timeline.prompt_tokens:
+    prefilled = (timeline.prompt_tokens if timeline.prefilled_tokens is None
+                 else timeline.prefilled_tokens)
+    if timeline.t_first_logits is not None and prefilled:
         elapsed = timeline.t_first_logits - timeline.t_request
-        prefill = timeline.prompt_tokens / elapsed if elapsed > 0 else None
+        prefill = prefilled / elapsed if elapsed > 0 else None
     itl = inter_token_latencies_ms(timeline.token_times)
     tpot = decode = None
     if n > 1 and e2e is not None and ttft is not None and e2e > ttft:

@@ -105,3 +105,9 @@ def greedy_match(baseline_replies: list[str], replies: list[str]) -> float | Non
     if not pairs:
         return None
     return sum(a == b for a, b in pairs) / len(pairs)
+
+
+def disagreement(kl: float, top1: float) -> str:
+    """What a config's measured quality means, from its own figures (no fixed verdict)."""
+    return (f"its top next token differs from the reference's {1 - top1:.0%} of the time on "
+            f"the evaluation text (KL {kl:.2f} nats)")

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QTabWidget,
 )
 
-from playground.core import paths
+from playground.core import paths, quality
 from playground.core.config import ConfigError, RunConfig
 from playground.gui.charts import ChartsPanel
 from playground.gui.chat_view import ChatView, metrics_line
@@ -311,8 +311,9 @@ class MainWindow(QMainWindow):
             f"Student saved to {report.out}: {len(report.kept_layers)} of {len(report.layer_kl)} "
             f"layers, {report.params / 1e6:.0f} M params ({report.weights_mb:.0f} MB). "
             f"KL to teacher {report.kl_before:.2f} → {report.kl_after:.2f} nats, top-1 "
-            f"agreement {report.top1_after:.0%} after {report.steps} steps. Small students "
-            "answer fluently but are often wrong: compare before relying on one."
+            f"agreement {report.top1_after:.0%} after {report.steps} steps: "
+            f"{quality.disagreement(report.kl_after, report.top1_after)}. Compare before "
+            "relying on it."
         )
         self.status_label.setText(summary)
         if self.show_dialogs:

@@ -85,3 +85,16 @@ def test_distill_command_builds_registers_and_reports(tiny4_dir, tmp_path, capsy
     assert registry.student_for(str(tiny4_dir)) == str(out)
     printed = capsys.readouterr().out
     assert "KL to teacher" in printed and "registered" in printed
+
+
+def test_app_options_without_the_gui_subcommand_start_the_app(monkeypatch):
+    """`latency-playground --self-test --screenshot x.png` (the packaged app, no
+    subcommand) means the gui command, not a parse error."""
+    from playground import cli
+    from playground.gui import app
+
+    seen = []
+    monkeypatch.setattr(app, "run_gui", lambda args: seen.append(args) or 0)
+    assert cli.main(["--self-test", "--screenshot", "x.png"]) == 0
+    assert seen[0].self_test and seen[0].screenshot == "x.png"
+    assert cli.main([]) == 0 and len(seen) == 2  # no arguments at all: the app too

@@ -46,7 +46,12 @@ def test_keep_layers_gives_a_loadable_smaller_model(tiny4_dir, tmp_path):
     loaded.tokenizer.save_pretrained(tmp_path / "small")
     engine = build_engine(RunConfig(model=str(tmp_path / "small"), max_new_tokens=5))
     assert len(engine.model.model.layers) == 2
-    assert engine.chat(HELLO).metrics.new_tokens >= 0  # KV cache works with renumbered layers
+    # the KV cache works with renumbered layers: cached decoding equals full recomputation
+    engine.eos_ids = set()
+    plain = build_engine(RunConfig(model=str(tmp_path / "small"), max_new_tokens=5, kv_cache=False))
+    plain.eos_ids = set()
+    cached = engine.chat(HELLO)
+    assert len(cached.token_ids) == 5 and cached.token_ids == plain.chat(HELLO).token_ids
 
 
 def test_pick_layers_by_importance_keeps_order():
@@ -130,7 +135,8 @@ def test_built_student_is_registered_and_drafts_identically(built, tiny4_dir, mo
         alone, assisted = teacher.chat(messages), drafted.chat(messages)
         assert assisted.token_ids == alone.token_ids  # greedy output is the teacher's own
         rate = assisted.metrics.draft_acceptance
-        assert rate is None or 0.0 <= rate <= 1.0
+        assert rate is not None and 0.0 <= rate <= 1.0  # drafted tokens were counted
+        assert assisted.extra["drafted"] > 0
         assert len(assisted.timeline.token_times) == assisted.metrics.new_tokens
 
 

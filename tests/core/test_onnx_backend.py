@@ -94,3 +94,20 @@ def test_gguf_and_missing_cuda_are_refused_before_loading(tmp_path):
     gguf.write_bytes(b"GGUF")
     with pytest.raises(OptimizationError, match="not a .gguf"):
         check(RunConfig.parse(f"model={gguf},backend=onnxruntime"))
+
+
+def test_compare_and_response_cache_work_unchanged(tiny_dir, onnx_cache):
+    """compare scores the ONNX config against the torch baseline (fp32: no loss, same
+    greedy replies); the response cache replays an exact repeat."""
+    from playground.core.compare import run_compare
+
+    base = RunConfig(model=str(tiny_dir), max_new_tokens=8)
+    out = run_compare([base, base.replace(backend="onnxruntime")],
+                      [[{"role": "user", "content": "Hello"}]], warmup=0, repeats=1)
+    onnx = out.results[1]
+    assert onnx.quality["kl_mean"] < 1e-5 and onnx.quality["greedy_match"] == 1.0
+    engine = build_engine(base.replace(backend="onnxruntime", response_cache=True))
+    msgs = [{"role": "user", "content": "Hello"}]
+    first, again = engine.chat(msgs), engine.chat(msgs)
+    assert first.finish_reason != "cache" and again.finish_reason == "cache"
+    assert again.token_ids == first.token_ids

@@ -14,8 +14,11 @@ def test_every_module_has_the_same_shape():
     assert len(names) == len(set(names))
     for opt in PIPELINE:
         assert opt.stage in ("model", "engine")
-        for method in ("wanted", "check", "load_kwargs", "apply"):
-            assert callable(getattr(opt, method))
+        # each module decides for itself whether it runs and how (not the base class's
+        # defaults); load_kwargs and model_override are optional hooks
+        cls = type(opt)
+        assert "wanted" in vars(cls) and "apply" in vars(cls), cls.__name__
+        assert opt.backends and set(opt.backends) <= {"torch", "onnxruntime"}
 
 
 def test_absent_device_lists_present_ones():
@@ -62,6 +65,9 @@ def test_structured_pruning_shrinks_llama_respecting_gqa(tiny_engine):
     assert tuple(layer.self_attn.k_proj.weight.shape) == (2 * 16, 64)
     assert tuple(layer.self_attn.o_proj.weight.shape) == (64, 2 * 16)
     assert engine.weights_mb < base.weights_mb
+    # the panel's parameter count is the pruned model's, not the loaded one's
+    assert engine.info["params"] == sum(p.numel() for p in engine.model.parameters())
+    assert engine.info["params"] < base.info["params"]
     assert engine.chat(HELLO).metrics.new_tokens > 0  # still a working model
 
 
@@ -101,15 +107,28 @@ def test_magnitude_pruning_reaches_the_sparsity(tiny_engine):
     assert any("40.0%" in note for note in engine.info["notes"])
 
 
-@pytest.mark.parametrize("quant", ["bf16", "fp16", "int8-dynamic", "bnb-8bit", "bnb-4bit-nf4",
-                                   "bnb-4bit-fp4"])
-def test_quantizations_run_and_report_smaller_weights(tiny_engine, quant):
+# Largest logit error over the largest logit, on the tiny model: measured (bf16 0.003,
+# fp16 0.0004, int8-dynamic 0.012, bnb-8bit 0.004, nf4 0.050, fp4 0.076), bound ~2-3x.
+QUANT_TOLERANCE = {"bf16": 0.01, "fp16": 0.002, "int8-dynamic": 0.04, "bnb-8bit": 0.015,
+                   "bnb-4bit-nf4": 0.15, "bnb-4bit-fp4": 0.2}
+
+
+@pytest.mark.parametrize("quant", list(QUANT_TOLERANCE))
+def test_quantizations_keep_the_logits_and_shrink_the_weights(tiny_engine, quant):
+    """Each quantization changes the logits (it ran) but stays within its stated
+    tolerance of float32 (it kept the model), with smaller weights."""
+    import torch
+
     base = tiny_engine()
     engine = tiny_engine(f"quant={quant}")
     assert engine.weights_mb < base.weights_mb
-    assert engine.info["notes"]
-    result = engine.chat(HELLO)
-    assert result.metrics.weights_mb == engine.weights_mb
+    ids = torch.tensor([base.prompt_ids(HELLO)])
+    with torch.inference_mode():
+        want = base.model(input_ids=ids).logits.float()
+        got = engine.model(input_ids=ids).logits.float()
+    error = float((got - want).abs().max() / want.abs().max())
+    assert 1e-5 < error < QUANT_TOLERANCE[quant], error
+    assert engine.chat(HELLO).metrics.new_tokens > 0
 
 
 def test_prune_then_bnb_quantizes_the_pruned_model(tiny_engine):
@@ -145,6 +164,10 @@ def test_prefix_cache_reuses_the_conversation_and_matches_no_cache(tiny_engine):
     for r in with_cache[1:]:
         # Only the new message (plus template glue) is prefilled.
         assert r.prefix_reused > r.metrics.prompt_tokens // 2
+        # prefill tok/s counts the tokens that were prefilled, not the reused ones
+        prefill_s = r.timeline.t_first_logits - r.timeline.t_request
+        prefilled = r.metrics.prompt_tokens - r.prefix_reused
+        assert r.metrics.prefill_tok_s == pytest.approx(prefilled / prefill_s)
 
 
 def test_prefix_cache_invalidated_when_the_conversation_is_edited(tiny_engine):

@@ -155,8 +155,9 @@ def _embedding_mb(folder: Path, tokenizer: Any) -> float:
 def check(cfg: RunConfig, device: str) -> str | None:
     try:
         import onnxruntime_genai as og
-    except ImportError:
-        return "backend: onnxruntime needs the onnxruntime-genai package (make setup installs it)"
+    except ImportError as exc:
+        return (f"backend: onnxruntime needs the onnxruntime-genai package (make setup installs "
+                f"it): {str(exc).splitlines()[0] if str(exc) else exc!r}")
     if device == "mps":
         return "backend: onnxruntime runs on cpu or cuda here, not mps"
     if device.startswith("cuda") and not og.is_cuda_available():

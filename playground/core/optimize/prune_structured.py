@@ -32,6 +32,8 @@ class PruneStructured(Optimization):
         keep = 1.0 - ctx.config.prune
         heads = shrink(model, ctx.tokenizer, mlp_keep=keep, head_keep=keep)
         ctx.info["structured"] = heads
+        # the model panel shows the model that runs: the smaller matrices' count
+        ctx.info["params"] = sum(p.numel() for p in model.parameters())
         return (
             f"structured pruning: MLP {heads['mlp_before']}→{heads['mlp_after']} neurons, "
             f"heads {heads['heads_before']}→{heads['heads_after']} "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from playground.core import registry
+from playground.core import quality, registry
 from playground.core.config import RunConfig
 from playground.core.optimize.base import Build, Optimization
 
@@ -39,9 +39,8 @@ class DistilledVariant(Optimization):
             # Say plainly what the speed costs: the student's quality, next to it.
             ctx.info["student_quality"] = {k: report[k] for k in ("kl_after", "top1_after")}
             note += (
-                f" ({len(report['kept_layers'])} of {len(report['layer_kl'])} layers; KL to the "
-                f"teacher {report['kl_after']:.2f} nats, top-1 agreement "
-                f"{report['top1_after']:.0%}: fluent, but often wrong where the teacher is right)"
+                f" ({len(report['kept_layers'])} of {len(report['layer_kl'])} layers; "
+                f"{quality.disagreement(report['kl_after'], report['top1_after'])})"
             )
         return note
 
