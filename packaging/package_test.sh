@@ -15,7 +15,7 @@ now() { date +%s.%N; }
 start=$(now)
 run gui --self-test --screenshot "$tmp/shot.png" --config max_new_tokens=32
 first=$(now)
-run gui --self-test --screenshot "$tmp/shot2.png" --config max_new_tokens=32
+run --self-test --screenshot "$tmp/shot2.png" --config max_new_tokens=32  # no subcommand: the app
 second=$(now)
 head -c 8 "$tmp/shot.png" | od -An -tx1 | grep -q "89 50 4e 47 0d 0a 1a 0a" \
   || { echo "package-test: screenshot is not a PNG" >&2; exit 1; }

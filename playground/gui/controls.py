@@ -51,6 +51,17 @@ QUANT_TIPS = {
 }
 
 
+def auto_threads_text() -> str:
+    """What threads=0 runs in the app, said where it is chosen (the worker's policy)."""
+    import os
+
+    from playground.gui.worker import gui_threads
+
+    cores = os.cpu_count() or 1
+    auto = gui_threads(RunConfig()).threads
+    return f"auto: {auto} of {cores} cores" + (", the window keeps one" if auto < cores else "")
+
+
 class ControlsPanel(QWidget):
     apply_requested = Signal()
 
@@ -135,7 +146,7 @@ class ControlsPanel(QWidget):
         opt.addRow("Device", self.device)
         self.threads = QSpinBox()
         self.threads.setRange(0, 256)
-        self.threads.setSpecialValueText("all cores")
+        self.threads.setSpecialValueText(auto_threads_text())
         opt.addRow("Threads", self.threads)
         self.kv_cache = QCheckBox("KV cache")
         self.prefix_cache = QCheckBox("Prefix cache (reuse KV across turns)")

@@ -206,3 +206,15 @@ def test_exports_and_history(qtbot, make_window, tmp_path):
     qtbot.addWidget(dialog)
     assert dialog.table.rowCount() >= 1
     assert dialog.table.item(0, 6).text() == "Hello there!"
+
+
+def test_auto_threads_says_what_runs(qtbot, monkeypatch):
+    import os
+
+    from playground.gui.controls import ControlsPanel
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    panel = ControlsPanel(["cpu"])
+    qtbot.addWidget(panel)
+    assert panel.threads.value() == 0
+    assert panel.threads.specialValueText() == "auto: 1 of 2 cores, the window keeps one"
