@@ -426,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the default model and cached models")
     models.set_defaults(func=cmd_models)
+    from playground import cli_serve
+
+    cli_serve.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,124 @@
+"""`playground serve` and `playground load`: one engine over HTTP, and load against any
+OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from playground.core.config import RunConfig
+    from playground.core.pipeline import build_engine
+    from playground.core.serve.app import create_app
+
+    if args.batching == "on":
+        raise ValueError("serve: --batching on (continuous batching) is not built yet; "
+                         "use --batching off (one request at a time, in arrival order)")
+    config = RunConfig.parse(args.config)
+    engine = build_engine(config, progress=lambda m: print(f"· {m}", file=sys.stderr))
+    app = create_app(engine, api_key=args.api_key, max_queue=args.max_queue,
+                     model_name=args.model_name)
+    print(f"serving {engine.info.get('model_name')} ({config.format(only_changed=True) or 'defaults'})"
+          f" on http://{args.host}:{args.port}/v1 — batching off", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    import os
+
+    from playground.core import bench
+    from playground.core.load import LoadSettings, parse_slo, run_load
+
+    if args.requests is None:
+        raise ValueError("load: --requests N is required (a load run is always bounded)")
+    prompts = bench.read_prompts(Path(args.prompts) if args.prompts
+                                 else bench.default_prompts_path())
+    settings = LoadSettings(
+        endpoint=args.endpoint, prompts=prompts, requests=args.requests,
+        max_tokens=args.max_tokens, model=args.model,
+        api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
+        concurrency=_numbers(args.concurrency, int, "--concurrency"),
+        rates=_numbers(args.rate, float, "--rate") if args.rate else None,
+        arrivals=args.arrivals, slo=parse_slo(args.goodput))
+    steps = run_load(settings, progress=_print_step)
+    result = {"schema": 1, "kind": "load", "endpoint": args.endpoint, "model": args.model,
+              "hardware": bench.hardware(), "settings": {
+                  "requests": args.requests, "max_tokens": args.max_tokens,
+                  "prompts": args.prompts or "default", "arrivals": args.arrivals,
+                  "goodput": settings.slo},
+              "load": {"steps": steps}}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.json}")
+    if args.csv:
+        _write_csv(Path(args.csv), steps)
+        print(f"wrote {args.csv}")
+    return 0 if all(s["errors"] < s["requests"] for s in steps) else 1
+
+
+def _numbers(text: str, kind: type, flag: str) -> list[Any]:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag}: '{text}' is not a comma-separated list of numbers") from None
+    if not values or any(v <= 0 for v in values):
+        raise ValueError(f"{flag}: give positive numbers, e.g. 1,2,4,8")
+    return values
+
+
+def _print_step(step: dict[str, Any]) -> None:
+    what = f"concurrency {step['concurrency']}" if step["rate"] is None else f"rate {step['rate']}/s"
+    t, i = step["ttft_ms"], step["itl_ms"]
+    fmt = lambda v: "–" if v is None else f"{v:.0f}"  # noqa: E731
+    print(f"{what:<16} {step['requests']} requests, {step['errors']} errors · "
+          f"{step['output_tok_s']:.1f} output tok/s · {step['req_s']:.2f} req/s · TTFT p50 "
+          f"{fmt(t['p50'])} p99 {fmt(t['p99'])} ms · ITL p50 {fmt(i['p50'])} p99 {fmt(i['p99'])} ms"
+          f" · goodput {step['goodput']:.0%}", flush=True)
+
+
+def _write_csv(path: Path, steps: list[dict[str, Any]]) -> None:
+    columns = ["concurrency", "rate", "requests", "errors", "req_s", "output_tok_s", "goodput"]
+    nested = ["ttft_ms", "itl_ms", "tpot_ms", "e2e_s"]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns + [f"{k}_{p}" for k in nested for p in ("p50", "p90", "p99")])
+        for s in steps:
+            writer.writerow([s[c] for c in columns] + [s[k][p] for k in nested
+                                                      for p in ("p50", "p90", "p99")])
+
+
+def add_parsers(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="serve one config over the OpenAI API (FastAPI)")
+    serve.add_argument("--config", default="", help="spec string (see README)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--batching", choices=("on", "off"), default="off",
+                       help="off: one request at a time in arrival order")
+    serve.add_argument("--max-queue", type=int, default=64,
+                       help="requests waiting beyond this get 429 with Retry-After")
+    serve.add_argument("--api-key", help="require this key (Authorization: Bearer KEY)")
+    serve.add_argument("--model-name", help="the model id clients use (default: the model's name)")
+    serve.set_defaults(func=cmd_serve)
+
+    load = sub.add_parser("load", help="load-test any OpenAI-compatible streaming endpoint")
+    load.add_argument("--endpoint", required=True, help="base URL, e.g. http://127.0.0.1:8000/v1")
+    load.add_argument("--model", help="model name to send (the server's own when omitted)")
+    load.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY)")
+    load.add_argument("--concurrency", default="1", help="steps, e.g. 1,2,4,8")
+    load.add_argument("--rate", help="arrival-rate steps in requests/s instead, e.g. 0.5,1,2")
+    load.add_argument("--arrivals", choices=("poisson", "constant"), default="poisson")
+    load.add_argument("--requests", type=int, help="requests per step (required)")
+    load.add_argument("--prompts", help="prompt file (.txt one per line, or .jsonl)")
+    load.add_argument("--max-tokens", type=int, default=64)
+    load.add_argument("--goodput", help="SLOs, e.g. ttft_ms:500,tpot_ms:100")
+    load.add_argument("--json", help="write the result (schema 1, a load section)")
+    load.add_argument("--csv", help="write one row per step")
+    load.set_defaults(func=cmd_load)

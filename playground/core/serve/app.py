@@ -1,0 +1,192 @@
+"""The OpenAI-compatible HTTP front of one engine (FastAPI; no Qt).
+
+``POST /v1/chat/completions`` (streamed as server-sent events, with
+``stream_options.include_usage``, or whole), ``GET /v1/models``, ``GET /health``,
+``GET /metrics``. Bad input is an OpenAI-style JSON error (400 malformed or too
+long, 401 key, 404 model, 422 fields, 429 queue full with Retry-After), never a 500:
+the server keeps serving after each.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the route functions'
+# annotations (Request is imported inside create_app) and needs them as objects.
+import asyncio
+import json
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any
+
+from playground.core.serve.metrics import ServerMetrics
+from playground.core.serve.scheduler import END, Job, QueueFull, SequentialScheduler
+
+FINISH = {"eos": "stop", "length": "length", "cancelled": "stop", "cache": "stop"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.code = (
+            status, message, kind, param, code)
+
+
+def _error_response(exc: ApiError, headers: dict[str, str] | None = None) -> Any:
+    from fastapi.responses import JSONResponse
+
+    body = {"error": {"message": exc.message, "type": exc.kind, "param": exc.param,
+                      "code": exc.code}}
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+def context_length(engine: Any) -> int | None:
+    value = getattr(engine, "context", None)
+    if value:
+        return int(value)
+    config = getattr(getattr(engine, "model", None), "config", None)
+    return getattr(config, "max_position_embeddings", None)
+
+
+def parse_chat(body: Any, engine: Any, model_name: str) -> dict[str, Any]:
+    """Validate a chat request; the ApiError says which field and what is allowed."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    model = body.get("model")
+    if model not in (None, model_name):
+        raise ApiError(404, f"model '{model}' is not served here; served: {model_name}",
+                       param="model", code="model_not_found")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(422, "messages: a non-empty list of {role, content} is required",
+                       param="messages")
+    for i, m in enumerate(messages):
+        if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
+                and isinstance(m.get("content"), str)):
+            raise ApiError(422, f"messages[{i}]: needs role system|user|assistant and a "
+                           "string content", param=f"messages[{i}]")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens",
+                                                             engine.config.max_new_tokens))
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= 8192:
+        raise ApiError(422, "max_tokens: a whole number from 1 to 8192", param="max_tokens")
+    temperature = body.get("temperature", 0.0)
+    if temperature is None:
+        temperature = 0.0
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 5:
+        raise ApiError(422, "temperature: a number from 0 (greedy) to 5", param="temperature")
+    stream = bool(body.get("stream", False))
+    options = body.get("stream_options") or {}
+    messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+    context = context_length(engine)
+    if context:
+        prompt = len(engine.prompt_ids(messages))
+        if prompt + max_tokens > context:
+            raise ApiError(400, f"the prompt ({prompt} tokens) plus max_tokens ({max_tokens}) "
+                           f"exceeds the model's context of {context} tokens",
+                           param="messages", code="context_length_exceeded")
+    return {"messages": messages, "max_tokens": max_tokens, "temperature": float(temperature),
+            "stream": stream, "include_usage": bool(isinstance(options, dict)
+                                                    and options.get("include_usage"))}
+
+
+def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
+               model_name: str | None = None) -> Any:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import PlainTextResponse, StreamingResponse
+
+    name = model_name or str(engine.info.get("model_name") or "playground")
+    metrics = ServerMetrics()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: Any):
+        state["scheduler"] = SequentialScheduler(engine, metrics, max_queue)
+        yield
+        state["scheduler"].close()
+
+    app = FastAPI(title="LLM Latency Playground", lifespan=lifespan)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> Any:
+        return _error_response(exc)
+
+    def check_key(request: Request) -> None:
+        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
+            raise ApiError(401, "a valid API key is required (Authorization: Bearer KEY)",
+                           kind="authentication_error", code="invalid_api_key")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus() -> Any:
+        return PlainTextResponse(metrics.prometheus(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> dict[str, Any]:
+        check_key(request)
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0,
+                                            "owned_by": "latency-playground"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        check_key(request)
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "the request body is not valid JSON") from None
+        req = parse_chat(body, engine, name)
+        job = Job(req["messages"], req["max_tokens"], req["temperature"], asyncio.get_running_loop())
+        try:
+            state["scheduler"].submit(job)
+        except QueueFull as exc:
+            return _error_response(ApiError(429, str(exc), kind="rate_limit_error",
+                                            code="queue_full"), headers={"Retry-After": "1"})
+        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            data = {"id": rid, "object": "chat.completion.chunk", "created": created,
+                    "model": name, "choices": [{"index": 0, "delta": delta,
+                                                "finish_reason": finish}]}
+            return f"data: {json.dumps(data)}\n\n"
+
+        def usage() -> dict[str, int]:
+            m = job.result.metrics
+            return {"prompt_tokens": m.prompt_tokens, "completion_tokens": m.new_tokens,
+                    "total_tokens": m.prompt_tokens + m.new_tokens}
+
+        if req["stream"]:
+            async def events():
+                try:
+                    yield chunk({"role": "assistant", "content": ""})
+                    while (item := await job.pieces.get()) is not END:
+                        yield chunk({"content": item})
+                    if job.error or job.result is None:
+                        error = {"message": job.error or "cancelled", "type": "server_error"}
+                        yield f"data: {json.dumps({'error': error})}\n\n"
+                    else:
+                        yield chunk({}, FINISH.get(job.result.finish_reason, "stop"))
+                        if req["include_usage"]:
+                            data = {"id": rid, "object": "chat.completion.chunk",
+                                    "created": created, "model": name, "choices": [],
+                                    "usage": usage()}
+                            yield f"data: {json.dumps(data)}\n\n"
+                    yield "data: [DONE]\n\n"
+                finally:
+                    job.cancelled = True  # a client that left frees the engine at once
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        try:
+            while await job.pieces.get() is not END:
+                pass
+        finally:
+            job.cancelled = True
+        if job.error or job.result is None:
+            raise ApiError(500, f"generation failed: {job.error}", kind="server_error")
+        return {"id": rid, "object": "chat.completion", "created": created, "model": name,
+                "choices": [{"index": 0, "message": {"role": "assistant",
+                                                     "content": job.result.reply},
+                             "finish_reason": FINISH.get(job.result.finish_reason, "stop")}],
+                "usage": usage()}
+
+    app.state.metrics = metrics
+    return app

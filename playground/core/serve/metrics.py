@@ -1,0 +1,72 @@
+"""The server's counters and histograms, as Prometheus text (``GET /metrics``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TTFT_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ITL_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+@dataclass
+class Histogram:
+    buckets: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, value: float) -> None:
+        if not self.counts:
+            self.counts = [0] * len(self.buckets)
+        for i, edge in enumerate(self.buckets):
+            if value <= edge:
+                self.counts[i] += 1
+        self.total += value
+        self.n += 1
+
+    def lines(self, name: str) -> list[str]:
+        counts = self.counts or [0] * len(self.buckets)
+        out = [f'{name}_bucket{{le="{edge}"}} {c}' for edge, c in zip(self.buckets, counts,
+                                                                    strict=True)]
+        out += [f'{name}_bucket{{le="+Inf"}} {self.n}', f"{name}_sum {self.total:.6f}",
+                f"{name}_count {self.n}"]
+        return out
+
+
+@dataclass
+class ServerMetrics:
+    requests: int = 0
+    failed: int = 0
+    rejected: int = 0
+    queued: int = 0
+    running: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
+    itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS_S))
+
+    def record(self, result: Any, waited_s: float) -> None:
+        """A finished request: TTFT from its arrival (queueing included), its ITLs."""
+        self.requests += 1
+        self.prompt_tokens += result.metrics.prompt_tokens
+        self.output_tokens += result.metrics.new_tokens
+        self.ttft.observe(waited_s)
+        for gap_ms in result.metrics.itl_ms:
+            self.itl.observe(gap_ms / 1000.0)
+
+    def prometheus(self) -> str:
+        p = "playground"
+        lines = [
+            f"# TYPE {p}_requests_total counter", f"{p}_requests_total {self.requests}",
+            f"# TYPE {p}_requests_failed_total counter", f"{p}_requests_failed_total {self.failed}",
+            f"# TYPE {p}_requests_rejected_total counter",
+            f"{p}_requests_rejected_total {self.rejected}",
+            f"# TYPE {p}_queue_depth gauge", f"{p}_queue_depth {self.queued}",
+            f"# TYPE {p}_running_batch_size gauge", f"{p}_running_batch_size {self.running}",
+            f"# TYPE {p}_prompt_tokens_total counter", f"{p}_prompt_tokens_total {self.prompt_tokens}",
+            f"# TYPE {p}_output_tokens_total counter", f"{p}_output_tokens_total {self.output_tokens}",
+            f"# TYPE {p}_ttft_seconds histogram", *self.ttft.lines(f"{p}_ttft_seconds"),
+            f"# TYPE {p}_itl_seconds histogram", *self.itl.lines(f"{p}_itl_seconds"),
+        ]
+        return "\n".join(lines) + "\n"

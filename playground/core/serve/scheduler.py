@@ -1,0 +1,105 @@
+"""Requests to one engine, from an asyncio server: a queue and a worker thread.
+
+``--batching off``: one request at a time, in arrival order (the comparison point for
+batching). The engine runs in the worker thread; tokens come back to the request's
+asyncio queue with ``call_soon_threadsafe``. A request whose client went away is
+marked cancelled: the engine stops between tokens (or the request is skipped if it
+has not started), so its slot is free at once. A full queue refuses new requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from playground.core.serve.metrics import ServerMetrics
+
+END = object()  # put on a request's queue after its last piece
+
+
+class QueueFull(RuntimeError):
+    """The waiting line is at --max-queue: answer 429 with Retry-After."""
+
+
+@dataclass
+class Job:
+    messages: list[dict[str, str]]
+    max_tokens: int
+    temperature: float
+    loop: asyncio.AbstractEventLoop
+    pieces: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    result: Any = None
+    error: str | None = None
+    arrived: float = field(default_factory=time.perf_counter)
+
+    def emit(self, item: Any) -> None:
+        self.loop.call_soon_threadsafe(self.pieces.put_nowait, item)
+
+
+class SequentialScheduler:
+    def __init__(self, engine: Any, metrics: ServerMetrics, max_queue: int = 64) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.max_queue = max_queue
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        if self._jobs.qsize() >= self.max_queue:
+            self.metrics.rejected += 1
+            raise QueueFull(f"the queue is full ({self.max_queue} waiting); retry shortly")
+        self.metrics.queued += 1
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            self.metrics.queued -= 1
+            if job.cancelled:
+                job.emit(END)
+                continue
+            self.metrics.running = 1
+            try:
+                self._serve(job)
+            finally:
+                self.metrics.running = 0
+                job.emit(END)
+
+    def _serve(self, job: Job) -> None:
+        engine = self.engine
+        # per-request sampling: the engine's config is replaced for this request only
+        # (one request at a time, so nothing else sees it)
+        base = engine.config
+        engine.config = dataclasses.replace(base, max_new_tokens=job.max_tokens,
+                                            temperature=job.temperature)
+        first: list[float] = []
+
+        def on_token(piece: str) -> None:
+            if not first:
+                first.append(time.perf_counter())
+            if piece:
+                job.emit(piece)
+
+        try:
+            job.result = engine.chat(job.messages, on_token=on_token,
+                                     should_stop=lambda: job.cancelled)
+            self.metrics.record(job.result, waited_s=(first[0] if first else time.perf_counter())
+                                - job.arrived)
+        except Exception as exc:  # one failed request must not stop the server
+            job.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.metrics.failed += 1
+        finally:
+            engine.config = base

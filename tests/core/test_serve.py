@@ -1,0 +1,171 @@
+"""playground serve (batching off) and playground load, on loopback with the tiny model."""
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from playground.core import load
+from playground.core.config import RunConfig
+from playground.core.pipeline import build_engine
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+HELLO = [{"role": "user", "content": "Hello there"}]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tiny_dir):
+    """A real uvicorn server in a thread; yields (base URL, engine)."""
+    import uvicorn
+
+    from playground.core.serve.app import create_app
+
+    started = []
+
+    def start(max_queue=64, api_key=None):
+        engine = build_engine(RunConfig(model=str(tiny_dir), max_new_tokens=8))
+        engine.eos_ids = set()  # random weights: every reply runs to max_tokens
+        port = _free_port()
+        app = create_app(engine, api_key=api_key, max_queue=max_queue, model_name="tiny")
+        srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+        thread = threading.Thread(target=srv.run, daemon=True)
+        thread.start()
+        for _ in range(200):
+            if srv.started:
+                break
+            time.sleep(0.05)
+        started.append((srv, thread))
+        return f"http://127.0.0.1:{port}", engine
+
+    yield start
+    for srv, thread in started:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_openai_client_streams_the_engines_greedy_reply(server, tiny_dir):
+    openai = pytest.importorskip("openai")
+    url, engine = server()
+    alone = build_engine(RunConfig(model=str(tiny_dir), max_new_tokens=8))
+    alone.eos_ids = set()
+    expected = alone.chat(HELLO)
+    client = openai.OpenAI(base_url=url + "/v1", api_key="none")
+    stream = client.chat.completions.create(model="tiny", messages=HELLO, stream=True,
+                                            max_tokens=8, temperature=0,
+                                            stream_options={"include_usage": True})
+    text, usage = "", None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+        if chunk.usage:
+            usage = chunk.usage
+    assert text == expected.reply
+    assert usage.completion_tokens == len(expected.token_ids) == 8
+    whole = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=8)
+    assert whole.choices[0].message.content == expected.reply
+    assert whole.choices[0].finish_reason == "length"
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+
+
+def test_bad_input_gets_openai_errors_and_the_server_keeps_serving(server):
+    url, engine = server(api_key="secret")
+    auth = {"Authorization": "Bearer secret"}
+    post = lambda body, headers=auth: httpx.post(url + "/v1/chat/completions",  # noqa: E731
+                                                 content=body, headers=headers, timeout=30)
+    cases = [
+        (post("{not json"), 400, None),
+        (post(json.dumps({"model": "tiny"})), 422, "messages"),
+        (post(json.dumps({"messages": [{"role": "robot", "content": "x"}]})), 422, "messages[0]"),
+        (post(json.dumps({"messages": HELLO, "max_tokens": 0})), 422, "max_tokens"),
+        (post(json.dumps({"model": "gpt-9", "messages": HELLO})), 404, "model"),
+        (post(json.dumps({"messages": [{"role": "user", "content": "word " * 1100}]})), 400,
+         "messages"),
+        (post(json.dumps({"messages": HELLO}), headers={}), 401, None),
+    ]
+    for response, status, param in cases:
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["message"] and error["param"] == param
+    assert "context_length_exceeded" in cases[5][0].text
+    good = post(json.dumps({"messages": HELLO, "max_tokens": 3}))
+    assert good.status_code == 200 and good.json()["usage"]["completion_tokens"] == 3
+    assert httpx.get(url + "/health").json() == {"status": "ok"}
+    metrics = httpx.get(url + "/metrics").text
+    assert "playground_requests_total 1" in metrics and "playground_ttft_seconds_bucket" in metrics
+
+
+def test_a_client_that_disconnects_frees_the_engine_and_a_full_queue_says_429(server):
+    url, engine = server(max_queue=1)
+    body = {"messages": HELLO, "max_tokens": 1000, "stream": True}
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=30) as r:
+        assert r.status_code == 200, r.read()
+        lines = (line for line in r.iter_lines() if line)
+        assert next(lines).startswith("data:") and next(lines).startswith("data:")
+        # the engine is busy with this request; one more waits, the next is refused
+        waiting = threading.Thread(target=lambda: httpx.post(
+            url + "/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2}, timeout=60))
+        waiting.start()
+        for _ in range(100):
+            if "playground_queue_depth 1" in httpx.get(url + "/metrics").text:
+                break
+            time.sleep(0.02)
+        refused = httpx.post(url + "/v1/chat/completions", json={"messages": HELLO}, timeout=30)
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    started = time.perf_counter()  # the client left mid-stream: its 1000 tokens stop now
+    waiting.join(timeout=30)
+    assert not waiting.is_alive() and time.perf_counter() - started < 10
+    done = httpx.post(url + "/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2},
+                      timeout=30)
+    assert done.status_code == 200
+
+
+def test_load_against_the_local_server_gives_plausible_steps(server, tmp_path):
+    from playground import cli
+
+    url, _engine = server()
+    out = tmp_path / "load.json"
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("Hello there\nName a colour\n")
+    code = cli.main(["load", "--endpoint", url + "/v1", "--concurrency", "1,2", "--requests", "4",
+                     "--prompts", str(prompts), "--max-tokens", "6", "--goodput", "ttft_ms:60000",
+                     "--json", str(out), "--csv", str(tmp_path / "load.csv")])
+    assert code == 0
+    steps = json.loads(out.read_text())["load"]["steps"]
+    assert [s["concurrency"] for s in steps] == [1, 2]
+    for s in steps:
+        assert s["requests"] == 4 and s["errors"] == 0 and s["goodput"] == 1.0
+        assert 0 < s["ttft_ms"]["p50"] <= s["ttft_ms"]["p99"] and s["output_tok_s"] > 0
+        assert s["itl_ms"]["p50"] > 0 and s["e2e_s"]["p50"] * 1000 > s["ttft_ms"]["p50"]
+    assert len((tmp_path / "load.csv").read_text().splitlines()) == 3
+
+
+def test_load_refuses_to_run_unbounded(capsys):
+    from playground import cli
+
+    assert cli.main(["load", "--endpoint", "http://127.0.0.1:9/v1"]) == 2
+    assert "--requests" in capsys.readouterr().err
+
+
+def test_multi_token_chunks_split_their_gap_and_slos_count():
+    assert load.tokens_per_chunk(["a", "bb", "c"], 3) == [1, 1, 1]
+    assert load.tokens_per_chunk(["a", "bbbbbbb", "c"], 12) == [2, 8, 2]  # by text share
+    assert sum(load.tokens_per_chunk(["ab", "cd", "e"], 7)) == 7
+    assert load.chunk_itls([0.0, 0.1, 0.4], [1, 1, 3]) == pytest.approx([0.1, 0.1, 0.1, 0.1])
+    ok = load.RequestResult(True, ttft_s=0.2, itl_s=[0.05], e2e_s=0.5, output_tokens=4)
+    assert ok.tpot_s == pytest.approx(0.1)
+    assert load.meets_slo(ok, {"ttft_ms": 250, "tpot_ms": 100})
+    assert not load.meets_slo(ok, {"ttft_ms": 150})
+    assert not load.meets_slo(load.RequestResult(False, "boom"), {})
+    assert load.parse_slo("ttft_ms:500,tpot_ms:100") == {"ttft_ms": 500.0, "tpot_ms": 100.0}
+    with pytest.raises(ValueError, match="allowed: ttft_ms"):
+        load.parse_slo("latency:5")
