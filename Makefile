@@ -25,6 +25,7 @@ default-model: setup
 	$(BIN)/python -c "from playground.core.models import ensure_default_model as e; print(e(print))"
 
 run: default-model
+	$(BIN)/python -m playground.platform_check
 	$(BIN)/playground gui
 
 test: default-model

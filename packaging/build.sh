@@ -34,7 +34,7 @@ Package: latency-playground
 Version: ${VERSION}
 Architecture: amd64
 Maintainer: LLM Latency Playground developers <noreply@example.invalid>
-Depends: libgl1, libegl1, libfontconfig1, libxkbcommon0, libdbus-1-3, libglib2.0-0
+Depends: libgl1, libegl1, libfontconfig1, libxkbcommon0, libdbus-1-3, libglib2.0-0, libxcb1, libx11-xcb1, libxcb-cursor0, libxcb-icccm4, libxcb-image0, libxcb-keysyms1, libxcb-randr0, libxcb-render0, libxcb-render-util0, libxcb-shape0, libxcb-shm0, libxcb-sync1, libxcb-xfixes0, libxcb-xkb1, libxkbcommon-x11-0
 Installed-Size: $(du -sk "$root/opt" | cut -f1)
 Section: devel
 Priority: optional
