@@ -44,11 +44,15 @@ def input_ranges(model: Any, windows: list[Any]) -> dict[str, Any]:
     return ranges
 
 
+def _balance(act: Any, w: Any, alpha: float) -> Any:
+    """s = amax(x)^α / amax(W)^(1−α), per input channel."""
+    return (act.clamp_min(1e-5) ** alpha / w.clamp_min(1e-5) ** (1 - alpha)).clamp_min(1e-5)
+
+
 def _scales(act: Any, weights: list[Any], alpha: float) -> Any:
     import torch
 
-    w = torch.stack([w.abs().amax(0) for w in weights]).amax(0)
-    return (act.clamp_min(1e-5) ** alpha / w.clamp_min(1e-5) ** (1 - alpha)).clamp_min(1e-5)
+    return _balance(act, torch.stack([w.abs().amax(0) for w in weights]).amax(0), alpha)
 
 
 def supported(model: Any) -> bool:
@@ -91,7 +95,7 @@ def smooth(model: Any, ranges: dict[str, Any], alpha: float = ALPHA) -> int:
             # query heads that read it, folds into v's rows
             act = ranges[prefix + "self_attn.o_proj"].view(kv_heads, groups, head_dim).amax(1)
             w = attn.o_proj.weight.abs().amax(0).view(kv_heads, groups, head_dim).amax(1)
-            s = (act.clamp_min(1e-5) ** alpha / w.clamp_min(1e-5) ** (1 - alpha)).clamp_min(1e-5)
+            s = _balance(act, w, alpha)
             attn.v_proj.weight.div_(s.reshape(-1)[:, None])
             attn.o_proj.weight.mul_(s[:, None, :].expand(kv_heads, groups, head_dim).reshape(-1))
             count += 7
