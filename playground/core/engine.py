@@ -71,18 +71,24 @@ class Engine:
         info: dict[str, Any] | None = None,
         bandwidth_gb_s: float | None = None,
     ) -> None:
+        self._init_loop(model, tokenizer, config, device, info, bandwidth_gb_s)
+        self.weights_mb = memory.weights_mb(model)
+        self.read_mb = memory.read_mb_per_token(model)  # what the bandwidth bound counts
+        self.decode_step, self._lean_note = lean_decode.build(model)
+        self.make_cache: Callable[[], Any] = self._dynamic_cache
+
+    def _init_loop(self, model: Any, tokenizer: Any, config: RunConfig, device: str,
+                   info: dict[str, Any] | None, bandwidth_gb_s: float | None) -> None:
+        """The state the chat loop keeps, whatever computes the logits (other backends
+        call this, then set weights_mb, read_mb, decode_step and make_cache)."""
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
         self.device = device
         self.info = info if info is not None else {}  # shared: later stages add to it
-        self.weights_mb = memory.weights_mb(model)
-        self.read_mb = memory.read_mb_per_token(model)  # what the bandwidth bound counts
         self.bandwidth_gb_s = bandwidth_gb_s
         self.eos_ids = _eos_ids(model, tokenizer)
         self.forward: Callable[..., Any] = model
-        self.decode_step, self._lean_note = lean_decode.build(model)
-        self.make_cache: Callable[[], Any] = self._dynamic_cache
         self._prefix: _PrefixState | None = None
         self.draft: Any = None  # a draft model for speculative decoding (draft=distilled)
         self.response_cache = ResponseCache() if config.response_cache else None

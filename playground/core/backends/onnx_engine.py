@@ -55,10 +55,10 @@ class OnnxLogits:
     """Stands in for the torch model where quality scores windows: ``model(input_ids=...)
     .logits`` for every position, computed by the ONNX model."""
 
-    generation_config = None
-
-    def __init__(self, og_model: Any) -> None:
+    def __init__(self, og_model: Any, eos_token_id: Any) -> None:
         self.og_model = og_model
+        # as a transformers model carries it: the engine reads its end tokens from here
+        self.generation_config = SimpleNamespace(eos_token_id=eos_token_id)
 
     def parameters(self) -> Any:
         return iter(())
@@ -73,34 +73,22 @@ class OnnxLogits:
             cache.generator.append_tokens(row.numpy().astype(np.int32))
             logits = np.array(cache.generator.get_output("logits"), dtype=np.float32)[0]
             rows.append(torch.from_numpy(logits))
-            del cache
         return SimpleNamespace(logits=torch.stack(rows))
 
 
 class OnnxEngine(Engine):
     def __init__(self, og_model: Any, tokenizer: Any, config: RunConfig, *, device: str,
-                 info: dict[str, Any], folder: Path, context: int,
-                 bandwidth_gb_s: float | None) -> None:
+                 info: dict[str, Any], folder: Path, bandwidth_gb_s: float | None) -> None:
+        genai = json.loads((folder / "genai_config.json").read_text())["model"]
         self.og_model = og_model
-        self.context = context
+        self.context = int(genai["context_length"])
         self._capacity = MIN_CAPACITY
-        self.model = OnnxLogits(og_model)
-        self.tokenizer = tokenizer
-        self.config = config
-        self.device = device
-        self.info = info
+        self._init_loop(OnnxLogits(og_model, genai.get("eos_token_id")), tokenizer, config,
+                        device, info, bandwidth_gb_s)
         self.weights_mb = onnx_export.exported_mb(folder)
-        self.read_mb = self.weights_mb - _embedding_mb(folder, tokenizer)
-        self.bandwidth_gb_s = bandwidth_gb_s
-        self.eos_ids = _eos(folder, tokenizer)
-        self.forward = self.model
+        self.read_mb = self.weights_mb - _embedding_mb(folder)
         self.decode_step, self._lean_note = None, "ONNX Runtime GenAI generator (append_tokens)"
         self.make_cache = lambda: GeneratorCache(self.og_model, self._capacity)
-        self._prefix = None
-        self.draft = None
-        from playground.core.optimize.response_cache import ResponseCache
-
-        self.response_cache = ResponseCache() if config.response_cache else None
 
     def decode_path(self) -> str:
         return self._lean_note
@@ -125,30 +113,18 @@ class OnnxEngine(Engine):
         return cache.append(ids)
 
 
-def _eos(folder: Path, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    value = json.loads((folder / "genai_config.json").read_text())["model"].get("eos_token_id")
-    for source in (value, tokenizer.eos_token_id):
-        if isinstance(source, int):
-            ids.add(source)
-        elif source:
-            ids.update(int(v) for v in source)
-    return ids
-
-
-def _embedding_mb(folder: Path, tokenizer: Any) -> float:
+def _embedding_mb(folder: Path) -> float:
     """The float input embedding is read one row a token, not whole: leave it out of
     the bytes the bandwidth bound counts (when the builder kept it as its own table)."""
+    import math
+
     import onnx
 
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
     for init in graph.initializer:
         if "embed_tokens" in init.name:
-            size = 1
-            for d in init.dims:
-                size *= d
-            itemsize = {1: 4, 10: 2, 16: 2}.get(init.data_type, 4)
-            return size * itemsize / 1e6
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+            return math.prod(init.dims) * itemsize / 1e6
     return 0.0
 
 
@@ -195,7 +171,6 @@ def build(cfg: RunConfig, folder: Path, device: str, info: dict[str, Any],
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    context = int(json.loads((out / "genai_config.json").read_text())["model"]["context_length"])
     precision = onnx_export.PRECISION[cfg.quant]
     block = f", block {cfg.quant_group}" if precision != "fp32" else ""
     notes = info.setdefault("notes", [])
@@ -206,7 +181,7 @@ def build(cfg: RunConfig, folder: Path, device: str, info: dict[str, Any],
                 onnx_dir=str(out), export_s=export_s, load_s=time.perf_counter() - started)
     bandwidth = memory.bandwidth_gb_s() if device == "cpu" else None
     engine = OnnxEngine(og_model, tokenizer, cfg, device=device, info=info, folder=out,
-                        context=context, bandwidth_gb_s=bandwidth)
+                        bandwidth_gb_s=bandwidth)
     info["weights_mb_loaded"] = engine.weights_mb
     info["decode_step"] = engine.decode_path()
     return engine
