@@ -17,16 +17,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from playground.core.config import RunConfig
     from playground.core.pipeline import build_engine
     from playground.core.serve.app import create_app
+    from playground.core.serve.batching import BatchScheduler
 
-    if args.batching == "on":
-        raise ValueError("serve: --batching on (continuous batching) is not built yet; "
-                         "use --batching off (one request at a time, in arrival order)")
+    for flag, value, low in (("--max-batch", args.max_batch, 1), ("--prefill-chunk",
+                              args.prefill_chunk, 1), ("--batch-wait-ms", args.batch_wait_ms, 0)):
+        if value < low:
+            raise ValueError(f"serve: {flag} {value}; allowed: {low} or more")
     config = RunConfig.parse(args.config)
     engine = build_engine(config, progress=lambda m: print(f"· {m}", file=sys.stderr))
+    batching = args.batching == "on"
     app = create_app(engine, api_key=args.api_key, max_queue=args.max_queue,
-                     model_name=args.model_name)
+                     model_name=args.model_name, batching=batching, max_batch=args.max_batch,
+                     prefill_chunk=args.prefill_chunk, batch_wait_ms=args.batch_wait_ms)
+    how = (BatchScheduler.explain(engine, args.max_batch, args.prefill_chunk) if batching
+           else "batching off: one request at a time, in arrival order")
     print(f"serving {engine.info.get('model_name')} ({config.format(only_changed=True) or 'defaults'})"
-          f" on http://{args.host}:{args.port}/v1 — batching off", file=sys.stderr)
+          f" on http://{args.host}:{args.port}/v1 — {how}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -100,8 +106,16 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--config", default="", help="spec string (see README)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--batching", choices=("on", "off"), default="off",
-                       help="off: one request at a time in arrival order")
+    serve.add_argument("--batching", choices=("on", "off"), default="on",
+                       help="on: requests share each decode pass (continuous batching); "
+                            "off: one request at a time in arrival order")
+    serve.add_argument("--max-batch", type=int, default=8,
+                       help="most requests in one pass (batching on)")
+    serve.add_argument("--prefill-chunk", type=int, default=32,
+                       help="most prompt tokens per pass, so a new prompt stalls the "
+                            "running requests for one chunk (batching on)")
+    serve.add_argument("--batch-wait-ms", type=float, default=0.0,
+                       help="when idle, wait this long for more requests before the first pass")
     serve.add_argument("--max-queue", type=int, default=64,
                        help="requests waiting beyond this get 429 with Retry-After")
     serve.add_argument("--api-key", help="require this key (Authorization: Bearer KEY)")

@@ -1,4 +1,4 @@
-"""playground serve (batching off) and playground load, on loopback with the tiny model."""
+"""playground serve (batching on and off) and playground load, on loopback with the tiny model."""
 
 import json
 import socket
@@ -32,11 +32,13 @@ def server(tiny_dir):
 
     started = []
 
-    def start(max_queue=64, api_key=None):
-        engine = build_engine(RunConfig(model=str(tiny_dir), max_new_tokens=8))
+    def start(max_queue=64, api_key=None, spec="", batching=True, max_batch=8, chunk=32):
+        base = RunConfig(model=str(tiny_dir), max_new_tokens=8)
+        engine = build_engine(RunConfig.parse(spec, base=base))
         engine.eos_ids = set()  # random weights: every reply runs to max_tokens
         port = _free_port()
-        app = create_app(engine, api_key=api_key, max_queue=max_queue, model_name="tiny")
+        app = create_app(engine, api_key=api_key, max_queue=max_queue, model_name="tiny",
+                         batching=batching, max_batch=max_batch, prefill_chunk=chunk)
         srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
         thread = threading.Thread(target=srv.run, daemon=True)
         thread.start()
@@ -53,9 +55,10 @@ def server(tiny_dir):
         thread.join(timeout=10)
 
 
-def test_openai_client_streams_the_engines_greedy_reply(server, tiny_dir):
+@pytest.mark.parametrize("batching", [True, False])
+def test_openai_client_streams_the_engines_greedy_reply(server, tiny_dir, batching):
     openai = pytest.importorskip("openai")
-    url, engine = server()
+    url, engine = server(batching=batching)
     alone = build_engine(RunConfig(model=str(tiny_dir), max_new_tokens=8))
     alone.eos_ids = set()
     expected = alone.chat(HELLO)
@@ -104,8 +107,10 @@ def test_bad_input_gets_openai_errors_and_the_server_keeps_serving(server):
     assert "playground_requests_total 1" in metrics and "playground_ttft_seconds_bucket" in metrics
 
 
-def test_a_client_that_disconnects_frees_the_engine_and_a_full_queue_says_429(server):
-    url, engine = server(max_queue=1)
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_client_that_disconnects_frees_the_engine_and_a_full_queue_says_429(server, batching):
+    # batching on with one slot: the second request waits in the queue as with batching off
+    url, engine = server(max_queue=1, batching=batching, max_batch=1)
     body = {"messages": HELLO, "max_tokens": 1000, "stream": True}
     with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=30) as r:
         assert r.status_code == 200, r.read()
@@ -127,6 +132,43 @@ def test_a_client_that_disconnects_frees_the_engine_and_a_full_queue_says_429(se
     done = httpx.post(url + "/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2},
                       timeout=30)
     assert done.status_code == 200
+
+
+def test_batched_requests_get_the_replies_they_get_alone(server):
+    """Batching on with the native step: four different prompts at once, their prompts fed
+    in chunks beside the others' decoding, reply exactly as each does alone."""
+    from playground.core import weight_quant
+
+    if weight_quant.backend() != "native":
+        pytest.skip("native kernels unavailable here")
+    url, engine = server(spec="quant=int8-weight", chunk=6)
+    prompts = ["Hello there", "Name a colour and then another one, please",
+               "Why is the sky blue?", "One more question about the sea and the wind"]
+
+    def ask(prompt, results, i):
+        body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 24,
+                "temperature": 0, "stream": True}
+        text = ""
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    for choice in json.loads(line[6:])["choices"]:
+                        text += choice["delta"].get("content") or ""
+        results[i] = text
+
+    alone = {}
+    for i, prompt in enumerate(prompts):
+        ask(prompt, alone, i)
+    together = {}
+    threads = [threading.Thread(target=ask, args=(p, together, i)) for i, p in enumerate(prompts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert together == alone and all(alone.values())
+    metrics = httpx.get(url + "/metrics").text
+    peak = int(metrics.split("\nplayground_running_batch_size_max ")[1].split()[0])
+    assert peak >= 2  # they did share passes
 
 
 def test_load_against_the_local_server_gives_plausible_steps(server, tmp_path):

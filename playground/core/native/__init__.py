@@ -93,6 +93,11 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.q8_matmul.restype = None
     lib.qstep.argtypes = [ptr, i64, i64, ptr, ptr, i64, ptr, ptr, ctypes.c_int, ctypes.c_int]
     lib.qstep.restype = None
+    lib.qstep_rows.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr,
+                               ctypes.c_int, ctypes.c_int]
+    lib.qstep_rows.restype = None
+    lib.qrows_scratch_floats.argtypes = [ptr, i64, i64]
+    lib.qrows_scratch_floats.restype = i64
     lib.qstep_scratch_floats.argtypes = [ptr, i64]
     lib.qstep_scratch_floats.restype = i64
     return lib, None

@@ -311,51 +311,81 @@ static void q8_row1_int(const int16_t *xq, const float *xd, const int8_t *qs, co
     y[n] = hsum(_mm256_add_ps(a0, a1));
 }
 
-/* Four rows of x against one row of W: the weights are decoded once for the four. */
-static void q4_tile4_int(const int16_t *xq, const float *xd, const float *xsum, const uint8_t *qs,
-                         const uint16_t *d, const uint16_t *m, float *y, int64_t n, int64_t N,
-                         int64_t K, int64_t G) {
+/* Four rows of x against one row of W: the weights are decoded once for the four. Each
+ * row keeps q4_row1_int's two accumulators (even and odd runs) and its order of
+ * additions, so a row's result is bit for bit the same alone or in a tile: a request's
+ * greedy reply must not depend on what else is in the batch (serve --batching on). */
+/* T rows of x (T = 2 or 4, a constant after inlining, so the accumulators stay in
+ * registers) against one row of W: the weights are decoded once for the T rows. Each
+ * row keeps the row1 kernel's two accumulators (even runs, odd runs) and its order of
+ * additions, so a row's result is bit for bit the same alone or in a tile: a request's
+ * greedy reply must not depend on what else is in the batch (serve --batching on). */
+#define TILE_RUN(ACC, WLO, WHI, D, B)                                                     \
+    for (int t = 0; t < T; t++)                                                          \
+        ACC[t] = _mm256_fmadd_ps(_mm256_set1_ps((D) * xd[t * nb + (B)]),                 \
+                                 DOT16(WLO, WHI, xq + t * K + (B) * 32), ACC[t])
+
+static inline __attribute__((always_inline)) void
+q4_tile_int(const int16_t *xq, const float *xd, const float *xsum, const uint8_t *qs,
+            const uint16_t *d, const uint16_t *m, float *y, int64_t n, int64_t N, int64_t K,
+            int64_t G, const int T) {
     const int64_t groups = K / G, runs = G / 32, nb = K / 32;
     const uint8_t *row = qs + n * (K / 2);
     const uint16_t *dn = d + n * groups, *mn = m + n * groups;
     const __m128i low4 = _mm_set1_epi8(0x0f);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float o0 = 0, o1 = 0, o2 = 0, o3 = 0;
+    __m256 even[4], odd[4];
+    float off[4];
+    for (int t = 0; t < T; t++) { even[t] = odd[t] = _mm256_setzero_ps(); off[t] = 0; }
     for (int64_t g = 0; g < groups; g++) {
-        const float mg = _cvtsh_ss(mn[g]), dg = _cvtsh_ss(dn[g]);
-        o0 += mg * xsum[g]; o1 += mg * xsum[groups + g];
-        o2 += mg * xsum[2 * groups + g]; o3 += mg * xsum[3 * groups + g];
-        for (int64_t b = g * runs; b < (g + 1) * runs; b++) {
-            Q4_CODES(row, b, wlo, whi);
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(dg * xd[b]), DOT16(wlo, whi, xq + b * 32), a0);
-            a1 = _mm256_fmadd_ps(_mm256_set1_ps(dg * xd[nb + b]), DOT16(wlo, whi, xq + K + b * 32), a1);
-            a2 = _mm256_fmadd_ps(_mm256_set1_ps(dg * xd[2 * nb + b]), DOT16(wlo, whi, xq + 2 * K + b * 32), a2);
-            a3 = _mm256_fmadd_ps(_mm256_set1_ps(dg * xd[3 * nb + b]), DOT16(wlo, whi, xq + 3 * K + b * 32), a3);
-        }
+        const float mg = _cvtsh_ss(mn[g]);
+        for (int t = 0; t < T; t++) off[t] += mg * xsum[t * groups + g];
     }
-    y[n] = hsum(a0) + o0; y[N + n] = hsum(a1) + o1;
-    y[2 * N + n] = hsum(a2) + o2; y[3 * N + n] = hsum(a3) + o3;
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        Q4_CODES(row, b, w0lo, w0hi);
+        const __m128i raw1 = _mm_loadu_si128((const __m128i *)(row + (b + 1) * 16));
+        const __m256i w1lo = _mm256_cvtepu8_epi16(_mm_and_si128(raw1, low4));
+        const __m256i w1hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw1, 4), low4));
+        const float d0 = _cvtsh_ss(dn[b / runs]), d1 = _cvtsh_ss(dn[(b + 1) / runs]);
+        TILE_RUN(even, w0lo, w0hi, d0, b);
+        TILE_RUN(odd, w1lo, w1hi, d1, b + 1);
+    }
+    if (b < nb) {
+        Q4_CODES(row, b, wlo, whi);
+        const float d0 = _cvtsh_ss(dn[b / runs]);
+        TILE_RUN(even, wlo, whi, d0, b);
+    }
+    for (int t = 0; t < T; t++) y[t * N + n] = hsum(_mm256_add_ps(even[t], odd[t])) + off[t];
 }
 
-static void q8_tile4_int(const int16_t *xq, const float *xd, const int8_t *qs, const uint16_t *d,
-                         float *y, int64_t n, int64_t N, int64_t K, int64_t G) {
+static inline __attribute__((always_inline)) void
+q8_tile_int(const int16_t *xq, const float *xd, const int8_t *qs, const uint16_t *d, float *y,
+            int64_t n, int64_t N, int64_t K, int64_t G, const int T) {
     const int64_t runs = G / 32, nb = K / 32;
     const int8_t *row = qs + n * K;
     const uint16_t *dn = d + n * (K / G);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t g = 0; g < K / G; g++) {
-        const float dg = _cvtsh_ss(dn[g]);
-        for (int64_t b = g * runs; b < (g + 1) * runs; b++) {
-            const __m256i w = _mm256_loadu_si256((const __m256i *)(row + b * 32));
-            const __m256i wlo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
-            const __m256i whi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(dg * xd[b]), DOT16(wlo, whi, xq + b * 32), a0);
-            a1 = _mm256_fmadd_ps(_mm256_set1_ps(dg * xd[nb + b]), DOT16(wlo, whi, xq + K + b * 32), a1);
-            a2 = _mm256_fmadd_ps(_mm256_set1_ps(dg * xd[2 * nb + b]), DOT16(wlo, whi, xq + 2 * K + b * 32), a2);
-            a3 = _mm256_fmadd_ps(_mm256_set1_ps(dg * xd[3 * nb + b]), DOT16(wlo, whi, xq + 3 * K + b * 32), a3);
-        }
+    __m256 even[4], odd[4];
+    for (int t = 0; t < T; t++) even[t] = odd[t] = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(row + b * 32));
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(row + b * 32 + 32));
+        const __m256i w0lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w0));
+        const __m256i w0hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w0, 1));
+        const __m256i w1lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w1));
+        const __m256i w1hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w1, 1));
+        const float d0 = _cvtsh_ss(dn[b / runs]), d1 = _cvtsh_ss(dn[(b + 1) / runs]);
+        TILE_RUN(even, w0lo, w0hi, d0, b);
+        TILE_RUN(odd, w1lo, w1hi, d1, b + 1);
     }
-    y[n] = hsum(a0); y[N + n] = hsum(a1); y[2 * N + n] = hsum(a2); y[3 * N + n] = hsum(a3);
+    if (b < nb) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(row + b * 32));
+        const __m256i wlo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
+        const __m256i whi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
+        const float d0 = _cvtsh_ss(dn[b / runs]);
+        TILE_RUN(even, wlo, whi, d0, b);
+    }
+    for (int t = 0; t < T; t++) y[t * N + n] = hsum(_mm256_add_ps(even[t], odd[t]));
 }
 #endif
 
@@ -384,10 +414,14 @@ void q4_matmul(const float *x, const uint8_t *qs, const uint16_t *d, const uint1
         for (int64_t r = 0; r < M; r++) quantize_runs(x + r * K, xq + r * K, xd + r * (K / 32), K);
         const int64_t gs = K / G, nb = K / 32;
         int64_t r0 = 0;
-        for (; r0 + MT <= M; r0 += MT) {
+        for (; r0 + 1 < M; r0 += MT) {  /* tiles of 4, the last of 2 or 3 */
+            const int64_t t = M - r0 < MT ? M - r0 : MT;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-            for (int64_t n = 0; n < N; n++)
-                q4_tile4_int(xq + r0 * K, xd + r0 * nb, xsum + r0 * gs, qs, d, m, y + r0 * N, n, N, K, G);
+            for (int64_t n = 0; n < N; n++) {
+                if (t == 4) q4_tile_int(xq + r0 * K, xd + r0 * nb, xsum + r0 * gs, qs, d, m, y + r0 * N, n, N, K, G, 4);
+                else if (t == 3) q4_tile_int(xq + r0 * K, xd + r0 * nb, xsum + r0 * gs, qs, d, m, y + r0 * N, n, N, K, G, 3);
+                else q4_tile_int(xq + r0 * K, xd + r0 * nb, xsum + r0 * gs, qs, d, m, y + r0 * N, n, N, K, G, 2);
+            }
         }
         for (; r0 < M; r0++) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
@@ -418,10 +452,14 @@ void q8_matmul(const float *x, const int8_t *qs, const uint16_t *d, float *y, fl
         for (int64_t r = 0; r < M; r++) quantize_runs(x + r * K, xq + r * K, xd + r * (K / 32), K);
         const int64_t nb = K / 32;
         int64_t r0 = 0;
-        for (; r0 + MT <= M; r0 += MT) {
+        for (; r0 + 1 < M; r0 += MT) {  /* tiles of 4, the last of 2 or 3 */
+            const int64_t t = M - r0 < MT ? M - r0 : MT;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-            for (int64_t n = 0; n < N; n++)
-                q8_tile4_int(xq + r0 * K, xd + r0 * nb, qs, d, y + r0 * N, n, N, K, G);
+            for (int64_t n = 0; n < N; n++) {
+                if (t == 4) q8_tile_int(xq + r0 * K, xd + r0 * nb, qs, d, y + r0 * N, n, N, K, G, 4);
+                else if (t == 3) q8_tile_int(xq + r0 * K, xd + r0 * nb, qs, d, y + r0 * N, n, N, K, G, 3);
+                else q8_tile_int(xq + r0 * K, xd + r0 * nb, qs, d, y + r0 * N, n, N, K, G, 2);
+            }
         }
         for (; r0 < M; r0++) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)

@@ -39,13 +39,13 @@ typedef struct {
     const QLayer *layers;
 } QModel;
 
-static void matmul(const QMat *w, const float *x, float *y, float *scratch, int threads,
-                   int int_act) {
+static void matmul(const QMat *w, const float *x, float *y, int64_t rows, float *scratch,
+                   int threads, int int_act) {
     if (w->kind == 4)
-        q4_matmul(x, (const uint8_t *)w->codes, w->d, w->m, y, scratch, 1, w->N, w->K, w->G,
+        q4_matmul(x, (const uint8_t *)w->codes, w->d, w->m, y, scratch, rows, w->N, w->K, w->G,
                   threads, int_act);
     else
-        q8_matmul(x, (const int8_t *)w->codes, w->d, y, scratch, 1, w->N, w->K, w->G, threads,
+        q8_matmul(x, (const int8_t *)w->codes, w->d, y, scratch, rows, w->N, w->K, w->G, threads,
                   int_act);
 }
 
@@ -97,70 +97,108 @@ static void rotate(float *v, const float *cos_, const float *sin_, int64_t hd) {
     }
 }
 
-/* kc[l], vc[l]: layer l's key/value buffers, [kv_heads][cap][head_dim]; rows 0..pos-1
- * are filled, this step writes row pos. scratch: see qstep_scratch_floats. */
+/* R rows in one pass: row r feeds token tok[r] at position pos[r] of sequence seq[r],
+ * whose layer-l key/value buffers ([kv_heads][cap[seq]][head_dim]) are kc[seq * L + l],
+ * vc[seq * L + l]. Every row's keys and values are written before any row attends, so
+ * several rows of one sequence (a prompt, in order) attend causally to each other:
+ * decode steps of many requests and chunks of new prompts share one pass, and each
+ * weight matrix is read once for all of them. The arithmetic of a row does not depend
+ * on the other rows (the matrix kernels give a row the same bits alone or in a tile),
+ * so a greedy reply is the same alone or batched. Logits are computed for the rows
+ * listed in out[0..n_out-1] only, into logits[n_out][vocab]. scratch: see
+ * qrows_scratch_floats. */
+void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *pos,
+                const int64_t *seq, float *const *kc, float *const *vc, const int64_t *cap,
+                const int64_t *out, int64_t n_out, float *logits, float *scratch, int threads,
+                int int_act) {
+    const int64_t H = md->hidden, nh = md->heads, nkv = md->kv_heads, hd = md->head_dim;
+    const int64_t I = md->inter, group = nh / nkv, L = md->n_layers, W = (nh + 2 * nkv) * hd;
+    const int64_t X = I > H ? I : H;
+    int64_t maxcap = 0, work = 0;
+    for (int64_t r = 0; r < R; r++) {
+        if (cap[seq[r]] > maxcap) maxcap = cap[seq[r]];
+        work += pos[r] + 1;
+    }
+    float *h = scratch, *x = h + R * H, *qkv = x + R * X, *att = qkv + R * W;
+    float *gu = att + R * nh * hd, *cs = gu + R * 2 * I, *sn = cs + R * hd;
+    float *scores = sn + R * hd, *mscratch = scores + R * nh * maxcap;
+    for (int64_t r = 0; r < R; r++) {
+        memcpy(h + r * H, md->embed + tok[r] * H, H * sizeof(float));
+        for (int64_t i = 0; i < hd; i++) {
+            const float f = (float)pos[r] * md->inv_freq[i % (hd / 2)];
+            cs[r * hd + i] = cosf(f) * md->rope_scale;
+            sn[r * hd + i] = sinf(f) * md->rope_scale;
+        }
+    }
+    for (int64_t l = 0; l < L; l++) {
+        const QLayer *Ly = md->layers + l;
+        for (int64_t r = 0; r < R; r++) rms_norm(h + r * H, Ly->norm1, x + r * H, H, md->eps);
+        matmul(&Ly->qkv, x, qkv, R, mscratch, threads, int_act);
+        for (int64_t r = 0; r < R; r++) {
+            float *q = qkv + r * W, *k = q + nh * hd, *v = k + nkv * hd;
+            const int64_t s = seq[r], c = cap[s];
+            for (int64_t j = 0; j < nh; j++) rotate(q + j * hd, cs + r * hd, sn + r * hd, hd);
+            for (int64_t j = 0; j < nkv; j++) {
+                rotate(k + j * hd, cs + r * hd, sn + r * hd, hd);
+                memcpy(kc[s * L + l] + (j * c + pos[r]) * hd, k + j * hd, hd * sizeof(float));
+                memcpy(vc[s * L + l] + (j * c + pos[r]) * hd, v + j * hd, hd * sizeof(float));
+            }
+        }
+        /* rows x heads in parallel once there is enough cache to pay for the fork */
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (threads > 1 && work >= 128)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t j = 0; j < nh; j++) {
+                const int64_t s = seq[r], c = cap[s], p = pos[r];
+                const float *qj = qkv + r * W + j * hd;
+                const float *K = kc[s * L + l] + (j / group) * c * hd;
+                const float *V = vc[s * L + l] + (j / group) * c * hd;
+                float *sc = scores + (r * nh + j) * maxcap;
+                float top = -INFINITY;
+                for (int64_t t = 0; t <= p; t++) {
+                    sc[t] = dot(qj, K + t * hd, hd) * md->attn_scale;
+                    if (sc[t] > top) top = sc[t];
+                }
+                float sum = 0;
+                for (int64_t t = 0; t <= p; t++) sum += (sc[t] = expf(sc[t] - top));
+                float *o = att + (r * nh + j) * hd;
+                memset(o, 0, hd * sizeof(float));
+                const float inv = 1.0f / sum;
+                for (int64_t t = 0; t <= p; t++) axpy(o, sc[t] * inv, V + t * hd, hd);
+            }
+        matmul(&Ly->o, att, x, R, mscratch, threads, int_act);
+        for (int64_t i = 0; i < R * H; i++) h[i] += x[i];
+        for (int64_t r = 0; r < R; r++) rms_norm(h + r * H, Ly->norm2, x + r * H, H, md->eps);
+        matmul(&Ly->gate_up, x, gu, R, mscratch, threads, int_act);
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t i = 0; i < I; i++) {
+                const float g = gu[r * 2 * I + i];
+                x[r * I + i] = g / (1.0f + expf(-g)) * gu[r * 2 * I + I + i];
+            }
+        matmul(&Ly->down, x, gu, R, mscratch, threads, int_act);
+        for (int64_t i = 0; i < R * H; i++) h[i] += gu[i];
+    }
+    for (int64_t i = 0; i < n_out; i++)
+        rms_norm(h + out[i] * H, md->final_norm, x + i * H, H, md->eps);
+    matmul(&md->head, x, logits, n_out, mscratch, threads, int_act);
+}
+
+/* One token of one sequence (the engine's single-stream decode): qstep_rows with R = 1. */
 void qstep(const QModel *md, int64_t token, int64_t pos, float *const *kc, float *const *vc,
            int64_t cap, float *logits, float *scratch, int threads, int int_act) {
-    const int64_t H = md->hidden, nh = md->heads, nkv = md->kv_heads, hd = md->head_dim;
-    const int64_t I = md->inter, group = nh / nkv;
-    float *h = scratch, *x = h + H, *qkv = x + I, *att = qkv + (nh + 2 * nkv) * hd;
-    float *gu = att + nh * hd, *cs = gu + 2 * I, *sn = cs + hd, *scores = sn + hd;
-    float *mscratch = scores + nh * cap;
-    memcpy(h, md->embed + token * H, H * sizeof(float));
-    for (int64_t i = 0; i < hd; i++) {
-        const float f = (float)pos * md->inv_freq[i % (hd / 2)];
-        cs[i] = cosf(f) * md->rope_scale;
-        sn[i] = sinf(f) * md->rope_scale;
-    }
-    for (int64_t l = 0; l < md->n_layers; l++) {
-        const QLayer *L = md->layers + l;
-        rms_norm(h, L->norm1, x, H, md->eps);
-        matmul(&L->qkv, x, qkv, mscratch, threads, int_act);
-        float *q = qkv, *k = qkv + nh * hd, *v = k + nkv * hd;
-        for (int64_t j = 0; j < nh; j++) rotate(q + j * hd, cs, sn, hd);
-        for (int64_t j = 0; j < nkv; j++) {
-            rotate(k + j * hd, cs, sn, hd);
-            memcpy(kc[l] + (j * cap + pos) * hd, k + j * hd, hd * sizeof(float));
-            memcpy(vc[l] + (j * cap + pos) * hd, v + j * hd, hd * sizeof(float));
-        }
-        /* heads in parallel once the cache is long enough to pay for the fork */
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && pos >= 128)
-        for (int64_t j = 0; j < nh; j++) {
-            const float *qj = q + j * hd;
-            const float *K = kc[l] + (j / group) * cap * hd, *V = vc[l] + (j / group) * cap * hd;
-            float *sc = scores + j * cap;
-            float top = -INFINITY;
-            for (int64_t t = 0; t <= pos; t++) {
-                sc[t] = dot(qj, K + t * hd, hd) * md->attn_scale;
-                if (sc[t] > top) top = sc[t];
-            }
-            float sum = 0;
-            for (int64_t t = 0; t <= pos; t++) sum += (sc[t] = expf(sc[t] - top));
-            float *out = att + j * hd;
-            memset(out, 0, hd * sizeof(float));
-            const float inv = 1.0f / sum;
-            for (int64_t t = 0; t <= pos; t++) axpy(out, sc[t] * inv, V + t * hd, hd);
-        }
-        matmul(&L->o, att, x, mscratch, threads, int_act);
-        for (int64_t i = 0; i < H; i++) h[i] += x[i];
-        rms_norm(h, L->norm2, x, H, md->eps);
-        matmul(&L->gate_up, x, gu, mscratch, threads, int_act);
-        for (int64_t i = 0; i < I; i++) {
-            const float g = gu[i];
-            x[i] = g / (1.0f + expf(-g)) * gu[I + i];
-        }
-        matmul(&L->down, x, gu, mscratch, threads, int_act);
-        for (int64_t i = 0; i < H; i++) h[i] += gu[i];
-    }
-    rms_norm(h, md->final_norm, x, H, md->eps);
-    matmul(&md->head, x, logits, mscratch, threads, int_act);
+    const int64_t zero = 0;
+    qstep_rows(md, 1, &token, &pos, &zero, kc, vc, &cap, &zero, 1, logits, scratch, threads,
+               int_act);
+}
+
+/* floats of scratch qstep_rows needs for R rows whose caches hold at most cap rows */
+int64_t qrows_scratch_floats(const QModel *md, int64_t R, int64_t cap) {
+    const int64_t H = md->hidden, I = md->inter, hd = md->head_dim;
+    const int64_t X = I > H ? I : H;
+    return R * (H + X + (md->heads + 2 * md->kv_heads) * hd + md->heads * hd + 2 * I + 2 * hd
+                + md->heads * cap + X + X / 16 + X / 2 + 64);
 }
 
 /* floats of scratch qstep needs at cache length pos + 1 <= cap */
 int64_t qstep_scratch_floats(const QModel *md, int64_t cap) {
-    const int64_t H = md->hidden, I = md->inter, hd = md->head_dim;
-    const int64_t widest = I > H ? I : H;
-    return H + I + (md->heads + 2 * md->kv_heads) * hd + md->heads * hd + 2 * I + 2 * hd
-           + md->heads * cap
-           + widest + widest / 32 + widest / 2 + 64;
+    return qrows_scratch_floats(md, 1, cap);
 }

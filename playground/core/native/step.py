@@ -139,6 +139,44 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
             b.length = pos + 1
         return logits
 
+    row_scratch: dict[str, Any] = {"buf": None}
+    kv_shape = (kv_heads, attn0.head_dim)
+    qrows, c_i64 = lib.qstep_rows, ctypes.c_int64
+
+    def rows(tokens: list[int], positions: list[int], seqs: list[int], caches: list[Any],
+             out: list[int]) -> Any:
+        """Rows of many sequences in one pass (see qstep_rows in qstep.c): row i feeds
+        tokens[i] at positions[i] of caches[seqs[i]]; a sequence's rows are consecutive
+        positions in order, starting at its cache's length. Returns logits [len(out), vocab]
+        for the rows listed in ``out``."""
+        n, layers_n = len(tokens), len(core.layers)
+        ends = [0] * len(caches)
+        for p, s in zip(positions, seqs, strict=True):
+            ends[s] = max(ends[s], p + 1)
+        kp = (ctypes.c_void_p * (len(caches) * layers_n))()
+        vp = (ctypes.c_void_p * (len(caches) * layers_n))()
+        caps = (c_i64 * len(caches))()
+        for s, cache in enumerate(caches):
+            buffers = _buffers(cache)
+            for b in buffers:
+                b.reserve(ends[s], kv_shape)
+            caps[s] = buffers[0].capacity
+            for j, b in enumerate(buffers):
+                kp[s * layers_n + j] = b.key_buffer.data_ptr()
+                vp[s * layers_n + j] = b.value_buffer.data_ptr()
+        need = lib.qrows_scratch_floats(ctypes.byref(spec), n, max(caps))
+        if row_scratch["buf"] is None or row_scratch["buf"].numel() < need:
+            row_scratch["buf"] = empty(need)
+        logits = empty(len(out), vocab)
+        qrows(ctypes.byref(spec), n, (c_i64 * n)(*tokens), (c_i64 * n)(*positions),
+              (c_i64 * n)(*seqs), kp, vp, caps, (c_i64 * len(out))(*out), len(out),
+              logits.data_ptr(), row_scratch["buf"].data_ptr(), threads(), int(int_act))
+        for s, cache in enumerate(caches):
+            for b in cache.layers:
+                b.length = max(b.length, ends[s])
+        return logits
+
+    step.rows = rows  # type: ignore[attr-defined]
     step.keep = (spec, layers, inv_freq)  # type: ignore[attr-defined]
     return step, "native decode step (one C call a token)"
 
@@ -226,6 +264,19 @@ def _make_buffer_class() -> type:
                 new[:, :, : self.length] = old[:, :, : self.length]
                 setattr(self, name, new)
 
+        def reserve(self, needed: int, shape: tuple[int, int]) -> None:
+            """Room for ``needed`` rows (a fresh layer gets float32 buffers of ``shape``:
+            kv heads, head dim), for the native step to write into."""
+            if self.key_buffer is None:
+                size = (1, shape[0], max(INITIAL_CAPACITY, needed), shape[1])
+                self.key_buffer = torch.zeros(size)
+                self.value_buffer = torch.zeros(size)
+                self.length = 0
+                self.is_initialized = True
+                self.device = self.key_buffer.device
+            elif needed > self.capacity:
+                self.grow(needed)
+
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any):
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
@@ -249,5 +300,4 @@ def _make_buffer_class() -> type:
                 raise ValueError("crop: pass a negative count of tokens to remove")
             self.length = max(0, self.length + tokens_to_remove)
 
-    del torch
     return BufferLayer

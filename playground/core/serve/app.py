@@ -16,6 +16,7 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
+from playground.core.serve.batching import BatchScheduler
 from playground.core.serve.metrics import ServerMetrics
 from playground.core.serve.scheduler import END, Job, QueueFull, SequentialScheduler
 
@@ -88,7 +89,8 @@ def parse_chat(body: Any, engine: Any, model_name: str) -> dict[str, Any]:
 
 
 def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
-               model_name: str | None = None) -> Any:
+               model_name: str | None = None, batching: bool = True, max_batch: int = 8,
+               prefill_chunk: int = 32, batch_wait_ms: float = 0.0) -> Any:
     from fastapi import FastAPI, Request
     from fastapi.responses import PlainTextResponse, StreamingResponse
 
@@ -96,9 +98,15 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
     metrics = ServerMetrics()
     state: dict[str, Any] = {}
 
+    def make_scheduler() -> Any:
+        if batching:
+            return BatchScheduler(engine, metrics, max_queue, max_batch, prefill_chunk,
+                                  batch_wait_ms)
+        return SequentialScheduler(engine, metrics, max_queue)
+
     @asynccontextmanager
     async def lifespan(_app: Any):
-        state["scheduler"] = SequentialScheduler(engine, metrics, max_queue)
+        state["scheduler"] = make_scheduler()
         yield
         state["scheduler"].close()
 
@@ -189,4 +197,5 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                 "usage": usage()}
 
     app.state.metrics = metrics
+    app.state.scheduler = state  # the running scheduler is state["scheduler"] while serving
     return app

@@ -41,10 +41,15 @@ class ServerMetrics:
     rejected: int = 0
     queued: int = 0
     running: int = 0
+    running_max: int = 0  # the largest batch so far
     prompt_tokens: int = 0
     output_tokens: int = 0
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS_S))
+
+    def set_running(self, n: int) -> None:
+        self.running = n
+        self.running_max = max(self.running_max, n)
 
     def record(self, result: Any, waited_s: float) -> None:
         """A finished request: TTFT from its arrival (queueing included), its ITLs."""
@@ -64,6 +69,8 @@ class ServerMetrics:
             f"{p}_requests_rejected_total {self.rejected}",
             f"# TYPE {p}_queue_depth gauge", f"{p}_queue_depth {self.queued}",
             f"# TYPE {p}_running_batch_size gauge", f"{p}_running_batch_size {self.running}",
+            f"# TYPE {p}_running_batch_size_max gauge",
+            f"{p}_running_batch_size_max {self.running_max}",
             f"# TYPE {p}_prompt_tokens_total counter", f"{p}_prompt_tokens_total {self.prompt_tokens}",
             f"# TYPE {p}_output_tokens_total counter", f"{p}_output_tokens_total {self.output_tokens}",
             f"# TYPE {p}_ttft_seconds histogram", *self.ttft.lines(f"{p}_ttft_seconds"),

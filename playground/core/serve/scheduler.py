@@ -1,7 +1,8 @@
 """Requests to one engine, from an asyncio server: a queue and a worker thread.
 
-``--batching off``: one request at a time, in arrival order (the comparison point for
-batching). The engine runs in the worker thread; tokens come back to the request's
+``Scheduler`` is the queue and the thread; ``SequentialScheduler`` (``--batching off``)
+runs one request at a time, in arrival order (the comparison point for batching;
+``batching.py`` has the continuous one). The engine runs in the worker thread; tokens come back to the request's
 asyncio queue with ``call_soon_threadsafe``. A request whose client went away is
 marked cancelled: the engine stops between tokens (or the request is skipped if it
 has not started), so its slot is free at once. A full queue refuses new requests.
@@ -42,7 +43,11 @@ class Job:
         self.loop.call_soon_threadsafe(self.pieces.put_nowait, item)
 
 
-class SequentialScheduler:
+class Scheduler:
+    """A waiting line and one worker thread running ``_run`` over the engine; ``submit``
+    refuses when the line is full, ``close`` lets queued work finish (a ``None`` marks
+    the end of the line)."""
+
     def __init__(self, engine: Any, metrics: ServerMetrics, max_queue: int = 64) -> None:
         self.engine = engine
         self.metrics = metrics
@@ -58,9 +63,16 @@ class SequentialScheduler:
         self.metrics.queued += 1
         self._jobs.put(job)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 60.0) -> None:
         self._jobs.put(None)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class SequentialScheduler(Scheduler):
+    """``--batching off``: one request at a time, in arrival order."""
 
     def _run(self) -> None:
         while True:
@@ -71,11 +83,11 @@ class SequentialScheduler:
             if job.cancelled:
                 job.emit(END)
                 continue
-            self.metrics.running = 1
+            self.metrics.set_running(1)
             try:
                 self._serve(job)
             finally:
-                self.metrics.running = 0
+                self.metrics.set_running(0)
                 job.emit(END)
 
     def _serve(self, job: Job) -> None:

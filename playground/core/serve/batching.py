@@ -1,0 +1,217 @@
+"""Continuous batching (``serve --batching on``): many requests share each decode pass.
+
+Every pass of the worker thread takes one row per running request (its last token)
+plus up to ``prefill_chunk`` prompt tokens of requests still being prefilled, and runs
+them together through the native step's ``rows`` (playground/core/native/step.py):
+each weight matrix is read once for the whole pass instead of once per request, which
+is where a CPU decode step spends its time. A request joins between passes and leaves
+the pass after its last token; its prompt goes in as chunks, so a long prompt stalls
+the others for one chunk per pass, not for its whole prefill. A row's arithmetic does
+not depend on the other rows, so a greedy reply is the same alone or batched.
+
+A config without the native step (float, int8-dynamic, bnb, ONNX) still gets the
+scheduling (requests interleave pass by pass, each its own forward), but no shared
+matrix reads; ``describe()`` says which, and the server prints it at start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from playground.core.engine import Detokenizer, TurnResult, _sample
+from playground.core.metrics import TokenTimeline, turn_metrics
+from playground.core.serve.metrics import ServerMetrics
+from playground.core.serve.scheduler import END, Job, Scheduler
+
+
+@dataclass
+class _Seq:
+    job: Job
+    ids: list[int]  # the prompt
+    cache: Any
+    config: Any  # the engine's config with this request's sampling
+    generator: Any
+    timeline: TokenTimeline
+    pieces: Detokenizer
+    fed: int = 0  # prompt tokens already in the cache
+    new: list[int] = field(default_factory=list)
+    finish: str | None = None
+
+    @property
+    def prefilling(self) -> bool:
+        return self.fed < len(self.ids)
+
+
+class BatchScheduler(Scheduler):
+    def __init__(self, engine: Any, metrics: ServerMetrics, max_queue: int = 64,
+                 max_batch: int = 8, prefill_chunk: int = 32, batch_wait_ms: float = 0.0) -> None:
+        if max_batch < 1 or prefill_chunk < 1 or batch_wait_ms < 0:
+            raise ValueError("max_batch and prefill_chunk must be at least 1, batch_wait_ms >= 0")
+        self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
+        self.batch_wait_s = batch_wait_ms / 1000.0
+        self.rows = batched_rows(engine)
+        self._closing = False
+        super().__init__(engine, metrics, max_queue)
+
+    def describe(self) -> str:
+        return self.explain(self.engine, self.max_batch, self.prefill_chunk)
+
+    @staticmethod
+    def explain(engine: Any, max_batch: int, prefill_chunk: int) -> str:
+        if batched_rows(engine) is not None:
+            return (f"batching on: up to {max_batch} requests share each pass "
+                    f"(prompts in chunks of {prefill_chunk} tokens)")
+        return ("batching on, interleaved only: this config has no batched step (the "
+                "native step runs int8-weight, int4-weight, gguf-native), so requests take "
+                "turns pass by pass without sharing weight reads")
+
+    # -- the worker ----------------------------------------------------------------
+    def _run(self) -> None:
+        import torch
+
+        active: list[_Seq] = []
+        with torch.inference_mode():
+            while True:
+                if not self._admit(active):
+                    return
+                if not active:
+                    continue
+                try:
+                    self._pass(active)
+                except Exception as exc:  # one failed pass must not stop the server
+                    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    for seq in active:
+                        seq.job.error = f"generation failed: {message}"
+                        self.metrics.failed += 1
+                        seq.job.emit(END)
+                    active.clear()
+                active[:] = [s for s in active if s.finish is None]
+                self.metrics.set_running(len(active))
+
+    def _admit(self, active: list[_Seq]) -> bool:
+        """Take waiting requests into free slots; block while there is nothing to run.
+        False once closed and drained."""
+        while len(active) < self.max_batch:
+            try:
+                if active or self._closing:
+                    job = self._jobs.get_nowait()
+                else:
+                    job = self._jobs.get()
+                    if job is not None and self.batch_wait_s:
+                        time.sleep(self.batch_wait_s)  # let a burst arrive together
+            except queue.Empty:
+                break
+            if job is None:
+                self._closing = True
+                continue
+            self.metrics.queued -= 1
+            if job.cancelled:
+                job.emit(END)
+                continue
+            active.append(self._start(job))
+        self.metrics.set_running(len(active))
+        return bool(active) or not self._closing
+
+    def _start(self, job: Job) -> _Seq:
+        import torch
+
+        engine = self.engine
+        config = dataclasses.replace(engine.config, max_new_tokens=job.max_tokens,
+                                     temperature=job.temperature)
+        generator = None
+        if not config.greedy:
+            generator = torch.Generator(device=engine.device).manual_seed(config.seed)
+        ids = engine.prompt_ids(job.messages)
+        timeline = TokenTimeline(t_request=job.arrived, prompt_tokens=len(ids))
+        timeline.prefilled_tokens = len(ids)
+        return _Seq(job, ids, engine.make_cache(), config, generator, timeline,
+                    Detokenizer(engine.tokenizer))
+
+    def _pass(self, active: list[_Seq]) -> None:
+        tokens, positions, seqs, out, owners = [], [], [], [], []
+        budget = self.prefill_chunk
+        for s, seq in enumerate(active):
+            if seq.job.cancelled:
+                continue
+            if seq.prefilling:
+                if budget == 0:
+                    continue
+                take = min(budget, len(seq.ids) - seq.fed)
+                budget -= take
+                tokens += seq.ids[seq.fed: seq.fed + take]
+                positions += range(seq.fed, seq.fed + take)
+                seqs += [s] * take
+                seq.fed += take
+                if seq.prefilling:
+                    continue
+            else:
+                tokens.append(seq.new[-1])
+                positions.append(len(seq.ids) + len(seq.new) - 1)
+                seqs.append(s)
+            out.append(len(tokens) - 1)
+            owners.append(seq)
+        logits = (self._compute(tokens, positions, seqs, [s.cache for s in active], out)
+                  if tokens else None)
+        now = time.perf_counter()
+        for i, seq in enumerate(owners):
+            if seq.timeline.t_first_logits is None:
+                seq.timeline.t_first_logits = now
+            self._advance(seq, logits[i])
+        for seq in active:
+            if seq.job.cancelled and seq.finish is None:
+                self._finish(seq, "cancelled")  # frees the slot in this pass
+
+    def _compute(self, tokens: list[int], positions: list[int], seqs: list[int],
+                 caches: list[Any], out: list[int]) -> Any:
+        if self.rows is not None:
+            return self.rows(tokens, positions, seqs, caches, out)
+        import torch
+
+        # no batched step: each sequence's rows through the engine's own step, in turn
+        wanted, result, start = set(out), [], 0
+        for end in range(1, len(tokens) + 1):
+            if end == len(tokens) or seqs[end] != seqs[start]:
+                logits = self.engine._step(tokens[start:end], caches[seqs[start]])
+                if end - 1 in wanted:
+                    result.append(logits)
+                start = end
+        return torch.stack(result)
+
+    def _advance(self, seq: _Seq, logits: Any) -> None:
+        token = _sample(logits, seq.config, seq.generator)
+        if token in self.engine.eos_ids:
+            self._finish(seq, "eos")
+            return
+        seq.new.append(token)
+        piece = seq.pieces.piece(seq.new)
+        seq.timeline.token_times.append(time.perf_counter())
+        if piece:
+            seq.job.emit(piece)
+        if len(seq.new) >= seq.config.max_new_tokens:
+            self._finish(seq, "length")
+        elif seq.job.cancelled:
+            self._finish(seq, "cancelled")
+
+    def _finish(self, seq: _Seq, reason: str) -> None:
+        seq.finish = reason
+        engine = self.engine
+        metrics = turn_metrics(seq.timeline, weights_mb=getattr(engine, "weights_mb", None),
+                               read_mb=getattr(engine, "read_mb", None))
+        reply = engine.tokenizer.decode(seq.new, skip_special_tokens=True)
+        seq.job.result = TurnResult(reply, seq.new, seq.timeline, metrics, reason, seq.config)
+        first = seq.timeline.token_times[0] if seq.timeline.token_times else time.perf_counter()
+        self.metrics.record(seq.job.result, waited_s=first - seq.job.arrived)
+        seq.cache = None
+        seq.job.emit(END)
+
+
+def batched_rows(engine: Any) -> Any:
+    """The engine's batched step (rows of many sequences in one pass), or None."""
+    step = getattr(engine, "decode_step", None)
+    if getattr(engine, "forward", None) is not getattr(engine, "model", None):
+        return None  # compile=on replaced the forward; the native step is not in use
+    return getattr(step, "rows", None)

@@ -1,0 +1,96 @@
+"""The native step's batched rows (continuous batching): each row gets the same bits
+whatever else is in the pass, and a prompt fed as rows equals transformers' prefill."""
+
+import pytest
+import torch
+
+from playground.core import weight_quant
+
+HELLO = [{"role": "user", "content": "Hello there"}]
+PROMPTS = [HELLO, [{"role": "user", "content": "Name a colour, please, and then another"}],
+           [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why?"}]]
+SPECS = ["quant=int8-weight", "quant=int4-weight,quant_group=64"]
+
+
+@pytest.fixture(autouse=True)
+def _native_only(monkeypatch):
+    if weight_quant.backend() != "native":
+        pytest.skip("native kernels unavailable here")
+    from playground.core.native import step
+
+    monkeypatch.setattr(step, "INITIAL_CAPACITY", 16)  # buffers grow inside the test
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_matrix_kernels_give_a_row_the_same_bits_alone_or_in_a_tile(tiny_engine, spec):
+    engine = tiny_engine(spec)
+    layer = engine.model.model.layers[0]
+    for module in (layer.self_attn.__dict__["fused_qkv"], layer.mlp.down_proj):
+        fn, args = module.kernel()
+        for rows in range(2, 9):  # tiles of 4, 3 and 2 and single rows
+            x = torch.randn(rows, module.in_features)
+            together = fn(x, *args)
+            alone = torch.cat([fn(x[i : i + 1], *args) for i in range(rows)])
+            assert torch.equal(together, alone), (module, rows)
+
+
+def _run(engine, prompts, steps, chunk):
+    """Greedy decode of ``prompts`` together through rows(): prompts in chunks of ``chunk``
+    rows per pass beside the others' decode rows, as the batch scheduler feeds them."""
+    rows = engine.decode_step.rows
+    ids = [engine.prompt_ids(p) for p in prompts]
+    caches = [engine.make_cache() for _ in prompts]
+    fed, new, logits_seen = [0] * len(ids), [[] for _ in ids], [[] for _ in ids]
+    with torch.inference_mode():
+        while any(len(n) < steps for n in new):
+            tokens, positions, seqs, out, owners = [], [], [], [], []
+            for s, prompt in enumerate(ids):
+                if fed[s] < len(prompt):
+                    take = prompt[fed[s] : fed[s] + chunk]
+                    tokens += take
+                    positions += range(fed[s], fed[s] + len(take))
+                    seqs += [s] * len(take)
+                    fed[s] += len(take)
+                    if fed[s] < len(prompt):
+                        continue
+                elif len(new[s]) < steps:
+                    tokens.append(new[s][-1])
+                    positions.append(len(prompt) + len(new[s]) - 1)
+                    seqs.append(s)
+                else:
+                    continue
+                out.append(len(tokens) - 1)
+                owners.append(s)
+            logits = rows(tokens, positions, seqs, caches, out)
+            for i, s in enumerate(owners):
+                logits_seen[s].append(logits[i].clone())
+                new[s].append(int(logits[i].argmax()))
+    return new, logits_seen, caches
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_sequence_gets_the_same_logits_alone_or_batched(tiny_engine, spec):
+    engine = tiny_engine(spec)
+    together, logits_together, _ = _run(engine, PROMPTS, steps=20, chunk=5)
+    for s, prompt in enumerate(PROMPTS):
+        alone, logits_alone, _ = _run(engine, [prompt], steps=20, chunk=64)
+        assert alone[0] == together[s]
+        for a, b in zip(logits_alone[0], logits_together[s], strict=True):
+            assert torch.equal(a, b)
+
+
+def test_prompt_rows_attend_causally_like_transformers_prefill(tiny_engine):
+    """A prompt fed as rows in one pass leaves the same keys/values and last logits as
+    transformers' forward over the prompt (which is what the single-stream engine runs)."""
+    engine = tiny_engine(SPECS[0])
+    prompt = engine.prompt_ids(PROMPTS[1])
+    _new, logits, caches = _run(engine, [PROMPTS[1]], steps=1, chunk=7)
+    with torch.inference_mode():
+        reference = engine.make_cache()
+        hf = engine.model(input_ids=torch.tensor([prompt]), cache=reference,
+                          use_cache=True).logits[0, -1]
+    assert float((logits[0][0] - hf).abs().max()) <= 1e-4 * max(1.0, float(hf.abs().max()))
+    for mine, theirs in zip(caches[0].layers, reference.layers, strict=True):
+        assert mine.keys.shape == theirs.keys.shape == (1, 2, len(prompt), 16)
+        assert torch.allclose(mine.keys, theirs.keys, atol=1e-4)
+        assert torch.allclose(mine.values, theirs.values, atol=1e-4)
