@@ -33,7 +33,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
            else "batching off: one request at a time, in arrival order")
     print(f"serving {engine.info.get('model_name')} ({config.format(only_changed=True) or 'defaults'})"
           f" on http://{args.host}:{args.port}/v1 — {how}", file=sys.stderr)
+    # Ctrl+C: uvicorn stops accepting, lets the running streams finish (drain), then the
+    # app's shutdown closes the scheduler; a second Ctrl+C forces the exit.
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    m = app.state.metrics
+    print(f"stopped: {m.requests} requests served, {m.failed} failed, {m.rejected} refused",
+          file=sys.stderr)
     return 0
 
 

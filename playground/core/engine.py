@@ -96,11 +96,12 @@ class Engine:
     # -- public ---------------------------------------------------------------
     def chat(
         self,
-        messages: Sequence[Message],
+        messages: Sequence[Message] | str,
         on_token: OnToken | None = None,
         should_stop: ShouldStop | None = None,
     ) -> TurnResult:
-        """Answer the last user message of ``messages``; stream pieces to ``on_token``."""
+        """Answer the last user message of ``messages`` (or continue plain text: a
+        completion); stream pieces to ``on_token``."""
         timeline = TokenTimeline(t_request=time.perf_counter())
         on_token = on_token or (lambda _piece: None)
         should_stop = should_stop or (lambda: False)
@@ -141,7 +142,14 @@ class Engine:
         return self._lean_note
 
     # -- internals ------------------------------------------------------------
-    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+    def prompt_ids(self, messages: Sequence[Message] | str) -> list[int]:
+        """The prompt's tokens: a chat through the model's chat template, or plain text
+        (a completion) as it is. A model without a chat template (the GPT-2 family) gets
+        the chat's text, one message a line, to continue."""
+        if isinstance(messages, str):
+            return list(self.tokenizer(messages)["input_ids"])
+        if not getattr(self.tokenizer, "chat_template", None):
+            return self.prompt_ids("\n".join(m["content"] for m in messages))
         text = self.tokenizer.apply_chat_template(
             list(messages), add_generation_prompt=True, tokenize=False
         )

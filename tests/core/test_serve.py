@@ -78,6 +78,14 @@ def test_openai_client_streams_the_engines_greedy_reply(server, tiny_dir, batchi
     assert whole.choices[0].message.content == expected.reply
     assert whole.choices[0].finish_reason == "length"
     assert [m.id for m in client.models.list().data] == ["tiny"]
+    # /v1/completions: plain text, no chat template, streamed and whole
+    plain = alone.chat("Once upon a time")
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="tiny", prompt="Once upon a time", max_tokens=8, stream=True) if c.choices)
+    assert streamed == plain.reply != expected.reply
+    whole = client.completions.create(model="tiny", prompt=["Once upon a time"], max_tokens=8)
+    assert whole.choices[0].text == plain.reply and whole.usage.completion_tokens == 8
+    assert whole.usage.prompt_tokens == len(alone.prompt_ids("Once upon a time"))
 
 
 def test_bad_input_gets_openai_errors_and_the_server_keeps_serving(server):
@@ -94,6 +102,10 @@ def test_bad_input_gets_openai_errors_and_the_server_keeps_serving(server):
         (post(json.dumps({"messages": [{"role": "user", "content": "word " * 1100}]})), 400,
          "messages"),
         (post(json.dumps({"messages": HELLO}), headers={}), 401, None),
+        (httpx.post(url + "/v1/completions", json={"prompt": ["a", "b"]}, headers=auth), 422,
+         "prompt"),
+        (httpx.post(url + "/v1/completions", json={"prompt": "a", "n": 3}, headers=auth), 422,
+         "n"),
     ]
     for response, status, param in cases:
         assert response.status_code == status, response.text
@@ -189,6 +201,40 @@ def test_load_against_the_local_server_gives_plausible_steps(server, tmp_path):
         assert 0 < s["ttft_ms"]["p50"] <= s["ttft_ms"]["p99"] and s["output_tok_s"] > 0
         assert s["itl_ms"]["p50"] > 0 and s["e2e_s"]["p50"] * 1000 > s["ttft_ms"]["p50"]
     assert len((tmp_path / "load.csv").read_text().splitlines()) == 3
+
+
+def test_ctrl_c_lets_running_streams_finish_then_stops(tiny_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "playground", "serve", "--config",
+                               f"model={tiny_dir}", "--port", str(port)],
+                              stderr=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        body = {"messages": HELLO, "max_tokens": 300, "stream": True}
+        lines = []
+        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                          timeout=60) as r:
+            for line in r.iter_lines():
+                if line:
+                    lines.append(line)
+                if len(lines) == 3:
+                    server.send_signal(signal.SIGINT)  # mid-stream
+        assert server.wait(timeout=60) == 0
+    finally:
+        server.kill()
+    assert lines[-1] == "data: [DONE]"
+    assert '"finish_reason": "length"' in lines[-2]  # all 300 tokens came, not cut off
+    assert "stopped: 1 requests served" in server.stderr.read()
 
 
 def test_load_refuses_to_run_unbounded(capsys):

@@ -23,9 +23,10 @@ class ResponseCache:
         self.misses = 0
 
     @staticmethod
-    def key(config: Any, messages: Sequence[dict[str, str]]) -> str:
+    def key(config: Any, messages: Sequence[dict[str, str]] | str) -> str:
         # The whole config is in the key: sampling settings, model and every optimization.
-        blob = json.dumps({"config": config.format(), "messages": list(messages)}, sort_keys=True)
+        prompt = messages if isinstance(messages, str) else list(messages)
+        blob = json.dumps({"config": config.format(), "messages": prompt}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def get(self, key: str) -> tuple[str, list[int]] | None:

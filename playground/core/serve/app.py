@@ -1,7 +1,8 @@
 """The OpenAI-compatible HTTP front of one engine (FastAPI; no Qt).
 
-``POST /v1/chat/completions`` (streamed as server-sent events, with
-``stream_options.include_usage``, or whole), ``GET /v1/models``, ``GET /health``,
+``POST /v1/chat/completions`` and ``POST /v1/completions`` (plain text, no chat
+template; both streamed as server-sent events, with ``stream_options.include_usage``,
+or whole), ``GET /v1/models``, ``GET /health``,
 ``GET /metrics``. Bad input is an OpenAI-style JSON error (400 malformed or too
 long, 401 key, 404 model, 422 fields, 429 queue full with Retry-After), never a 500:
 the server keeps serving after each.
@@ -47,23 +48,16 @@ def context_length(engine: Any) -> int | None:
     return getattr(config, "max_position_embeddings", None)
 
 
-def parse_chat(body: Any, engine: Any, model_name: str) -> dict[str, Any]:
-    """Validate a chat request; the ApiError says which field and what is allowed."""
+def parse_request(body: Any, engine: Any, model_name: str, kind: str = "chat") -> dict[str, Any]:
+    """Validate a chat (``messages``) or completions (``prompt``) request; the ApiError
+    says which field and what is allowed."""
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     model = body.get("model")
     if model not in (None, model_name):
         raise ApiError(404, f"model '{model}' is not served here; served: {model_name}",
                        param="model", code="model_not_found")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(422, "messages: a non-empty list of {role, content} is required",
-                       param="messages")
-    for i, m in enumerate(messages):
-        if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
-                and isinstance(m.get("content"), str)):
-            raise ApiError(422, f"messages[{i}]: needs role system|user|assistant and a "
-                           "string content", param=f"messages[{i}]")
+    prompt = _messages(body) if kind == "chat" else _prompt(body)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens",
                                                              engine.config.max_new_tokens))
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= 8192:
@@ -75,17 +69,43 @@ def parse_chat(body: Any, engine: Any, model_name: str) -> dict[str, Any]:
         raise ApiError(422, "temperature: a number from 0 (greedy) to 5", param="temperature")
     stream = bool(body.get("stream", False))
     options = body.get("stream_options") or {}
-    messages = [{"role": m["role"], "content": m["content"]} for m in messages]
     context = context_length(engine)
     if context:
-        prompt = len(engine.prompt_ids(messages))
-        if prompt + max_tokens > context:
-            raise ApiError(400, f"the prompt ({prompt} tokens) plus max_tokens ({max_tokens}) "
+        length = len(engine.prompt_ids(prompt))
+        if length + max_tokens > context:
+            raise ApiError(400, f"the prompt ({length} tokens) plus max_tokens ({max_tokens}) "
                            f"exceeds the model's context of {context} tokens",
-                           param="messages", code="context_length_exceeded")
-    return {"messages": messages, "max_tokens": max_tokens, "temperature": float(temperature),
+                           param="messages" if kind == "chat" else "prompt",
+                           code="context_length_exceeded")
+    return {"prompt": prompt, "max_tokens": max_tokens, "temperature": float(temperature),
             "stream": stream, "include_usage": bool(isinstance(options, dict)
                                                     and options.get("include_usage"))}
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(422, "messages: a non-empty list of {role, content} is required",
+                       param="messages")
+    for i, m in enumerate(messages):
+        if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
+                and isinstance(m.get("content"), str)):
+            raise ApiError(422, f"messages[{i}]: needs role system|user|assistant and a "
+                           "string content", param=f"messages[{i}]")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _prompt(body: dict[str, Any]) -> str:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str) or not prompt:
+        raise ApiError(422, "prompt: one non-empty string is required (lists of several "
+                       "prompts and token ids are not served)", param="prompt")
+    if body.get("n", 1) != 1 or body.get("best_of", 1) != 1 or body.get("echo"):
+        raise ApiError(422, "n, best_of and echo: only the defaults (1, 1, false) are served",
+                       param="n")
+    return prompt
 
 
 def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
@@ -135,26 +155,34 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0,
                                             "owned_by": "latency-playground"}]}
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Any:
+    async def serve(request: Request, kind: str) -> Any:
         check_key(request)
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not valid JSON") from None
-        req = parse_chat(body, engine, name)
-        job = Job(req["messages"], req["max_tokens"], req["temperature"], asyncio.get_running_loop())
+        req = parse_request(body, engine, name, kind)
+        job = Job(req["prompt"], req["max_tokens"], req["temperature"], asyncio.get_running_loop())
         try:
             state["scheduler"].submit(job)
         except QueueFull as exc:
             return _error_response(ApiError(429, str(exc), kind="rate_limit_error",
                                             code="queue_full"), headers={"Retry-After": "1"})
-        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        chat = kind == "chat"
+        rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        obj = "chat.completion" if chat else "text_completion"
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-            data = {"id": rid, "object": "chat.completion.chunk", "created": created,
-                    "model": name, "choices": [{"index": 0, "delta": delta,
-                                                "finish_reason": finish}]}
+        def chunk(text: str | None, finish: str | None = None, first: bool = False) -> str:
+            if chat:
+                delta = {"role": "assistant", "content": ""} if first else (
+                    {} if text is None else {"content": text})
+                choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            else:
+                choice = {"index": 0, "text": text or "", "logprobs": None,
+                          "finish_reason": finish}
+            data = {"id": rid, "object": obj + (".chunk" if chat else ""), "created": created,
+                    "model": name, "choices": [choice]}
             return f"data: {json.dumps(data)}\n\n"
 
         def usage() -> dict[str, int]:
@@ -165,22 +193,23 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         if req["stream"]:
             async def events():
                 try:
-                    yield chunk({"role": "assistant", "content": ""})
+                    if chat:
+                        yield chunk(None, first=True)
                     while (item := await job.pieces.get()) is not END:
-                        yield chunk({"content": item})
+                        yield chunk(item)
                     if job.error or job.result is None:
                         error = {"message": job.error or "cancelled", "type": "server_error"}
                         yield f"data: {json.dumps({'error': error})}\n\n"
                     else:
-                        yield chunk({}, FINISH.get(job.result.finish_reason, "stop"))
+                        yield chunk(None, FINISH.get(job.result.finish_reason, "stop"))
                         if req["include_usage"]:
-                            data = {"id": rid, "object": "chat.completion.chunk",
+                            data = {"id": rid, "object": obj + (".chunk" if chat else ""),
                                     "created": created, "model": name, "choices": [],
                                     "usage": usage()}
                             yield f"data: {json.dumps(data)}\n\n"
                     yield "data: [DONE]\n\n"
                 finally:
-                    job.cancelled = True  # a client that left frees the engine at once
+                    job.cancelled = True  # a client that left frees its slot at once
 
             return StreamingResponse(events(), media_type="text/event-stream")
         try:
@@ -190,11 +219,23 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
             job.cancelled = True
         if job.error or job.result is None:
             raise ApiError(500, f"generation failed: {job.error}", kind="server_error")
-        return {"id": rid, "object": "chat.completion", "created": created, "model": name,
-                "choices": [{"index": 0, "message": {"role": "assistant",
-                                                     "content": job.result.reply},
-                             "finish_reason": FINISH.get(job.result.finish_reason, "stop")}],
-                "usage": usage()}
+        finish = FINISH.get(job.result.finish_reason, "stop")
+        if chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": job.result.reply},
+                      "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": job.result.reply, "logprobs": None,
+                      "finish_reason": finish}
+        return {"id": rid, "object": obj, "created": created, "model": name,
+                "choices": [choice], "usage": usage()}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        return await serve(request, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Any:
+        return await serve(request, "completions")
 
     app.state.metrics = metrics
     app.state.scheduler = state  # the running scheduler is state["scheduler"] while serving

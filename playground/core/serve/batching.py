@@ -154,9 +154,14 @@ class BatchScheduler(Scheduler):
                 seqs.append(s)
             out.append(len(tokens) - 1)
             owners.append(seq)
+        started = time.perf_counter()
         logits = (self._compute(tokens, positions, seqs, [s.cache for s in active], out)
                   if tokens else None)
         now = time.perf_counter()
+        if tokens:
+            prompt_rows = budget < self.prefill_chunk
+            (self.metrics.pass_prefill if prompt_rows else self.metrics.pass_decode).observe(
+                now - started)
         for i, seq in enumerate(owners):
             if seq.timeline.t_first_logits is None:
                 seq.timeline.t_first_logits = now

@@ -7,6 +7,7 @@ from typing import Any
 
 TTFT_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ITL_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+PASS_BUCKETS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 
 
 @dataclass
@@ -25,13 +26,19 @@ class Histogram:
         self.total += value
         self.n += 1
 
-    def lines(self, name: str) -> list[str]:
+    def lines(self, name: str, label: str = "") -> list[str]:
         counts = self.counts or [0] * len(self.buckets)
-        out = [f'{name}_bucket{{le="{edge}"}} {c}' for edge, c in zip(self.buckets, counts,
-                                                                    strict=True)]
-        out += [f'{name}_bucket{{le="+Inf"}} {self.n}', f"{name}_sum {self.total:.6f}",
-                f"{name}_count {self.n}"]
+        tag = f"{label}," if label else ""
+        plain = f"{{{label}}}" if label else ""
+        out = [f'{name}_bucket{{{tag}le="{edge}"}} {c}' for edge, c in zip(self.buckets, counts,
+                                                                          strict=True)]
+        out += [f'{name}_bucket{{{tag}le="+Inf"}} {self.n}', f"{name}_sum{plain} {self.total:.6f}",
+                f"{name}_count{plain} {self.n}"]
         return out
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
 
 
 @dataclass
@@ -46,6 +53,10 @@ class ServerMetrics:
     output_tokens: int = 0
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS_S))
+    # batching on: how long a pass takes with and without prompt rows in it (the stall a
+    # new prompt puts on the running requests is the difference)
+    pass_decode: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
+    pass_prefill: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
 
     def set_running(self, n: int) -> None:
         self.running = n
@@ -75,5 +86,8 @@ class ServerMetrics:
             f"# TYPE {p}_output_tokens_total counter", f"{p}_output_tokens_total {self.output_tokens}",
             f"# TYPE {p}_ttft_seconds histogram", *self.ttft.lines(f"{p}_ttft_seconds"),
             f"# TYPE {p}_itl_seconds histogram", *self.itl.lines(f"{p}_itl_seconds"),
+            f"# TYPE {p}_pass_seconds histogram",
+            *self.pass_decode.lines(f"{p}_pass_seconds", 'prefill="no"'),
+            *self.pass_prefill.lines(f"{p}_pass_seconds", 'prefill="yes"'),
         ]
         return "\n".join(lines) + "\n"

@@ -2,8 +2,8 @@
 
 ``Scheduler`` is the queue and the thread; ``SequentialScheduler`` (``--batching off``)
 runs one request at a time, in arrival order (the comparison point for batching;
-``batching.py`` has the continuous one). The engine runs in the worker thread; tokens come back to the request's
-asyncio queue with ``call_soon_threadsafe``. A request whose client went away is
+``batching.py`` has the continuous one). The engine runs in the worker thread; tokens
+come back to the request's asyncio queue with ``call_soon_threadsafe``. A request whose client went away is
 marked cancelled: the engine stops between tokens (or the request is skipped if it
 has not started), so its slot is free at once. A full queue refuses new requests.
 """
@@ -29,7 +29,7 @@ class QueueFull(RuntimeError):
 
 @dataclass
 class Job:
-    messages: list[dict[str, str]]
+    messages: list[dict[str, str]] | str  # a chat, or a plain prompt (/v1/completions)
     max_tokens: int
     temperature: float
     loop: asyncio.AbstractEventLoop
