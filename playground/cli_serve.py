@@ -28,7 +28,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     batching = args.batching == "on"
     app = create_app(engine, api_key=args.api_key, max_queue=args.max_queue,
                      model_name=args.model_name, batching=batching, max_batch=args.max_batch,
-                     prefill_chunk=args.prefill_chunk, batch_wait_ms=args.batch_wait_ms)
+                     prefill_chunk=args.prefill_chunk, batch_wait_ms=args.batch_wait_ms,
+                     prefix_cache=args.prefix_cache == "on")
     how = (BatchScheduler.explain(engine, args.max_batch, args.prefill_chunk) if batching
            else "batching off: one request at a time, in arrival order")
     print(f"serving {engine.info.get('model_name')} ({config.format(only_changed=True) or 'defaults'})"
@@ -119,6 +120,9 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--prefill-chunk", type=int, default=32,
                        help="most prompt tokens per pass, so a new prompt stalls the "
                             "running requests for one chunk (batching on)")
+    serve.add_argument("--prefix-cache", choices=("on", "off"), default="on",
+                       help="reuse the keys/values of prompts' shared beginnings across "
+                            "requests (batching on)")
     serve.add_argument("--batch-wait-ms", type=float, default=0.0,
                        help="when idle, wait this long for more requests before the first pass")
     serve.add_argument("--max-queue", type=int, default=64,

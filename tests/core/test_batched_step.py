@@ -94,3 +94,37 @@ def test_prompt_rows_attend_causally_like_transformers_prefill(tiny_engine):
         assert mine.keys.shape == theirs.keys.shape == (1, 2, len(prompt), 16)
         assert torch.allclose(mine.keys, theirs.keys, atol=1e-4)
         assert torch.allclose(mine.values, theirs.values, atol=1e-4)
+
+
+def test_a_reused_prefix_gives_the_bits_a_recomputed_one_does(tiny_engine):
+    from playground.core.serve.prefix_store import PrefixStore
+
+    engine = tiny_engine(SPECS[1])
+    rows = engine.decode_step.rows
+    store = PrefixStore(max_entries=2)
+    first = engine.prompt_ids(PROMPTS[1])
+    second = engine.prompt_ids(PROMPTS[1] + [{"role": "assistant", "content": "Red."},
+                                             {"role": "user", "content": "And?"}])
+    with torch.inference_mode():
+        cache = engine.make_cache()
+        rows(first, list(range(len(first))), [0] * len(first), [cache], [len(first) - 1])
+        store.store(first, cache)
+        seeded, fresh = engine.make_cache(), engine.make_cache()
+        n = store.seed(second, seeded)
+        assert n == common(first, second) and 0 < n < len(second)
+        a = rows(second[n:], list(range(n, len(second))), [0] * (len(second) - n), [seeded],
+                 [len(second) - n - 1])
+        b = rows(second, list(range(len(second))), [0] * len(second), [fresh],
+                 [len(second) - 1])
+    assert torch.equal(a, b)
+    assert store.seed(first, engine.make_cache()) == len(first) - 1  # one left to prefill
+    assert store.seed([9999, 1, 2], engine.make_cache()) == 0
+    store.store([1, 2, 3, 4, 5], fresh)
+    store.store([6, 7, 8, 9, 10], fresh)  # two entries kept: the oldest (first) went
+    assert store.seed(first, engine.make_cache()) == 0 and store.hits == 2
+
+
+def common(a, b):
+    from playground.core.engine import common_prefix_len
+
+    return common_prefix_len(a, b)

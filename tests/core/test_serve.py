@@ -32,13 +32,15 @@ def server(tiny_dir):
 
     started = []
 
-    def start(max_queue=64, api_key=None, spec="", batching=True, max_batch=8, chunk=32):
+    def start(max_queue=64, api_key=None, spec="", batching=True, max_batch=8, chunk=32,
+              prefix_cache=True):
         base = RunConfig(model=str(tiny_dir), max_new_tokens=8)
         engine = build_engine(RunConfig.parse(spec, base=base))
         engine.eos_ids = set()  # random weights: every reply runs to max_tokens
         port = _free_port()
         app = create_app(engine, api_key=api_key, max_queue=max_queue, model_name="tiny",
-                         batching=batching, max_batch=max_batch, prefill_chunk=chunk)
+                         batching=batching, max_batch=max_batch, prefill_chunk=chunk,
+                         prefix_cache=prefix_cache)
         srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
         thread = threading.Thread(target=srv.run, daemon=True)
         thread.start()
@@ -148,20 +150,22 @@ def test_a_client_that_disconnects_frees_the_engine_and_a_full_queue_says_429(se
 
 def test_batched_requests_get_the_replies_they_get_alone(server):
     """Batching on with the native step: four different prompts at once, their prompts fed
-    in chunks beside the others' decoding, reply exactly as each does alone."""
+    in chunks beside the others' decoding and their shared beginnings copied from earlier
+    requests, reply exactly as each does alone on a server that reuses nothing."""
     from playground.core import weight_quant
 
     if weight_quant.backend() != "native":
         pytest.skip("native kernels unavailable here")
     url, engine = server(spec="quant=int8-weight", chunk=6)
+    plain_url, _ = server(spec="quant=int8-weight", chunk=6, prefix_cache=False)
     prompts = ["Hello there", "Name a colour and then another one, please",
                "Why is the sky blue?", "One more question about the sea and the wind"]
 
-    def ask(prompt, results, i):
+    def ask(prompt, results, i, base=url):
         body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 24,
                 "temperature": 0, "stream": True}
         text = ""
-        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as r:
+        with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=60) as r:
             for line in r.iter_lines():
                 if line.startswith("data: {"):
                     for choice in json.loads(line[6:])["choices"]:
@@ -170,7 +174,8 @@ def test_batched_requests_get_the_replies_they_get_alone(server):
 
     alone = {}
     for i, prompt in enumerate(prompts):
-        ask(prompt, alone, i)
+        ask(prompt, alone, i, plain_url)
+    ask(prompts[0], {}, 0)  # the store now holds the template's beginning and prompt 0
     together = {}
     threads = [threading.Thread(target=ask, args=(p, together, i)) for i, p in enumerate(prompts)]
     for t in threads:
@@ -181,6 +186,8 @@ def test_batched_requests_get_the_replies_they_get_alone(server):
     metrics = httpx.get(url + "/metrics").text
     peak = int(metrics.split("\nplayground_running_batch_size_max ")[1].split()[0])
     assert peak >= 2  # they did share passes
+    hits = int(metrics.split("\nplayground_prefix_cache_hits_total ")[1].split()[0])
+    assert hits >= 4
 
 
 def test_load_against_the_local_server_gives_plausible_steps(server, tmp_path):

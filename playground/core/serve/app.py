@@ -110,7 +110,8 @@ def _prompt(body: dict[str, Any]) -> str:
 
 def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                model_name: str | None = None, batching: bool = True, max_batch: int = 8,
-               prefill_chunk: int = 32, batch_wait_ms: float = 0.0) -> Any:
+               prefill_chunk: int = 32, batch_wait_ms: float = 0.0,
+               prefix_cache: bool = True) -> Any:
     from fastapi import FastAPI, Request
     from fastapi.responses import PlainTextResponse, StreamingResponse
 
@@ -121,7 +122,7 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
     def make_scheduler() -> Any:
         if batching:
             return BatchScheduler(engine, metrics, max_queue, max_batch, prefill_chunk,
-                                  batch_wait_ms)
+                                  batch_wait_ms, prefix_cache)
         return SequentialScheduler(engine, metrics, max_queue)
 
     @asynccontextmanager

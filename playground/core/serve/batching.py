@@ -25,6 +25,7 @@ from typing import Any
 from playground.core.engine import Detokenizer, TurnResult, _sample
 from playground.core.metrics import TokenTimeline, turn_metrics
 from playground.core.serve.metrics import ServerMetrics
+from playground.core.serve.prefix_store import PrefixStore
 from playground.core.serve.scheduler import END, Job, Scheduler
 
 
@@ -48,12 +49,15 @@ class _Seq:
 
 class BatchScheduler(Scheduler):
     def __init__(self, engine: Any, metrics: ServerMetrics, max_queue: int = 64,
-                 max_batch: int = 8, prefill_chunk: int = 32, batch_wait_ms: float = 0.0) -> None:
+                 max_batch: int = 8, prefill_chunk: int = 32, batch_wait_ms: float = 0.0,
+                 prefix_cache: bool = True) -> None:
         if max_batch < 1 or prefill_chunk < 1 or batch_wait_ms < 0:
             raise ValueError("max_batch and prefill_chunk must be at least 1, batch_wait_ms >= 0")
         self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
         self.batch_wait_s = batch_wait_ms / 1000.0
         self.rows = batched_rows(engine)
+        self.prefixes = PrefixStore() if prefix_cache else None
+        metrics.prefix_store = self.prefixes
         self._closing = False
         super().__init__(engine, metrics, max_queue)
 
@@ -64,7 +68,7 @@ class BatchScheduler(Scheduler):
     def explain(engine: Any, max_batch: int, prefill_chunk: int) -> str:
         if batched_rows(engine) is not None:
             return (f"batching on: up to {max_batch} requests share each pass "
-                    f"(prompts in chunks of {prefill_chunk} tokens)")
+                    f"(prompts in chunks of {prefill_chunk} tokens, shared prefixes reused)")
         return ("batching on, interleaved only: this config has no batched step (the "
                 "native step runs int8-weight, int4-weight, gguf-native), so requests take "
                 "turns pass by pass without sharing weight reads")
@@ -126,10 +130,14 @@ class BatchScheduler(Scheduler):
         if not config.greedy:
             generator = torch.Generator(device=engine.device).manual_seed(config.seed)
         ids = engine.prompt_ids(job.messages)
+        cache = engine.make_cache()
+        reused = 0
+        if self.prefixes is not None and PrefixStore.usable(cache):
+            reused = self.prefixes.seed(ids, cache)
         timeline = TokenTimeline(t_request=job.arrived, prompt_tokens=len(ids))
-        timeline.prefilled_tokens = len(ids)
-        return _Seq(job, ids, engine.make_cache(), config, generator, timeline,
-                    Detokenizer(engine.tokenizer))
+        timeline.prefilled_tokens = len(ids) - reused
+        return _Seq(job, ids, cache, config, generator, timeline,
+                    Detokenizer(engine.tokenizer), fed=reused)
 
     def _pass(self, active: list[_Seq]) -> None:
         tokens, positions, seqs, out, owners = [], [], [], [], []
@@ -165,6 +173,8 @@ class BatchScheduler(Scheduler):
         for i, seq in enumerate(owners):
             if seq.timeline.t_first_logits is None:
                 seq.timeline.t_first_logits = now
+                if self.prefixes is not None and PrefixStore.usable(seq.cache):
+                    self.prefixes.store(seq.ids, seq.cache)  # before its first new token
             self._advance(seq, logits[i])
         for seq in active:
             if seq.job.cancelled and seq.finish is None:

@@ -57,6 +57,7 @@ class ServerMetrics:
     # new prompt puts on the running requests is the difference)
     pass_decode: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
     pass_prefill: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
+    prefix_store: Any = None  # batching on: the shared prefix cache (hits, reused tokens)
 
     def set_running(self, n: int) -> None:
         self.running = n
@@ -86,6 +87,10 @@ class ServerMetrics:
             f"# TYPE {p}_output_tokens_total counter", f"{p}_output_tokens_total {self.output_tokens}",
             f"# TYPE {p}_ttft_seconds histogram", *self.ttft.lines(f"{p}_ttft_seconds"),
             f"# TYPE {p}_itl_seconds histogram", *self.itl.lines(f"{p}_itl_seconds"),
+            f"# TYPE {p}_prefix_cache_hits_total counter",
+            f"{p}_prefix_cache_hits_total {getattr(self.prefix_store, 'hits', 0)}",
+            f"# TYPE {p}_prefix_cache_tokens_total counter",
+            f"{p}_prefix_cache_tokens_total {getattr(self.prefix_store, 'reused_tokens', 0)}",
             f"# TYPE {p}_pass_seconds histogram",
             *self.pass_decode.lines(f"{p}_pass_seconds", 'prefill="no"'),
             *self.pass_prefill.lines(f"{p}_pass_seconds", 'prefill="yes"'),
