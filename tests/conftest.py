@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +131,46 @@ def open_window(qtbot):
     for window in windows:
         window.close()
         qtbot.waitUntil(window.thread.isFinished, timeout=load_ms)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tiny_dir):
+    """A real uvicorn server in a thread (playground serve on the tiny model); yields a
+    function that starts one and returns (base URL, engine)."""
+    import uvicorn
+
+    from playground.core.config import RunConfig
+    from playground.core.pipeline import build_engine
+    from playground.core.serve.app import create_app
+
+    started = []
+
+    def start(max_queue=64, api_key=None, spec="", batching=True, max_batch=8, chunk=32,
+              prefix_cache=True):
+        base = RunConfig(model=str(tiny_dir), max_new_tokens=8)
+        engine = build_engine(RunConfig.parse(spec, base=base))
+        engine.eos_ids = set()  # random weights: every reply runs to max_tokens
+        port = free_port()
+        app = create_app(engine, api_key=api_key, max_queue=max_queue, model_name="tiny",
+                         batching=batching, max_batch=max_batch, prefill_chunk=chunk,
+                         prefix_cache=prefix_cache)
+        srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+        thread = threading.Thread(target=srv.run, daemon=True)
+        thread.start()
+        for _ in range(200):
+            if srv.started:
+                break
+            time.sleep(0.05)
+        started.append((srv, thread))
+        return f"http://127.0.0.1:{port}", engine
+
+    yield start
+    for srv, thread in started:
+        srv.should_exit = True
+        thread.join(timeout=10)

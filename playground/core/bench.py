@@ -136,7 +136,9 @@ def summary_of(runs: list[TurnResult], engine: Engine) -> dict[str, Any]:
         "prefill_tok_s": summarize([m.prefill_tok_s for m in ms]),
         "itl_ms": summarize(itl),
         "e2e_s": summarize([m.e2e_s for m in ms]),
-        "peak_rss_mb": max((m.peak_rss_mb or 0.0 for m in ms), default=None),
+        # None where nothing was measured here (a remote endpoint), not a 0 MB that misleads
+        "peak_rss_mb": max((m.peak_rss_mb for m in ms if m.peak_rss_mb is not None),
+                           default=None),
         "cuda_peak_mb": max(cuda) if cuda else None,
         "weights_mb": engine.weights_mb,
         "bandwidth_bound_tok_s": bound,

@@ -50,6 +50,7 @@ def run_compare(
     out = CompareResult()
     reference: quality.Reference | None = None
     baseline_replies: list[str] = []
+    remote: list[tuple[ConfigResult, list[str], list[Any]]] = []  # endpoints to score
     for index, config in enumerate(configs):
         if should_stop():
             out.cancelled = True
@@ -74,19 +75,42 @@ def run_compare(
             out.cancelled = True
             break
         replies = [run["reply"] for run in result.runs[: len(conversations)]]
-        if with_quality:
+        if index == 0:
+            baseline_replies = replies
+        if with_quality and engine.model is None:  # a remote endpoint: scored at the end
+            result.quality = {"greedy_match": quality.greedy_match(baseline_replies, replies)}
+            remote.append((result, replies, [run.get("new_tokens") for run in
+                                             result.runs[: len(conversations)]]))
+        elif with_quality and (index == 0 or reference is not None):
             status(f"[{index + 1}/{len(configs)}] scoring quality of {label}")
             if reference is None:
                 reference = quality.reference(engine.model, engine.tokenizer)
-                baseline_replies = replies
             result.quality = quality.compare_to(reference, engine.model)
             result.quality["greedy_match"] = quality.greedy_match(baseline_replies, replies)
+        elif with_quality:
+            result.quality = {"greedy_match": quality.greedy_match(baseline_replies, replies),
+                              "note": "not available: the baseline is a remote endpoint"}
         result.info["baseline"] = index == 0
         out.results.append(result)
         on_result(result)
         del engine, result
         _release()
+    if remote and reference is not None and not out.cancelled:
+        _score_remote(configs[0], conversations, remote, build, status)
     return out
+
+
+def _score_remote(baseline: RunConfig, conversations: list[Any], remote: list[Any],
+                  build: Callable[..., Any], status: Callable[[str], None]) -> None:
+    """Endpoints have no local logits: load the baseline once more and read how often its
+    top next token is the one each endpoint chose along its replies."""
+    status("scoring the endpoints' replies against the baseline")
+    engine = build(baseline, progress=status)
+    for result, replies, counted in remote:
+        top1, note = quality.top1_on_replies(engine, conversations, replies, counted)
+        result.quality.update(top1_agreement=top1, note=note)
+    del engine
+    _release()
 
 
 def _release() -> None:

@@ -57,6 +57,11 @@ class RunConfig:
     # Opt-ins for code paths that can run arbitrary code from a checkpoint.
     allow_pickle: bool = False
     trust_remote_code: bool = False
+    # A remote OpenAI-compatible server instead of a local model (empty: local). The key
+    # is read from the environment variable named here, never written into the spec.
+    endpoint: str = ""
+    endpoint_model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -209,6 +214,30 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError("prefix_cache: 'on' needs kv_cache=on (it reuses the KV cache)")
     if cfg.draft != "none" and cfg.variant != "base":
         raise ConfigError("draft: a draft model needs variant=base (the student drafts for it)")
+    if cfg.endpoint:
+        _check_endpoint(cfg)
+    elif cfg.endpoint_model:
+        raise ConfigError("endpoint_model: needs endpoint=URL (the server that serves it)")
+
+
+# keys that still mean something when a remote server runs the model
+ENDPOINT_KEYS = ("endpoint", "endpoint_model", "api_key_env", "max_new_tokens", "temperature",
+                 "top_p", "seed")
+
+
+def _check_endpoint(cfg: RunConfig) -> None:
+    if not cfg.endpoint.startswith(("http://", "https://")) or " " in cfg.endpoint:
+        raise ConfigError(f"endpoint: '{cfg.endpoint}' is not a URL; allowed: "
+                          "http(s)://host:port/v1 (an OpenAI-compatible server)")
+    if not cfg.api_key_env.replace("_", "").isalnum():
+        raise ConfigError(f"api_key_env: '{cfg.api_key_env}' is not an environment variable "
+                          "name (letters, digits, _); the key itself never goes in the spec")
+    default = RunConfig()
+    local = [f.name for f in fields(cfg) if f.name not in ENDPOINT_KEYS
+             and getattr(cfg, f.name) != getattr(default, f.name)]
+    if local:
+        raise ConfigError(f"{local[0]}: the endpoint runs its own model, so local settings do "
+                          f"not apply; with endpoint= use only {', '.join(ENDPOINT_KEYS)}")
 
 
 def _check_onnx(cfg: RunConfig) -> None:

@@ -133,6 +133,37 @@ def parse_slo(text: str | None) -> dict[str, float]:
     return slo
 
 
+@dataclass
+class Event:
+    """One server-sent event of an OpenAI-style stream."""
+
+    pieces: list[str] = field(default_factory=list)  # content (chat delta or completion text)
+    usage: dict[str, Any] | None = None
+    finish: str | None = None
+    done: bool = False
+
+
+def parse_event(line: str) -> Event | None:
+    """A ``data:`` line of a chat or completions stream; None for anything else (comments,
+    keep-alives, blank lines). A server's error event raises ValueError with its message."""
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return Event(done=True)
+    chunk = json.loads(data)
+    if chunk.get("error"):
+        error = chunk["error"]
+        raise ValueError(error.get("message") if isinstance(error, dict) else str(error))
+    event = Event(usage=chunk.get("usage"))
+    for choice in chunk.get("choices") or []:
+        content = (choice.get("delta") or {}).get("content") or choice.get("text")
+        if content:
+            event.pieces.append(content)
+        event.finish = choice.get("finish_reason") or event.finish
+    return event
+
+
 # -- the client ---------------------------------------------------------------------
 async def one_request(client: Any, settings: LoadSettings, messages: list[dict[str, str]]
                       ) -> RequestResult:
@@ -154,19 +185,16 @@ async def one_request(client: Any, settings: LoadSettings, messages: list[dict[s
                 detail = (await response.aread()).decode(errors="replace")[:200]
                 return RequestResult(False, f"HTTP {response.status_code}: {detail}")
             async for line in response.aiter_lines():
-                if not line.startswith("data:"):
+                event = parse_event(line)
+                if event is None:
                     continue
-                data = line[5:].strip()
-                if data == "[DONE]":
+                if event.done:
                     break
-                chunk = json.loads(data)
-                if chunk.get("usage"):
-                    usage_tokens = chunk["usage"].get("completion_tokens")
-                for choice in chunk.get("choices") or []:
-                    content = (choice.get("delta") or {}).get("content")
-                    if content:
-                        times.append(time.perf_counter())
-                        texts.append(content)
+                if event.usage:
+                    usage_tokens = event.usage.get("completion_tokens")
+                for content in event.pieces:
+                    times.append(time.perf_counter())
+                    texts.append(content)
     except Exception as exc:  # a network error is one failed request, not a failed run
         return RequestResult(False, f"{type(exc).__name__}: {str(exc)[:150]}")
     end = time.perf_counter()

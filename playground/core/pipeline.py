@@ -21,6 +21,8 @@ Progress = Callable[[str], None]
 
 def check(config: RunConfig) -> str:
     """Resolve the device and run every wanted optimization's check; return the device."""
+    if config.endpoint:
+        return "remote"
     try:
         device = resolve_device(config.device)
     except ValueError as exc:
@@ -48,7 +50,8 @@ def _wanted(config: RunConfig) -> list[Any]:
 def preflight(config: RunConfig) -> str:
     """Everything that can be checked without loading weights: device, combinations, model path."""
     device = check(config)
-    models.resolve(model_to_load(config))
+    if not config.endpoint:
+        models.resolve(model_to_load(config))
     return device
 
 
@@ -68,6 +71,10 @@ def build_engine(
 ) -> Engine:
     """Load ``config.model`` (or use ``loaded``), apply the optimizations, return an Engine."""
     device = check(config)
+    if config.endpoint:
+        from playground.core.backends import remote
+
+        return remote.build(config, progress)  # type: ignore[return-value]
     if config.backend == "onnxruntime":
         return _build_onnx(config, device, progress)
     wanted = _wanted(config)

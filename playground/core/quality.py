@@ -107,6 +107,34 @@ def greedy_match(baseline_replies: list[str], replies: list[str]) -> float | Non
     return sum(a == b for a, b in pairs) / len(pairs)
 
 
+def top1_on_replies(engine: Any, conversations: list[Any], replies: list[str],
+                    reply_tokens: list[int | None]) -> tuple[float | None, str]:
+    """For a remote endpoint (no local logits): how often the local baseline's top next
+    token is the token the endpoint chose, along the endpoint's own greedy replies (each
+    reply fed to the baseline after its prompt). Needs the same tokenizer on both sides:
+    when a reply re-tokenized locally has another length than the endpoint reported, the
+    figure is not available, and the reason says so."""
+    import torch
+
+    hits = total = 0
+    for messages, reply, counted in zip(conversations, replies, reply_tokens, strict=True):
+        ids = engine.prompt_ids(messages)
+        target = list(engine.tokenizer(reply, add_special_tokens=False)["input_ids"])
+        if counted is not None and abs(len(target) - counted) > 1:  # an end token may count
+            return None, (f"not available: the endpoint counted {counted} tokens where the "
+                          f"baseline's tokenizer reads {len(target)} (another tokenizer)")
+        if not target:
+            continue
+        with torch.inference_mode():
+            logits = engine.model(input_ids=torch.tensor([ids + target])).logits[0]
+        predicted = logits[len(ids) - 1 : len(ids) + len(target) - 1].argmax(-1)
+        hits += int((predicted == torch.tensor(target)).sum())
+        total += len(target)
+    if not total:
+        return None, "not available: the endpoint returned no reply text"
+    return hits / total, "top-1 on the endpoint's own replies (no logits from a remote server)"
+
+
 def disagreement(kl: float, top1: float) -> str:
     """What a config's measured quality means, from its own figures (no fixed verdict)."""
     return (f"its top next token differs from the reference's {1 - top1:.0%} of the time on "

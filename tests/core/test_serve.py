@@ -1,11 +1,11 @@
 """playground serve (batching on and off) and playground load, on loopback with the tiny model."""
 
 import json
-import socket
 import threading
 import time
 
 import pytest
+from conftest import free_port
 
 from playground.core import load
 from playground.core.config import RunConfig
@@ -17,50 +17,10 @@ httpx = pytest.importorskip("httpx")
 HELLO = [{"role": "user", "content": "Hello there"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def server(tiny_dir):
-    """A real uvicorn server in a thread; yields (base URL, engine)."""
-    import uvicorn
-
-    from playground.core.serve.app import create_app
-
-    started = []
-
-    def start(max_queue=64, api_key=None, spec="", batching=True, max_batch=8, chunk=32,
-              prefix_cache=True):
-        base = RunConfig(model=str(tiny_dir), max_new_tokens=8)
-        engine = build_engine(RunConfig.parse(spec, base=base))
-        engine.eos_ids = set()  # random weights: every reply runs to max_tokens
-        port = _free_port()
-        app = create_app(engine, api_key=api_key, max_queue=max_queue, model_name="tiny",
-                         batching=batching, max_batch=max_batch, prefill_chunk=chunk,
-                         prefix_cache=prefix_cache)
-        srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-        thread = threading.Thread(target=srv.run, daemon=True)
-        thread.start()
-        for _ in range(200):
-            if srv.started:
-                break
-            time.sleep(0.05)
-        started.append((srv, thread))
-        return f"http://127.0.0.1:{port}", engine
-
-    yield start
-    for srv, thread in started:
-        srv.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.mark.parametrize("batching", [True, False])
 def test_openai_client_streams_the_engines_greedy_reply(server, tiny_dir, batching):
     openai = pytest.importorskip("openai")
-    url, engine = server(batching=batching)
+    url, engine = server(batching=batching, chunk=4)  # prompts over several passes
     alone = build_engine(RunConfig(model=str(tiny_dir), max_new_tokens=8))
     alone.eos_ids = set()
     expected = alone.chat(HELLO)
@@ -216,7 +176,7 @@ def test_ctrl_c_lets_running_streams_finish_then_stops(tiny_dir):
     import subprocess
     import sys
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "playground", "serve", "--config",
                                f"model={tiny_dir}", "--port", str(port)],
                               stderr=subprocess.PIPE, text=True, env={**os.environ})

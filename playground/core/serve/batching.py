@@ -194,7 +194,7 @@ class BatchScheduler(Scheduler):
                 if end - 1 in wanted:
                     result.append(logits)
                 start = end
-        return torch.stack(result)
+        return torch.stack(result) if result else None  # a pass of prompt chunks only
 
     def _advance(self, seq: _Seq, logits: Any) -> None:
         token = _sample(logits, seq.config, seq.generator)
