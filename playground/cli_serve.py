@@ -51,6 +51,11 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     if args.requests is None:
         raise ValueError("load: --requests N is required (a load run is always bounded)")
+    if args.plot and Path(args.plot).suffix.lower() != ".svg":
+        raise ValueError(f"--plot: '{args.plot}' must end in .svg (drawn without Qt)")
+    for name in args.compare_with or []:
+        if not Path(name).is_file():
+            raise ValueError(f"--compare-with: '{name}' is not a file")
     prompts = bench.read_prompts(Path(args.prompts) if args.prompts
                                  else bench.default_prompts_path())
     settings = LoadSettings(
@@ -62,6 +67,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         arrivals=args.arrivals, slo=parse_slo(args.goodput))
     steps = run_load(settings, progress=_print_step)
     result = {"schema": 1, "kind": "load", "endpoint": args.endpoint, "model": args.model,
+              "label": args.label,
               "hardware": bench.hardware(), "settings": {
                   "requests": args.requests, "max_tokens": args.max_tokens,
                   "prompts": args.prompts or "default", "arrivals": args.arrivals,
@@ -73,7 +79,24 @@ def cmd_load(args: argparse.Namespace) -> int:
     if args.csv:
         _write_csv(Path(args.csv), steps)
         print(f"wrote {args.csv}")
+    if args.plot:
+        _plot(Path(args.plot), args.label or args.endpoint, steps, args.compare_with or [])
+        print(f"wrote {args.plot}")
     return 0 if all(s["errors"] < s["requests"] for s in steps) else 1
+
+
+def _plot(path: Path, endpoint: str, steps: list[dict[str, Any]], others: list[str]) -> None:
+    """This run, and earlier runs' JSON files beside it (--compare-with)."""
+    from playground.core import load_plot
+
+    runs = [(endpoint, steps)]
+    for name in others:
+        try:
+            data = json.loads(Path(name).read_text())
+            runs.append((data.get("label") or data["endpoint"], data["load"]["steps"]))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"--compare-with: '{name}' is not a load result file ({exc})") from None
+    load_plot.write(path, runs)
 
 
 def _numbers(text: str, kind: type, flag: str) -> list[Any]:
@@ -144,4 +167,8 @@ def add_parsers(sub: Any) -> None:
     load.add_argument("--goodput", help="SLOs, e.g. ttft_ms:500,tpot_ms:100")
     load.add_argument("--json", help="write the result (schema 1, a load section)")
     load.add_argument("--csv", help="write one row per step")
+    load.add_argument("--plot", help="write latency against throughput across the steps (.svg)")
+    load.add_argument("--compare-with", nargs="*", metavar="JSON",
+                      help="earlier load result files to draw beside this run in --plot")
+    load.add_argument("--label", help="this run's name in plots (default: the endpoint)")
     load.set_defaults(func=cmd_load)

@@ -28,6 +28,7 @@ from playground.gui.controls import ControlsPanel
 from playground.gui.history_view import HistoryDialog
 from playground.gui.labels import short_label
 from playground.gui.qat_job import QatJob, show_training_progress
+from playground.gui.serve_view import ServeView
 from playground.gui.worker import Loaded, TokenEvent, TurnDone, Worker
 
 MEMORY_SAMPLE_MS = 250
@@ -87,6 +88,8 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(splitter, "Playground")
         self.tabs.addTab(self.compare, "Compare")
+        self.serve = ServeView(self.controls.config)
+        self.tabs.addTab(self.serve, "Serve && load")
         self.setCentralWidget(self.tabs)
         self.resize(1500, 900)
 
@@ -128,6 +131,7 @@ class MainWindow(QMainWindow):
         self.compare.ab_requested.connect(self.run_ab)
         self.compare.cancel_requested.connect(self.stop)
         self.compare.error.connect(self.show_error)
+        self.serve.error.connect(self.show_error)
 
         self.controls.apply_requested.connect(self.apply_controls)
         self.chat.send_requested.connect(self.send)
@@ -498,6 +502,8 @@ class MainWindow(QMainWindow):
         self.stop()
         self.memory_timer.stop()
         self.charts.timer.stop()
+        self.serve.timer.stop()
+        self.serve.shutdown()
         self.thread.quit()
         # The worker checks the stop event between tokens; a load cannot be interrupted,
         # so wait for it rather than kill a thread that holds the model.

@@ -159,8 +159,13 @@ def test_load_against_the_local_server_gives_plausible_steps(server, tmp_path):
     prompts.write_text("Hello there\nName a colour\n")
     code = cli.main(["load", "--endpoint", url + "/v1", "--concurrency", "1,2", "--requests", "4",
                      "--prompts", str(prompts), "--max-tokens", "6", "--goodput", "ttft_ms:60000",
-                     "--json", str(out), "--csv", str(tmp_path / "load.csv")])
+                     "--json", str(out), "--csv", str(tmp_path / "load.csv"), "--label", "tiny"])
     assert code == 0
+    code = cli.main(["load", "--endpoint", url + "/v1", "--concurrency", "2", "--requests", "2",
+                     "--prompts", str(prompts), "--max-tokens", "4", "--plot",
+                     str(tmp_path / "p.svg"), "--compare-with", str(out)])
+    svg = (tmp_path / "p.svg").read_text()
+    assert code == 0 and svg.startswith("<svg") and ">tiny</text>" in svg and ">c2</text>" in svg
     steps = json.loads(out.read_text())["load"]["steps"]
     assert [s["concurrency"] for s in steps] == [1, 2]
     for s in steps:
@@ -204,11 +209,14 @@ def test_ctrl_c_lets_running_streams_finish_then_stops(tiny_dir):
     assert "stopped: 1 requests served" in server.stderr.read()
 
 
-def test_load_refuses_to_run_unbounded(capsys):
+def test_load_refuses_to_run_unbounded_or_to_plot_what_it_cannot(capsys):
     from playground import cli
 
     assert cli.main(["load", "--endpoint", "http://127.0.0.1:9/v1"]) == 2
     assert "--requests" in capsys.readouterr().err
+    assert cli.main(["load", "--endpoint", "http://127.0.0.1:9/v1", "--requests", "1",
+                     "--plot", "x.png"]) == 2
+    assert "must end in .svg" in capsys.readouterr().err
 
 
 def test_multi_token_chunks_split_their_gap_and_slos_count():

@@ -202,6 +202,7 @@ class BatchScheduler(Scheduler):
             self._finish(seq, "eos")
             return
         seq.new.append(token)
+        seq.job.count_token()
         piece = seq.pieces.piece(seq.new)
         seq.timeline.token_times.append(time.perf_counter())
         if piece:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,7 @@ class ServerMetrics:
     pass_decode: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
     pass_prefill: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
     prefix_store: Any = None  # batching on: the shared prefix cache (hits, reused tokens)
+    recent: deque = field(default_factory=lambda: deque(maxlen=200))  # the latest requests
 
     def set_running(self, n: int) -> None:
         self.running = n

@@ -38,9 +38,27 @@ class Job:
     result: Any = None
     error: str | None = None
     arrived: float = field(default_factory=time.perf_counter)
+    # what the live request table shows (the GUI's Serve & load tab)
+    tokens: int = 0
+    first_at: float | None = None
+    done_at: float | None = None
 
     def emit(self, item: Any) -> None:
+        if item is END:
+            self.done_at = time.perf_counter()
         self.loop.call_soon_threadsafe(self.pieces.put_nowait, item)
+
+    def count_token(self) -> None:
+        self.tokens += 1
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+
+    @property
+    def state(self) -> str:
+        if self.done_at is not None:
+            return "failed" if self.error else ("cancelled" if self.cancelled and (
+                self.result is None or self.result.finish_reason == "cancelled") else "done")
+        return "running" if self.first_at is not None else "waiting"
 
 
 class Scheduler:
@@ -61,6 +79,7 @@ class Scheduler:
             self.metrics.rejected += 1
             raise QueueFull(f"the queue is full ({self.max_queue} waiting); retry shortly")
         self.metrics.queued += 1
+        self.metrics.recent.append(job)
         self._jobs.put(job)
 
     def close(self, timeout: float = 60.0) -> None:
@@ -100,6 +119,7 @@ class SequentialScheduler(Scheduler):
         first: list[float] = []
 
         def on_token(piece: str) -> None:
+            job.count_token()
             if not first:
                 first.append(time.perf_counter())
             if piece:

@@ -1,0 +1,397 @@
+"""The Serve & load tab: start a local OpenAI-compatible server from the current
+controls, watch its requests stream in a live table, and sweep load against it (or any
+endpoint) in the background, with TTFT, ITL and output tok/s charted against
+concurrency, one series per sweep (batching on beside batching off).
+
+Its jobs (building the server's engine, a load sweep) run in their own Python threads
+and report through this view's signals; the chat's model worker is not involved. The
+server loads its own copy of the model (the chat keeps its own).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from playground.core.config import RunConfig
+
+COLUMNS = ("#", "state", "waited ms", "TTFT ms", "tokens", "tok/s", "e2e s")
+SERIES_COLORS = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a")
+MAX_SERIES = 5
+PANELS = (("ttft_ms", "TTFT ms (p50 solid, p99 dashed)"),
+          ("itl_ms", "ITL ms (p50 solid, p99 dashed)"),
+          ("output_tok_s", "Output tok/s (all requests)"))
+
+
+class ServeView(QWidget):
+    # from the background threads (queued to the GUI thread)
+    server_started = Signal(object)
+    server_failed = Signal(str)
+    server_stopped = Signal()
+    load_step = Signal(object)
+    load_done = Signal(object)
+    load_failed = Signal(str)
+    error = Signal(str)
+
+    def __init__(self, current_config: Callable[[], RunConfig], parent: QWidget | None = None
+                 ) -> None:
+        super().__init__(parent)
+        self.current_config = current_config
+        self.handle: Any = None
+        self.sweeps: list[dict[str, Any]] = []  # {"label", "steps"}
+        self._stop_load = threading.Event()
+        self._loading = False
+
+        self.spec = QLineEdit()
+        self.spec.setPlaceholderText("the current controls' spec (Use controls)")
+        from_controls = QPushButton("Use controls")
+        from_controls.clicked.connect(self.use_controls)
+        self.batching = QCheckBox("Batching on (continuous)")
+        self.batching.setChecked(True)
+        self.port = QSpinBox()
+        self.port.setRange(1024, 65535)
+        self.port.setValue(8000)
+        self.start_button = QPushButton("Start server")
+        self.start_button.clicked.connect(self.toggle_server)
+        self.server_status = QLabel("Stopped.")
+        self.server_status.setWordWrap(True)
+        spec_row = QHBoxLayout()
+        spec_row.addWidget(self.spec, 1)
+        spec_row.addWidget(from_controls)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.batching)
+        run_row.addWidget(QLabel("Port"))
+        run_row.addWidget(self.port)
+        run_row.addStretch(1)
+        run_row.addWidget(self.start_button)
+        server_box = QGroupBox("Local server (OpenAI-compatible, 127.0.0.1 only)")
+        server_layout = QVBoxLayout(server_box)
+        server_layout.addLayout(spec_row)
+        server_layout.addLayout(run_row)
+        server_layout.addWidget(self.server_status)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.totals = QLabel("")
+        requests_box = QGroupBox("Requests (latest first)")
+        requests_layout = QVBoxLayout(requests_box)
+        requests_layout.addWidget(self.totals)
+        requests_layout.addWidget(self.table)
+
+        self.endpoint = QLineEdit()
+        self.endpoint.setPlaceholderText("http://127.0.0.1:8000/v1 (the local server when empty)")
+        self.concurrency = QLineEdit("1,2,4,8")
+        self.requests = QSpinBox()
+        self.requests.setRange(1, 10000)
+        self.requests.setValue(16)
+        self.max_tokens = QSpinBox()
+        self.max_tokens.setRange(1, 8192)
+        self.max_tokens.setValue(64)
+        self.load_button = QPushButton("Run load sweep")
+        self.load_button.clicked.connect(self.toggle_load)
+        self.load_progress = QProgressBar()
+        self.load_progress.setFormat("%v of %m steps")
+        self.load_status = QLabel("")
+        self.load_status.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Endpoint", self.endpoint)
+        form.addRow("Concurrency steps", self.concurrency)
+        form.addRow("Requests per step", self.requests)
+        form.addRow("Max tokens", self.max_tokens)
+        load_box = QGroupBox("Load sweep")
+        load_layout = QVBoxLayout(load_box)
+        load_layout.addLayout(form)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_button)
+        buttons.addWidget(self.load_progress, 1)
+        load_layout.addLayout(buttons)
+        load_layout.addWidget(self.load_status)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(server_box)
+        left_layout.addWidget(load_box)
+        left_layout.addWidget(requests_box, 1)
+
+        self.charts = pg.GraphicsLayoutWidget()
+        self.charts.setBackground("w")
+        self.plots = {}
+        for i, (key, title) in enumerate(PANELS):
+            plot = self.charts.addPlot(row=i, col=0, title=title)
+            plot.showGrid(x=True, y=True, alpha=0.25)
+            plot.setLabel("bottom", "concurrency")
+            plot.setLogMode(x=True, y=False)
+            self.plots[key] = plot
+        self.legend = QLabel("Run a sweep: each one is a series (start the server with "
+                             "batching off and sweep again to compare).")
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.legend)
+        right_layout.addWidget(self.charts, 1)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+
+        self.server_started.connect(self._on_started)
+        self.server_failed.connect(self._on_server_failed)
+        self.server_stopped.connect(self._on_stopped)
+        self.load_step.connect(self._on_step)
+        self.load_done.connect(self._on_load_done)
+        self.load_failed.connect(self._on_load_failed)
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.refresh_table)
+        self.timer.start(500)
+
+    # -- the server ----------------------------------------------------------------
+    @Slot()
+    def use_controls(self) -> None:
+        try:
+            self.spec.setText(self.current_config().format(only_changed=True))
+        except ValueError as exc:
+            self.error.emit(str(exc))
+
+    @Slot()
+    def toggle_server(self) -> None:
+        if self.handle is not None:
+            self.stop_server()
+            return
+        try:
+            spec = self.spec.text().strip()
+            config = RunConfig.parse(spec) if spec else self.current_config()
+        except ValueError as exc:
+            self.error.emit(str(exc))
+            return
+        if config.endpoint:
+            self.error.emit("serve: the server runs a local model; endpoint= is for "
+                            "measuring other servers (put its URL in Endpoint below)")
+            return
+        self.start_button.setEnabled(False)
+        self.server_status.setText(f"Loading {config.format(only_changed=True) or 'defaults'}…")
+        port, batching = self.port.value(), self.batching.isChecked()
+
+        def start() -> None:
+            from playground.core.serve.runner import ServerHandle
+
+            try:
+                handle = ServerHandle(config, port=port, batching=batching)
+            except Exception as exc:  # shown as a dialog; the app keeps running
+                self.server_failed.emit(str(exc).strip().splitlines()[0] if str(exc).strip()
+                                        else type(exc).__name__)
+                return
+            self.server_started.emit(handle)
+
+        threading.Thread(target=start, name="serve-start", daemon=True).start()
+
+    def stop_server(self) -> None:
+        handle, self.handle = self.handle, None
+        if handle is None:
+            return
+        self.start_button.setEnabled(False)
+        self.server_status.setText("Stopping: running requests finish first…")
+        threading.Thread(target=lambda: (handle.stop(), self.server_stopped.emit()),
+                         name="serve-stop", daemon=True).start()
+
+    @Slot(object)
+    def _on_started(self, handle: Any) -> None:
+        self.handle = handle
+        self.start_button.setEnabled(True)
+        self.start_button.setText("Stop server")
+        spec = handle.config.format(only_changed=True) or "defaults"
+        self.server_status.setText(f"Serving {handle.engine.info.get('model_name')} ({spec}) on "
+                                   f"{handle.url} — {handle.describe}")
+        self.spec.setEnabled(False)
+        self.batching.setEnabled(False)
+        self.port.setEnabled(False)
+
+    @Slot(str)
+    def _on_server_failed(self, message: str) -> None:
+        self.start_button.setEnabled(True)
+        self.server_status.setText(f"Not started: {message}")
+        self.error.emit(f"The server did not start: {message}")
+
+    @Slot()
+    def _on_stopped(self) -> None:
+        self.start_button.setEnabled(True)
+        self.start_button.setText("Start server")
+        self.server_status.setText("Stopped.")
+        for widget in (self.spec, self.batching, self.port):
+            widget.setEnabled(True)
+
+    @Slot()
+    def refresh_table(self) -> None:
+        if self.handle is None:
+            return
+        m = self.handle.metrics
+        self.totals.setText(f"{m.requests} served · {m.running} running (largest batch "
+                            f"{m.running_max}) · {m.queued} waiting · {m.failed} failed · "
+                            f"{m.rejected} refused · {m.output_tokens} tokens out")
+        jobs = list(m.recent)[-50:][::-1]
+        self.table.setRowCount(len(jobs))
+        now = time.perf_counter()
+        for row, job in enumerate(jobs):
+            first = job.first_at
+            end = job.done_at or now
+            ttft = (first - job.arrived) * 1000 if first else None
+            rate = (job.tokens - 1) / (end - first) if first and job.tokens > 1 and end > first \
+                else None
+            values = (str(len(m.recent) - row), job.state,
+                      f"{((first or now) - job.arrived) * 1000:.0f}" if not first else "",
+                      "" if ttft is None else f"{ttft:.0f}", str(job.tokens),
+                      "" if rate is None else f"{rate:.1f}", f"{end - job.arrived:.2f}")
+            for col, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                if col >= 2:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(row, col, item)
+
+    # -- load sweeps ---------------------------------------------------------------
+    @Slot()
+    def toggle_load(self) -> None:
+        if self._loading:
+            self._stop_load.set()
+            self.load_status.setText("Cancelling after the running requests…")
+            return
+        from playground.core import bench
+        from playground.core.load import LoadSettings
+
+        endpoint = self.endpoint.text().strip() or (self.handle.url if self.handle else "")
+        if not endpoint.startswith(("http://", "https://")):
+            self.error.emit("Load: give an endpoint URL (http://host:port/v1) or start the "
+                            "local server first")
+            return
+        try:
+            steps = [int(v) for v in self.concurrency.text().split(",") if v.strip()]
+            if not steps or any(v < 1 for v in steps):
+                raise ValueError
+        except ValueError:
+            self.error.emit(f"Concurrency steps: '{self.concurrency.text()}' is not a list of "
+                            "positive whole numbers, e.g. 1,2,4,8")
+            return
+        import os
+
+        settings = LoadSettings(endpoint=endpoint,
+                                prompts=bench.read_prompts(bench.default_prompts_path()),
+                                requests=self.requests.value(),
+                                max_tokens=self.max_tokens.value(), concurrency=steps,
+                                api_key=os.environ.get("OPENAI_API_KEY"))
+        label = self._series_label(endpoint)
+        self.sweeps.append({"label": label, "steps": []})
+        self.sweeps = self.sweeps[-MAX_SERIES:]
+        self._stop_load.clear()
+        self._loading = True
+        self.load_button.setText("Cancel sweep")
+        self.load_progress.setRange(0, len(steps))
+        self.load_progress.setValue(0)
+        self.load_status.setText(f"Sweeping {endpoint}: concurrency {steps[0]} first…")
+
+        def run() -> None:
+            from playground.core.load import run_load
+
+            try:
+                done = run_load(settings, progress=self.load_step.emit,
+                                should_stop=self._stop_load.is_set)
+            except Exception as exc:
+                self.load_failed.emit(str(exc).strip().splitlines()[0] if str(exc).strip()
+                                      else type(exc).__name__)
+                return
+            self.load_done.emit(done)
+
+        threading.Thread(target=run, name="load-sweep", daemon=True).start()
+
+    def _series_label(self, endpoint: str) -> str:
+        if self.handle is not None and endpoint == self.handle.url:
+            on = "batching on" if self.handle.batching else "batching off"
+            return f"local, {on} ({self.handle.config.format(only_changed=True) or 'defaults'})"
+        return endpoint
+
+    @Slot(object)
+    def _on_step(self, step: dict[str, Any]) -> None:
+        self.sweeps[-1]["steps"].append(step)
+        self.load_progress.setValue(len(self.sweeps[-1]["steps"]))
+        t = step["ttft_ms"]["p50"]
+        self.load_status.setText(
+            f"concurrency {step['concurrency']}: {step['output_tok_s']:.1f} tok/s, TTFT p50 "
+            f"{'–' if t is None else f'{t:.0f}'} ms, {step['errors']} errors")
+        self.redraw()
+
+    @Slot(object)
+    def _on_load_done(self, steps: list[Any]) -> None:
+        self._loading = False
+        self.load_button.setText("Run load sweep")
+        cancelled = self._stop_load.is_set()
+        self.load_status.setText(("Cancelled after " if cancelled else "Done: ")
+                                 + f"{len(steps)} steps.")
+
+    @Slot(str)
+    def _on_load_failed(self, message: str) -> None:
+        self._loading = False
+        self.load_button.setText("Run load sweep")
+        self.load_status.setText(f"Failed: {message}")
+        self.error.emit(f"Load sweep failed: {message}")
+
+    def redraw(self) -> None:
+        legend = []
+        for plot in self.plots.values():
+            plot.clear()
+        for i, sweep in enumerate(self.sweeps):
+            color = SERIES_COLORS[i % len(SERIES_COLORS)]
+            legend.append(f'<span style="color:{color}">■</span> {sweep["label"]}')
+            steps = [s for s in sweep["steps"] if s["concurrency"]]
+            x = [s["concurrency"] for s in steps]
+            if not x:
+                continue
+            for key, plot in self.plots.items():
+                if key == "output_tok_s":
+                    plot.plot(x, [s[key] for s in steps], pen=pg.mkPen(color, width=2),
+                              symbol="o", symbolBrush=color, symbolSize=7)
+                    continue
+                for pct, style in (("p50", Qt.PenStyle.SolidLine), ("p99", Qt.PenStyle.DashLine)):
+                    pts = [(c, s[key][pct]) for c, s in zip(x, steps, strict=True)
+                           if s[key][pct] is not None]
+                    if pts:
+                        plot.plot([p[0] for p in pts], [p[1] for p in pts],
+                                  pen=pg.mkPen(color, width=2, style=style), symbol="o",
+                                  symbolBrush=color, symbolSize=6)
+        if legend:
+            self.legend.setText(" &nbsp; ".join(legend))
+
+    def shutdown(self) -> None:
+        """Window closing: stop the sweep and the server (bounded waits)."""
+        self._stop_load.set()
+        if self.handle is not None:
+            handle, self.handle = self.handle, None
+            handle.stop(timeout=10)
