@@ -12,12 +12,11 @@ from typing import Any
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from playground.core.config import RunConfig
     from playground.core.pipeline import build_engine
     from playground.core.serve.app import create_app
     from playground.core.serve.batching import BatchScheduler
+    from playground.core.serve.runner import draining_server
 
     for flag, value, low in (("--max-batch", args.max_batch, 1), ("--prefill-chunk",
                               args.prefill_chunk, 1), ("--batch-wait-ms", args.batch_wait_ms, 0)):
@@ -34,9 +33,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
            else "batching off: one request at a time, in arrival order")
     print(f"serving {engine.info.get('model_name')} ({config.format(only_changed=True) or 'defaults'})"
           f" on http://{args.host}:{args.port}/v1 — {how}", file=sys.stderr)
-    # Ctrl+C: uvicorn stops accepting, lets the running streams finish (drain), then the
-    # app's shutdown closes the scheduler; a second Ctrl+C forces the exit.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # Ctrl+C: new requests get 503 while the running ones finish (drain), then the app's
+    # shutdown closes the scheduler; a second Ctrl+C stops at once.
+    draining_server(app, args.host, args.port).run()
     m = app.state.metrics
     print(f"stopped: {m.requests} requests served, {m.failed} failed, {m.rejected} refused",
           file=sys.stderr)

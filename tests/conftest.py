@@ -168,8 +168,10 @@ def server(tiny_dir):
                 break
             time.sleep(0.05)
         started.append((srv, thread))
+        start.apps.append(app)
         return f"http://127.0.0.1:{port}", engine
 
+    start.apps = []
     yield start
     for srv, thread in started:
         srv.should_exit = True

@@ -79,6 +79,10 @@ def test_bad_input_gets_openai_errors_and_the_server_keeps_serving(server):
     assert httpx.get(url + "/health").json() == {"status": "ok"}
     metrics = httpx.get(url + "/metrics").text
     assert "playground_requests_total 1" in metrics and "playground_ttft_seconds_bucket" in metrics
+    server.apps[-1].state.draining = True  # what the first Ctrl+C sets: new work is refused
+    late = post(json.dumps({"messages": HELLO}))
+    assert late.status_code == 503 and late.headers["retry-after"] == "5"
+    assert httpx.get(url + "/health").json() == {"status": "draining"}
 
 
 @pytest.mark.parametrize("batching", [True, False])
@@ -194,13 +198,17 @@ def test_ctrl_c_lets_running_streams_finish_then_stops(tiny_dir):
                 time.sleep(0.1)
         body = {"messages": HELLO, "max_tokens": 300, "stream": True}
         lines = []
-        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
-                          timeout=60) as r:
-            for line in r.iter_lines():
-                if line:
-                    lines.append(line)
-                if len(lines) == 3:
-                    server.send_signal(signal.SIGINT)  # mid-stream
+        try:
+            with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                              timeout=60) as r:
+                for line in r.iter_lines():
+                    if line:
+                        lines.append(line)
+                    if len(lines) == 3:
+                        server.send_signal(signal.SIGINT)  # mid-stream
+        except httpx.HTTPError as exc:
+            server.kill()
+            raise AssertionError(f"{exc}: {server.stderr.read()[-500:]}") from exc
         assert server.wait(timeout=60) == 0
     finally:
         server.kill()

@@ -133,6 +133,15 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
 
     app = FastAPI(title="LLM Latency Playground", lifespan=lifespan)
 
+    class CountedStream(StreamingResponse):
+        """Counted out of ``in_flight`` once sent (or abandoned): a drain waits for it."""
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                app.state.in_flight -= 1
+
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> Any:
         return _error_response(exc)
@@ -143,7 +152,11 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                            kind="authentication_error", code="invalid_api_key")
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
+    async def health() -> Any:
+        from fastapi.responses import JSONResponse
+
+        if app.state.draining:  # load balancers stop sending here
+            return JSONResponse({"status": "draining"}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/metrics")
@@ -157,6 +170,21 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                                             "owned_by": "latency-playground"}]}
 
     async def serve(request: Request, kind: str) -> Any:
+        if app.state.draining:
+            return _error_response(ApiError(503, "the server is shutting down",
+                                            kind="server_error", code="shutting_down"),
+                                   headers={"Retry-After": "5"})
+        app.state.in_flight += 1  # until answered; a stream until its last byte is sent
+        try:
+            response = await answer(request, kind)
+        except BaseException:
+            app.state.in_flight -= 1
+            raise
+        if not isinstance(response, CountedStream):
+            app.state.in_flight -= 1
+        return response
+
+    async def answer(request: Request, kind: str) -> Any:
         check_key(request)
         try:
             body = json.loads(await request.body())
@@ -212,7 +240,7 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                 finally:
                     job.cancelled = True  # a client that left frees its slot at once
 
-            return StreamingResponse(events(), media_type="text/event-stream")
+            return CountedStream(events(), media_type="text/event-stream")
         try:
             while await job.pieces.get() is not END:
                 pass
@@ -239,5 +267,8 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         return await serve(request, "completions")
 
     app.state.metrics = metrics
+    app.state.busy = lambda: app.state.in_flight > 0 or metrics.queued > 0 or metrics.running > 0
+    app.state.draining = False  # set by the first Ctrl+C: new requests get 503
+    app.state.in_flight = 0  # requests being answered (a stream until its last byte)
     app.state.scheduler = state  # the running scheduler is state["scheduler"] while serving
     return app

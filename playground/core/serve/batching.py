@@ -69,9 +69,10 @@ class BatchScheduler(Scheduler):
         if batched_rows(engine) is not None:
             return (f"batching on: up to {max_batch} requests share each pass "
                     f"(prompts in chunks of {prefill_chunk} tokens, shared prefixes reused)")
-        return ("batching on, interleaved only: this config has no batched step (the "
-                "native step runs int8-weight, int4-weight, gguf-native), so requests take "
-                "turns pass by pass without sharing weight reads")
+        return ("batching on, interleaved only: this config has no batched step (float "
+                "models and int8-weight, int4-weight, gguf-native have one; int8-dynamic's "
+                "per-matrix activation scale would make a reply depend on the batch), so "
+                "requests take turns pass by pass without sharing weight reads")
 
     # -- the worker ----------------------------------------------------------------
     def _run(self) -> None:
@@ -226,8 +227,13 @@ class BatchScheduler(Scheduler):
 
 
 def batched_rows(engine: Any) -> Any:
-    """The engine's batched step (rows of many sequences in one pass), or None."""
+    """The engine's batched step (rows of many sequences in one pass), or None: the native
+    step's rows, else the float rows (playground/core/lean_rows.py) where they apply."""
     step = getattr(engine, "decode_step", None)
-    if getattr(engine, "forward", None) is not getattr(engine, "model", None):
-        return None  # compile=on replaced the forward; the native step is not in use
-    return getattr(step, "rows", None)
+    if step is None or getattr(engine, "forward", None) is not getattr(engine, "model", None):
+        return None  # compile=on replaced the forward; no lean step for this model
+    if not hasattr(step, "rows"):
+        from playground.core import lean_rows
+
+        step.rows = lean_rows.build(engine.model)  # once: the scheduler and explain() ask
+    return step.rows

@@ -1,5 +1,6 @@
-"""A server started and stopped from code (the GUI's Serve & load tab, tests): the same
-app as ``playground serve``, uvicorn in a background thread, no signal handlers."""
+"""Running the app: ``draining_server`` (Ctrl+C drains, for ``playground serve`` and
+here) and ``ServerHandle``, a server started and stopped from code (the GUI's Serve &
+load tab): the same app as ``playground serve``, uvicorn in a background thread."""
 
 from __future__ import annotations
 
@@ -10,13 +11,44 @@ from typing import Any
 from playground.core.config import RunConfig
 
 
+def draining_server(app: Any, host: str, port: int, log_level: str = "warning") -> Any:
+    """A uvicorn server whose first Ctrl+C (or ``drain()``) refuses new requests with 503
+    and stops once the requests in flight have finished; a second Ctrl+C stops at once.
+    uvicorn's own graceful shutdown could drop a stream that was still being written."""
+    import signal
+
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if app.state.draining:  # the second Ctrl+C: now
+                self.force_exit = self.should_exit = True
+                return
+            self.drain()
+            del sig, frame
+
+        def drain(self) -> None:
+            app.state.draining = True
+            self.idle_ticks = 0
+
+        async def on_tick(self, counter: int) -> bool:
+            if app.state.draining:
+                # idle for 0.3 s: the last streams have written their final chunks too
+                self.idle_ticks = 0 if app.state.busy() else self.idle_ticks + 1
+                if self.idle_ticks >= 3:
+                    return True
+            return await super().on_tick(counter)
+
+    server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    del signal
+    return server
+
+
 class ServerHandle:
     def __init__(self, config: RunConfig, *, host: str = "127.0.0.1", port: int = 8000,
                  batching: bool = True, progress: Any = lambda _m: None, **options: Any) -> None:
         """Build the engine and start serving; returns once the port accepts requests
         (raises with the reason when the model or the port fails)."""
-        import uvicorn
-
         from playground.core.pipeline import build_engine
         from playground.core.serve.app import create_app
         from playground.core.serve.batching import BatchScheduler
@@ -27,8 +59,7 @@ class ServerHandle:
         self.describe = (BatchScheduler.explain(self.engine, options.get("max_batch", 8),
                                                 options.get("prefill_chunk", 32))
                          if batching else "batching off: one request at a time")
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port,
-                                                     log_level="error"))
+        self._server = draining_server(self.app, host, port, log_level="error")
         self._thread = threading.Thread(target=self._server.run, name="serve", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30
@@ -48,8 +79,8 @@ class ServerHandle:
         return self.app.state.metrics
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop accepting, let running streams finish, stop; False if it had to give up."""
-        self._server.should_exit = True
+        """Refuse new requests, let running streams finish, stop; False if it gave up."""
+        self._server.drain()
         self._thread.join(timeout=timeout)
         if self._thread.is_alive():
             self._server.force_exit = True
