@@ -21,7 +21,8 @@ def svg(runs: list[tuple[str, list[dict[str, Any]]]], title: str = "") -> str:
               for k in ("ttft_ms", "itl_ms") if s[k]["p50"]]
     if not points:
         raise ValueError("load --plot: no step has latency figures to draw")
-    x_max = max(p[0] for p in points) * 1.1 or 1.0
+    step = _nice_step(max(p[0] for p in points) * 1.05 / 5)
+    x_max = step * math.ceil(max(p[0] for p in points) * 1.05 / step)
     lo = math.floor(math.log10(max(min(p[1] for p in points), 0.1)))
     hi = math.ceil(math.log10(max(p[1] for p in points)))
     hi = hi if hi > lo else lo + 1
@@ -42,8 +43,8 @@ def svg(runs: list[tuple[str, list[dict[str, Any]]]], title: str = "") -> str:
         y = py(10 ** e)
         out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + pw}" y2="{y:.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{10 ** e:g}</text>')
-    for i in range(6):
-        x = x_max * i / 5
+    for i in range(round(x_max / step) + 1):
+        x = step * i
         out.append(f'<text x="{px(x):.1f}" y="{TOP + ph + 18}" text-anchor="middle">{x:.0f}</text>')
     out.append(f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
     out.append(f'<text x="{LEFT + pw / 2}" y="{H - 18}" text-anchor="middle">output tokens/s '
@@ -68,6 +69,13 @@ def svg(runs: list[tuple[str, list[dict[str, Any]]]], title: str = "") -> str:
         out.append(f'<text x="{W - RIGHT + 32}" y="{y + 1}">{escape(label[:26])}</text>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _nice_step(raw: float) -> float:
+    """1, 2 or 5 times a power of ten, at least ``raw`` (round axis ticks)."""
+    raw = max(raw, 1e-9)
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
 def write(path: Path, runs: list[tuple[str, list[dict[str, Any]]]], title: str = "") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QGuiApplication, QTextCursor
@@ -25,6 +26,8 @@ class ChatTurn:
     metrics_line: str = ""
     config: str = ""
     metrics: dict = field(default_factory=dict)
+    finished_at: str = ""  # local time the reply ended (ISO 8601, seconds)
+    stopped: bool = False
 
 
 def metrics_line(m, config_label: str) -> str:
@@ -127,6 +130,8 @@ class ChatView(QWidget):
             if reply is not None:
                 turn.reply = reply
             turn.metrics_line, turn.config, turn.metrics = line, config_label, metrics
+            turn.finished_at = datetime.now().isoformat(timespec="seconds")
+            turn.stopped = line.endswith("(stopped)")
         self.render()
 
     def fail_reply(self, message: str) -> None:

@@ -15,7 +15,6 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QTextCharFormat
 from PySide6.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -35,6 +34,7 @@ from PySide6.QtWidgets import (
 from playground.core.config import ConfigError, RunConfig
 from playground.core.models import ModelError
 from playground.core.presets import PRESETS, preset
+from playground.gui import file_dialogs
 from playground.gui.compare_charts import CompareCharts
 from playground.gui.labels import short_label
 
@@ -300,8 +300,8 @@ class CompareView(QWidget):
         if not self.results:
             self.error.emit("compare: nothing to export yet; run a comparison first")
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", f"compare.{kind}",
-                                              f"{kind.upper()} (*.{kind})")
+        path = file_dialogs.save_file(self, "Export comparison", f"compare.{kind}",
+                                      f"{kind.upper()} (*.{kind})")
         if path:
             try:
                 self.export(path)

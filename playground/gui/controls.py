@@ -7,7 +7,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -29,6 +28,7 @@ from playground.core.config import (
     QUANTS,
     RunConfig,
 )
+from playground.gui import file_dialogs
 
 DEVICES = ("cpu", "auto", "cuda", "mps")
 # What each quantization does to weights and activations; its measured cost in quality
@@ -82,12 +82,24 @@ class ControlsPanel(QWidget):
         buttons.addWidget(self.open_folder)
         buttons.addWidget(self.open_gguf)
         form.addRow(buttons)
+        self.endpoint = QLineEdit()
+        self.endpoint.setPlaceholderText("none: the local model above")
+        self.endpoint.setToolTip("An OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI, "
+                                 "playground serve…), e.g. http://host:8000/v1: chat and the "
+                                 "charts run against it. Its API key is read from the "
+                                 "environment variable OPENAI_API_KEY, never stored.")
+        self.endpoint.textChanged.connect(self._sync_enabled)
+        form.addRow("Endpoint", self.endpoint)
+        self.endpoint_model = QLineEdit()
+        self.endpoint_model.setPlaceholderText("the server's first model")
+        form.addRow("Endpoint model", self.endpoint_model)
         self.model_info = QLabel("not loaded")
         self.model_info.setWordWrap(True)
         form.addRow(self.model_info)
         layout.addWidget(model_box)
 
         opt_box = QGroupBox("Optimizations")
+        self.opt_box = opt_box
         opt = QFormLayout(opt_box)
         self.backend = QComboBox()
         self.backend.addItems(BACKENDS)
@@ -188,6 +200,13 @@ class ControlsPanel(QWidget):
     # -- RunConfig <-> widgets -----------------------------------------------
     def config(self) -> RunConfig:
         """The RunConfig the controls show (raises ConfigError for a bad combination)."""
+        endpoint = self.endpoint.text().strip()
+        if endpoint:  # a remote server runs its own model: only sampling applies
+            return RunConfig(
+                endpoint=endpoint, endpoint_model=self.endpoint_model.text().strip(),
+                max_new_tokens=self.max_new_tokens.value(),
+                temperature=round(self.temperature.value(), 2),
+                top_p=round(self.top_p.value(), 2), seed=self.seed.value())
         return RunConfig(
             model=self.model.text().strip() or "default",
             variant="distilled" if self.distilled.isChecked() else "base",
@@ -211,6 +230,8 @@ class ControlsPanel(QWidget):
         )
 
     def set_config(self, cfg: RunConfig) -> None:
+        self.endpoint.setText(cfg.endpoint)
+        self.endpoint_model.setText(cfg.endpoint_model)
         self.model.setText(cfg.model)
         self.refresh_student()
         self.distilled.setChecked(cfg.variant == "distilled")
@@ -278,6 +299,14 @@ class ControlsPanel(QWidget):
         self._sync_enabled()
 
     def _sync_enabled(self) -> None:
+        remote = bool(self.endpoint.text().strip())
+        why = "an endpoint runs its own model: clear Endpoint to use these" if remote else ""
+        local = (self.opt_box, self.model, self.open_folder, self.open_gguf)
+        tips = self.__dict__.setdefault("_local_tips", {w: w.toolTip() for w in local})
+        for widget in local:
+            widget.setEnabled(not remote)
+            widget.setToolTip(why or tips[widget])
+        self.endpoint_model.setEnabled(remote)
         available = getattr(self, "student_reason", "x") is None
         if not available:
             for box in (self.distilled, self.speculative):
@@ -325,11 +354,11 @@ class ControlsPanel(QWidget):
             self.speculative.setEnabled(False)
 
     def _pick_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Hugging Face model folder")
+        folder = file_dialogs.open_folder(self, "Hugging Face model folder")
         if folder:
             self.model.setText(folder)
 
     def _pick_gguf(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "GGUF model", filter="GGUF (*.gguf)")
+        path = file_dialogs.open_file(self, "GGUF model", "GGUF (*.gguf)")
         if path:
             self.model.setText(path)

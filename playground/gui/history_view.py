@@ -6,7 +6,9 @@ import time
 
 from PySide6.QtWidgets import QDialog, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout
 
-COLUMNS = ("when", "kind", "config", "TTFT ms", "decode tok/s", "tokens", "prompt")
+# the figures first, the long spec last (elided, whole in its tooltip)
+COLUMNS = ("when", "kind", "TTFT ms", "decode tok/s", "tokens", "ended", "prompt", "config")
+CONFIG_CHARS = 60
 
 
 class HistoryDialog(QDialog):
@@ -26,17 +28,24 @@ class HistoryDialog(QDialog):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         for row, turn in enumerate(turns):
             m = turn.metrics or {}
+            ended = {"cancelled": "stopped", "eos": "done", "length": "max tokens",
+                     "cache": "cached"}.get(m.get("finish_reason"), "")
+            config = turn.config or ""
             values = (
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(turn.created)),
                 turn.kind,
-                turn.config,
                 _num(m.get("ttft_ms")),
                 _num(m.get("decode_tok_s")),
                 str(m.get("new_tokens", "")),
+                ended,
                 (turn.prompt or "")[:80],
+                config if len(config) <= CONFIG_CHARS else config[: CONFIG_CHARS - 1] + "…",
             )
             for col, value in enumerate(values):
-                self.table.setItem(row, col, QTableWidgetItem(value))
+                item = QTableWidgetItem(value)
+                if COLUMNS[col] == "config":
+                    item.setToolTip(config)
+                self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
         layout.addWidget(self.table)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import psutil
 from PySide6.QtCore import QByteArray, QSettings, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -21,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from playground.core import paths, quality
 from playground.core.config import ConfigError, RunConfig
+from playground.gui import file_dialogs
 from playground.gui.charts import ChartsPanel
 from playground.gui.chat_view import ChatView, metrics_line
 from playground.gui.compare_view import CompareView
@@ -70,6 +70,12 @@ class MainWindow(QMainWindow):
         self.side_job = False  # a comparison, A/B chat or distillation holds the worker
         self.loaded: Loaded | None = None
         self.pending_config: RunConfig | None = None
+        # the controls' config of the load in flight, of the last one that loaded, and why
+        # the last load failed: settings keep only a config that loaded, and Send says
+        # what is true when there is no model
+        self.requested_config: RunConfig | None = None
+        self.good_config: RunConfig | None = None
+        self.load_error: str | None = None
         self.errors: list[str] = []
 
         self.controls = ControlsPanel(available_devices())
@@ -186,10 +192,8 @@ class MainWindow(QMainWindow):
     def _save_settings(self) -> None:
         if not self.persist:
             return
-        try:
-            self.settings.setValue("config", self.controls.config().format(only_changed=True))
-        except ConfigError:
-            pass
+        if self.good_config is not None:  # never a model that failed to load
+            self.settings.setValue("config", self.good_config.format(only_changed=True))
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.settings.sync()
@@ -211,14 +215,18 @@ class MainWindow(QMainWindow):
             self.pending_config = config
             self.status_label.setText("New settings queued until the current reply ends")
             return
-        self._set_busy(f"loading {config.model}")
+        self._request_load(config)
+
+    def _request_load(self, config: RunConfig) -> None:
+        self._set_busy(f"loading {config.endpoint or config.model}")
+        self.requested_config = config
         self.load_request.emit(config)
 
     @Slot(str)
     def send(self, text: str) -> None:
         if self.loaded is None:
             self.chat.fail_reply("")
-            self.show_error("No model is loaded yet: wait for loading to finish (status bar).")
+            self.show_error(self._why_no_model())
             return
         if self._refuse_if_busy():
             self.chat.fail_reply("")
@@ -326,6 +334,17 @@ class MainWindow(QMainWindow):
         self._after_side_job()
         self.distill_shown.emit()
 
+    def _why_no_model(self) -> str:
+        if self.side_job:
+            return (f"No model to chat with while {self.busy or 'another job runs'}: wait for "
+                    "it to finish or cancel it (Compare tab); the chat model comes back after.")
+        if self.requested_config is not None:
+            return "The model is still loading: wait for it (status bar)."
+        if self.load_error:
+            return (f"No model is loaded: the last load failed ({self.load_error}). Fix the "
+                    "model or settings and press Load / apply.")
+        return "No model is loaded: press Load / apply."
+
     def _release_chat_model(self, reason: str) -> None:
         # The worker drops the chat model while it runs other configs; it comes back after.
         self.loaded = None
@@ -371,12 +390,25 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def on_loaded(self, loaded: Loaded) -> None:
         self.loaded = loaded
+        if self.requested_config is not None:
+            self.good_config, self.requested_config = self.requested_config, None
+        self.load_error = None
         info = loaded.info
         params = info.get("params") or 0
         notes = "; ".join(info.get("notes") or [])
         decode = str(info.get("decode_step") or "unknown")
         runs = (f"ONNX Runtime ({info.get('provider')})" if info.get("backend") == "onnxruntime"
                 else "torch")
+        if info.get("endpoint"):  # a remote server: nothing local to describe
+            self.controls.model_info.setText(
+                f"{info.get('model_name')} on {info['endpoint']} · remote endpoint: "
+                "weights, memory and bandwidth are the server's, not measured here")
+            self.controls.model_info.setToolTip(f"Decode path: {decode}")
+            self.charts.set_reference(None, None)
+            self.status_label.setText(f"Ready: {loaded.config.format(only_changed=True)}")
+            self._set_busy(None)
+            self.model_ready.emit()
+            return
         self.controls.model_info.setText(
             f"{info.get('model_name')} ({info.get('architecture')}) · {runs}\n"
             + (f"{params / 1e6:.0f} M params · " if params else "")
@@ -414,6 +446,14 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def on_failed(self, message: str) -> None:
+        if self.requested_config is not None:  # a load failed
+            self.requested_config = None
+            self.load_error = message
+            if self.worker.engine is None:  # released before the failure: nothing to chat with
+                self.loaded = None
+            elif self.loaded is not None:  # the old model is kept: so is its path in the field
+                self.controls.model.setText(self.loaded.config.model)
+                self.controls.endpoint.setText(self.loaded.config.endpoint)
         if self.chat.streaming:
             self.chat.fail_reply(message)
         self._set_busy(None)
@@ -442,8 +482,7 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(reason is not None)
         if reason is None and self.pending_config is not None:
             config, self.pending_config = self.pending_config, None
-            self._set_busy(f"loading {config.model}")
-            self.load_request.emit(config)
+            self._request_load(config)
 
     def _sample_memory(self) -> None:
         rss = psutil.Process().memory_info().rss / 1e6
@@ -462,7 +501,8 @@ class MainWindow(QMainWindow):
 
     def export_turns(self, path: str) -> None:
         rows = [
-            {"turn": i + 1, "config": t.config, "prompt": t.user, "reply": t.reply,
+            {"turn": i + 1, "time": t.finished_at, "stopped": t.stopped, "config": t.config,
+             "prompt": t.user, "reply": t.reply,
              **{k: v for k, v in t.metrics.items() if k != "itl_ms"}}
             for i, t in enumerate(self.chat.turns) if t.metrics
         ]
@@ -476,13 +516,13 @@ class MainWindow(QMainWindow):
             writer.writerows(rows)
 
     def export_charts_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export charts", "charts.png", "PNG (*.png)")
+        path = file_dialogs.save_file(self, "Export charts", "charts.png", "PNG (*.png)")
         if path:
             self._guarded(self.export_charts, path)
 
     def export_turns_dialog(self, kind: str) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export turns", f"turns.{kind}",
-                                              f"{kind.upper()} (*.{kind})")
+        path = file_dialogs.save_file(self, "Export turns", f"turns.{kind}",
+                                      f"{kind.upper()} (*.{kind})")
         if path:
             self._guarded(self.export_turns, path)
 

@@ -192,8 +192,9 @@ class Worker(QObject):
 
     def _record(self, messages, result) -> None:
         try:
-            self._open_history().add("chat", result.config.format(), metrics=result.metrics.to_dict(),
-                              prompt=messages[-1]["content"], reply=result.reply)
+            metrics = {**result.metrics.to_dict(), "finish_reason": result.finish_reason}
+            self._open_history().add("chat", result.config.format(), metrics=metrics,
+                                     prompt=messages[-1]["content"], reply=result.reply)
         except Exception as exc:  # history must never cost the user a reply
             self.progress.emit(f"history not saved: {_one_line(exc)}")
 
@@ -201,7 +202,7 @@ class Worker(QObject):
 def gui_threads(config: RunConfig) -> RunConfig:
     """threads=0 in the app means cores − 1: one core stays free for the window
     (measured on 2 cores: one torch thread decodes as fast as two while the GUI runs)."""
-    if config.threads:
+    if config.threads or config.endpoint:  # a remote server chooses its own
         return config
     return dataclasses.replace(config, threads=max(1, (os.cpu_count() or 1) - 1))
 

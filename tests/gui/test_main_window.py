@@ -93,6 +93,28 @@ def test_an_onnx_runtime_model_answers_in_the_window(qtbot, make_window, tmp_pat
     history.close()
 
 
+def test_chatting_with_a_remote_endpoint_fills_the_same_charts(qtbot, make_window, server):
+    pytest.importorskip("fastapi")
+    url, _engine = server(batching=False)
+    window = make_window()
+    controls = window.controls
+    controls.endpoint.setText(url + "/v1")
+    assert not controls.opt_box.isEnabled() and not controls.model.isEnabled()
+    assert "endpoint runs its own model" in controls.model.toolTip()
+    config = controls.config()
+    assert config.endpoint == url + "/v1" and config.quant == "none"
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
+        controls.apply.click()
+    assert f"tiny on {url}/v1" in controls.model_info.text()
+    send(qtbot, window)
+    turn = window.chat.turns[-1]
+    assert turn.reply and "TTFT" in turn.metrics_line
+    qtbot.waitUntil(lambda: window.charts.point_counts()["speed"] > 0, timeout=5000)
+    assert window.charts.point_counts()["ttft"] == 1
+    controls.endpoint.setText("")
+    assert controls.opt_box.isEnabled() and "a local folder" in controls.model.toolTip()
+
+
 def test_a_turn_streams_into_the_chat_and_every_chart(qtbot, make_window):
     window = make_window()
     assert "decode: lean decode step" in window.controls.model_info.text()  # tiny Llama
@@ -144,6 +166,7 @@ def test_worker_errors_show_a_message_and_the_window_stays_usable(qtbot, make_wi
         window.apply_controls()
     assert "does not exist" in error.args[0]
     assert "does not exist" in window.status_label.text()
+    assert window.controls.model.text() == window.loaded.config.model  # the one that runs
     send(qtbot, window, "Still there?")  # the previous model is kept
     assert len(window.chat.turns) == 2
 
@@ -157,6 +180,29 @@ def test_worker_errors_show_a_message_and_the_window_stays_usable(qtbot, make_wi
     assert len(window.chat.turns) == 2  # history kept, failed turn not added
     assert window.chat.input.toPlainText() == "This one fails"  # the text is not lost
     assert window.chat.send.isEnabled() and window.controls.apply.isEnabled()
+
+
+def test_a_failed_load_is_not_saved_and_send_says_why(qtbot, make_window, monkeypatch):
+    window = make_window("max_new_tokens=9")
+    window.persist = True
+    from playground.core import pipeline
+
+    def broken(*args, **kwargs):  # fails after the old model was released
+        raise RuntimeError("weights are corrupt")
+
+    monkeypatch.setattr(pipeline, "build_engine", broken)
+    window.controls.max_new_tokens.setValue(10)
+    window.controls.quant.setCurrentText("bf16")
+    with qtbot.waitSignal(window.error_shown, timeout=WAIT_MS):
+        window.apply_controls()
+    assert window.loaded is None
+    with qtbot.waitSignal(window.error_shown, timeout=WAIT_MS) as error:
+        send(qtbot, window, "Anyone?", wait=False)
+    assert "the last load failed (weights are corrupt)" in error.args[0]
+    assert "still loading" not in error.args[0]
+    window._save_settings()
+    saved = window.settings.value("config")
+    assert "max_new_tokens=9" in saved and "bf16" not in saved  # what last loaded
 
 
 def test_closing_during_a_reply_shuts_down_cleanly(qtbot, tiny_dir):
@@ -200,12 +246,18 @@ def test_exports_and_history(qtbot, make_window, tmp_path):
     window.export_charts(str(tmp_path / "c.png"))
     rows = json.loads((tmp_path / "t.json").read_text())
     assert rows[0]["prompt"] == "Hello there!" and rows[0]["ttft_ms"] > 0
-    assert "ttft_ms" in (tmp_path / "t.csv").read_text().splitlines()[0]
+    assert rows[0]["time"][:2] == "20" and rows[0]["stopped"] is False
+    header = (tmp_path / "t.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["turn", "time", "stopped"] and "ttft_ms" in header
     assert (tmp_path / "c.png").stat().st_size > 1000
     dialog = HistoryDialog(window)
     qtbot.addWidget(dialog)
     assert dialog.table.rowCount() >= 1
     assert dialog.table.item(0, 6).text() == "Hello there!"
+    assert dialog.table.item(0, 5).text() == "max tokens"  # how it ended; "stopped" if cut
+    assert float(dialog.table.item(0, 2).text()) > 0  # figures before the long spec
+    config = dialog.table.item(0, 7)
+    assert config.toolTip().startswith("model=") and len(config.text()) <= 60
 
 
 def test_auto_threads_says_what_runs(qtbot, monkeypatch):
@@ -218,3 +270,19 @@ def test_auto_threads_says_what_runs(qtbot, monkeypatch):
     qtbot.addWidget(panel)
     assert panel.threads.value() == 0
     assert panel.threads.specialValueText() == "auto: 1 of 2 cores, the window keeps one"
+
+
+def test_file_dialogs_start_in_documents_and_remember_the_last_folder(qtbot, tmp_path,
+                                                                        monkeypatch):
+    from pathlib import Path
+
+    from playground.gui import file_dialogs
+
+    monkeypatch.chdir(tmp_path)  # never the working directory
+    first = file_dialogs.start_folder()
+    assert Path(first).is_dir() and Path(first) != tmp_path
+    (tmp_path / "models").mkdir()
+    file_dialogs.remember(str(tmp_path / "models" / "x.gguf"))
+    assert file_dialogs.start_folder() == str(tmp_path / "models")
+    (tmp_path / "models").rmdir()  # a folder that went away: back to documents
+    assert file_dialogs.start_folder() == first
