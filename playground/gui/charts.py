@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 HISTORY = 2000  # points kept per time series
 REDRAW_MS = 100
 WINDOW_S = 120.0  # visible time span of the scrolling charts
+ONE_COLUMN_BELOW_PX = 440  # a chart under ~220 px wide cuts its title and axis labels
 STEP_S = 10.0  # the time axes jump by this much: repainting axes on every tick is what costs
 
 
@@ -39,15 +40,14 @@ class ChartsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.t0 = time.perf_counter()
-        grid = QGridLayout(self)
+        self.grid = QGridLayout(self)
+        # short titles: a chart can be about 220 px wide (see ONE_COLUMN_BELOW_PX)
         self.speed = _plot("Tokens / second", "tok/s", "time (s)")
-        self.ttft = _plot("Time to first token per turn", "ms", "")  # ticks: turn + config
-        self.itl = _plot("Inter-token latency, current turn", "ms", "token")
+        self.ttft = _plot("TTFT per turn", "ms", "")  # ticks: turn + config
+        self.itl = _plot("Inter-token latency", "ms", "token (this turn)")
         self.memory = _plot("Memory", "MB", "time (s)")
-        grid.addWidget(self.speed, 0, 0)
-        grid.addWidget(self.ttft, 0, 1)
-        grid.addWidget(self.itl, 1, 0)
-        grid.addWidget(self.memory, 1, 1)
+        self.columns = 0
+        self._arrange(2)
 
         self.speed_t: deque[float] = deque(maxlen=HISTORY)
         self.speed_inst: deque[float] = deque(maxlen=HISTORY)
@@ -87,6 +87,22 @@ class ChartsPanel(QWidget):
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.redraw)
         self.timer.start(REDRAW_MS)
+
+    def _arrange(self, columns: int) -> None:
+        """2 × 2, or one column when the panel is too narrow for two readable charts."""
+        if columns == self.columns:
+            return
+        self.columns = columns
+        for i, plot in enumerate((self.speed, self.ttft, self.itl, self.memory)):
+            self.grid.removeWidget(plot)
+            self.grid.addWidget(plot, i // columns, i % columns)
+            legend = plot.getPlotItem().legend
+            if legend is not None:  # in one short column a legend would cover the data
+                legend.setVisible(columns == 2)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._arrange(2 if self.width() >= ONE_COLUMN_BELOW_PX else 1)
 
     def now(self, t: float | None = None) -> float:
         return (t if t is not None else time.perf_counter()) - self.t0

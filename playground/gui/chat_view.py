@@ -65,7 +65,8 @@ class ChatView(QWidget):
         self.send = QPushButton("Send")
         self.stop = QPushButton("Stop")
         self.new_chat = QPushButton("New chat")
-        self.copy = QPushButton("Copy last reply")
+        self.copy = QPushButton("Copy reply")
+        self.copy.setToolTip("copy the last reply to the clipboard")
         for button in (self.send, self.stop, self.new_chat, self.copy):
             row.addWidget(button)
         layout.addLayout(row)

@@ -59,7 +59,7 @@ def auto_threads_text() -> str:
 
     cores = os.cpu_count() or 1
     auto = gui_threads(RunConfig()).threads
-    return f"auto: {auto} of {cores} cores" + (", the window keeps one" if auto < cores else "")
+    return f"auto: {auto} of {cores} cores" + (" (1 for the window)" if auto < cores else "")
 
 
 class ControlsPanel(QWidget):
@@ -122,7 +122,7 @@ class ControlsPanel(QWidget):
         self.quant_group.setToolTip("int4-weight: inputs that share one scale and zero "
                                     "(smaller groups: closer to the model, slightly larger)")
         opt.addRow("Quant group", self.quant_group)
-        self.qat = QCheckBox("QAT weights (trained for this quantization)")
+        self.qat = QCheckBox("QAT weights")
         self.quant_group.currentTextChanged.connect(self.refresh_qat)
         self.quant.currentTextChanged.connect(self.refresh_qat)
         opt.addRow(self.qat)
@@ -139,8 +139,8 @@ class ControlsPanel(QWidget):
         self.prune_method = QComboBox()
         self.prune_method.addItems(PRUNE_METHODS)
         opt.addRow("Prune method", self.prune_method)
-        self.distilled = QCheckBox("Distilled variant (the student)")
-        self.speculative = QCheckBox("Speculative decoding (student drafts)")
+        self.distilled = QCheckBox("Distilled student")
+        self.speculative = QCheckBox("Speculative (student drafts)")
         self.distilled.toggled.connect(self._sync_enabled)
         self.speculative.toggled.connect(self._sync_enabled)
         opt.addRow(self.distilled)
@@ -161,8 +161,10 @@ class ControlsPanel(QWidget):
         self.threads.setSpecialValueText(auto_threads_text())
         opt.addRow("Threads", self.threads)
         self.kv_cache = QCheckBox("KV cache")
-        self.prefix_cache = QCheckBox("Prefix cache (reuse KV across turns)")
-        self.response_cache = QCheckBox("Response cache (exact repeats)")
+        self.prefix_cache = QCheckBox("Prefix cache (across turns)")
+        self.response_cache = QCheckBox("Response cache (repeats)")
+        self.response_cache.setToolTip("an exact repeat of a conversation with the same config "
+                                       "is answered from memory (replayed, marked as a hit)")
         self.compile = QCheckBox("torch.compile")
         self.kv_cache.toggled.connect(self._sync_enabled)
         for box in (self.kv_cache, self.prefix_cache, self.response_cache, self.compile):
@@ -295,7 +297,8 @@ class ControlsPanel(QWidget):
                 self.qat_reason = None
             except qat.QatMissing as exc:
                 self.qat_reason = str(exc)
-        self.qat.setToolTip(self.qat_reason or "use the weights trained with QAT for this quant")
+        self.qat.setToolTip(self.qat_reason or "use the weights trained with QAT for this "
+                            "quantization (playground qat)")
         self._sync_enabled()
 
     def _sync_enabled(self) -> None:
@@ -328,7 +331,8 @@ class ControlsPanel(QWidget):
         if not self.kv_cache.isChecked():
             self.prefix_cache.setToolTip("needs the KV cache on")
         else:
-            self.prefix_cache.setToolTip("")
+            self.prefix_cache.setToolTip("reuse the keys/values of the conversation so far: "
+                                         "a turn prefills only its new tokens")
 
     def _sync_backend(self, onnx: bool) -> None:
         """ONNX Runtime runs fp32 and weight-only int8/int4 only: the rest is disabled

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QScrollArea,
     QSplitter,
     QTabWidget,
 )
@@ -82,9 +83,18 @@ class MainWindow(QMainWindow):
         self.chat = ChatView()
         self.charts = ChartsPanel()
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.controls)
+        # The controls scroll: their form is taller than a 700-pixel screen allows, and
+        # it must not set the window's minimum height
+        scroll = QScrollArea()
+        scroll.setWidget(self.controls)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self.controls.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width())
+        splitter.addWidget(scroll)
         splitter.addWidget(self.chat)
         splitter.addWidget(self.charts)
+        splitter.setChildrenCollapsible(False)  # a dragged handle never hides a panel
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 2)
         splitter.setStretchFactor(2, 3)
@@ -138,6 +148,7 @@ class MainWindow(QMainWindow):
         self.compare.cancel_requested.connect(self.stop)
         self.compare.error.connect(self.show_error)
         self.serve.error.connect(self.show_error)
+        self.serve.status.connect(self.status_label.setText)
 
         self.controls.apply_requested.connect(self.apply_controls)
         self.chat.send_requested.connect(self.send)
@@ -537,6 +548,24 @@ class MainWindow(QMainWindow):
         HistoryDialog(self).open()
 
     # -- shutdown ------------------------------------------------------------------
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._balance_panels()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        QTimer.singleShot(0, self._balance_panels)  # once the splitter has its sizes
+
+    def _balance_panels(self) -> None:
+        # The panels' minimum widths could leave the charts a sliver on a small screen:
+        # when the charts have less than half of what the controls leave, split that
+        # 40/60 between chat and charts (the chat never under its minimum).
+        sizes = self.splitter.sizes()
+        rest = sum(sizes) - sizes[0]
+        if rest > 0 and sizes[2] < rest / 2:
+            chat = max(self.chat.minimumSizeHint().width(), int(rest * 0.4))
+            self.splitter.setSizes([sizes[0], chat, rest - chat])
+
     def closeEvent(self, event) -> None:
         self._save_settings()
         self.stop()

@@ -10,6 +10,7 @@ server loads its own copy of the model (the chat keeps its own).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -37,10 +38,10 @@ from PySide6.QtWidgets import (
 
 from playground.core.config import RunConfig
 
-COLUMNS = ("#", "state", "waited ms", "TTFT ms", "tokens", "tok/s", "e2e s")
+COLUMNS = ("#", "state", "wait ms", "TTFT ms", "tokens", "tok/s", "e2e s")
 SERIES_COLORS = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a")
 MAX_SERIES = 5
-PANELS = (("ttft_ms", "TTFT ms (p50 solid, p99 dashed)"),
+PANELS = (("ttft_ms", "TTFT ms, log scale (p50 solid, p99 dashed)"),
           ("itl_ms", "ITL ms (p50 solid, p99 dashed)"),
           ("output_tok_s", "Output tok/s (all requests)"))
 
@@ -54,6 +55,7 @@ class ServeView(QWidget):
     load_done = Signal(object)
     load_failed = Signal(str)
     error = Signal(str)
+    status = Signal(str)  # a line for the window's status bar
 
     def __init__(self, current_config: Callable[[], RunConfig], parent: QWidget | None = None
                  ) -> None:
@@ -95,7 +97,11 @@ class ServeView(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.setToolTip("wait: in the queue before the scheduler took it; TTFT: from "
+                              "arrival to the first token; tok/s: after the first token")
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.totals = QLabel("")
         requests_box = QGroupBox("Requests (latest first)")
@@ -146,7 +152,8 @@ class ServeView(QWidget):
             plot = self.charts.addPlot(row=i, col=0, title=title)
             plot.showGrid(x=True, y=True, alpha=0.25)
             plot.setLabel("bottom", "concurrency")
-            plot.setLogMode(x=True, y=False)
+            # TTFT spans 20 ms (batched) to seconds (queued): a log axis shows both
+            plot.setLogMode(x=True, y=key == "ttft_ms")
             self.plots[key] = plot
         self.legend = QLabel("Run a sweep: each one is a series (start the server with "
                              "batching off and sweep again to compare).")
@@ -172,6 +179,7 @@ class ServeView(QWidget):
         self.load_step.connect(self._on_step)
         self.load_done.connect(self._on_load_done)
         self.load_failed.connect(self._on_load_failed)
+        self._set_ticks([1, 2, 4, 8])
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.refresh_table)
         self.timer.start(500)
@@ -233,6 +241,7 @@ class ServeView(QWidget):
         spec = handle.config.format(only_changed=True) or "defaults"
         self.server_status.setText(f"Serving {handle.engine.info.get('model_name')} ({spec}) on "
                                    f"{handle.url} — {handle.describe}")
+        self.status.emit(f"Serving on {handle.url}")
         self.spec.setEnabled(False)
         self.batching.setEnabled(False)
         self.port.setEnabled(False)
@@ -248,6 +257,7 @@ class ServeView(QWidget):
         self.start_button.setEnabled(True)
         self.start_button.setText("Start server")
         self.server_status.setText("Stopped.")
+        self.status.emit("Server stopped")
         for widget in (self.spec, self.batching, self.port):
             widget.setEnabled(True)
 
@@ -268,8 +278,9 @@ class ServeView(QWidget):
             ttft = (first - job.arrived) * 1000 if first else None
             rate = (job.tokens - 1) / (end - first) if first and job.tokens > 1 and end > first \
                 else None
+            started = job.started_at or now  # admitted by the scheduler (a batch slot)
             values = (str(len(m.recent) - row), job.state,
-                      f"{((first or now) - job.arrived) * 1000:.0f}" if not first else "",
+                      f"{(started - job.arrived) * 1000:.0f}",
                       "" if ttft is None else f"{ttft:.0f}", str(job.tokens),
                       "" if rate is None else f"{rate:.1f}", f"{end - job.arrived:.2f}")
             for col, text in enumerate(values):
@@ -317,6 +328,7 @@ class ServeView(QWidget):
         self.load_progress.setRange(0, len(steps))
         self.load_progress.setValue(0)
         self.load_status.setText(f"Sweeping {endpoint}: concurrency {steps[0]} first…")
+        self.status.emit(f"Load sweep running against {endpoint}")
 
         def run() -> None:
             from playground.core.load import run_load
@@ -355,6 +367,7 @@ class ServeView(QWidget):
         cancelled = self._stop_load.is_set()
         self.load_status.setText(("Cancelled after " if cancelled else "Done: ")
                                  + f"{len(steps)} steps.")
+        self.status.emit(f"Load sweep {'cancelled' if cancelled else 'done'}")
 
     @Slot(str)
     def _on_load_failed(self, message: str) -> None:
@@ -388,6 +401,16 @@ class ServeView(QWidget):
                                   symbolBrush=color, symbolSize=6)
         if legend:
             self.legend.setText(" &nbsp; ".join(legend))
+        levels = sorted({s["concurrency"] for sweep in self.sweeps for s in sweep["steps"]
+                         if s["concurrency"]})
+        if levels:
+            self._set_ticks(levels)
+
+    def _set_ticks(self, levels: list[int]) -> None:
+        for plot in self.plots.values():  # log axis: ticks at the steps run, not 0.4 … 0.9
+            plot.getAxis("bottom").setTicks([[(math.log10(c), str(c)) for c in levels]])
+            plot.setXRange(math.log10(levels[0]) - 0.08, math.log10(levels[-1]) + 0.08,
+                           padding=0)
 
     def shutdown(self) -> None:
         """Window closing: stop the sweep and the server (bounded waits)."""

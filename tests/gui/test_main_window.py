@@ -269,7 +269,7 @@ def test_auto_threads_says_what_runs(qtbot, monkeypatch):
     panel = ControlsPanel(["cpu"])
     qtbot.addWidget(panel)
     assert panel.threads.value() == 0
-    assert panel.threads.specialValueText() == "auto: 1 of 2 cores, the window keeps one"
+    assert panel.threads.specialValueText() == "auto: 1 of 2 cores (1 for the window)"
 
 
 def test_file_dialogs_start_in_documents_and_remember_the_last_folder(qtbot, tmp_path,

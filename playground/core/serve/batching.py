@@ -124,6 +124,7 @@ class BatchScheduler(Scheduler):
     def _start(self, job: Job) -> _Seq:
         import torch
 
+        job.started_at = time.perf_counter()
         engine = self.engine
         config = dataclasses.replace(engine.config, max_new_tokens=job.max_tokens,
                                      temperature=job.temperature)

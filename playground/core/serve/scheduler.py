@@ -40,6 +40,7 @@ class Job:
     arrived: float = field(default_factory=time.perf_counter)
     # what the live request table shows (the GUI's Serve & load tab)
     tokens: int = 0
+    started_at: float | None = None  # the scheduler took it (out of the waiting line)
     first_at: float | None = None
     done_at: float | None = None
 
@@ -103,6 +104,7 @@ class SequentialScheduler(Scheduler):
                 job.emit(END)
                 continue
             self.metrics.set_running(1)
+            job.started_at = time.perf_counter()
             try:
                 self._serve(job)
             finally:
