@@ -32,6 +32,30 @@ run bench --repeats 1 --warmup 0 --config backend=onnxruntime,quant=int4-weight,
   --json "$tmp/onnx.json"
 grep -q 'ONNX Runtime GenAI' "$tmp/onnx.json" \
   || { echo "package-test: the bundled ONNX Runtime did not run" >&2; exit 1; }
+# the server is bundled too: serve (batching on) answers a streamed chat request, then
+# drains and stops on Ctrl+C (the client is the system python: curl may be absent)
+port=18765
+env -i HOME="$tmp/home" PATH=/usr/bin:/bin "$app" serve --config quant=gguf-native,max_new_tokens=8 \
+  --port $port > "$tmp/serve.log" 2>&1 &
+server=$!
+python3 - "$port" <<'PY' || { cat "$tmp/serve.log" >&2; echo "package-test: serve failed" >&2; exit 1; }
+import json, sys, time, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(240):
+    try:
+        urllib.request.urlopen(base + "/health", timeout=2)
+        break
+    except OSError:
+        time.sleep(0.5)
+body = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "stream": True,
+                   "max_tokens": 8}).encode()
+request = urllib.request.Request(base + "/v1/chat/completions", body,
+                                 {"Content-Type": "application/json"})
+text = urllib.request.urlopen(request, timeout=120).read().decode()
+assert text.rstrip().endswith("data: [DONE]"), text[-300:]
+PY
+kill -INT $server
+wait $server || { cat "$tmp/serve.log" >&2; echo "package-test: serve did not stop cleanly" >&2; exit 1; }
 mkdir -p build
 cp "$tmp/shot.png" build/packaged-self-test.png
 awk -v a="$start" -v b="$first" -v c="$second" 'BEGIN { printf "package-test: passed (self-test: first start %.1f s with conversion, later start %.1f s)\n", b - a, c - b }'
