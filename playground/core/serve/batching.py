@@ -69,9 +69,10 @@ class BatchScheduler(Scheduler):
         if batched_rows(engine) is not None:
             return (f"batching on: up to {max_batch} requests share each pass "
                     f"(prompts in chunks of {prefill_chunk} tokens, shared prefixes reused)")
-        return ("batching on, interleaved only: this config has no batched step (float "
-                "models and int8-weight, int4-weight, gguf-native have one; int8-dynamic's "
-                "per-matrix activation scale would make a reply depend on the batch), so "
+        return ("batching on, interleaved only: this config has no batched step (torch "
+                "float models and int8-weight, int4-weight, gguf-native have one; "
+                "int8-dynamic's per-matrix activation scale would make a reply depend on "
+                "the batch; ONNX Runtime and bitsandbytes run their own kernels), so "
                 "requests take turns pass by pass without sharing weight reads")
 
     # -- the worker ----------------------------------------------------------------
