@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -79,6 +80,9 @@ class ServeView(QWidget):
         self.start_button.clicked.connect(self.toggle_server)
         self.server_status = QLabel("Stopped.")
         self.server_status.setWordWrap(True)
+        # a long status line wraps; it must not widen the column (buttons would move)
+        self.server_status.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                         QSizePolicy.Policy.Preferred)
         spec_row = QHBoxLayout()
         spec_row.addWidget(self.spec, 1)
         spec_row.addWidget(from_controls)
@@ -124,6 +128,7 @@ class ServeView(QWidget):
         self.load_progress.setFormat("%v of %m steps")
         self.load_status = QLabel("")
         self.load_status.setWordWrap(True)
+        self.load_status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         form = QFormLayout()
         form.addRow("Endpoint", self.endpoint)
         form.addRow("Concurrency steps", self.concurrency)
