@@ -42,7 +42,7 @@ def settings_path() -> Path:
 class MainWindow(QMainWindow):
     # Requests to the worker: queued across the thread boundary.
     load_request = Signal(object)
-    generate_request = Signal(object)
+    generate_request = Signal(object, object)  # messages, the controls' config
     new_chat_request = Signal()
     compare_request = Signal(object, object, int, int)
     distill_request = Signal(object)
@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         self.requested_config: RunConfig | None = None
         self.good_config: RunConfig | None = None
         self.load_error: str | None = None
+        self.unapplied: list[str] = []  # controls changed but not loaded (not sampling)
         self.errors: list[str] = []
 
         self.controls = ControlsPanel(available_devices())
@@ -242,9 +243,15 @@ class MainWindow(QMainWindow):
         if self._refuse_if_busy():
             self.chat.fail_reply("")
             return
+        try:
+            controls = self.controls.config()
+        except ConfigError:
+            controls = None
         self._set_busy("a reply is streaming")
         self.chat.begin_reply()
-        self.generate_request.emit(self.chat.messages())
+        # sampling keys (max new tokens, temperature, top-p, seed) apply without a reload;
+        # other changed controls stay marked as unapplied (see _mark_unapplied)
+        self.generate_request.emit(self.chat.messages(), controls)
 
     @Slot(object)
     def run_compare(self, configs: list[RunConfig]) -> None:
@@ -495,6 +502,31 @@ class MainWindow(QMainWindow):
             config, self.pending_config = self.pending_config, None
             self._request_load(config)
 
+    def _mark_unapplied(self) -> None:
+        """Controls that differ from the loaded config in more than sampling keys are not
+        in effect until Load / apply: say so on the button and in the status bar."""
+        from playground.gui.worker import SAMPLING_KEYS, gui_threads
+
+        if self.loaded is None or self.busy:
+            return
+        try:
+            wanted = gui_threads(self.controls.config())
+        except ConfigError:
+            return
+        running = self.loaded.config
+        pending = [k for k in RunConfig.__dataclass_fields__ if k not in SAMPLING_KEYS
+                   and getattr(wanted, k) != getattr(running, k)]
+        text = "Load / apply (unapplied changes)" if pending else "Load / apply"
+        if self.controls.apply.text() != text:
+            self.controls.apply.setText(text)
+            self.controls.apply.setToolTip(
+                f"not in effect until applied: {', '.join(pending)}" if pending else "")
+            if pending:
+                self.status_label.setText(
+                    f"Unapplied changes ({', '.join(pending)}): press Load / apply; replies "
+                    f"still use {running.format(only_changed=True) or 'defaults'}")
+        self.unapplied = pending
+
     def _sample_memory(self) -> None:
         rss = psutil.Process().memory_info().rss / 1e6
         cuda = None
@@ -503,6 +535,7 @@ class MainWindow(QMainWindow):
 
             cuda = torch.cuda.memory_allocated() / 1e6
         self.charts.add_memory(time.perf_counter(), rss, cuda)
+        self._mark_unapplied()
 
     # -- export and history --------------------------------------------------------
     def export_charts(self, path: str) -> None:

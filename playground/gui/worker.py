@@ -95,11 +95,16 @@ class Worker(QObject):
         except Exception as exc:  # shown in the window; the app keeps running
             self.failed.emit(_one_line(exc))
 
-    @Slot(object)
-    def generate(self, messages: list[dict[str, str]]) -> None:
+    @Slot(object, object)
+    def generate(self, messages: list[dict[str, str]], sampling: RunConfig | None = None) -> None:
+        """``sampling``: the controls' config when only sampling keys changed since the
+        load: they apply to this and later turns without a reload."""
         if self.engine is None:
             self.failed.emit("no model is loaded yet; wait for loading to finish or pick a model")
             return
+        if sampling is not None and _only_sampling_changed(self.engine.config,
+                                                           gui_threads(sampling)):
+            self.engine.config = gui_threads(sampling)
         self.stop_event.clear()
         self.started.emit(time.perf_counter())
         try:

@@ -182,6 +182,23 @@ def test_worker_errors_show_a_message_and_the_window_stays_usable(qtbot, make_wi
     assert window.chat.send.isEnabled() and window.controls.apply.isEnabled()
 
 
+def test_sampling_changes_apply_at_once_and_others_are_marked_unapplied(qtbot, make_window):
+    window = make_window("max_new_tokens=12")
+    window.controls.max_new_tokens.setValue(5)  # no Load / apply
+    send(qtbot, window)
+    assert window.chat.turns[-1].metrics["new_tokens"] == 5
+    assert "max_new_tokens=5" in window.chat.turns[-1].config
+    window.controls.quant.setCurrentText("bf16")
+    qtbot.waitUntil(lambda: "unapplied" in window.controls.apply.text(), timeout=5000)
+    assert "quant" in window.controls.apply.toolTip()
+    assert "Unapplied changes (quant)" in window.status_label.text()
+    send(qtbot, window, "Again?")
+    assert "bf16" not in window.chat.turns[-1].config  # not silently half-applied
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
+        window.controls.apply.click()
+    qtbot.waitUntil(lambda: window.controls.apply.text() == "Load / apply", timeout=5000)
+
+
 def test_a_failed_load_is_not_saved_and_send_says_why(qtbot, make_window, monkeypatch):
     window = make_window("max_new_tokens=9")
     window.persist = True
