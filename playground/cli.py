@@ -171,9 +171,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         bench.write_csv(outcome.results, Path(args.csv))
         print(f"wrote {args.csv}")
     if args.plot:
-        from playground.gui.compare_charts import save_compare_png
+        if args.plot.lower().endswith(".svg"):  # no Qt: headless machines make it too
+            from playground.core import compare_plot
 
-        save_compare_png(rows, args.plot)
+            compare_plot.write(Path(args.plot), rows)
+        else:  # the app's own charts, rendered offscreen
+            from playground.gui.compare_charts import save_compare_png
+
+            save_compare_png(rows, args.plot)
         print(f"wrote {args.plot}")
     history = History()
     session = uuid.uuid4().hex[:12]
@@ -392,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-quality", action="store_true", help="skip the KL/perplexity scoring")
     compare.add_argument("--json", help="write the result file here")
     compare.add_argument("--csv", help="write one CSV row per config here")
-    compare.add_argument("--plot", help="write bar charts (PNG) here")
+    compare.add_argument("--plot", help="write the charts here: .svg (no Qt needed) or .png "
+                                        "(the app's charts, rendered offscreen)")
     compare.set_defaults(func=cmd_compare)
 
     dist = sub.add_parser("distill", help="build a smaller student from a teacher (KD)")

@@ -104,3 +104,33 @@ def test_faithful_preset_uses_the_gguf_blocks_where_the_model_has_them(tiny_dir)
 
     assert preset(FAITHFUL).quant == "gguf-native"
     assert preset(FAITHFUL, RunConfig(model=str(tiny_dir))).quant == "int8-weight"
+
+
+def test_compare_plot_svg_needs_no_qt(tmp_path):
+    """Run in a fresh interpreter where importing PySide6 fails: the SVG is still drawn."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, builtins
+real = builtins.__import__
+def guard(name, *a, **k):
+    if name.startswith(("PySide6", "pyqtgraph", "playground.gui")):
+        raise ImportError("no Qt here: " + name)
+    return real(name, *a, **k)
+builtins.__import__ = guard
+from pathlib import Path
+from playground.core import compare_plot
+rows = [dict(config="quant=none", ttft_ms=150.0, decode_tok_s=18.0, weights_mb=538.0,
+             kl_mean=0.0, decode_x=1.0),
+        dict(config="quant=int8-weight", ttft_ms=90.0, decode_tok_s=110.0, weights_mb=248.0,
+             kl_mean=0.004, decode_x=6.1),
+        dict(config="endpoint=http://x/v1", ttft_ms=40.0, decode_tok_s=120.0, weights_mb=None,
+             kl_mean=None, decode_x=6.6)]
+compare_plot.write(Path(sys.argv[1]), rows)
+"""
+    out = tmp_path / "c.svg"
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, timeout=120)
+    svg = out.read_text()
+    assert svg.startswith("<svg") and "B: quant=int8-weight" in svg and "n/a" in svg
+    assert "B ×6.10" in svg and "Pareto" in svg
