@@ -20,7 +20,6 @@ from playground.core import models, paths
 
 KNOWN: dict[str, str] = {
     "openai-community/gpt2": "distilbert/distilgpt2",
-    "gpt2": "distilgpt2",
     "HuggingFaceTB/SmolLM2-360M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "HuggingFaceTB/SmolLM2-1.7B-Instruct": "HuggingFaceTB/SmolLM2-360M-Instruct",
     "Qwen/Qwen2.5-1.5B-Instruct": "Qwen/Qwen2.5-0.5B-Instruct",

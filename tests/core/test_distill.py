@@ -184,3 +184,17 @@ def test_teacher_corpus_samples_unless_told_greedy(tiny_dir):
     assert corpus(None, 0) == corpus(None, 1)  # greedy ignores the seed
     assert corpus(0.95, 0) == corpus(0.95, 0)  # seeded sampling is reproducible
     assert corpus(0.95, 0) != corpus(0.95, 1)
+
+
+def test_every_known_pair_can_match_a_model_value():
+    """A teacher id the model field refuses (no owner/ prefix) could never match: each
+    known teacher and student resolves as a hub id, and looks itself up."""
+    from playground.core import models
+
+    for teacher, student in registry.KNOWN.items():
+        for name in (teacher, student):  # read as hub ids (cached or not: said so)
+            try:
+                assert models.resolve(name).kind == "hub"
+            except models.ModelError as exc:
+                assert f"hub id '{name}'" in str(exc)
+        assert registry.registered_student(teacher) == student
