@@ -124,6 +124,9 @@ class Worker(QObject):
         """Run a comparison; the chat model is released first so memory figures are its own."""
         from playground.core.compare import ratio_rows, record_history, run_compare
 
+        # one thread policy in the app: comparisons run as the chat does (cores - 1 when
+        # threads=auto), and each result's spec says how many
+        configs = [gui_threads(c) for c in configs]
         self.stop_event.clear()
         self.engine = None
         try:
@@ -147,6 +150,7 @@ class Worker(QObject):
         same cores would slow both and make the figures meaningless)."""
         from playground.core.pipeline import build_engine, preflight
 
+        configs = [gui_threads(c) for c in configs]  # as the chat and Compare run
         self.stop_event.clear()
         self.engine = None
         try:
