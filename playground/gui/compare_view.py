@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QTextCharFormat
 from PySide6.QtWidgets import (
     QComboBox,
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -169,13 +170,26 @@ class CompareView(QWidget):
 
     # -- the config list ------------------------------------------------------------
     def specs(self) -> list[RunConfig]:
-        return [RunConfig.parse(self.configs.item(i).text()) for i in range(self.configs.count())]
+        return [RunConfig.parse(self._spec(i)) for i in range(self.configs.count())]
 
-    def add_config(self, config: RunConfig) -> bool:
+    def _spec(self, row: int) -> str:
+        return self.configs.item(row).data(Qt.ItemDataRole.UserRole)
+
+    def add_config(self, config: RunConfig, own: set[str] | None = None) -> bool:
+        """Add ``config``, its whole spec shown; keys it has that are not ``own`` (the
+        preset's or the typed spec's) came from the Playground controls and are named."""
         if self.configs.count() >= MAX_CONFIGS:
             self.error.emit(f"compare: at most {MAX_CONFIGS} configs")
             return False
-        self.configs.addItem(config.format(only_changed=True) or "model=default")
+        spec = config.format(only_changed=True) or "model=default"
+        inherited = [] if own is None else [
+            part for part in spec.split(",") if "=" in part and part.split("=")[0] not in own]
+        text = spec + (f"   ← from the controls: {', '.join(inherited)}" if inherited else "")
+        item = QListWidgetItem(text)
+        item.setData(Qt.ItemDataRole.UserRole, spec)
+        item.setToolTip(f"runs: {spec}" + (f"\nfrom the Playground controls: "
+                                            f"{', '.join(inherited)}" if inherited else ""))
+        self.configs.addItem(item)
         self._refresh_ab()
         return True
 
@@ -186,8 +200,10 @@ class CompareView(QWidget):
             self.error.emit(str(exc))
 
     def _add_preset(self) -> None:
+        name = self.preset.currentText()
         try:
-            self.add_config(preset(self.preset.currentText(), self.current_config()))
+            own = _changed_keys(preset(name, RunConfig()))  # what the preset itself sets
+            self.add_config(preset(name, self.current_config()), own)
         except (ConfigError, ValueError, ModelError) as exc:
             self.error.emit(str(exc))
 
@@ -197,7 +213,8 @@ class CompareView(QWidget):
         except ConfigError as exc:
             self.error.emit(str(exc))
             return
-        if self.add_config(config):
+        own = {part.split("=")[0].strip() for part in self.spec.text().split(",") if "=" in part}
+        if self.add_config(config, own):
             self.spec.clear()
 
     def _remove(self) -> None:
@@ -206,7 +223,7 @@ class CompareView(QWidget):
         self._refresh_ab()
 
     def _refresh_ab(self) -> None:
-        items = [self.configs.item(i).text() for i in range(self.configs.count())]
+        items = [self._spec(i) for i in range(self.configs.count())]
         for combo, default in ((self.ab_a, 0), (self.ab_b, 1)):
             keep = combo.currentText()
             combo.clear()
@@ -325,3 +342,8 @@ def _cell(key: str, value: Any, row: int) -> str:
     if key == "kl_mean":
         return "0" if value == 0 else f"{value:.3g}"
     return f"{value:.1f}"
+
+
+def _changed_keys(config: RunConfig) -> set[str]:
+    default = RunConfig()
+    return {k for k in RunConfig.__dataclass_fields__ if getattr(config, k) != getattr(default, k)}

@@ -26,6 +26,10 @@ def test_compare_runs_and_shows_table_and_charts(qtbot, window, tmp_path):
     view.add_preset.click()
     assert view.specs()[1].quant == "int8-dynamic" and view.specs()[1].prefix_cache
     assert view.specs()[1].model == window.controls.config().model
+    shown = view.configs.item(1).text()  # the whole spec, and what the controls added
+    assert "quant=int8-dynamic" in shown and "← from the controls: model=" in shown
+    assert "max_new_tokens=4" in shown.split("←")[1]  # inherited, and said so
+    assert "quant" not in shown.split("←")[1]  # the preset's own key is not
     with qtbot.waitSignal(window.compare_shown, timeout=WAIT_MS):
         view.run.click()
     assert view.table.rowCount() == 2
