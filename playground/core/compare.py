@@ -9,12 +9,11 @@ kept.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.core import quality
+from playground.core import memory, quality
 from playground.core.bench import ConfigResult, run_bench
 from playground.core.config import RunConfig
 from playground.core.pipeline import build_engine, preflight
@@ -94,7 +93,7 @@ def run_compare(
         out.results.append(result)
         on_result(result)
         del engine, result
-        _release()
+        memory.release()
     if remote and reference is not None and not out.cancelled:
         _score_remote(configs[0], conversations, remote, build, status)
     return out
@@ -110,31 +109,7 @@ def _score_remote(baseline: RunConfig, conversations: list[Any], remote: list[An
         top1, note = quality.top1_on_replies(engine, conversations, replies, counted)
         result.quality.update(top1_agreement=top1, note=note)
     del engine
-    _release()
-
-
-def _release() -> None:
-    """Drop the model before the next one loads (peak = largest config, not the sum)."""
-    gc.collect()
-    _trim_heap()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
-
-def _trim_heap() -> None:
-    # glibc keeps freed model memory in the process; hand it back so the next config's
-    # peak RSS is its own and not the previous config's leftovers.
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc (macOS, Windows, musl): nothing to trim
+    memory.release()
 
 
 def ratio_rows(results: list[ConfigResult]) -> list[dict[str, Any]]:

@@ -157,3 +157,74 @@ def bandwidth_gb_s() -> float:
     value = measure_bandwidth_gb_s()
     cache.write_text(json.dumps({"key": key, "gb_s": value}))
     return value
+
+
+def release() -> None:
+    """Hand a dropped model's memory back before the next one loads: collect, return
+    glibc's freed arenas to the system, empty CUDA's cache. Without it the next
+    config's peak (and steady) RSS carries the previous model and conversion leftovers."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (macOS, Windows, musl): nothing to trim
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def touch(model: Any) -> None:
+    """Fault in every page of the model's tensors (one element per 4 KB page): weights
+    read from a memory-mapped file are otherwise resident only once a token has used
+    them, so a float model would look smaller right after loading than it is."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.numel() and tensor.device.type == "cpu":
+                step = max(1, 4096 // tensor.element_size())
+                tensor.detach().reshape(-1)[::step].float().sum()
+
+
+def own_memory(model: Any) -> int:
+    """Copy the CPU parameters and buffers that still view a memory-mapped file (see
+    build_engine) into their own memory; how many. Only those: a tensor that views
+    another tensor (the quantizers' q/k/v over a fused q/k/v) must stay a view."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return 0
+    ranges = []
+    for region in psutil.Process().memory_maps(grouped=False):
+        if region.path.endswith((".safetensors", ".bin", ".gguf", ".pt")):
+            start, _, end = region.addr.partition("-")
+            ranges.append((int(start, 16), int(end, 16)))
+    if not ranges:
+        return 0
+
+    def mapped(tensor: Any) -> bool:
+        address = tensor.untyped_storage().data_ptr()
+        return any(start <= address < end for start, end in ranges)
+
+    copied = 0
+    with torch.no_grad():
+        for module in model.modules():
+            for param in module.parameters(recurse=False):
+                if param.device.type == "cpu" and mapped(param):
+                    param.data = param.data.clone()
+                    copied += 1
+            for name, buffer in list(module.named_buffers(recurse=False)):
+                if buffer is not None and buffer.device.type == "cpu" and mapped(buffer):
+                    module._buffers[name] = buffer.clone()
+                    copied += 1
+    return copied

@@ -431,7 +431,9 @@ class MainWindow(QMainWindow):
             f"{info.get('model_name')} ({info.get('architecture')}) · {runs}\n"
             + (f"{params / 1e6:.0f} M params · " if params else "")
             + f"weights {loaded.weights_mb:.0f} MB · "
-            f"loaded in {info.get('load_s', 0):.1f} s · {info.get('device')} · "
+            + (f"RSS {info['rss_mb']:.0f} MB, {info['load_peak_rss_mb']:.0f} while loading · "
+               if info.get("rss_mb") else "")
+            + f"loaded in {info.get('load_s', 0):.1f} s · {info.get('device')} · "
             f"{info.get('threads')} thread{'' if info.get('threads') == 1 else 's'} · decode: "
             f"{decode.split(' (')[0]}"  # the path's name; the reason is in the tooltip
             + (f"\n{notes}" if notes else "")

@@ -75,6 +75,7 @@ class Worker(QObject):
     @Slot(object)
     def load(self, config: RunConfig) -> None:
         config = gui_threads(config)
+        from playground.core import memory
         from playground.core.metrics import bandwidth_bound
         from playground.core.pipeline import build_engine, preflight
 
@@ -86,6 +87,7 @@ class Worker(QObject):
                 # Cheap checks first: a typo or an impossible combination keeps the old model.
                 preflight(config)
                 self.engine = None  # release the old model before loading the next
+                memory.release()
                 self.engine = build_engine(config, progress=self.progress.emit)
             engine = self.engine
             self.loaded.emit(

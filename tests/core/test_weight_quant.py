@@ -267,3 +267,25 @@ def test_bandwidth_bound_counts_bytes_a_token_reads(tiny_engine):
     assert int8.read_mb == pytest.approx(int8.weights_mb - unread)
     m = int8.chat(HELLO).metrics
     assert m.bandwidth_bound_tok_s == pytest.approx(int8.bandwidth_gb_s * 1e3 / int8.read_mb)
+
+
+def test_a_quantized_model_lets_go_of_the_mapped_checkpoint(tiny_engine):
+    """Float tensors left by the quantizer are copied out of the memory-mapped file (which
+    would otherwise stay resident beside the int8 weights); views of fused layers stay
+    views; the engine reports its steady RSS and the load's peak."""
+    import psutil
+
+    engine = tiny_engine("quant=int8-weight")
+    files = [r for r in psutil.Process().memory_maps(grouped=False)
+             if r.path.endswith(".safetensors")]
+    spans = [tuple(int(x, 16) for x in r.addr.split("-")) for r in files]
+    for tensor in [*engine.model.parameters(), *engine.model.buffers()]:
+        address = tensor.untyped_storage().data_ptr()
+        assert not any(a <= address < b for a, b in spans)
+    attn = engine.model.model.layers[0].self_attn
+    fused = attn.__dict__.get("fused_qkv")
+    if fused is not None and hasattr(fused, "codes"):
+        assert attn.q_proj.codes.untyped_storage().data_ptr() == \
+            fused.codes.untyped_storage().data_ptr()
+    info = engine.info
+    assert 0 < info["rss_mb"] <= info["load_peak_rss_mb"]
