@@ -270,5 +270,4 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
     app.state.busy = lambda: app.state.in_flight > 0 or metrics.queued > 0 or metrics.running > 0
     app.state.draining = False  # set by the first Ctrl+C: new requests get 503
     app.state.in_flight = 0  # requests being answered (a stream until its last byte)
-    app.state.scheduler = state  # the running scheduler is state["scheduler"] while serving
     return app
