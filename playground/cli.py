@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="playground", description="LLM Latency Playground: measure what optimizations do."
     )
     sub = parser.add_subparsers(dest="command")
-    spec_help = "RunConfig spec, e.g. quant=int8-dynamic,threads=2 (see ARCHITECTURE.md)"
+    spec_help = "RunConfig spec, e.g. quant=int8-dynamic,threads=2 (see docs/ARCHITECTURE.md)"
 
     gui = sub.add_parser("gui", help="open the desktop app (default)")
     gui.add_argument("--config", help=spec_help)

@@ -1,7 +1,7 @@
 """Benchmark one engine over a prompt set (or a scripted chat) and build the result file.
 
 Warmup runs are untimed and excluded from ``runs``; summaries are mean/p50/p90/p99
-over the measured runs. The result file follows ARCHITECTURE.md (schema 1).
+over the measured runs. The result file follows docs/ARCHITECTURE.md (schema 1).
 """
 
 from __future__ import annotations

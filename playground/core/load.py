@@ -101,7 +101,7 @@ def _pcts(values: list[float], scale: float = 1.0) -> dict[str, float | None]:
 
 def summarize(results: list[RequestResult], wall_s: float, slo: dict[str, float],
               concurrency: int | None = None, rate: float | None = None) -> dict[str, Any]:
-    """One step of the result file's ``load.steps[]`` (ARCHITECTURE.md)."""
+    """One step of the result file's ``load.steps[]`` (docs/ARCHITECTURE.md)."""
     ok = [r for r in results if r.ok]
     tokens = sum(r.output_tokens for r in ok)
     return {

@@ -1,4 +1,4 @@
-"""Per-turn metrics from one timeline of token timestamps (definitions in ARCHITECTURE.md).
+"""Per-turn metrics from one timeline of token timestamps (definitions in docs/ARCHITECTURE.md).
 
 Pure functions over plain dataclasses: a ``TokenTimeline`` is what the engine records,
 ``TurnMetrics`` is what everyone else shows.
