@@ -83,14 +83,13 @@ class RunConfig:
 
     def format(self, only_changed: bool = False) -> str:
         """The spec string; with ``only_changed`` just the keys that differ from defaults."""
-        default = RunConfig()
-        parts = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if only_changed and value == getattr(default, f.name):
-                continue
-            parts.append(f"{f.name}={_show(value)}")
-        return ",".join(parts)
+        keys = self.changed_keys() if only_changed else KEYS
+        return ",".join(f"{key}={_show(getattr(self, key))}" for key in keys)
+
+    def changed_keys(self, other: RunConfig | None = None) -> list[str]:
+        """The keys whose values differ from ``other``'s (the defaults'), in field order."""
+        other = other if other is not None else RunConfig()
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: numbers stay numbers, switches are "on"/"off" as in the spec string."""
@@ -114,6 +113,11 @@ class RunConfig:
 
 KEYS = tuple(f.name for f in fields(RunConfig))
 _BOOL_KEYS = {f.name for f in fields(RunConfig) if f.type in ("bool", bool)}
+
+
+def spec_keys(spec: str) -> list[str]:
+    """The keys a spec string sets, as ``parse`` splits it (values unchecked)."""
+    return [part.split("=", 1)[0].strip() for part in _split(spec) if "=" in part]
 
 
 def _split(spec: str) -> list[str]:
@@ -232,9 +236,7 @@ def _check_endpoint(cfg: RunConfig) -> None:
     if not cfg.api_key_env.replace("_", "").isalnum():
         raise ConfigError(f"api_key_env: '{cfg.api_key_env}' is not an environment variable "
                           "name (letters, digits, _); the key itself never goes in the spec")
-    default = RunConfig()
-    local = [f.name for f in fields(cfg) if f.name not in ENDPOINT_KEYS
-             and getattr(cfg, f.name) != getattr(default, f.name)]
+    local = [key for key in cfg.changed_keys() if key not in ENDPOINT_KEYS]
     if local:
         raise ConfigError(f"{local[0]}: the endpoint runs its own model, so local settings do "
                           f"not apply; with endpoint= use only {', '.join(ENDPOINT_KEYS)}")

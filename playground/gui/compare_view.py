@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.core.config import ConfigError, RunConfig
+from playground.core.config import ConfigError, RunConfig, spec_keys
 from playground.core.models import ModelError
 from playground.core.presets import PRESETS, preset
 from playground.gui import file_dialogs
@@ -202,7 +202,7 @@ class CompareView(QWidget):
     def _add_preset(self) -> None:
         name = self.preset.currentText()
         try:
-            own = _changed_keys(preset(name, RunConfig()))  # what the preset itself sets
+            own = set(preset(name, RunConfig()).changed_keys())  # what the preset itself sets
             self.add_config(preset(name, self.current_config()), own)
         except (ConfigError, ValueError, ModelError) as exc:
             self.error.emit(str(exc))
@@ -213,7 +213,7 @@ class CompareView(QWidget):
         except ConfigError as exc:
             self.error.emit(str(exc))
             return
-        own = {part.split("=")[0].strip() for part in self.spec.text().split(",") if "=" in part}
+        own = set(spec_keys(self.spec.text()))
         if self.add_config(config, own):
             self.spec.clear()
 
@@ -342,8 +342,3 @@ def _cell(key: str, value: Any, row: int) -> str:
     if key == "kl_mean":
         return "0" if value == 0 else f"{value:.3g}"
     return f"{value:.1f}"
-
-
-def _changed_keys(config: RunConfig) -> set[str]:
-    default = RunConfig()
-    return {k for k in RunConfig.__dataclass_fields__ if getattr(config, k) != getattr(default, k)}

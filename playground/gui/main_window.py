@@ -77,7 +77,6 @@ class MainWindow(QMainWindow):
         self.requested_config: RunConfig | None = None
         self.good_config: RunConfig | None = None
         self.load_error: str | None = None
-        self.unapplied: list[str] = []  # controls changed but not loaded (not sampling)
         self.errors: list[str] = []
 
         self.controls = ControlsPanel(available_devices())
@@ -507,7 +506,7 @@ class MainWindow(QMainWindow):
     def _mark_unapplied(self) -> None:
         """Controls that differ from the loaded config in more than sampling keys are not
         in effect until Load / apply: say so on the button and in the status bar."""
-        from playground.gui.worker import SAMPLING_KEYS, gui_threads
+        from playground.gui.worker import gui_threads, unapplied_keys
 
         if self.loaded is None or self.busy:
             return
@@ -516,8 +515,7 @@ class MainWindow(QMainWindow):
         except ConfigError:
             return
         running = self.loaded.config
-        pending = [k for k in RunConfig.__dataclass_fields__ if k not in SAMPLING_KEYS
-                   and getattr(wanted, k) != getattr(running, k)]
+        pending = unapplied_keys(running, wanted)
         text = "Load / apply (unapplied changes)" if pending else "Load / apply"
         if self.controls.apply.text() != text:
             self.controls.apply.setText(text)
@@ -527,7 +525,6 @@ class MainWindow(QMainWindow):
                 self.status_label.setText(
                     f"Unapplied changes ({', '.join(pending)}): press Load / apply; replies "
                     f"still use {running.format(only_changed=True) or 'defaults'}")
-        self.unapplied = pending
 
     def _sample_memory(self) -> None:
         rss = psutil.Process().memory_info().rss / 1e6

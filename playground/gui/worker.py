@@ -218,8 +218,14 @@ def gui_threads(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, threads=max(1, (os.cpu_count() or 1) - 1))
 
 
+def unapplied_keys(running: RunConfig, wanted: RunConfig) -> list[str]:
+    """Keys of ``wanted`` that differ from the ``running`` config and need a reload
+    (sampling keys apply to the next message as they are)."""
+    return [key for key in wanted.changed_keys(running) if key not in SAMPLING_KEYS]
+
+
 def _only_sampling_changed(a: RunConfig, b: RunConfig) -> bool:
-    return dataclasses.replace(a, **{k: getattr(b, k) for k in SAMPLING_KEYS}) == b
+    return not unapplied_keys(a, b)
 
 
 def _one_line(exc: BaseException) -> str:
