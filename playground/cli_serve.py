@@ -15,7 +15,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from playground.core.config import RunConfig
     from playground.core.pipeline import build_engine
     from playground.core.serve.app import create_app
-    from playground.core.serve.batching import BatchScheduler
+    from playground.core.serve.batching import describe
     from playground.core.serve.runner import draining_server
 
     for flag, value, low in (("--max-batch", args.max_batch, 1), ("--prefill-chunk",
@@ -29,8 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      model_name=args.model_name, batching=batching, max_batch=args.max_batch,
                      prefill_chunk=args.prefill_chunk, batch_wait_ms=args.batch_wait_ms,
                      prefix_cache=args.prefix_cache == "on")
-    how = (BatchScheduler.explain(engine, args.max_batch, args.prefill_chunk) if batching
-           else "batching off: one request at a time, in arrival order")
+    how = describe(engine, batching, args.max_batch, args.prefill_chunk)
     print(f"serving {engine.info.get('model_name')} ({config.format(only_changed=True) or 'defaults'})"
           f" on http://{args.host}:{args.port}/v1 — {how}", file=sys.stderr)
     # Ctrl+C: new requests get 503 while the running ones finish (drain), then the app's

@@ -76,8 +76,8 @@ def build_engine(
     with memory.RssSampler() as sampler:
         engine = _build(config, progress, loaded)
     memory.release()
-    if isinstance(getattr(engine, "info", None), dict) and not config.endpoint:
-        memory.touch(getattr(engine, "model", None))
+    if not config.endpoint:  # a remote server's memory is not ours to report
+        memory.touch(engine.model)
         steady = memory.rss_mb()
         engine.info["load_peak_rss_mb"] = round(max(sampler.peak_mb, steady), 1)
         engine.info["rss_mb"] = round(steady, 1)

@@ -142,9 +142,9 @@ def common(a, b):
 
 def test_int8_dynamic_interleaves_instead_of_batching(tiny_engine):
     """Its activations share one scale per matrix, so a batch would change a reply."""
-    from playground.core.serve.batching import BatchScheduler, batched_rows
+    from playground.core.serve.batching import batched_rows, describe
 
     engine = tiny_engine("quant=int8-dynamic")
     assert batched_rows(engine) is None
-    assert "interleaved only" in BatchScheduler.explain(engine, 8, 32)
+    assert "interleaved only" in describe(engine)
     assert batched_rows(tiny_engine("")) is not None

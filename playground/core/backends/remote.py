@@ -78,7 +78,7 @@ class RemoteEngine:
         finish = "length"
         try:
             with self._client.stream("POST", self.url + path, json=body,
-                                     headers=self._headers()) as response:
+                                     headers=_auth(cfg)) as response:
                 if response.status_code != 200:
                     raise GenerationError(_http_error(response, self.url))
                 for line in response.iter_lines():
@@ -113,9 +113,6 @@ class RemoteEngine:
         result = TurnResult("".join(texts), [], timeline, metrics, finish, cfg)
         result.extra["chunks"] = len(times)
         return result
-
-    def _headers(self) -> dict[str, str]:
-        return _auth(self.config)
 
 
 def build(config: RunConfig, progress: Any = lambda _m: None) -> RemoteEngine:

@@ -201,6 +201,7 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         obj = "chat.completion" if chat else "text_completion"
+        chunk_obj = obj + (".chunk" if chat else "")  # the object of a streamed event
 
         def chunk(text: str | None, finish: str | None = None, first: bool = False) -> str:
             if chat:
@@ -210,8 +211,8 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
             else:
                 choice = {"index": 0, "text": text or "", "logprobs": None,
                           "finish_reason": finish}
-            data = {"id": rid, "object": obj + (".chunk" if chat else ""), "created": created,
-                    "model": name, "choices": [choice]}
+            data = {"id": rid, "object": chunk_obj, "created": created, "model": name,
+                    "choices": [choice]}
             return f"data: {json.dumps(data)}\n\n"
 
         def usage() -> dict[str, int]:
@@ -232,9 +233,8 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                     else:
                         yield chunk(None, FINISH.get(job.result.finish_reason, "stop"))
                         if req["include_usage"]:
-                            data = {"id": rid, "object": obj + (".chunk" if chat else ""),
-                                    "created": created, "model": name, "choices": [],
-                                    "usage": usage()}
+                            data = {"id": rid, "object": chunk_obj, "created": created,
+                                    "model": name, "choices": [], "usage": usage()}
                             yield f"data: {json.dumps(data)}\n\n"
                     yield "data: [DONE]\n\n"
                 finally:

@@ -2,14 +2,15 @@
 
 Every pass of the worker thread takes one row per running request (its last token)
 plus up to ``prefill_chunk`` prompt tokens of requests still being prefilled, and runs
-them together through the native step's ``rows`` (playground/core/native/step.py):
-each weight matrix is read once for the whole pass instead of once per request, which
-is where a CPU decode step spends its time. A request joins between passes and leaves
+them together through the engine's batched rows (the native step's, playground/core/
+native/step.py, or the float models', playground/core/lean_rows.py): each weight matrix
+is read once for the whole pass instead of once per request, which is where a CPU
+decode step spends its time. A request joins between passes and leaves
 the pass after its last token; its prompt goes in as chunks, so a long prompt stalls
 the others for one chunk per pass, not for its whole prefill. A row's arithmetic does
 not depend on the other rows, so a greedy reply is the same alone or batched.
 
-A config without the native step (float, int8-dynamic, bnb, ONNX) still gets the
+A config without batched rows (int8-dynamic, bnb, ONNX Runtime) still gets the
 scheduling (requests interleave pass by pass, each its own forward), but no shared
 matrix reads; ``describe()`` says which, and the server prints it at start.
 """
@@ -61,20 +62,6 @@ class BatchScheduler(Scheduler):
         self._closing = False
         super().__init__(engine, metrics, max_queue)
 
-    def describe(self) -> str:
-        return self.explain(self.engine, self.max_batch, self.prefill_chunk)
-
-    @staticmethod
-    def explain(engine: Any, max_batch: int, prefill_chunk: int) -> str:
-        if batched_rows(engine) is not None:
-            return (f"batching on: up to {max_batch} requests share each pass "
-                    f"(prompts in chunks of {prefill_chunk} tokens, shared prefixes reused)")
-        return ("batching on, interleaved only: this config has no batched step (torch "
-                "float models and int8-weight, int4-weight, gguf-native have one; "
-                "int8-dynamic's per-matrix activation scale would make a reply depend on "
-                "the batch; ONNX Runtime and bitsandbytes run their own kernels), so "
-                "requests take turns pass by pass without sharing weight reads")
-
     # -- the worker ----------------------------------------------------------------
     def _run(self) -> None:
         import torch
@@ -90,7 +77,7 @@ class BatchScheduler(Scheduler):
                     self._pass(active)
                 except Exception as exc:  # one failed pass must not stop the server
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    for seq in active:
+                    for seq in (s for s in active if s.finish is None):  # others were answered
                         seq.job.error = f"generation failed: {message}"
                         self.metrics.failed += 1
                         seq.job.emit(END)
@@ -222,10 +209,24 @@ class BatchScheduler(Scheduler):
                                read_mb=getattr(engine, "read_mb", None))
         reply = engine.tokenizer.decode(seq.new, skip_special_tokens=True)
         seq.job.result = TurnResult(reply, seq.new, seq.timeline, metrics, reason, seq.config)
-        first = seq.timeline.token_times[0] if seq.timeline.token_times else time.perf_counter()
-        self.metrics.record(seq.job.result, waited_s=first - seq.job.arrived)
+        self.metrics.record(seq.job.result, seq.job)
         seq.cache = None
         seq.job.emit(END)
+
+
+def describe(engine: Any, batching: bool = True, max_batch: int = 8,
+             prefill_chunk: int = 32) -> str:
+    """How this server handles concurrent requests, in words (printed at start)."""
+    if not batching:
+        return "batching off: one request at a time, in arrival order"
+    if batched_rows(engine) is not None:
+        return (f"batching on: up to {max_batch} requests share each pass "
+                f"(prompts in chunks of {prefill_chunk} tokens, shared prefixes reused)")
+    return ("batching on, interleaved only: this config has no batched step (torch "
+            "float models and int8-weight, int4-weight, gguf-native have one; "
+            "int8-dynamic's per-matrix activation scale would make a reply depend on "
+            "the batch; ONNX Runtime and bitsandbytes run their own kernels), so "
+            "requests take turns pass by pass without sharing weight reads")
 
 
 def batched_rows(engine: Any) -> Any:

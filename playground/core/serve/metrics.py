@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,12 +66,13 @@ class ServerMetrics:
         self.running = n
         self.running_max = max(self.running_max, n)
 
-    def record(self, result: Any, waited_s: float) -> None:
-        """A finished request: TTFT from its arrival (queueing included), its ITLs."""
+    def record(self, result: Any, job: Any) -> None:
+        """A finished request: TTFT from its arrival (queueing included; to the end when no
+        token came), its ITLs."""
         self.requests += 1
         self.prompt_tokens += result.metrics.prompt_tokens
         self.output_tokens += result.metrics.new_tokens
-        self.ttft.observe(waited_s)
+        self.ttft.observe((job.first_at or time.perf_counter()) - job.arrived)
         for gap_ms in result.metrics.itl_ms:
             self.itl.observe(gap_ms / 1000.0)
 

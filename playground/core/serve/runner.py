@@ -15,8 +15,6 @@ def draining_server(app: Any, host: str, port: int, log_level: str = "warning") 
     """A uvicorn server whose first Ctrl+C (or ``drain()``) refuses new requests with 503
     and stops once the requests in flight have finished; a second Ctrl+C stops at once.
     uvicorn's own graceful shutdown could drop a stream that was still being written."""
-    import signal
-
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
@@ -25,7 +23,6 @@ def draining_server(app: Any, host: str, port: int, log_level: str = "warning") 
                 self.force_exit = self.should_exit = True
                 return
             self.drain()
-            del sig, frame
 
         def drain(self) -> None:
             app.state.draining = True
@@ -39,9 +36,7 @@ def draining_server(app: Any, host: str, port: int, log_level: str = "warning") 
                     return True
             return await super().on_tick(counter)
 
-    server = DrainingServer(uvicorn.Config(app, host=host, port=port, log_level=log_level))
-    del signal
-    return server
+    return DrainingServer(uvicorn.Config(app, host=host, port=port, log_level=log_level))
 
 
 class ServerHandle:
@@ -51,14 +46,13 @@ class ServerHandle:
         (raises with the reason when the model or the port fails)."""
         from playground.core.pipeline import build_engine
         from playground.core.serve.app import create_app
-        from playground.core.serve.batching import BatchScheduler
+        from playground.core.serve.batching import describe
 
         self.config, self.host, self.port, self.batching = config, host, port, batching
         self.engine = build_engine(config, progress=progress)
         self.app = create_app(self.engine, batching=batching, **options)
-        self.describe = (BatchScheduler.explain(self.engine, options.get("max_batch", 8),
-                                                options.get("prefill_chunk", 32))
-                         if batching else "batching off: one request at a time")
+        self.describe = describe(self.engine, batching, **{
+            k: v for k, v in options.items() if k in ("max_batch", "prefill_chunk")})
         self._server = draining_server(self.app, host, port, log_level="error")
         self._thread = threading.Thread(target=self._server.run, name="serve", daemon=True)
         self._thread.start()

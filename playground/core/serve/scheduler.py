@@ -118,20 +118,16 @@ class SequentialScheduler(Scheduler):
         base = engine.config
         engine.config = dataclasses.replace(base, max_new_tokens=job.max_tokens,
                                             temperature=job.temperature)
-        first: list[float] = []
 
         def on_token(piece: str) -> None:
             job.count_token()
-            if not first:
-                first.append(time.perf_counter())
             if piece:
                 job.emit(piece)
 
         try:
             job.result = engine.chat(job.messages, on_token=on_token,
                                      should_stop=lambda: job.cancelled)
-            self.metrics.record(job.result, waited_s=(first[0] if first else time.perf_counter())
-                                - job.arrived)
+            self.metrics.record(job.result, job)
         except Exception as exc:  # one failed request must not stop the server
             job.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.metrics.failed += 1
