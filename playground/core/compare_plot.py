@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from playground.core.compare import pareto_front
-from playground.core.load_plot import _nice_step
+from playground.core.load_plot import nice_step
 
 PANELS = (("ttft_ms", "TTFT ms (lower is better)"),
           ("decode_tok_s", "Decode tok/s (higher is better)"),
@@ -24,7 +24,7 @@ KL_FLOOR = 1e-4
 
 def _bars(x0: float, y0: float, title: str, values: list[float | None]) -> list[str]:
     top = max((v for v in values if v is not None), default=0.0) or 1.0
-    step = _nice_step(top * 1.1 / 4)
+    step = nice_step(top * 1.1 / 4)
     top = step * math.ceil(top * 1.1 / step)
     out = [f'<text x="{x0 + PW / 2}" y="{y0 - 10}" text-anchor="middle">{escape(title)}</text>',
            f'<rect x="{x0}" y="{y0}" width="{PW}" height="{PH}" fill="none" stroke="#444"/>']

@@ -21,7 +21,7 @@ def svg(runs: list[tuple[str, list[dict[str, Any]]]], title: str = "") -> str:
               for k in ("ttft_ms", "itl_ms") if s[k]["p50"]]
     if not points:
         raise ValueError("load --plot: no step has latency figures to draw")
-    step = _nice_step(max(p[0] for p in points) * 1.05 / 5)
+    step = nice_step(max(p[0] for p in points) * 1.05 / 5)
     x_max = step * math.ceil(max(p[0] for p in points) * 1.05 / step)
     lo = math.floor(math.log10(max(min(p[1] for p in points), 0.1)))
     hi = math.ceil(math.log10(max(p[1] for p in points)))
@@ -71,7 +71,7 @@ def svg(runs: list[tuple[str, list[dict[str, Any]]]], title: str = "") -> str:
     return "\n".join(out)
 
 
-def _nice_step(raw: float) -> float:
+def nice_step(raw: float) -> float:
     """1, 2 or 5 times a power of ten, at least ``raw`` (round axis ticks)."""
     raw = max(raw, 1e-9)
     power = 10 ** math.floor(math.log10(raw))
