@@ -23,6 +23,11 @@ OnToken = Callable[[str], None]
 ShouldStop = Callable[[], bool]
 
 
+# Prompt tokens per prefill pass: Stop is checked between passes, so a long prompt
+# can be stopped within about a second on a CPU.
+PREFILL_CHUNK = 256
+
+
 class GenerationError(RuntimeError):
     """Generation failed (out of memory, a model error); the message is readable."""
 
@@ -116,6 +121,8 @@ class Engine:
             try:
                 generate = self._generate_assisted if self.draft is not None else self._generate
                 result = generate(messages, timeline, on_token, should_stop)
+            except GenerationError:
+                raise
             except RuntimeError as exc:
                 self._prefix = None
                 raise GenerationError(_explain(exc)) from exc
@@ -140,6 +147,24 @@ class Engine:
         if self.forward is not self.model:
             return "compiled transformers forward (compile=on)"
         return self._lean_note
+
+    def context_length(self) -> int | None:
+        """Tokens the model can attend over (prompt plus reply), when it says."""
+        value = getattr(self, "context", None) or getattr(
+            getattr(self.model, "config", None), "max_position_embeddings", None)
+        return int(value) if value else None
+
+    def check_context(self, prompt_tokens: int, max_new_tokens: int | None = None) -> None:
+        """Refuse, before any prefill, a prompt that cannot fit with its reply: a model
+        run past its context answers garbage after minutes of work."""
+        context = self.context_length()
+        wanted = self.config.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if context and prompt_tokens + wanted > context:
+            self._prefix = None
+            raise GenerationError(
+                f"the conversation ({prompt_tokens:,} tokens) plus max_new_tokens={wanted} "
+                f"exceeds the model's context of {context:,} tokens: nothing was run; "
+                "shorten the prompt, start a new chat or lower max_new_tokens")
 
     # -- internals ------------------------------------------------------------
     def prompt_ids(self, messages: Sequence[Message] | str) -> list[int]:
@@ -172,6 +197,7 @@ class Engine:
         cfg = self.config
         ids = self.prompt_ids(messages)
         timeline.prompt_tokens = len(ids)
+        self.check_context(len(ids))
         generator = None
         if not cfg.greedy:
             generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -185,7 +211,10 @@ class Engine:
                 cache, start = self._cache_for(ids)
                 reused = start
             timeline.prefilled_tokens = len(ids) - start
-            logits = self._step(ids[start:] if cfg.kv_cache else ids, cache)
+            logits = self._prefill(ids[start:] if cfg.kv_cache else ids, cache, should_stop)
+            if logits is None:  # stopped during the prompt: nothing to keep
+                self._prefix = None
+                return TurnResult("", [], timeline, None, "cancelled", cfg)  # type: ignore[arg-type]
             if self.device.startswith("cuda"):
                 torch.cuda.synchronize()  # else the stamp is when the kernels were queued
             timeline.t_first_logits = time.perf_counter()
@@ -231,6 +260,7 @@ class Engine:
         cfg, tokenizer, eos = self.config, self.tokenizer, self.eos_ids
         ids = self.prompt_ids(messages)
         timeline.prompt_tokens = len(ids)
+        self.check_context(len(ids))
         new: list[int] = []
         state = {"prompt_seen": False, "ended": False}
         pieces = Detokenizer(tokenizer)
@@ -309,6 +339,18 @@ class Engine:
                     prefix.cache.crop(keep - len(prefix.ids))  # negative: tokens to drop
                 return prefix.cache, keep
         return self.make_cache(), 0
+
+    def _prefill(self, ids: list[int], cache: Any, should_stop: ShouldStop) -> Any:
+        """The prompt's last logits, fed in chunks with Stop checked between them; None
+        when stopped. Without a KV cache there is nothing to carry between chunks."""
+        if cache is None:
+            return self._step(ids, None)
+        for begin in range(0, len(ids) - PREFILL_CHUNK, PREFILL_CHUNK):
+            self._step(ids[begin : begin + PREFILL_CHUNK], cache)
+            if should_stop():
+                return None
+        last = (len(ids) - 1) // PREFILL_CHUNK * PREFILL_CHUNK
+        return self._step(ids[last:], cache)
 
     def _step(self, ids: list[int], cache: Any) -> Any:
         import torch

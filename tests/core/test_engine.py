@@ -121,3 +121,47 @@ def test_detokenizer_streams_exact_text_decoding_a_short_window_each_token(tiny_
     assert "".join(out) == decode(ids, skip_special_tokens=True)
     assert all("\ufffd" not in p for p in out)
     assert max(lengths) <= 8 < len(ids)
+
+
+def test_a_prompt_past_the_context_is_refused_before_any_prefill(tiny_engine):
+    """The tiny model's context is 1024 tokens: a longer conversation is one clear
+    error naming both counts, and no forward pass runs."""
+    import pytest
+
+    from playground.core.engine import GenerationError
+
+    engine = tiny_engine("max_new_tokens=100")
+    calls: list[int] = []
+    step = engine._step
+    engine._step = lambda ids, cache: calls.append(len(ids)) or step(ids, cache)
+    long = [{"role": "user", "content": "fox " * 1000}]
+    with pytest.raises(GenerationError) as caught:
+        engine.chat(long)
+    message = str(caught.value)
+    assert message.startswith("the conversation (")
+    assert "max_new_tokens=100" in message and "context of 1,024 tokens" in message
+    assert calls == []
+    fits = [{"role": "user", "content": "fox " * 200}]  # still runs after the refusal
+    assert engine.chat(fits).metrics.new_tokens > 0
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_and_stop_works_between_them(tiny_engine):
+    from playground.core.engine import PREFILL_CHUNK
+
+    engine = tiny_engine("max_new_tokens=8,prefix_cache=off")
+    engine.eos_ids = set()
+    calls: list[int] = []
+    step = engine._step
+    engine._step = lambda ids, cache: calls.append(len(ids)) or step(ids, cache)
+    prompt = [{"role": "user", "content": "fox " * 400}]
+    n = len(engine.prompt_ids(prompt))
+    assert n > 2 * PREFILL_CHUNK
+    whole = engine.chat(prompt)
+    assert calls[: n // PREFILL_CHUNK + 1] == [PREFILL_CHUNK] * (n // PREFILL_CHUNK) + [
+        n % PREFILL_CHUNK or PREFILL_CHUNK]
+    assert sum(calls[: n // PREFILL_CHUNK + 1]) == n
+    # Same greedy reply as one unchunked pass (the plain forward, no chunks).
+    calls.clear()
+    stopped = engine.chat(prompt, should_stop=lambda: len(calls) >= 1)
+    assert stopped.cancelled and stopped.token_ids == [] and calls == [PREFILL_CHUNK]
+    assert engine.chat(prompt).token_ids == whole.token_ids

@@ -69,7 +69,7 @@ def test_int4_export_is_smaller_stops_between_tokens_and_refuses_overflow(tiny_d
     again = build_engine(RunConfig.parse(f"model={tiny_dir},backend=onnxruntime"))
     assert again.info["export_s"] is None and fp32.info["export_s"] is not None
     huge = build_engine(RunConfig.parse(f"model={tiny_dir},backend=onnxruntime,max_new_tokens=1020"))
-    with pytest.raises(GenerationError, match="exceeds the model's context of 1024"):
+    with pytest.raises(GenerationError, match="exceeds the model's context of 1,024"):
         huge.chat([{"role": "user", "content": "Hello there, how are you today?"}])
 
 

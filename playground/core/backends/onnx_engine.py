@@ -21,7 +21,7 @@ from typing import Any
 from playground.core import memory, models
 from playground.core.backends import onnx_export
 from playground.core.config import RunConfig
-from playground.core.engine import Engine, GenerationError
+from playground.core.engine import Engine
 from playground.core.optimize.device import default_threads
 
 MIN_CAPACITY = 1024  # KV slots of a new generator; it grows by doubling (re-prefilled)
@@ -95,12 +95,7 @@ class OnnxEngine(Engine):
 
     def _cache_for(self, ids: list[int]) -> tuple[Any, int]:
         need = len(ids) + self.config.max_new_tokens
-        if need > self.context:
-            self._prefix = None
-            raise GenerationError(
-                f"the conversation ({len(ids)} tokens) plus max_new_tokens="
-                f"{self.config.max_new_tokens} exceeds the model's context of {self.context} "
-                "tokens; start a new chat or lower max_new_tokens")
+        self.check_context(len(ids))
         capacity = MIN_CAPACITY
         while capacity < need:
             capacity *= 2

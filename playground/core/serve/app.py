@@ -41,11 +41,7 @@ def _error_response(exc: ApiError, headers: dict[str, str] | None = None) -> Any
 
 
 def context_length(engine: Any) -> int | None:
-    value = getattr(engine, "context", None)
-    if value:
-        return int(value)
-    config = getattr(getattr(engine, "model", None), "config", None)
-    return getattr(config, "max_position_embeddings", None)
+    return engine.context_length() if hasattr(engine, "context_length") else None
 
 
 def parse_request(body: Any, engine: Any, model_name: str, kind: str = "chat") -> dict[str, Any]:
