@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from playground.cli_outputs import check_writable, finish
 from playground.core.config import ConfigError, RunConfig
 
 
@@ -89,10 +90,11 @@ def print_table(results: list[Any]) -> None:
 # -- subcommands ---------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
     from playground.core import bench
-    from playground.core.history import History
+    from playground.core.history import row as history_row
     from playground.core.pipeline import build_engine
 
     config = _config(args.config)
+    check_writable({"--json": args.json, "--csv": args.csv})
     source = Path(args.chat or args.prompts or bench.default_prompts_path())
     conversations = bench.read_prompts(source)
     conversations = [bench.with_system(c, args.system) for c in conversations]
@@ -109,21 +111,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     print_table([result])
     data = bench.result_file([result])
-    if args.json:
-        Path(args.json).write_text(json.dumps(data, indent=1))
-        print(f"wrote {args.json}")
-    if args.csv:
-        bench.write_csv([result], Path(args.csv))
-        print(f"wrote {args.csv}")
-    history = History()
-    if history.notice:
-        _status(history.notice)
     session = uuid.uuid4().hex[:12]
-    for run in result.runs:
-        history.add("bench", config.format(), metrics=run, hardware=data["hardware"],
-                    reply=run["reply"], session=session)
-    history.close()
-    return 0
+    rows = [history_row("bench", config.format(), metrics=run, hardware=data["hardware"],
+                        reply=run["reply"], session=session) for run in result.runs]
+    return finish("bench", data, [
+        ("--json", args.json, lambda p: p.write_text(json.dumps(data, indent=1))),
+        ("--csv", args.csv, lambda p: bench.write_csv([result], p)),
+    ], rows)
 
 
 def print_compare_table(rows: list[dict[str, Any]]) -> None:
@@ -152,10 +146,12 @@ def print_compare_table(rows: list[dict[str, Any]]) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from playground.core import bench
-    from playground.core.compare import ratio_rows, record_history, run_compare
-    from playground.core.history import History
+    from playground.core.compare import history_rows, ratio_rows, run_compare
 
     configs = [_config(spec) for spec in args.config]
+    check_writable({"--json": args.json, "--csv": args.csv, "--plot": args.plot})
+    if args.plot and Path(args.plot).suffix.lower() not in (".svg", ".png"):
+        raise ValueError(f"--plot {args.plot}: must end in .svg or .png")
     conversations = bench.read_prompts(Path(args.prompts or bench.default_prompts_path()))
     conversations = [bench.with_system(c, args.system) for c in conversations]
     bar = ProgressBar("compare")
@@ -164,34 +160,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     rows = ratio_rows(outcome.results)
     print_compare_table(rows)
     data = bench.result_file(outcome.results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(data, indent=1))
-        print(f"wrote {args.json}")
-    if args.csv:
-        bench.write_csv(outcome.results, Path(args.csv))
-        print(f"wrote {args.csv}")
-    if args.plot:
-        if args.plot.lower().endswith(".svg"):  # no Qt: headless machines make it too
+
+    def plot(path: Path) -> None:
+        if path.suffix.lower() == ".svg":  # no Qt: headless machines make it too
             from playground.core import compare_plot
 
-            compare_plot.write(Path(args.plot), rows)
+            compare_plot.write(path, rows)
         else:  # the app's own charts, rendered offscreen
             from playground.gui.compare_charts import save_compare_png
 
-            save_compare_png(rows, args.plot)
-        print(f"wrote {args.plot}")
-    history = History()
-    session = uuid.uuid4().hex[:12]
-    record_history(history, outcome.results, rows, hardware=data["hardware"], session=session)
-    history.close()
-    return 0
+            save_compare_png(rows, str(path))
+
+    return finish("compare", data, [
+        ("--json", args.json, lambda p: p.write_text(json.dumps(data, indent=1))),
+        ("--csv", args.csv, lambda p: bench.write_csv(outcome.results, p)),
+        ("--plot", args.plot, plot),
+    ], history_rows(outcome.results, rows, hardware=data["hardware"],
+                    session=uuid.uuid4().hex[:12]))
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     from playground.core.history import History
+    from playground.core.messages import MessageError, check_text
     from playground.core.pipeline import build_engine
 
     config = _config(args.config)
+    if args.system:
+        check_text(args.system, "--system")
     engine = build_engine(config, progress=_status)
     history = History()
     if history.notice:
@@ -204,10 +199,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
     print("Ctrl-C stops a reply; /new starts over; /quit or Ctrl-D leaves.")
     while True:
         try:
-            line = input("\nyou> ").strip()
+            line = check_text(input("\nyou> "), "that line").strip()
         except (EOFError, KeyboardInterrupt):
             print()
             break
+        except (UnicodeDecodeError, MessageError) as exc:
+            reason = str(exc) if isinstance(exc, MessageError) else "that line is not UTF-8 text"
+            print(f"error: {reason}; type it again")
+            continue
         if not line:
             continue
         if line in ("/quit", "/exit"):
@@ -238,9 +237,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
             f"\n  TTFT {_fmt(m.ttft_ms)} ms · decode {_fmt(m.decode_tok_s)} tok/s · "
             f"{m.new_tokens} tokens · peak RSS {_fmt(m.peak_rss_mb, 0)} MB{flag}"
         )
-        history.add("chat", config.format(), metrics=m.to_dict(), prompt=line,
-                    reply=result.reply, session=session)
+        metrics = {**m.to_dict(), "finish_reason": result.finish_reason}
+        if history.add("chat", config.format(), metrics=metrics, prompt=line,
+                       reply=result.reply, session=session) is None:
+            _status(history.notice or "history not written yet")
     history.close()
+    if history.pending or history.path is None:
+        _status(history.notice or "history not saved")
+    elif history.path != history.main_path:
+        _status(f"this session's turns are in {history.path}")
     return 0
 
 

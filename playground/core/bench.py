@@ -17,6 +17,7 @@ from typing import Any
 
 from playground.core import paths
 from playground.core.engine import Engine, TurnResult
+from playground.core.messages import MessageError, check_messages, check_text
 from playground.core.metrics import summarize
 
 SCHEMA = 1
@@ -46,33 +47,55 @@ def default_prompts_path() -> Path:
 
 
 def read_prompts(path: Path) -> list[list[dict[str, str]]]:
-    """Conversations from a text file (one prompt per line) or a .jsonl of messages."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Conversations from a text file (one prompt per line) or a .jsonl of messages,
+    every one checked (before any model loads); errors name the file and line."""
+    text = read_text(path)
     conversations: list[list[dict[str, str]]] = []
     if str(path).endswith(".jsonl"):
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                messages = json.loads(line)["messages"]
-            except (ValueError, KeyError, TypeError):
-                raise ValueError(
-                    f"{path}:{number}: expected {{\"messages\": [{{\"role\": ..., \"content\": ...}}]}}"
-                ) from None
-            conversations.append(messages)
+                record = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc}); each line is "
+                                 '{"messages": [{"role": ..., "content": ...}]}') from None
+            if not isinstance(record, dict) or "messages" not in record:
+                raise ValueError(f"{path}:{number}: expected "
+                                 '{"messages": [{"role": ..., "content": ...}]}')
+            try:
+                conversations.append(check_messages(record["messages"]))
+            except MessageError as exc:
+                raise ValueError(f"{path}:{number}: {exc}") from None
     else:
-        conversations = [[{"role": "user", "content": p}] for p in read_lines(path)]
+        conversations = [[{"role": "user", "content": p}] for p in _lines(text)]
     if not conversations:
         raise ValueError(f"{path}: no prompts found")
     return conversations
 
 
+def read_text(path: Path) -> str:
+    """A prompt file's text; one line naming the file when it is missing or not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                         f"offset {exc.start}); prompt files must be UTF-8") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder; give a prompt file") from None
+
+
 def read_lines(path: Path) -> list[str]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return _lines(read_text(path))
+
+
+def _lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def with_system(messages: list[dict[str, str]], system: str | None) -> list[dict[str, str]]:
+    if system:
+        check_text(system, "--system")
     return ([{"role": "system", "content": system}] if system else []) + list(messages)
 
 

@@ -154,10 +154,15 @@ def pareto_front(rows: list[dict[str, Any]]) -> list[int]:
     return front
 
 
-def record_history(history: Any, results: list[ConfigResult], rows: list[dict[str, Any]],
-                   **extra: Any) -> None:
-    """One history entry per compared config (its summary and quality); ``rows`` are
-    ``ratio_rows(results)``, ``extra`` goes to ``History.add`` (hardware, session)."""
-    for result, row in zip(results, rows, strict=True):
-        history.add("compare", row["config"],
-                    metrics={"summary": result.summary, "quality": result.quality}, **extra)
+def history_rows(results: list[ConfigResult], rows: list[dict[str, Any]], *,
+                 complete: bool = True, **extra: Any) -> list[tuple[Any, ...]]:
+    """One history row per compared config (its summary and quality) for
+    ``History.add_many``; ``rows`` are ``ratio_rows(results)``, ``extra`` the row's
+    other fields (hardware, session); ``complete=False`` marks a comparison that
+    stopped or failed before its last config."""
+    from playground.core.history import row
+
+    return [row("compare", r["config"], metrics={"summary": result.summary,
+                                                 "quality": result.quality},
+                complete=complete, **extra)
+            for result, r in zip(results, rows, strict=True)]

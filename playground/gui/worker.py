@@ -124,7 +124,7 @@ class Worker(QObject):
     @Slot(object, object, int, int)
     def compare(self, configs: list[RunConfig], conversations, warmup: int, repeats: int) -> None:
         """Run a comparison; the chat model is released first so memory figures are its own."""
-        from playground.core.compare import ratio_rows, record_history, run_compare
+        from playground.core.compare import history_rows, ratio_rows, run_compare
 
         # one thread policy in the app: comparisons run as the chat does (cores - 1 when
         # threads=auto), and each result's spec says how many
@@ -141,7 +141,7 @@ class Worker(QObject):
             self.failed.emit(_one_line(exc))
             return
         try:
-            record_history(self._open_history(), outcome.results, ratio_rows(outcome.results))
+            self._open_history().add_many(history_rows(outcome.results, ratio_rows(outcome.results)))
         except Exception as exc:  # history must never cost the user a comparison
             self.progress.emit(f"history not saved: {_one_line(exc)}")
         self.compare_done.emit(outcome)

@@ -17,6 +17,7 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
+from playground.core.messages import MessageError, check_messages, check_text
 from playground.core.serve.batching import BatchScheduler
 from playground.core.serve.metrics import ServerMetrics
 from playground.core.serve.scheduler import END, Job, QueueFull, SequentialScheduler
@@ -79,16 +80,10 @@ def parse_request(body: Any, engine: Any, model_name: str, kind: str = "chat") -
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(422, "messages: a non-empty list of {role, content} is required",
-                       param="messages")
-    for i, m in enumerate(messages):
-        if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
-                and isinstance(m.get("content"), str)):
-            raise ApiError(422, f"messages[{i}]: needs role system|user|assistant and a "
-                           "string content", param=f"messages[{i}]")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+    try:
+        return check_messages(body.get("messages"))
+    except MessageError as exc:
+        raise ApiError(422, str(exc), param=exc.where) from None
 
 
 def _prompt(body: dict[str, Any]) -> str:
@@ -98,6 +93,10 @@ def _prompt(body: dict[str, Any]) -> str:
     if not isinstance(prompt, str) or not prompt:
         raise ApiError(422, "prompt: one non-empty string is required (lists of several "
                        "prompts and token ids are not served)", param="prompt")
+    try:
+        check_text(prompt, "prompt")
+    except MessageError as exc:
+        raise ApiError(422, str(exc), param="prompt") from None
     if body.get("n", 1) != 1 or body.get("best_of", 1) != 1 or body.get("echo"):
         raise ApiError(422, "n, best_of and echo: only the defaults (1, 1, false) are served",
                        param="n")
