@@ -24,6 +24,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, ModelError, OptimizationError, GenerationError, OSError, ValueError)
 
 
+def _positive(text: str) -> int:
+    """argparse type: a whole number of at least 1 (0 must not quietly mean a default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small; allowed: 1 or more")
+    return value
+
+
 def _config(spec: str | None) -> RunConfig:
     return RunConfig.parse(spec)
 
@@ -195,6 +206,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     messages: list[dict[str, str]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
+    for note in engine.info.get("notes") or []:
+        _status(note)
     print(f"Chatting with {engine.info.get('model_name')} ({config.format(only_changed=True)}).")
     print("Ctrl-C stops a reply; /new starts over; /quit or Ctrl-D leaves.")
     while True:
@@ -408,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dist = sub.add_parser("distill", help="build a smaller student from a teacher (KD)")
     dist.add_argument("--teacher", default="model=default", help="teacher spec (model=...)")
-    dist.add_argument("--layers", type=int, help="decoder layers to keep (default: half)")
+    dist.add_argument("--layers", type=_positive, help="decoder layers to keep (default: half)")
     dist.add_argument("--preset", choices=("speed", "quality"),
                       help="speed: keep a third of the layers; quality: two thirds")
     dist.add_argument("--width", type=float, default=1.0, help="share of MLP neurons kept")

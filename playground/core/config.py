@@ -31,6 +31,7 @@ DRAFTS = ("none", "distilled")
 DEVICE_WORDS = ("cpu", "cuda", "mps", "auto")
 ON_OFF = ("on", "off")
 MAX_PRUNE = 0.9
+MAX_SEED = 2**32 - 1  # what every sampler here takes (torch, ONNX Runtime, servers)
 
 
 @dataclass(frozen=True)
@@ -212,8 +213,8 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(f"temperature: {cfg.temperature}; allowed: 0 (greedy) to 5")
     if not 0.0 < cfg.top_p <= 1.0:
         raise ConfigError(f"top_p: {cfg.top_p}; allowed: above 0 up to 1")
-    if cfg.seed < 0:
-        raise ConfigError(f"seed: {cfg.seed} is negative; allowed: 0 or more")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed: {cfg.seed} is out of range; allowed: 0 to {MAX_SEED}")
     if cfg.prefix_cache and not cfg.kv_cache:
         raise ConfigError("prefix_cache: 'on' needs kv_cache=on (it reuses the KV cache)")
     if cfg.draft != "none" and cfg.variant != "base":

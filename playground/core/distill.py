@@ -151,11 +151,11 @@ PRESET_FRACTION = {"speed": 1 / 3, "quality": 2 / 3}
 
 def preset_layers(teacher: str, preset: str) -> int:
     """Layer count of a preset for this teacher, read from its config (no weights loaded)."""
-    from playground.core.models import ensure_default_model, resolve
+    from playground.core.models import ensure_default_model, read_config, resolve
 
     source = resolve(teacher)
     folder = ensure_default_model() if source.kind == "default" else source.path
-    config = json.loads((Path(folder) / "config.json").read_text())
+    config = read_config(Path(folder))
     total = config.get("num_hidden_layers") or config.get("n_layer")
     return max(1, round(total * PRESET_FRACTION[preset]))
 
@@ -319,7 +319,7 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
     for p in teacher.parameters():
         p.requires_grad_(False)
     n_layers = len(decoder_layers(teacher))
-    count = settings.layers or max(1, n_layers // 2)
+    count = max(1, n_layers // 2) if settings.layers is None else settings.layers
     if not 1 <= count <= n_layers:
         raise ValueError(f"distill: --layers {count} is out of range; allowed: 1 to {n_layers}")
     if not 0.1 <= settings.width <= 1.0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import time
 from collections.abc import Callable
@@ -151,10 +152,38 @@ def _check_weights(folder: Path, allow_pickle: bool) -> None:
         raise ModelError(f"model: {folder} has no weights (.safetensors or .bin)")
 
 
+def read_config(folder: Path) -> dict[str, Any]:
+    """A model folder's config.json; one line naming the file when it is not a JSON object."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError(f"model: {path} is not UTF-8 text") from None
+    except ValueError as exc:
+        raise ModelError(f"model: {path} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"model: {path} must hold a JSON object, not {type(config).__name__}")
+    return config
+
+
+def _check_safetensors(folder: Path) -> None:
+    """Read each weights file's header before loading: an empty, random or truncated
+    file is one line naming it instead of a library traceback."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as exc:  # SafetensorError is not exported under one name
+            raise ModelError(f"model: {path} is not a readable safetensors file "
+                             f"({_first_line(exc)})") from None
+
+
 def _check_causal(folder: Path, trust_remote_code: bool) -> None:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config(folder)
     model_type = config.get("model_type")
     if config.get("auto_map") and not trust_remote_code:
         if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
@@ -180,6 +209,7 @@ def _check_causal(folder: Path, trust_remote_code: bool) -> None:
 def ensure_default_model(progress: Progress = _noop) -> Path:
     """Convert the shipped GGUF into a float32 safetensors folder once; return the folder."""
     target = default_model_dir()
+    _remove_stale_conversions(target)
     if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
         return target
     import torch
@@ -208,6 +238,19 @@ def ensure_default_model(progress: Progress = _noop) -> Path:
     return target
 
 
+def _remove_stale_conversions(target: Path) -> None:
+    """A conversion killed part-way leaves ``<target>.tmp<PID>`` (about 317 MB): remove
+    those whose process is gone (a running one may be converting right now)."""
+    for tmp in target.parent.glob(target.name + ".tmp*"):
+        try:
+            pid = int(tmp.name.rsplit(".tmp", 1)[1])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            continue
+
+
 def load(
     model: str,
     *,
@@ -232,6 +275,7 @@ def load(
     else:
         _check_weights(source.path, allow_pickle)
         _check_causal(source.path, trust_remote_code)
+        _check_safetensors(source.path)
         kwargs["use_safetensors"] = None if allow_pickle else True
     progress(f"Loading {source.name}…")
     try:
@@ -239,8 +283,12 @@ def load(
             source.path, gguf_file=source.gguf_file, trust_remote_code=trust_remote_code
         )
         loaded = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"model: could not load {source.name}: {_first_line(exc)}") from exc
+    except Exception as exc:  # files from outside: any library error is one line here
+        if isinstance(exc, pickle.UnpicklingError):
+            raise ModelError(f"model: the pickle weights in {source.path} are damaged or hold "
+                             "more than tensors (torch's safe loader refused them)") from exc
+        raise ModelError(f"model: could not load {source.name} from {source.path}: "
+                         f"{type(exc).__name__}: {_first_line(exc)}") from exc
     loaded.eval()
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -159,10 +159,10 @@ def _build_onnx(config: RunConfig, device: str, progress: Progress) -> Engine:
 
 
 def _architecture(folder: Any) -> str:
-    import json
+    from playground.core.models import ModelError, read_config
 
     try:
-        archs = json.loads((folder / "config.json").read_text()).get("architectures") or ["?"]
+        archs = read_config(folder).get("architectures") or ["?"]
         return str(archs[0])
-    except (OSError, ValueError):
+    except (OSError, ModelError):
         return "?"

@@ -2,6 +2,7 @@
 an exit status, never a traceback, and a finished measurement is never lost."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -159,3 +160,86 @@ def test_chat_refuses_a_non_utf8_line_and_goes_on(tiny_dir):
     assert done.returncode == 0, err
     assert "Traceback" not in err and "not valid UTF-8 text" in out
     assert out.count("TTFT") == 1  # the good line was answered
+
+
+def _broken_copy(tiny_dir, tmp_path, breaks):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_dir, folder)
+    breaks(folder)
+    return folder
+
+
+UNREADABLE = "model.safetensors is not a readable safetensors"
+
+
+def _truncate(folder):
+    path = folder / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _garbage_bin(folder):
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(bytes(range(256)) * 8)
+
+
+@pytest.mark.parametrize("breaks, spec, words", [
+    (lambda f: (f / "model.safetensors").write_bytes(b""), "", UNREADABLE),
+    (lambda f: (f / "model.safetensors").write_bytes(bytes(range(256)) * 20), "", UNREADABLE),
+    (_truncate, "", UNREADABLE),
+    (_garbage_bin, ",allow_pickle=on", "pickle weights in"),
+    (lambda f: (f / "config.json").write_text("[]"), "", "config.json must hold a JSON object"),
+    (lambda f: (f / "config.json").write_text("{not json"), "", "config.json is not valid JSON"),
+    (lambda f: (f / "config.json").write_bytes(b"\xff\xfe{}"), "", "config.json is not UTF-8"),
+], ids=["empty", "random", "truncated", "garbage-bin", "config-list", "config-invalid",
+        "config-not-utf8"])
+def test_bad_model_files_are_one_line_naming_the_file(tiny_dir, tmp_path, capsys,
+                                                      breaks, spec, words):
+    folder = _broken_copy(tiny_dir, tmp_path, breaks)
+    code = main(["bench", "--config", f"model={folder}{spec}", "--repeats", "1"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    last = err[-1]
+    assert "Traceback" not in "\n".join(err) and last.startswith("playground: error: model:")
+    assert words in last and str(folder) in last
+
+
+def test_seed_out_of_range_is_refused_before_loading(capsys, no_model_load):
+    assert main(["bench", "--config", "seed=99999999999999999999999"]) == 2
+    assert "seed: 99999999999999999999999 is out of range; allowed: 0 to 4294967295" in \
+        _one_line(capsys)
+
+
+def test_more_threads_than_cores_is_said(tiny_engine):
+    import os
+
+    engine = tiny_engine(f"threads={(os.cpu_count() or 1) * 8}")
+    assert any("more than this machine's" in note for note in engine.info["notes"])
+    assert not any("more than" in note for note in tiny_engine("threads=1").info["notes"])
+
+
+def test_distill_layers_zero_is_an_error_not_half(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["distill", "--layers", "0"])
+    assert stopped.value.code == 2
+    assert "--layers: 0 is too small; allowed: 1 or more" in capsys.readouterr().err
+
+
+def test_a_killed_conversion_leaves_no_folder_behind(tmp_path, monkeypatch):
+    from playground.core import models
+
+    target = tmp_path / "converted"
+    monkeypatch.setattr(models, "default_model_dir", lambda: target)
+    target.mkdir()
+    (target / "config.json").write_text("{}")
+    (target / "model.safetensors").write_bytes(b"x")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"converted.tmp{dead.pid}"
+    running = tmp_path / f"converted.tmp{os.getpid()}"  # a conversion in progress
+    for folder in (stale, running):
+        folder.mkdir()
+        (folder / "part").write_bytes(b"x" * 100)
+    assert models.ensure_default_model() == target
+    assert not stale.exists() and running.exists()

@@ -55,4 +55,8 @@ class Device(Optimization):
             ctx.model, "is_loaded_in_8bit", False
         ):
             ctx.model.to(ctx.device)
+        if threads > default_threads():
+            ctx.notes.append(
+                f"threads={threads} is more than this machine's {default_threads()} cores: the "
+                "extra threads only wait on each other (usually slower); threads=0 picks for you")
         return None if ctx.device == "cpu" else f"on {ctx.device}"
