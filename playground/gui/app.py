@@ -36,11 +36,33 @@ def run_gui(args) -> int:
     if getattr(args, "system", None):
         window.chat.system.setText(args.system)
     window.show()
+    close_on_signals(window)
     if self_test:
         return SelfTest(app, window, getattr(args, "screenshot", None)).run()
     # Load after the first paint: the window appears at once, the model follows.
     QTimer.singleShot(0, window.start)
     return app.exec()
+
+
+def close_on_signals(window) -> None:
+    """Ctrl+C (SIGINT) and SIGTERM close the window as its close button does: settings
+    saved, the running reply stopped, the worker joined. Python runs signal handlers
+    only between its own bytecodes, so a timer hands it control a few times a second;
+    without a handler SIGINT raised KeyboardInterrupt inside whatever slot ran (a chart
+    redraw) and the window stayed up, and SIGTERM ended the process unsaved."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def close(signum, _frame) -> None:
+        print(f"\n{signal.Signals(signum).name}: closing the window", file=sys.stderr)
+        QTimer.singleShot(0, window.close)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, close)
+    tick = QTimer(window)
+    tick.timeout.connect(lambda: None)
+    tick.start(200)
 
 
 class SelfTest:

@@ -193,7 +193,9 @@ class MainWindow(QMainWindow):
                 raise ValueError("panel layout is unreadable")
         except (ConfigError, ValueError, TypeError) as exc:
             self.notice = f"Settings were unreadable ({exc}); using defaults."
-            self.settings.clear()
+            if self.persist:  # drop what was unreadable; a scripted run touches nothing
+                for key in ("config", "geometry", "splitter"):
+                    self.settings.remove(key)
         if self.settings.status() != QSettings.Status.NoError:
             self.notice = "Settings file could not be read; using defaults."
         self.controls.set_config(config or saved or RunConfig())

@@ -40,3 +40,34 @@ def test_self_test_on_the_default_model(tmp_path):
     proc, shot = run_self_test(tmp_path, "max_new_tokens=24")
     assert proc.returncode == 0, proc.stderr
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_close_the_app_cleanly_saving_settings(tmp_path, tiny_dir, signum):
+    import signal
+    import time
+
+    home = tmp_path / "home"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PLAYGROUND_HOME=str(home))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "playground", "gui", "--config", f"model={tiny_dir}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # the window is up (the tiny model loads in about a second after it)
+    assert proc.poll() is None
+    proc.send_signal(getattr(signal, signum))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and f"{signum}: closing the window" in err
+    settings = (home / "settings.ini").read_text()
+    assert "geometry=" in settings and f"model={tiny_dir}" in settings
+
+
+def test_self_test_leaves_unreadable_stored_settings_alone(tmp_path, tiny_dir):
+    """A scripted run must not wipe a settings file it cannot read."""
+    home = tmp_path / "home"
+    home.mkdir()
+    stored = '[General]\nconfig="quant=int3"\nsomething_else=kept\n'
+    (home / "settings.ini").write_text(stored)
+    proc, _shot = run_self_test(tmp_path, f"model={tiny_dir},max_new_tokens=4")
+    assert proc.returncode == 0, proc.stderr
+    assert (home / "settings.ini").read_text() == stored
