@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from playground.cli_outputs import check_writable, keep_result, write_outputs
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from playground.core.config import RunConfig
@@ -54,6 +56,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     for name in args.compare_with or []:
         if not Path(name).is_file():
             raise ValueError(f"--compare-with: '{name}' is not a file")
+    check_writable({"--json": args.json, "--csv": args.csv, "--plot": args.plot})
     prompts = bench.read_prompts(Path(args.prompts) if args.prompts
                                  else bench.default_prompts_path())
     settings = LoadSettings(
@@ -71,15 +74,17 @@ def cmd_load(args: argparse.Namespace) -> int:
                   "prompts": args.prompts or "default", "arrivals": args.arrivals,
                   "goodput": settings.slo},
               "load": {"steps": steps}}
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-        print(f"wrote {args.json}")
-    if args.csv:
-        _write_csv(Path(args.csv), steps)
-        print(f"wrote {args.csv}")
-    if args.plot:
-        _plot(Path(args.plot), args.label or args.endpoint, steps, args.compare_with or [])
-        print(f"wrote {args.plot}")
+    failed = write_outputs([
+        ("--json", args.json, lambda p: p.write_text(json.dumps(result, indent=1))),
+        ("--csv", args.csv, lambda p: _write_csv(p, steps)),
+        ("--plot", args.plot,
+         lambda p: _plot(p, args.label or args.endpoint, steps, args.compare_with or [])),
+    ])
+    if failed:
+        kept = keep_result(result, "load")
+        print(f"· {', '.join(failed)} did not take the result; it is kept in {kept}",
+              file=sys.stderr)
+        return 1
     return 0 if all(s["errors"] < s["requests"] for s in steps) else 1
 
 

@@ -30,6 +30,8 @@ class HistoryDialog(QDialog):
             m = turn.metrics or {}
             ended = {"cancelled": "stopped", "eos": "done", "length": "max tokens",
                      "cache": "cached"}.get(m.get("finish_reason"), "")
+            if not turn.complete:  # its comparison stopped or failed part-way
+                ended = f"{ended}, incomplete" if ended else "incomplete session"
             config = turn.config or ""
             values = (
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(turn.created)),

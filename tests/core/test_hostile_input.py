@@ -243,3 +243,10 @@ def test_a_killed_conversion_leaves_no_folder_behind(tmp_path, monkeypatch):
         (folder / "part").write_bytes(b"x" * 100)
     assert models.ensure_default_model() == target
     assert not stale.exists() and running.exists()
+
+
+def test_load_checks_its_output_paths_before_sending_anything(tmp_path, capsys):
+    # Port 9 (discard) is never served here: a request would be an error, not rc 2.
+    assert main(["load", "--endpoint", "http://127.0.0.1:9/v1", "--requests", "1",
+                 "--json", str(tmp_path / "missing" / "r.json")]) == 2
+    assert "does not exist" in _one_line(capsys)
