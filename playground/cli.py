@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,19 +114,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.chat and args.system:
         conversations = [conversations[0]] + [c[1:] for c in conversations[1:]]
     engine = build_engine(config, progress=_status)
-    result = bench.run_bench(
-        engine,
-        conversations,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        chat=bool(args.chat),
-        progress=ProgressBar("bench"),
-    )
+    with ctrl_c_stops() as stop:
+        try:
+            result = bench.run_bench(engine, conversations, warmup=args.warmup,
+                                     repeats=args.repeats, chat=bool(args.chat),
+                                     progress=ProgressBar("bench"), should_stop=stop.is_set)
+        except RuntimeError:
+            if stop.is_set():
+                print("\nstopped before any measured run", file=sys.stderr)
+                return 130
+            raise
+    if stop.is_set():
+        _status("stopped (Ctrl+C): the runs measured so far are kept")
     print_table([result])
     data = bench.result_file([result])
     session = uuid.uuid4().hex[:12]
     rows = [history_row("bench", config.format(), metrics=run, hardware=data["hardware"],
-                        reply=run["reply"], session=session) for run in result.runs]
+                        reply=run["reply"], session=session, complete=not stop.is_set())
+            for run in result.runs]
     return finish("bench", data, [
         ("--json", args.json, lambda p: p.write_text(json.dumps(data, indent=1))),
         ("--csv", args.csv, lambda p: bench.write_csv([result], p)),
@@ -133,6 +140,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def print_compare_table(rows: list[dict[str, Any]]) -> None:
     """Each metric with its ratio to the baseline (the first row, ×1.00)."""
+    from playground.core.compare import noisy_note
 
     def x(value: float | None) -> str:
         return "" if value is None else f"×{value:.2f}"
@@ -140,19 +148,32 @@ def print_compare_table(rows: list[dict[str, Any]]) -> None:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.0f}%"
 
-    header = (f"{'':<2} {'config':<40} {'TTFT ms':>15} {'decode tok/s':>15} {'weights MB':>15} "
+    def spread(lo: float | None, hi: float | None, digits: int = 0) -> str:
+        return "" if lo is None or hi is None else f"{lo:.{digits}f}–{hi:.{digits}f}"
+
+    header = (f"{'':<2} {'config':<40} {'TTFT ms p50':>18} {'(min–max)':>11} "
+              f"{'decode tok/s p50':>16} {'(min–max)':>11} {'weights MB':>15} "
               f"{'peak RSS':>9} {'KL nats':>8} {'top-1':>6} {'ppl':>7} {'greedy=':>7}")
     print(header)
     print("-" * len(header))
+    notes = []
     for i, r in enumerate(rows):
         print(
             f"{chr(65 + i):<2} {r['config'][:40]:<40} "
-            f"{_fmt(r['ttft_ms']):>8} {x(r['ttft_x']):>6} "
-            f"{_fmt(r['decode_tok_s']):>8} {x(r['decode_x']):>6} "
+            f"{_fmt(r['ttft_ms']):>11} {x(r['ttft_x']):>6} "
+            f"{spread(r.get('ttft_lo'), r.get('ttft_hi')):>11} "
+            f"{_fmt(r['decode_tok_s']):>9} {x(r['decode_x']):>6} "
+            f"{spread(r.get('decode_lo'), r.get('decode_hi'), 1):>11} "
             f"{_fmt(r['weights_mb']):>8} {x(r['weights_x']):>6} "
             f"{_fmt(r['peak_rss_mb'], 0):>9} {_fmt(r['kl_mean'], 3):>8} "
             f"{pct(r['top1_agreement']):>6} {_fmt(r['ppl'], 2):>7} {pct(r['greedy_match']):>7}"
         )
+        for note in (noisy_note(r), r.get("incomplete") and f"incomplete: {r['incomplete']}"):
+            if note:
+                notes.append(f"{chr(65 + i)}: {note}")
+    print("p50: the median of the rounds' means (configs alternate round by round)")
+    for note in notes:
+        print(note)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -166,8 +187,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     conversations = bench.read_prompts(Path(args.prompts or bench.default_prompts_path()))
     conversations = [bench.with_system(c, args.system) for c in conversations]
     bar = ProgressBar("compare")
-    outcome = run_compare(configs, conversations, warmup=args.warmup, repeats=args.repeats,
-                          with_quality=not args.no_quality, progress=bar, status=_status)
+    with ctrl_c_stops() as stop:
+        outcome = run_compare(configs, conversations, warmup=args.warmup, repeats=args.repeats,
+                              with_quality=not args.no_quality, progress=bar, status=_status,
+                              should_stop=stop.is_set)
+    if not outcome.results:
+        print("stopped before any config finished a round", file=sys.stderr)
+        return 130 if outcome.cancelled else 2
+    if not outcome.complete:
+        why = "stopped (Ctrl+C)" if outcome.cancelled else f"failed: {outcome.error}"
+        _status(f"comparison {why}; keeping the {len(outcome.results)} configs with "
+                "finished rounds, marked incomplete")
     rows = ratio_rows(outcome.results)
     print_compare_table(rows)
     data = bench.result_file(outcome.results)
@@ -187,7 +217,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ("--csv", args.csv, lambda p: bench.write_csv(outcome.results, p)),
         ("--plot", args.plot, plot),
     ], history_rows(outcome.results, rows, hardware=data["hardware"],
-                    session=uuid.uuid4().hex[:12]))
+                    session=uuid.uuid4().hex[:12], complete=outcome.complete)
+    ) or (0 if outcome.complete else (130 if outcome.cancelled else 2))
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -262,6 +293,26 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def ctrl_c_stops() -> Iterator[threading.Event]:
+    """Ctrl+C sets the event (the job's should_stop) instead of raising inside the
+    model: the job stops between tokens and keeps what it finished. A second Ctrl+C
+    still interrupts at once."""
+    stop = threading.Event()
+
+    def handler(*_: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after the current token (Ctrl+C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_training(job: Any, settings: Any, label: str) -> Any:
     """Run a training job (distill, qat) with progress bars and Ctrl+C as its stop."""
     bars: dict[str, ProgressBar] = {}
@@ -276,12 +327,8 @@ def _run_training(job: Any, settings: Any, label: str) -> Any:
             bar = bars.setdefault(stage, ProgressBar(label))
             bar(event["step"], event["total"], f"loss {event['loss']:.4f}")
 
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
+    with ctrl_c_stops() as stop:
         return job(settings, progress=progress, should_stop=stop.is_set)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -411,7 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--prompts", help="prompt file: one per line, or .jsonl of messages")
     compare.add_argument("--system", help="system prompt (default: none)")
     compare.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
-    compare.add_argument("--repeats", type=int, default=3, help="measured runs (default 3)")
+    compare.add_argument("--repeats", type=int, default=3,
+                         help="rounds: every config runs every prompt once a round, the "
+                              "configs alternating (default 3)")
     compare.add_argument("--no-quality", action="store_true", help="skip the KL/perplexity scoring")
     compare.add_argument("--json", help="write the result file here")
     compare.add_argument("--csv", help="write one CSV row per config here")

@@ -31,6 +31,7 @@ class ConfigResult:
     runs: list[dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
     quality: dict[str, Any] | None = None
+    turns: list[TurnResult] = field(default_factory=list, repr=False)  # not in result files
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,7 +148,7 @@ def run_record(result: TurnResult, turn: int | None = None) -> dict[str, Any]:
     return record
 
 
-def summary_of(runs: list[TurnResult], engine: Engine) -> dict[str, Any]:
+def summary_of(runs: list[TurnResult], weights_mb: float | None) -> dict[str, Any]:
     ms = [r.metrics for r in runs]
     itl = [v for m in ms for v in m.itl_ms]
     cuda = [m.cuda_peak_mb for m in ms if m.cuda_peak_mb is not None]
@@ -163,7 +164,7 @@ def summary_of(runs: list[TurnResult], engine: Engine) -> dict[str, Any]:
         "peak_rss_mb": max((m.peak_rss_mb for m in ms if m.peak_rss_mb is not None),
                            default=None),
         "cuda_peak_mb": max(cuda) if cuda else None,
-        "weights_mb": engine.weights_mb,
+        "weights_mb": weights_mb,
         "bandwidth_bound_tok_s": bound,
         "pct_of_bound": 100.0 * decode["mean"] / bound if bound and decode["mean"] else None,
         "cache_hits": sum(1 for m in ms if m.cache_hit),
@@ -207,7 +208,7 @@ def run_bench(
                 break
             engine.reset()  # independent prompts: no KV carried between them
             result = engine.chat(messages, should_stop=should_stop)
-            if timed:
+            if timed and not result.cancelled:  # a stopped run is not a measurement
                 measured.append(result)
                 records.append(run_record(result))
             done += 1
@@ -215,7 +216,8 @@ def run_bench(
     if not measured:
         raise RuntimeError("benchmark stopped before any measured run")
     info = {k: v for k, v in engine.info.items() if _jsonable(v)}
-    return ConfigResult(engine.config.to_dict(), summary_of(measured, engine), records, info)
+    return ConfigResult(engine.config.to_dict(), summary_of(measured, engine.weights_mb), records,
+                        info, turns=measured)
 
 
 def _run_chat(engine: Engine, turns: list[list[dict[str, str]]], should_stop) -> list[TurnResult]:

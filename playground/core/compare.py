@@ -1,30 +1,63 @@
-"""Run several configs over the same prompts, one model in memory at a time.
+"""Run several configs over the same prompts, interleaved round by round.
 
-The first config is the baseline. For each config: build, benchmark (warmup +
-repeats), score the evaluation text for quality against the baseline, then release
-the model before the next one loads, so peak memory is the largest config's, not
-the sum. Cancel is checked between prompts and tokens; configs that finished are
-kept.
+The first config is the baseline. Each round loads every config in turn (A B C,
+A B C, …), one model in memory at a time, warms it and runs every prompt once;
+the repeats are the rounds. A busy moment then slows every config of that round
+alike instead of one config's whole measurement, and the round-to-round spread
+shows how noisy the machine was: each config reports the median of its round
+means with their min–max, and a config whose spread is wide is flagged. Reloading
+each round (rather than keeping every model resident) keeps each config's memory
+figures its own; it costs a load and one warm-up prompt per round.
+
+Quality is scored in the last round, after that config's timing: the baseline's
+reference distributions are parked in a file, so they are not resident while
+later configs are measured. Cancel is checked between prompts and tokens; a stop
+or a failure keeps every config's finished rounds (marked incomplete).
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from playground.core import memory, quality
-from playground.core.bench import ConfigResult, run_bench
+from playground.core.bench import ConfigResult, run_bench, summary_of
 from playground.core.config import RunConfig
 from playground.core.pipeline import build_engine, preflight
 
 Progress = Callable[[int, int, str], None]
+NOISY_SPREAD = 0.25  # (max - min) / median of the round means above this: flagged
+SPREAD_KEYS = ("ttft_ms", "decode_tok_s")
 
 
 @dataclass
 class CompareResult:
     results: list[ConfigResult] = field(default_factory=list)
     cancelled: bool = False
+    error: str | None = None  # what stopped it part-way (the finished rounds are kept)
+
+    @property
+    def complete(self) -> bool:
+        return not self.cancelled and self.error is None
+
+
+def round_spread(results_by_round: list[ConfigResult]) -> dict[str, Any]:
+    """Per metric: each round's mean, their median, min and max, and whether the
+    spread is wide."""
+    out: dict[str, Any] = {}
+    for key in SPREAD_KEYS:
+        means = [r.summary[key]["mean"] for r in results_by_round
+                 if r.summary[key]["mean"] is not None]
+        if not means:
+            out[key] = {"rounds": [], "p50": None, "min": None, "max": None, "noisy": False}
+            continue
+        mid = statistics.median(means)
+        wide = len(means) > 1 and mid > 0 and (max(means) - min(means)) / mid > NOISY_SPREAD
+        out[key] = {"rounds": means, "p50": mid, "min": min(means), "max": max(means),
+                    "noisy": wide}
+    return out
 
 
 def run_compare(
@@ -40,98 +73,184 @@ def run_compare(
     on_result: Callable[[ConfigResult], None] = lambda result: None,
     build: Callable[..., Any] = build_engine,
 ) -> CompareResult:
+    """``repeats`` rounds over every config; ``warmup`` untimed passes over the prompts
+    after the first load, one untimed prompt after each reload. ``on_result`` gets each
+    config's result once its last round is done."""
     if len(configs) < 2:
         raise ValueError("compare: give at least two configs (the first is the baseline)")
     for config in configs:  # fail fast on a typo in the 4th config, before minutes of work
         preflight(config)
-    per_config = (warmup + repeats) * len(conversations)
-    total = per_config * len(configs)
+    n, units = len(configs), len(conversations)
+    total = n * (warmup * units + repeats * units + (repeats - 1) * min(1, units))
+    done = [0]
+    rounds: list[list[ConfigResult]] = [[] for _ in configs]
     out = CompareResult()
     reference: quality.Reference | None = None
     baseline_replies: list[str] = []
-    remote: list[tuple[ConfigResult, list[str], list[Any]]] = []  # endpoints to score
-    for index, config in enumerate(configs):
-        if should_stop():
-            out.cancelled = True
-            break
-        label = config.format(only_changed=True) or "defaults"
-        status(f"[{index + 1}/{len(configs)}] loading {label}")
-        engine = build(config, progress=status)
-        offset = index * per_config
+    remote: list[tuple[int, list[str], list[Any]]] = []  # endpoints to score at the end
+    qualities: list[dict[str, Any] | None] = [None] * n
+    finished: list[ConfigResult | None] = [None] * n
+    try:
+        for round_ in range(repeats):
+            for index, config in enumerate(configs):
+                if should_stop():
+                    raise _Stopped
+                label = config.format(only_changed=True) or "defaults"
+                tag = f"[round {round_ + 1}/{repeats}, {index + 1}/{n}]"
+                status(f"{tag} loading {label}")
+                engine = build(config, progress=status)
+                if round_ > 0 and units:  # a reloaded model: warm its caches on one prompt
+                    engine.chat(conversations[0], should_stop=should_stop)
+                    done[0] += 1
+                first = done[0]
 
-        def step(done: int, _total: int, what: str, offset: int = offset, label: str = label):
-            progress(offset + done, total, f"{label}: {what}")
+                def step(count: int, _total: int, what: str, first: int = first,
+                         label: str = label, tag: str = tag) -> None:
+                    done[0] = first + count
+                    progress(done[0], total, f"{tag} {label}: {what}")
 
-        try:
-            result = run_bench(engine, conversations, warmup=warmup, repeats=repeats,
-                               progress=step, should_stop=should_stop)
-        except RuntimeError:
-            if should_stop():
-                out.cancelled = True
-                break
+                try:
+                    result = run_bench(engine, conversations,
+                                       warmup=warmup if round_ == 0 else 0, repeats=1,
+                                       progress=step, should_stop=should_stop)
+                except RuntimeError:
+                    if should_stop():
+                        raise _Stopped from None
+                    raise
+                if len(result.runs) < units:  # stopped inside this round: not a round
+                    raise _Stopped
+                rounds[index].append(result)
+                if round_ == 0:
+                    replies = [run["reply"] for run in result.runs[:units]]
+                    if index == 0:
+                        baseline_replies = replies
+                    result.info["greedy_match"] = quality.greedy_match(baseline_replies, replies)
+                if round_ == repeats - 1:
+                    if with_quality:
+                        reference = _score(index, engine, rounds[index][0], reference,
+                                           qualities, remote, status,
+                                           f"{tag} scoring quality of {label}")
+                    finished[index] = _merged(index, rounds[index], qualities[index])
+                    on_result(finished[index])
+                del engine, result
+                memory.release()
+    except _Stopped:
+        out.cancelled = True
+    except Exception as exc:  # keep what finished; the caller shows the error
+        from playground.core.engine import GenerationError
+        from playground.core.models import ModelError
+        from playground.core.optimize import OptimizationError
+
+        if not isinstance(exc, (GenerationError, ModelError, OptimizationError, OSError,
+                                ValueError, RuntimeError)) or not any(rounds):
             raise
-        if should_stop():  # stopped inside the last prompts: this config is incomplete
-            out.cancelled = True
-            break
-        replies = [run["reply"] for run in result.runs[: len(conversations)]]
-        if index == 0:
-            baseline_replies = replies
-        if with_quality and engine.model is None:  # a remote endpoint: scored at the end
-            result.quality = {"greedy_match": quality.greedy_match(baseline_replies, replies)}
-            remote.append((result, replies, [run.get("new_tokens") for run in
-                                             result.runs[: len(conversations)]]))
-        elif with_quality and (index == 0 or reference is not None):
-            status(f"[{index + 1}/{len(configs)}] scoring quality of {label}")
-            if reference is None:
-                reference = quality.reference(engine.model, engine.tokenizer)
-            result.quality = quality.compare_to(reference, engine.model)
-            result.quality["greedy_match"] = quality.greedy_match(baseline_replies, replies)
-        elif with_quality:
-            result.quality = {"greedy_match": quality.greedy_match(baseline_replies, replies),
-                              "note": "not available: the baseline is a remote endpoint"}
-        result.info["baseline"] = index == 0
-        out.results.append(result)
-        on_result(result)
-        del engine, result
-        memory.release()
-    if remote and reference is not None and not out.cancelled:
-        _score_remote(configs[0], conversations, remote, build, status)
+        out.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for index, config_rounds in enumerate(rounds):  # stopped or failed: keep what finished
+        result = finished[index]
+        if result is None and config_rounds:
+            result = _merged(index, config_rounds, qualities[index])
+            result.info["incomplete"] = f"{len(config_rounds)} of {repeats} rounds"
+        if result is not None:
+            out.results.append(result)
+    if reference is not None:
+        reference.discard()
+    if remote and reference is not None and out.complete:
+        _score_remote(configs[0], conversations, remote, out.results, build, status)
     return out
 
 
+class _Stopped(Exception):
+    pass
+
+
+def _score(index: int, engine: Any, first: ConfigResult, reference: quality.Reference | None,
+           qualities: list[dict[str, Any] | None], remote: list[Any],
+           status: Callable[[str], None], message: str) -> quality.Reference | None:
+    """Quality of one config (last round, after its timing); the baseline's reference
+    is built at index 0 and parked on disk until the candidates are scored."""
+    greedy = {"greedy_match": first.info.get("greedy_match")}
+    if engine.model is None:  # a remote endpoint: no logits; scored along its replies
+        qualities[index] = greedy
+        remote.append((index, [r["reply"] for r in first.runs],
+                       [r.get("new_tokens") for r in first.runs]))
+    elif index == 0 or reference is not None:
+        status(message)
+        if reference is None:
+            reference = quality.reference(engine.model, engine.tokenizer)
+            reference.park()
+        qualities[index] = {**quality.compare_to(reference, engine.model), **greedy}
+    else:
+        qualities[index] = {**greedy, "note": "not available: the baseline is a remote endpoint"}
+    return reference
+
+
+def _merged(index: int, config_rounds: list[ConfigResult],
+            quality_: dict[str, Any] | None) -> ConfigResult:
+    """One config's rounds as one result: every run, summaries over all of them, the
+    spread of the round means, the first round's build facts."""
+    first = config_rounds[0]
+    turns = [t for r in config_rounds for t in r.turns]
+    summary = summary_of(turns, first.summary["weights_mb"]) if turns else first.summary
+    summary["spread"] = round_spread(config_rounds)
+    info = {**first.info, "rounds": len(config_rounds), "baseline": index == 0}
+    result = ConfigResult(first.config, summary, [run for r in config_rounds for run in r.runs],
+                          info, quality_, turns=turns)
+    result.info.pop("greedy_match", None)
+    return result
+
+
 def _score_remote(baseline: RunConfig, conversations: list[Any], remote: list[Any],
-                  build: Callable[..., Any], status: Callable[[str], None]) -> None:
+                  results: list[ConfigResult], build: Callable[..., Any],
+                  status: Callable[[str], None]) -> None:
     """Endpoints have no local logits: load the baseline once more and read how often its
     top next token is the one each endpoint chose along its replies."""
     status("scoring the endpoints' replies against the baseline")
     engine = build(baseline, progress=status)
-    for result, replies, counted in remote:
-        top1, note = quality.top1_on_replies(engine, conversations, replies, counted)
-        result.quality.update(top1_agreement=top1, note=note)
+    for index, replies, counted in remote:
+        units = len(conversations)
+        top1, note = quality.top1_on_replies(engine, conversations, replies[:units],
+                                             counted[:units])
+        results[index].quality.update(top1_agreement=top1, note=note)
     del engine
     memory.release()
 
 
 def ratio_rows(results: list[ConfigResult]) -> list[dict[str, Any]]:
-    """Each config's headline metrics and their ratio to the baseline (×1.00 for it)."""
+    """Each config's headline metrics and their ratio to the baseline (×1.00 for it).
+    TTFT and decode speed are the median of the round means (the mean of the runs for
+    a result without rounds), with the rounds' min–max as ``*_lo``/``*_hi`` and
+    ``noisy`` naming the metrics whose spread is wide."""
     if not results:
         return []
-    base = results[0].summary
+
+    def centre(r: ConfigResult, key: str) -> tuple[float | None, float | None, float | None]:
+        spread = r.summary.get("spread", {}).get(key)
+        if spread and spread["p50"] is not None:
+            return spread["p50"], spread["min"], spread["max"]
+        mean = r.summary[key]["mean"]
+        return mean, mean, mean
 
     def ratio(value: float | None, reference: float | None) -> float | None:
         return value / reference if value is not None and reference else None
 
+    base_ttft, base_decode = centre(results[0], "ttft_ms")[0], centre(results[0], "decode_tok_s")[0]
     rows = []
     for r in results:
         s, q = r.summary, r.quality or {}
+        ttft, ttft_lo, ttft_hi = centre(r, "ttft_ms")
+        decode, decode_lo, decode_hi = centre(r, "decode_tok_s")
+        noisy = [key for key, spread in s.get("spread", {}).items() if spread.get("noisy")]
         rows.append({
             "config": RunConfig.from_dict(r.config).format(only_changed=True) or "defaults",
-            "ttft_ms": s["ttft_ms"]["mean"],
-            "ttft_x": ratio(s["ttft_ms"]["mean"], base["ttft_ms"]["mean"]),
-            "decode_tok_s": s["decode_tok_s"]["mean"],
-            "decode_x": ratio(s["decode_tok_s"]["mean"], base["decode_tok_s"]["mean"]),
+            "ttft_ms": ttft, "ttft_lo": ttft_lo, "ttft_hi": ttft_hi,
+            "ttft_x": ratio(ttft, base_ttft),
+            "decode_tok_s": decode, "decode_lo": decode_lo, "decode_hi": decode_hi,
+            "decode_x": ratio(decode, base_decode),
+            "rounds": r.info.get("rounds"),
+            "noisy": noisy,
+            "incomplete": r.info.get("incomplete"),
             "weights_mb": s["weights_mb"],
-            "weights_x": ratio(s["weights_mb"], base["weights_mb"]),
+            "weights_x": ratio(s["weights_mb"], results[0].summary["weights_mb"]),
             "peak_rss_mb": s["peak_rss_mb"],
             "kl_mean": q.get("kl_mean"),
             "top1_agreement": q.get("top1_agreement"),
@@ -139,6 +258,16 @@ def ratio_rows(results: list[ConfigResult]) -> list[dict[str, Any]]:
             "greedy_match": q.get("greedy_match"),
         })
     return rows
+
+
+def noisy_note(row: dict[str, Any]) -> str | None:
+    """The warning a wide spread earns, in words, or None."""
+    if not row.get("noisy"):
+        return None
+    names = {"ttft_ms": "TTFT", "decode_tok_s": "decode speed"}
+    which = " and ".join(names.get(k, k) for k in row["noisy"])
+    return (f"noisy: {which} varied more than {NOISY_SPREAD:.0%} between rounds; "
+            "run more repeats on a quieter machine")
 
 
 def pareto_front(rows: list[dict[str, Any]]) -> list[int]:

@@ -20,14 +20,51 @@ MAX_TOKENS = 1536  # keeps the stored baseline distributions to ~300 MB for a 49
 
 @dataclass
 class Reference:
-    """The baseline's log-probabilities over the evaluation windows (scored once)."""
+    """The baseline's log-probabilities over the evaluation windows (scored once).
 
-    logprobs: Any  # float32 [windows, WINDOW-1, vocab]
+    ``park`` moves them (about 300 MB for a 49k vocabulary) to a file, mapped back
+    only while a candidate is scored: otherwise they would sit in every later
+    config's measured memory."""
+
+    logprobs: Any  # float32 [windows, WINDOW-1, vocab]; None while parked
     windows: Any  # long [windows, WINDOW]: the same tokens score every candidate
+    parked: Any = None  # the file's path while parked
 
     @property
     def targets(self) -> Any:
         return self.windows[:, 1:]
+
+    def park(self) -> None:
+        import tempfile
+
+        import numpy as np
+
+        handle = tempfile.NamedTemporaryFile(prefix="playground-reference-", suffix=".npy",
+                                             delete=False)
+        with handle:
+            np.save(handle, self.logprobs.numpy())
+        self.parked, self.logprobs = handle.name, None
+
+    def distributions(self) -> Any:
+        """The log-probabilities, mapped from the file while parked (the caller drops
+        them when done, and the mapping goes with them)."""
+        if self.parked is None:
+            return self.logprobs
+        import warnings
+
+        import numpy as np
+        import torch
+
+        with warnings.catch_warnings():  # a read-only mapping: nothing here writes to it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(np.load(self.parked, mmap_mode="r"))
+
+    def discard(self) -> None:
+        import os
+
+        if self.parked is not None:
+            os.unlink(self.parked)
+            self.parked = None
 
 
 def kl_divergence(base_logits: Any, cand_logits: Any) -> Any:
@@ -86,16 +123,17 @@ def reference(model: Any, tokenizer: Any) -> Reference:
 def compare_to(ref: Reference, model: Any) -> dict[str, float]:
     """KL, top-1 agreement and perplexities of ``model`` against the reference."""
     cand = score(model, ref.windows)
-    if cand.shape != ref.logprobs.shape:
+    base = ref.distributions()
+    if cand.shape != base.shape:
         raise ValueError(
             "quality: the candidate's vocabulary differs from the baseline's; "
             "KL needs the same tokenizer"
         )
     return {
-        "kl_mean": float(kl_divergence(ref.logprobs, cand).mean()),
-        "top1_agreement": top1_agreement(ref.logprobs, cand),
+        "kl_mean": float(kl_divergence(base, cand).mean()),
+        "top1_agreement": top1_agreement(base, cand),
         "ppl": perplexity(cand, ref.targets),
-        "ppl_baseline": perplexity(ref.logprobs, ref.targets),
+        "ppl_baseline": perplexity(base, ref.targets),
     }
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QTextCharFormat
+from PySide6.QtGui import QColor, QTextCharFormat
 from PySide6.QtWidgets import (
     QComboBox,
     QGroupBox,
@@ -41,10 +42,11 @@ from playground.gui.labels import short_label
 
 MIN_CONFIGS, MAX_CONFIGS = 2, 6
 COLUMNS = (
-    ("config", "config"), ("ttft_ms", "TTFT ms"), ("ttft_x", "× base"),
-    ("decode_tok_s", "decode tok/s"), ("decode_x", "× base"), ("weights_mb", "weights MB"),
-    ("weights_x", "× base"), ("peak_rss_mb", "peak RSS MB"), ("kl_mean", "KL nats"),
-    ("top1_agreement", "top-1"), ("ppl", "ppl"), ("greedy_match", "greedy ="),
+    ("config", "config"), ("ttft_ms", "TTFT ms p50 (min–max)"), ("ttft_x", "× base"),
+    ("decode_tok_s", "decode tok/s p50 (min–max)"), ("decode_x", "× base"),
+    ("weights_mb", "weights MB"), ("weights_x", "× base"), ("peak_rss_mb", "peak RSS MB"),
+    ("kl_mean", "KL nats"), ("top1_agreement", "top-1"), ("ppl", "ppl"),
+    ("greedy_match", "greedy ="), ("note", "note"),
 )
 
 
@@ -89,13 +91,16 @@ class CompareView(QWidget):
         row = QHBoxLayout()
         self.repeats = QSpinBox()
         self.repeats.setRange(1, 20)
-        self.repeats.setValue(2)
+        self.repeats.setValue(3)  # rounds: the spread needs a few
+        self.repeats.setToolTip("Rounds: each round runs every config once, alternating, so "
+                                "a busy moment slows all of them alike; the table shows the "
+                                "median round and the min–max")
         self.warmup = QSpinBox()
         self.warmup.setRange(0, 5)
         self.warmup.setValue(1)
         row.addWidget(QLabel("Warmup"))
         row.addWidget(self.warmup)
-        row.addWidget(QLabel("Repeats"))
+        row.addWidget(QLabel("Rounds"))
         row.addWidget(self.repeats)
         pick.addLayout(row)
         row = QHBoxLayout()
@@ -243,6 +248,7 @@ class CompareView(QWidget):
             return
         self.rows, self.results = [], []
         self._show_rows()
+        self.started = time.monotonic()
         self.run_requested.emit(self.specs())
 
     def _ab(self) -> None:
@@ -267,6 +273,16 @@ class CompareView(QWidget):
         self.progress.setValue(done)
         self.progress_label.setText(label)
 
+    def eta_text(self, done: int, total: int) -> str:
+        """'Running comparison: 12 of 40 runs, about 3 min left' (from the pace so far)."""
+        text = f"Running comparison: {done} of {total} runs"
+        elapsed = time.monotonic() - getattr(self, "started", time.monotonic())
+        if done and total > done and elapsed > 1:
+            left = elapsed / done * (total - done)
+            text += (f", about {left / 60:.0f} min left" if left >= 90
+                     else f", about {left:.0f} s left")
+        return text
+
     def on_result(self, result: Any) -> None:
         from playground.core.compare import ratio_rows
 
@@ -275,10 +291,21 @@ class CompareView(QWidget):
         self._show_rows()
 
     def on_done(self, outcome: Any) -> None:
-        self.progress_label.setText(
-            f"Cancelled: {len(outcome.results)} configs finished" if outcome.cancelled
-            else f"Done: {len(outcome.results)} configs"
-        )
+        from playground.core.compare import ratio_rows
+
+        # A stopped or failed run also brings the configs with unfinished rounds.
+        self.results = list(outcome.results)
+        self.rows = ratio_rows(self.results)
+        self._show_rows()
+        n = len(outcome.results)
+        if outcome.error:
+            text = f"Failed: {outcome.error} (kept {n} configs' finished rounds)"
+        elif outcome.cancelled:
+            text = f"Cancelled: kept {n} configs' finished rounds"
+        else:
+            noisy = sum(1 for row in self.rows if row.get("noisy"))
+            text = f"Done: {n} configs" + (f"; {noisy} noisy (run more rounds)" if noisy else "")
+        self.progress_label.setText(text)
 
     def on_ab_token(self, side: int, piece: str) -> None:
         view = self.ab_views[side]
@@ -294,9 +321,12 @@ class CompareView(QWidget):
         self.table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
             for c, (key, _) in enumerate(COLUMNS):
-                item = QTableWidgetItem(_cell(key, row.get(key), r))
+                item = QTableWidgetItem(_cell(key, row.get(key), r, row))
                 if key == "config":
                     item.setToolTip(row["config"])
+                if key == "note" and item.text():
+                    item.setToolTip(item.text())
+                    item.setForeground(QColor("#b35900"))
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         self.charts.set_rows(self.rows)
@@ -326,7 +356,21 @@ class CompareView(QWidget):
                 self.error.emit(str(exc))
 
 
-def _cell(key: str, value: Any, row: int) -> str:
+def _cell(key: str, value: Any, row: int, data: dict[str, Any] | None = None) -> str:
+    from playground.core.compare import noisy_note
+
+    data = data or {}
+    if key == "note":
+        notes = [noisy_note(data)]
+        if data.get("incomplete"):
+            notes.append(f"incomplete: {data['incomplete']}")
+        return "; ".join(n for n in notes if n)
+    if key in ("ttft_ms", "decode_tok_s") and value is not None:
+        lo, hi = data.get(key.split("_")[0] + "_lo"), data.get(key.split("_")[0] + "_hi")
+        digits = 0 if key == "ttft_ms" else 1
+        if lo is not None and hi is not None and hi > lo:
+            return f"{value:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
+        return f"{value:.{digits}f}"
     if key == "config":
         try:
             name = short_label(RunConfig.parse("" if value == "defaults" else value))

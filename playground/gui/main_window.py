@@ -134,6 +134,9 @@ class MainWindow(QMainWindow):
         self.compare_request.connect(self.worker.compare)
         self.ab_request.connect(self.worker.ab_chat)
         self.worker.compare_progress.connect(self.compare.on_progress)
+        self.worker.compare_progress.connect(
+            lambda done, total, _label: self.status_label.setText(
+                self.compare.eta_text(done, total)))
         self.worker.compare_result.connect(self.compare.on_result)
         self.worker.compare_done.connect(self.on_compare_done)
         self.worker.ab_token.connect(self.compare.on_ab_token)

@@ -141,7 +141,8 @@ class Worker(QObject):
             self.failed.emit(_one_line(exc))
             return
         try:
-            self._open_history().add_many(history_rows(outcome.results, ratio_rows(outcome.results)))
+            self._open_history().add_many(history_rows(
+                outcome.results, ratio_rows(outcome.results), complete=outcome.complete))
         except Exception as exc:  # history must never cost the user a comparison
             self.progress.emit(f"history not saved: {_one_line(exc)}")
         self.compare_done.emit(outcome)

@@ -134,3 +134,107 @@ compare_plot.write(Path(sys.argv[1]), rows)
     svg = out.read_text()
     assert svg.startswith("<svg") and "B: quant=int8-weight" in svg and "n/a" in svg
     assert "B ×6.10" in svg and "Pareto" in svg
+
+
+def test_configs_alternate_round_by_round_with_each_rounds_spread(tiny_dir):
+    order: list[str] = []
+
+    def build(config, progress):
+        order.append(config.quant)
+        return build_engine(config, progress)
+
+    out = run_compare(configs(tiny_dir, "", "quant=int8-dynamic"), PROMPTS, warmup=1,
+                      repeats=3, build=build)
+    assert order == ["none", "int8-dynamic"] * 3
+    for result in out.results:
+        assert result.info["rounds"] == 3 and len(result.runs) == 3 * len(PROMPTS)
+        spread = result.summary["spread"]["decode_tok_s"]
+        assert len(spread["rounds"]) == 3
+        assert spread["min"] <= spread["p50"] <= spread["max"]
+    rows = ratio_rows(out.results)
+    assert rows[0]["decode_x"] == 1.0 and rows[0]["decode_tok_s"] == \
+        out.results[0].summary["spread"]["decode_tok_s"]["p50"]
+    assert out.results[1].quality["kl_mean"] > 0  # scored in the last round
+
+
+def test_a_wide_spread_is_flagged_noisy():
+    from playground.core.bench import ConfigResult
+    from playground.core.compare import noisy_note, round_spread
+
+    def one_round(ttft, decode):
+        summary = {"ttft_ms": {"mean": ttft}, "decode_tok_s": {"mean": decode}}
+        return ConfigResult({}, summary, [])
+
+    quiet = round_spread([one_round(100, 20.0), one_round(104, 19.5), one_round(98, 20.3)])
+    busy = round_spread([one_round(100, 20.0), one_round(250, 9.0), one_round(101, 19.8)])
+    assert not quiet["ttft_ms"]["noisy"] and not quiet["decode_tok_s"]["noisy"]
+    assert busy["ttft_ms"]["noisy"] and busy["decode_tok_s"]["noisy"]
+    assert busy["ttft_ms"]["p50"] == 101  # the median round, not the mean the busy one drags
+    assert "noisy: TTFT and decode speed" in noisy_note({"noisy": ["ttft_ms", "decode_tok_s"]})
+
+
+def test_a_failure_on_the_third_config_keeps_the_first_two(tiny_dir):
+    from playground.core.models import ModelError
+
+    def build(config, progress):
+        if config.quant == "int8-dynamic":
+            raise ModelError("model: simulated failure while loading")
+        return build_engine(config, progress)
+
+    out = run_compare(configs(tiny_dir, "", "quant=bf16", "quant=int8-dynamic"), PROMPTS,
+                      warmup=0, repeats=2, build=build)
+    assert out.error == "model: simulated failure while loading" and not out.complete
+    assert [r.config["quant"] for r in out.results] == ["none", "bf16"]
+    assert all(r.info["incomplete"] == "1 of 2 rounds" for r in out.results)
+
+
+def test_the_baseline_reference_is_not_resident_while_others_are_measured(tiny_dir,
+                                                                          monkeypatch):
+    from playground.core import quality
+
+    made: list[quality.Reference] = []
+    original = quality.reference
+
+    def reference(model, tokenizer):
+        made.append(original(model, tokenizer))
+        return made[-1]
+
+    monkeypatch.setattr(quality, "reference", reference)
+    seen: list[bool] = []
+
+    def build(config, progress):
+        seen.append(bool(made) and made[0].logprobs is not None)
+        return build_engine(config, progress)
+
+    out = run_compare(configs(tiny_dir, "", "quant=int8-dynamic"), PROMPTS, warmup=0,
+                      repeats=1, build=build)
+    assert seen == [False, False]  # parked before the second config loaded
+    assert made[0].parked is None  # and its file removed at the end
+    assert out.results[1].quality["kl_mean"] > 0
+
+
+def test_cli_compare_ctrl_c_keeps_finished_rounds(tiny_dir, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from playground.core import compare
+
+    calls = []
+    real = compare.run_bench
+
+    def bench_then_ctrl_c(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:  # round 2 of config A done: the user presses Ctrl+C
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(compare, "run_bench", bench_then_ctrl_c)
+    out = tmp_path / "c.json"
+    code = main(["compare", "--config", f"model={tiny_dir},max_new_tokens=4",
+                 "--config", f"model={tiny_dir},max_new_tokens=4,quant=bf16",
+                 "--warmup", "0", "--repeats", "3", "--no-quality", "--json", str(out)])
+    assert code == 130
+    results = json.loads(out.read_text())["results"]
+    assert [r["info"]["incomplete"] for r in results] == ["2 of 3 rounds", "1 of 3 rounds"]
+    assert "Traceback" not in capsys.readouterr().err
