@@ -22,8 +22,12 @@ PW, PH = 420, 200  # one panel's plot area
 KL_FLOOR = 1e-4
 
 
-def _bars(x0: float, y0: float, title: str, values: list[float | None]) -> list[str]:
-    top = max((v for v in values if v is not None), default=0.0) or 1.0
+def _bars(x0: float, y0: float, title: str, values: list[float | None],
+          spreads: list[tuple[float | None, float | None]] | None = None) -> list[str]:
+    """Bars with their values; ``spreads`` (lo, hi) per bar draw the rounds' min–max."""
+    spreads = spreads or [(None, None)] * len(values)
+    highs = [hi if hi is not None else v for v, (_lo, hi) in zip(values, spreads, strict=True)]
+    top = max((v for v in highs if v is not None), default=0.0) or 1.0
     step = nice_step(top * 1.1 / 4)
     top = step * math.ceil(top * 1.1 / step)
     out = [f'<text x="{x0 + PW / 2}" y="{y0 - 10}" text-anchor="middle">{escape(title)}</text>',
@@ -42,7 +46,14 @@ def _bars(x0: float, y0: float, title: str, values: list[float | None]) -> list[
         h = PH * v / top
         out.append(f'<rect x="{cx - slot * 0.3:.1f}" y="{y0 + PH - h:.1f}" width="{slot * 0.6:.1f}" '
                    f'height="{h:.1f}" fill="{COLORS[i % len(COLORS)]}"/>')
-        out.append(f'<text x="{cx:.1f}" y="{y0 + PH - h - 4:.1f}" text-anchor="middle" '
+        lo, hi = spreads[i]
+        label_y = y0 + PH - h
+        if lo is not None and hi is not None and hi > lo:
+            y_lo, y_hi = y0 + PH - PH * lo / top, y0 + PH - PH * hi / top
+            out.append(f'<path d="M{cx:.1f},{y_lo:.1f}V{y_hi:.1f}M{cx - 6:.1f},{y_lo:.1f}'
+                       f'h12M{cx - 6:.1f},{y_hi:.1f}h12" stroke="#222" stroke-width="1.5"/>')
+            label_y = min(label_y, y_hi)
+        out.append(f'<text x="{cx:.1f}" y="{label_y - 4:.1f}" text-anchor="middle" '
                    f'font-size="11">{v:.3g}</text>')
     return out
 
@@ -90,8 +101,10 @@ def svg(rows: list[dict[str, Any]]) -> str:
            'font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>']
     for n, (key, title) in enumerate(PANELS):
+        prefix = key.split("_")[0]
         out += _bars(left + (n % 2) * (PW + gap), 40 + (n // 2) * (PH + 70), title,
-                     [r.get(key) for r in rows])
+                     [r.get(key) for r in rows],
+                     [(r.get(f"{prefix}_lo"), r.get(f"{prefix}_hi")) for r in rows])
     out += _tradeoff(left, 40 + 2 * (PH + 70), 2 * PW + gap, rows)
     y = 40 + 3 * (PH + 70) + 10
     for i, r in enumerate(rows):

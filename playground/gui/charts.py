@@ -2,6 +2,13 @@
 
 Slots only append to ring buffers; one QTimer redraws at about 10 Hz (the
 pyqtgraph scrolling-plot pattern), so a fast token stream never floods the GUI.
+
+Tokens/sec is drawn against the token count across turns, so each turn is a
+segment as wide as its reply and stays in view (the last few turns), however
+long the pauses between them. Turns are numbered on the charts; configs are
+letters, named once in the key under the charts (elided, whole in the tooltip),
+so no label has to hold a whole spec. Series are named in the titles, in their
+colours, not in legends that would sit on the data.
 """
 
 from __future__ import annotations
@@ -11,14 +18,16 @@ from collections import deque
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
 HISTORY = 2000  # points kept per time series
 REDRAW_MS = 100
 WINDOW_S = 120.0  # visible time span of the scrolling charts
 ONE_COLUMN_BELOW_PX = 440  # a chart under ~220 px wide cuts its title and axis labels
 STEP_S = 10.0  # the time axes jump by this much: repainting axes on every tick is what costs
+TURNS_SHOWN = 8  # the tokens/sec and TTFT charts keep this many recent turns in view
+KEY_CHARS = 48  # one config's name in the key, before eliding
 
 
 def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
@@ -27,8 +36,17 @@ def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
     plot.showGrid(x=True, y=True, alpha=0.25)
     plot.setLabel("left", left)
     plot.setLabel("bottom", bottom)
-    plot.addLegend(offset=(-10, -10))  # bottom right: turn labels use the top
     return plot
+
+
+def _title(name: str, *series: tuple[str, str]) -> str:
+    """A chart title naming its series in their colours (instead of a legend)."""
+    names = " · ".join(f"<span style='color:{color}'>{label}</span>" for label, color in series)
+    return f"{name}: {names}" if series else name
+
+
+def config_letter(index: int) -> str:
+    return chr(65 + index % 26) + ("" if index < 26 else str(index // 26))
 
 
 def _label_opts(color: str) -> dict:
@@ -42,10 +60,14 @@ class ChartsPanel(QWidget):
         self.t0 = time.perf_counter()
         self.grid = QGridLayout(self)
         # short titles: a chart can be about 220 px wide (see ONE_COLUMN_BELOW_PX)
-        self.speed = _plot("Tokens / second", "tok/s", "time (s)")
-        self.ttft = _plot("TTFT per turn", "ms", "")  # ticks: turn + config
-        self.itl = _plot("Inter-token latency", "ms", "token (this turn)")
-        self.memory = _plot("Memory", "MB", "time (s)")
+        self.speed = _plot(_title("Tok/s", ("instant", "#7a9bb0"), ("average", "#1565c0")),
+                           "tok/s", "token (all turns; numbers: turns)")
+        self.ttft = _plot("TTFT per turn", "ms", "turn · config")
+        self.itl = _plot("Inter-token latency (this turn)", "ms", "token")
+        self.memory = _plot(_title("Memory", ("RSS", "#ef6c00")), "MB", "time (s)")
+        self.key = QLabel()  # letters → configs
+        self.key.setWordWrap(True)
+        self.key.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.columns = 0
         self._arrange(2)
 
@@ -59,8 +81,8 @@ class ChartsPanel(QWidget):
         self.mem_rss: deque[float] = deque(maxlen=HISTORY)
         self.mem_cuda: deque[float] = deque(maxlen=HISTORY)
 
-        self.inst_curve = self.speed.plot(pen=pg.mkPen("#9ab", width=1), name="instantaneous")
-        self.avg_curve = self.speed.plot(pen=pg.mkPen("#1565c0", width=2), name="running average")
+        self.inst_curve = self.speed.plot(pen=pg.mkPen("#7a9bb0", width=1))
+        self.avg_curve = self.speed.plot(pen=pg.mkPen("#1565c0", width=2))
         for curve in (self.inst_curve, self.avg_curve):
             curve.setClipToView(True)  # only the visible window of the ring buffer is drawn
         dashed = pg.QtCore.Qt.DashLine
@@ -69,9 +91,9 @@ class ChartsPanel(QWidget):
                                           labelOpts=_label_opts("#c62828"))
         self.ttft_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#2e7d32")
         self.ttft.addItem(self.ttft_bars)
-        self.itl_curve = self.itl.plot(pen=pg.mkPen("#6a1b9a", width=2), name="ITL")
-        self.rss_curve = self.memory.plot(pen=pg.mkPen("#ef6c00", width=2), name="RSS")
-        self.cuda_curve = None  # created on the first CUDA sample, so CPU runs show no empty legend
+        self.itl_curve = self.itl.plot(pen=pg.mkPen("#6a1b9a", width=2))
+        self.rss_curve = self.memory.plot(pen=pg.mkPen("#ef6c00", width=2))
+        self.cuda_curve = None  # created on the first CUDA sample: CPU runs do not name it
         self.weights_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#555", style=dashed),
                                             label="weights {value:.0f} MB",
                                             labelOpts=_label_opts("#555"))
@@ -79,9 +101,13 @@ class ChartsPanel(QWidget):
         self._first_token = 0.0
         self._last_token: float | None = None
         self._turn_labels: list[str] = []
+        self.configs: list[str] = []  # distinct config labels in order: letter = index
+        self.turn_x: list[float] = []  # where each turn starts on the token axis
+        self.tokens_total = 0
         self.turns = 0
         self.dirty: set[str] = set()
         self._x_end = 0.0
+        self._speed_start = self._speed_end = 0.0
         self._y_top: dict[int, float] = {}
         self._weights = self._bound = 0.0
         self.timer = QTimer(self)
@@ -96,9 +122,8 @@ class ChartsPanel(QWidget):
         for i, plot in enumerate((self.speed, self.ttft, self.itl, self.memory)):
             self.grid.removeWidget(plot)
             self.grid.addWidget(plot, i // columns, i % columns)
-            legend = plot.getPlotItem().legend
-            if legend is not None:  # in one short column a legend would cover the data
-                legend.setVisible(columns == 2)
+        self.grid.removeWidget(self.key)
+        self.grid.addWidget(self.key, 4 // columns + 1, 0, 1, columns)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -121,25 +146,37 @@ class ChartsPanel(QWidget):
                 plot.removeItem(line)
 
     def turn_started(self, t: float, label: str) -> None:
-        """Mark the turn on the time axes; name its config when it differs from the last."""
+        """Number the turn on the charts; mark a config change in red with its letter."""
         self._gap()
         changed = not self._turn_labels or label != self._turn_labels[-1]
+        if label not in self.configs:
+            self.configs.append(label)
+            self._update_key()
         self._turn_labels.append(label)
+        self.turn_x.append(float(self.tokens_total))
         self._last_token = None
         self._turn_tokens = 0
         self.itl_ms = []
-        # Staggered heights, so labels of turns close in time do not overlap.
-        height = (0.97, 0.9, 0.83)[len(self._turn_labels) % 3]
-        for plot in (self.speed, self.memory):
-            marker = pg.InfiniteLine(
-                pos=self.now(t), angle=90,
-                pen=pg.mkPen("#c62828" if changed else "#bbb", style=pg.QtCore.Qt.DotLine),
-                label=label if changed else None,
-                labelOpts={"position": height, "color": "#333", "anchors": [(0, 0), (0, 0)],
-                           "fill": (255, 255, 255, 200)},
-            )
-            plot.addItem(marker)
+        number = len(self._turn_labels)
+        letter = config_letter(self.configs.index(label))
+        text = f"{number} {letter}" if changed else str(number)
+        color = "#c62828" if changed else "#999"
+        for plot, x in ((self.speed, float(self.tokens_total)), (self.memory, self.now(t))):
+            plot.addItem(pg.InfiniteLine(
+                pos=x, angle=90, pen=pg.mkPen(color, style=pg.QtCore.Qt.DotLine),
+                label=text, labelOpts={"position": 0.96, "color": color,
+                                       "anchors": [(0, 0), (0, 0)],
+                                       "fill": (255, 255, 255, 220)}))
         self.dirty |= {"speed", "memory", "itl"}
+
+    def _update_key(self) -> None:
+        entries = []
+        for i, label in enumerate(self.configs):
+            short = label if len(label) <= KEY_CHARS else label[: KEY_CHARS - 1] + "…"
+            entries.append(f"<b>{config_letter(i)}</b> {short}")
+        self.key.setText("Configs: " + " &nbsp; ".join(entries))
+        self.key.setToolTip("\n".join(f"{config_letter(i)}: {label}"
+                                      for i, label in enumerate(self.configs)))
 
     def _gap(self) -> None:
         # A NaN between turns, so the curves do not draw a line across the idle time.
@@ -151,11 +188,12 @@ class ChartsPanel(QWidget):
 
     def add_token(self, t: float) -> None:
         self._turn_tokens += 1
+        self.tokens_total += 1
         if self._last_token is not None:
             gap = t - self._last_token
             self.itl_ms.append(gap * 1000.0)
             if gap > 0:
-                self.speed_t.append(self.now(t))
+                self.speed_t.append(float(self.tokens_total))
                 self.speed_inst.append(1.0 / gap)
                 elapsed = t - self._first_token
                 self.speed_avg.append((self._turn_tokens - 1) / elapsed if elapsed > 0 else 0.0)
@@ -191,7 +229,8 @@ class ChartsPanel(QWidget):
             finite = inst[np.isfinite(inst)]
             if len(finite):
                 # The bandwidth-bound line stays in view: the ceiling is the point.
-                self._grow_y(self.speed, max(float(np.percentile(finite, 99)), self._bound))
+                # (with headroom: the turn numbers sit above the bound's label)
+                self._grow_y(self.speed, 1.15 * max(float(np.percentile(finite, 99)), self._bound))
         if "itl" in dirty:
             n = len(self.itl_ms)
             self.itl_curve.setData(np.arange(2, n + 2), np.asarray(self.itl_ms))
@@ -201,12 +240,14 @@ class ChartsPanel(QWidget):
         if "ttft" in dirty:
             self.ttft_bars.setOpts(x=self.ttft_turn, height=self.ttft_ms, width=0.6)
             if self.ttft_turn:
-                self.ttft.setXRange(0.4, max(self.ttft_turn) + 0.6, padding=0)
-                # Each bar names its config under it (the label wraps at commas).
-                ticks = [(n, f"{n}\n{self._turn_labels[n - 1].replace(', ', chr(10))}"
+                last = max(self.ttft_turn)
+                self.ttft.setXRange(max(0.4, last - TURNS_SHOWN + 0.4), last + 0.6, padding=0)
+                # turn number over the config's letter: short enough never to run together
+                ticks = [(n, f"{n}\n{config_letter(self.configs.index(self._turn_labels[n - 1]))}"
                           if n - 1 < len(self._turn_labels) else str(n))
-                         for n in self.ttft_turn[-8:]]
+                         for n in self.ttft_turn[-TURNS_SHOWN:]]
                 self.ttft.getAxis("bottom").setTicks([ticks])
+                self._grow_y(self.ttft, max(self.ttft_ms[-TURNS_SHOWN:]))
         if "memory" in dirty:
             t = np.asarray(self.mem_t)
             rss = np.asarray(self.mem_rss)
@@ -215,15 +256,22 @@ class ChartsPanel(QWidget):
             cuda = np.asarray(self.mem_cuda)
             if np.isfinite(cuda).any():
                 if self.cuda_curve is None:
-                    self.cuda_curve = self.memory.plot(pen=pg.mkPen("#00838f", width=2),
-                                                       name="CUDA allocated")
+                    self.cuda_curve = self.memory.plot(pen=pg.mkPen("#00838f", width=2))
+                    self.memory.setTitle(_title("Memory", ("RSS", "#ef6c00"),
+                                                ("CUDA allocated", "#00838f")))
                 self.cuda_curve.setData(t, cuda, connect="finite")
-        if dirty & {"speed", "memory"}:
+        if "speed" in dirty and self.turn_x:
+            # the last few turns, each as wide as its reply, with room for the next tokens
+            start = self.turn_x[-TURNS_SHOWN:][0]
+            end = self.tokens_total + max(16.0, 0.15 * (self.tokens_total - start))
+            if end > self._speed_end or start > self._speed_start:
+                self._speed_start, self._speed_end = start, end + 32  # jump, do not crawl
+                self.speed.setXRange(start, self._speed_end, padding=0)
+        if "memory" in dirty:
             latest = self.now()
             if latest > self._x_end - 0.5:  # jump, do not crawl
                 self._x_end = latest + STEP_S
-                for plot in (self.speed, self.memory):
-                    plot.setXRange(max(0.0, self._x_end - WINDOW_S), self._x_end, padding=0)
+                self.memory.setXRange(max(0.0, self._x_end - WINDOW_S), self._x_end, padding=0)
 
     def _grow_y(self, plot, value: float) -> None:
         """Raise a y range only when data outgrows it (by steps), never on every point."""

@@ -11,6 +11,7 @@ import math
 import os
 from typing import Any
 
+import numpy as np
 import pyqtgraph as pg
 
 from playground.core.compare import pareto_front
@@ -22,6 +23,7 @@ PANELS = (
     ("kl_mean", "KL to baseline, nats (lower is better)"),
 )
 COLORS = ("#455a64", "#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#c62828")
+SPREAD_PANELS = ("ttft_ms", "decode_tok_s")  # error bars: the rounds' min–max
 KL_FLOOR = 1e-4  # the log axis shows KL below this (the baseline's 0) at the floor
 
 
@@ -50,15 +52,27 @@ class CompareCharts(pg.GraphicsLayoutWidget):
             brushes = [COLORS[i % len(COLORS)] for i in range(len(rows))]
             plot.addItem(pg.BarGraphItem(x=list(range(len(rows))), height=heights, width=0.6,
                                          brushes=brushes))
+            tops = heights
+            lo_hi = [(row.get(f"{key.split('_')[0]}_lo"), row.get(f"{key.split('_')[0]}_hi"))
+                     for row in rows] if key in SPREAD_PANELS else []
+            if lo_hi and any(lo is not None and hi is not None for lo, hi in lo_hi):
+                # the rounds' min–max around the median round
+                xs = [i for i, (lo, hi) in enumerate(lo_hi) if lo is not None and hi is not None]
+                plot.addItem(pg.ErrorBarItem(
+                    x=np.array(xs, dtype=float), y=np.array([heights[i] for i in xs]),
+                    top=np.array([lo_hi[i][1] - heights[i] for i in xs]),
+                    bottom=np.array([heights[i] - lo_hi[i][0] for i in xs]),
+                    beam=0.2, pen=pg.mkPen("#222", width=1.5)))
+                tops = [max(h, lo_hi[i][1] or h) for i, h in enumerate(heights)]
             for i, v in enumerate(values):
                 text = pg.TextItem("n/a" if v is None else f"{v:.3g}", color="#222",
                                    anchor=(0.5, 1.0))
-                text.setPos(i, heights[i])
+                text.setPos(i, tops[i])
                 plot.addItem(text)
             plot.getAxis("bottom").setTicks([ticks])
             plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
-            top = max(heights, default=0.0)
-            plot.setYRange(0, top * 1.2 if top > 0 else 1.0, padding=0)
+            top = max(tops, default=0.0)
+            plot.setYRange(0, top * 1.25 if top > 0 else 1.0, padding=0)
         self._set_tradeoff(rows)
         legend = "   ".join(f"{chr(65 + i)}: {row['config']}" for i, row in enumerate(rows))
         self.setToolTip(legend)

@@ -147,14 +147,14 @@ def test_controls_are_locked_while_a_reply_streams(qtbot, make_window):
 
 
 def test_stop_cancels_mid_reply(qtbot, make_window):
-    window = make_window("max_new_tokens=2000")
+    window = make_window("max_new_tokens=900")  # the tiny model: 1024 tokens of context
     send(qtbot, window, wait=False)
     qtbot.waitUntil(lambda: len(window.chat.turns[-1].reply) > 0, timeout=WAIT_MS)
     with qtbot.waitSignal(window.turn_shown, timeout=WAIT_MS):
         window.chat.stop.click()
     turn = window.chat.turns[-1]
     assert "(stopped)" in turn.metrics_line
-    assert turn.metrics["new_tokens"] < 2000
+    assert turn.metrics["new_tokens"] < 900
     assert window.chat.send.isEnabled()
 
 
@@ -223,7 +223,7 @@ def test_a_failed_load_is_not_saved_and_send_says_why(qtbot, make_window, monkey
 
 
 def test_closing_during_a_reply_shuts_down_cleanly(qtbot, tiny_dir):
-    window = MainWindow(RunConfig(model=str(tiny_dir), max_new_tokens=5000), show_dialogs=False)
+    window = MainWindow(RunConfig(model=str(tiny_dir), max_new_tokens=900), show_dialogs=False)
     window.show()
     with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
         window.start()
