@@ -2,7 +2,11 @@
 all in one process switching from config to config as the app does (the previous model
 released first). 2 threads, the default model.
 
-    .venv/bin/python benchmarks/load_memory.py
+    .venv/bin/python benchmarks/load_memory.py [SPEC ...]
+
+With specs, those in that order (a spec may repeat: switching back must land where
+a fresh start does), e.g. threads=2 quant=int8-dynamic,threads=2
+quant=bnb-4bit-nf4,threads=2 threads=2.
 """
 
 from __future__ import annotations
@@ -34,14 +38,15 @@ def run(specs: list[str]) -> list[list[str]]:
 
 
 def main() -> None:
+    configs = sys.argv[1:] or CONFIGS
     print("| config | weights MB | fresh process: steady RSS / load peak MB | "
-          "after switching from the previous row: steady / peak MB |")
-    print("|---|---|---|---|")
-    switched = {row[0]: row for row in run(CONFIGS)}
-    for spec in CONFIGS:
+          "after switching from the previous row: steady / peak MB | steady, switched / fresh |")
+    print("|---|---|---|---|---|")
+    switched = run(configs)
+    for spec, s in zip(configs, switched, strict=True):
         (fresh,) = run([spec])
-        s = switched[spec]
-        print(f"| `{spec}` | {fresh[1]} | {fresh[2]} / {fresh[3]} | {s[2]} / {s[3]} |")
+        print(f"| `{spec}` | {fresh[1]} | {fresh[2]} / {fresh[3]} | {s[2]} / {s[3]} | "
+              f"{float(s[2]) / float(fresh[2]):.2f} |")
 
 
 if __name__ == "__main__":

@@ -49,11 +49,6 @@ def config_letter(index: int) -> str:
     return chr(65 + index % 26) + ("" if index < 26 else str(index // 26))
 
 
-def _label_opts(color: str) -> dict:
-    # Right-aligned near the right edge, where the newest data is.
-    return {"position": 0.8, "color": color, "anchors": [(1, 1), (1, 1)]}
-
-
 class ChartsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -61,9 +56,9 @@ class ChartsPanel(QWidget):
         self.grid = QGridLayout(self)
         # short titles: a chart can be about 220 px wide (see ONE_COLUMN_BELOW_PX)
         self.speed = _plot(_title("Tok/s", ("instant", "#7a9bb0"), ("average", "#1565c0")),
-                           "tok/s", "token (all turns; numbers: turns)")
+                           "tok/s", "token (all turns)")
         self.ttft = _plot("TTFT per turn", "ms", "turn · config")
-        self.itl = _plot("Inter-token latency (this turn)", "ms", "token")
+        self.itl = _plot("ITL, this turn", "ms", "token")
         self.memory = _plot(_title("Memory", ("RSS", "#ef6c00")), "MB", "time (s)")
         self.key = QLabel()  # letters → configs
         self.key.setWordWrap(True)
@@ -86,17 +81,15 @@ class ChartsPanel(QWidget):
         for curve in (self.inst_curve, self.avg_curve):
             curve.setClipToView(True)  # only the visible window of the ring buffer is drawn
         dashed = pg.QtCore.Qt.DashLine
-        self.bound_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c62828", style=dashed),
-                                          label="bandwidth bound {value:.0f}",
-                                          labelOpts=_label_opts("#c62828"))
+        # The reference lines are named in the titles (with their values): a label on
+        # the line collided with the turn numbers in a short chart.
+        self.bound_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c62828", style=dashed))
         self.ttft_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#2e7d32")
         self.ttft.addItem(self.ttft_bars)
         self.itl_curve = self.itl.plot(pen=pg.mkPen("#6a1b9a", width=2))
         self.rss_curve = self.memory.plot(pen=pg.mkPen("#ef6c00", width=2))
         self.cuda_curve = None  # created on the first CUDA sample: CPU runs do not name it
-        self.weights_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#555", style=dashed),
-                                            label="weights {value:.0f} MB",
-                                            labelOpts=_label_opts("#555"))
+        self.weights_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#555", style=dashed))
         self._turn_tokens = 0
         self._first_token = 0.0
         self._last_token: float | None = None
@@ -110,6 +103,8 @@ class ChartsPanel(QWidget):
         self._speed_start = self._speed_end = 0.0
         self._y_top: dict[int, float] = {}
         self._weights = self._bound = 0.0
+        self._cuda = False
+        self._titled_widths = (0, 0)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.redraw)
         self.timer.start(REDRAW_MS)
@@ -144,7 +139,30 @@ class ChartsPanel(QWidget):
                     plot.addItem(line)
             elif line.scene() is not None:
                 plot.removeItem(line)
+        self._set_titles()
 
+    def _set_titles(self, cuda: bool | None = None) -> None:
+        """Titles that fit: the longest form that the chart's width holds (a pyqtgraph
+        title is one line and is cut, not wrapped)."""
+        self._cuda = self._cuda if cuda is None else cuda
+        bound = [("bandwidth bound", "bound", "bound")] if self._bound else []
+        weights = [("weights", "weights", "weights")] if self._weights else []
+        speed = [("instant", "inst", None), ("average", "avg", None)] + bound
+        memory = [("RSS", "RSS", None)] + ([("CUDA", "CUDA", None)] if self._cuda else []) + weights
+        colors = {"instant": "#7a9bb0", "average": "#1565c0", "bandwidth bound": "#c62828",
+                  "RSS": "#ef6c00", "CUDA": "#00838f", "weights": "#555"}
+        values = {"bandwidth bound": f" {self._bound:.0f}", "weights": f" {self._weights:.0f} MB"}
+        for plot, names, series in ((self.speed, ("Tokens / second", "Tok/s", "Tok/s"), speed),
+                                    (self.memory, ("Memory", "Memory", "MB"), memory)):
+            room = plot.width() - 60  # the title keeps margins of its own
+            for form in range(3):
+                parts = [(words[form] + values.get(words[0], ""), colors[words[0]])
+                         for words in series if words[form]]
+                if form == 2 and self._weights and plot is self.memory:  # the name says MB
+                    parts[-1] = (f"weights {self._weights:.0f}", colors["weights"])
+                plot.setTitle(_title(names[form], *parts))
+                if plot.getPlotItem().titleLabel.item.boundingRect().width() <= room:
+                    break  # the drawn width, measured: this form fits
     def turn_started(self, t: float, label: str) -> None:
         """Number the turn on the charts; mark a config change in red with its letter."""
         self._gap()
@@ -161,10 +179,12 @@ class ChartsPanel(QWidget):
         letter = config_letter(self.configs.index(label))
         text = f"{number} {letter}" if changed else str(number)
         color = "#c62828" if changed else "#999"
+        # Three heights in turn: numbers of short turns side by side would overlap.
+        height = (0.96, 0.7, 0.44)[(number - 1) % 3]
         for plot, x in ((self.speed, float(self.tokens_total)), (self.memory, self.now(t))):
             plot.addItem(pg.InfiniteLine(
                 pos=x, angle=90, pen=pg.mkPen(color, style=pg.QtCore.Qt.DotLine),
-                label=text, labelOpts={"position": 0.96, "color": color,
+                label=text, labelOpts={"position": height, "color": color,
                                        "anchors": [(0, 0), (0, 0)],
                                        "fill": (255, 255, 255, 220)}))
         self.dirty |= {"speed", "memory", "itl"}
@@ -218,6 +238,10 @@ class ChartsPanel(QWidget):
     # -- drawing ----------------------------------------------------------------
     def redraw(self) -> None:
         """Redraw only the charts whose data changed since the last tick."""
+        widths = (self.speed.width(), self.memory.width())
+        if widths != self._titled_widths:  # the layout settles after resize events
+            self._titled_widths = widths
+            self._set_titles()
         dirty, self.dirty = self.dirty, set()
         if not dirty:
             return
@@ -257,8 +281,7 @@ class ChartsPanel(QWidget):
             if np.isfinite(cuda).any():
                 if self.cuda_curve is None:
                     self.cuda_curve = self.memory.plot(pen=pg.mkPen("#00838f", width=2))
-                    self.memory.setTitle(_title("Memory", ("RSS", "#ef6c00"),
-                                                ("CUDA allocated", "#00838f")))
+                    self._set_titles(cuda=True)
                 self.cuda_curve.setData(t, cuda, connect="finite")
         if "speed" in dirty and self.turn_x:
             # the last few turns, each as wide as its reply, with room for the next tokens
