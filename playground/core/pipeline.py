@@ -124,7 +124,8 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
         # default model beside 248 MB of int8 weights); own copies let it go.
         memory.own_memory(ctx.model)
     progress("Measuring memory bandwidth…")
-    bandwidth = memory.bandwidth_gb_s() if device == "cpu" else None
+    # at the thread count this run decodes with (the device step set it)
+    bandwidth = memory.bandwidth_gb_s(ctx.info.get("threads")) if device == "cpu" else None
     ctx.info["device"] = device
     ctx.info["notes"] = ctx.notes
     ctx.engine = Engine(

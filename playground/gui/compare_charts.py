@@ -16,11 +16,13 @@ import pyqtgraph as pg
 
 from playground.core.compare import pareto_front
 
+# Short titles: a pyqtgraph title sets its plot's minimum width, and at 1024 px long
+# ones pushed the second column of charts out of the window.
 PANELS = (
-    ("ttft_ms", "TTFT (ms, lower is better)"),
-    ("decode_tok_s", "Decode tok/s (higher is better)"),
-    ("weights_mb", "Weights MB (lower is better)"),
-    ("kl_mean", "KL to baseline, nats (lower is better)"),
+    ("ttft_ms", "TTFT ms, p50 ↓"),
+    ("decode_tok_s", "Decode tok/s, p50 ↑"),
+    ("weights_mb", "Weights MB ↓"),
+    ("kl_mean", "KL to baseline, nats ↓"),
 )
 COLORS = ("#455a64", "#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#c62828")
 SPREAD_PANELS = ("ttft_ms", "decode_tok_s")  # error bars: the rounds' min–max
@@ -37,10 +39,10 @@ class CompareCharts(pg.GraphicsLayoutWidget):
             plot.showGrid(y=True, alpha=0.25)
             self.plots[key] = plot
         self.tradeoff = self.addPlot(row=2, col=0, colspan=2,
-                                     title="Speed-up × baseline vs KL (log; line: Pareto frontier)")
+                                     title="Speed-up vs KL (line: Pareto frontier)")
         self.tradeoff.setLogMode(x=True, y=False)
         self.tradeoff.showGrid(x=True, y=True, alpha=0.25)
-        self.tradeoff.setLabel("bottom", "KL to baseline, nats (lower is better)")
+        self.tradeoff.setLabel("bottom", "KL to baseline, nats (log; ↓ better)")
         self.tradeoff.setLabel("left", "decode × baseline")
 
     def set_rows(self, rows: list[dict[str, Any]]) -> None:

@@ -158,7 +158,7 @@ class CompareView(QWidget):
         right.setSizes([250, 550])
         left_widget = QWidget()
         left_widget.setLayout(left)
-        left_widget.setMaximumWidth(560)
+        left_widget.setMaximumWidth(430)  # the table and charts need the rest at 1024 px
         outer.addWidget(left_widget)
         outer.addWidget(right, 1)
 

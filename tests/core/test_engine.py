@@ -165,3 +165,20 @@ def test_a_long_prompt_is_prefilled_in_chunks_and_stop_works_between_them(tiny_e
     stopped = engine.chat(prompt, should_stop=lambda: len(calls) >= 1)
     assert stopped.cancelled and stopped.token_ids == [] and calls == [PREFILL_CHUNK]
     assert engine.chat(prompt).token_ids == whole.token_ids
+
+
+def test_bandwidth_is_read_bandwidth_at_the_runs_thread_count(tiny_engine, monkeypatch,
+                                                               tmp_path):
+    """The bound divides what one run's threads can read, not a copy (read + write)
+    on every core; measured once per thread count."""
+    from playground.core import memory, paths
+
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path)
+    asked: list[int] = []
+    monkeypatch.setattr(memory, "measure_bandwidth_gb_s",
+                        lambda threads: asked.append(threads) or 10.0 * threads)
+    one = tiny_engine("threads=1")
+    again = tiny_engine("threads=1")
+    two = tiny_engine("threads=2")
+    assert asked == [1, 2]
+    assert one.bandwidth_gb_s == again.bandwidth_gb_s == 10.0 and two.bandwidth_gb_s == 20.0

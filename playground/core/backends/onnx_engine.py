@@ -174,7 +174,7 @@ def build(cfg: RunConfig, folder: Path, device: str, info: dict[str, Any],
                                      else "export cached)"))
     info.update(backend="onnxruntime", provider=provider, threads=threads, device=device,
                 onnx_dir=str(out), export_s=export_s, load_s=time.perf_counter() - started)
-    bandwidth = memory.bandwidth_gb_s() if device == "cpu" else None
+    bandwidth = memory.bandwidth_gb_s(threads) if device == "cpu" else None
     engine = OnnxEngine(og_model, tokenizer, cfg, device=device, info=info, folder=out,
                         bandwidth_gb_s=bandwidth)
     info["weights_mb_loaded"] = engine.weights_mb
