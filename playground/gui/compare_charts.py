@@ -74,7 +74,8 @@ class CompareCharts(pg.GraphicsLayoutWidget):
             plot.getAxis("bottom").setTicks([ticks])
             plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
             top = max(tops, default=0.0)
-            plot.setYRange(0, top * 1.25 if top > 0 else 1.0, padding=0)
+            # room above the tallest bar for its value (a short chart needs a third)
+            plot.setYRange(0, top * 1.35 if top > 0 else 1.0, padding=0)
         self._set_tradeoff(rows)
         legend = "   ".join(f"{chr(65 + i)}: {row['config']}" for i, row in enumerate(rows))
         self.setToolTip(legend)
@@ -98,6 +99,12 @@ class CompareCharts(pg.GraphicsLayoutWidget):
             plot.addItem(label)
         speeds = [p[2] for p in points]
         plot.setYRange(0, max(speeds) * 1.15, padding=0)
+        # Decades only: pyqtgraph's minor log labels ran into each other on a wide chart.
+        low = math.floor(math.log10(min(p[1] for p in points)))
+        high = math.ceil(math.log10(max(p[1] for p in points)))
+        plot.setXRange(low - 0.1, max(high, low + 1) + 0.1, padding=0)
+        plot.getAxis("bottom").setTicks([[(k, f"{10.0 ** k:g}")
+                                          for k in range(low, max(high, low + 1) + 1)], []])
 
 
 def save_compare_png(rows: list[dict[str, Any]], path: str) -> None:
