@@ -331,14 +331,15 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
 
     ref = quality.reference(teacher, tokenizer)
 
-    # Student structure: measured layer importance, then optional narrower MLPs.
-    probe = ref.windows[:2]
+    # Student structure: measured layer importance (on the calibration text, never on
+    # the evaluation windows that score the student), then optional narrower MLPs.
+    probe = quality.calibration_windows(tokenizer)[:2]
     if resume:
         meta = json.loads((out / "distill_meta.json").read_text())
         kept, importance = meta["kept_layers"], meta["layer_kl"]
     else:
         progress({"stage": "importance", "message": f"measuring {n_layers} layers"})
-        importance = layer_importance(teacher, probe, ref.logprobs[: probe.shape[0]])
+        importance = layer_importance(teacher, probe, quality.score(teacher, probe))
         kept = pick_layers(importance, count)
         (out / "distill_meta.json").write_text(json.dumps(
             {"teacher": settings.teacher, "kept_layers": kept, "layer_kl": importance,

@@ -89,11 +89,30 @@ def perplexity(logits: Any, targets: Any) -> float:
     return float(torch.exp(nll))
 
 
+def eval_text_path() -> Any:
+    """Read only to score quality: nothing tunes on it (see calibration_text)."""
+    return paths.assets_dir() / "eval" / "eval.txt"
+
+
+def calibration_text() -> str:
+    """Different text for what optimizations tune on (pruning statistics, the student's
+    layer probe), so no config is scored on the text it was fitted to."""
+    return (paths.assets_dir() / "calibration" / "calibration.txt").read_text(encoding="utf-8")
+
+
+def calibration_windows(tokenizer: Any, max_tokens: int = 2 * WINDOW,
+                        window: int = WINDOW) -> Any:
+    return _windows(tokenizer, calibration_text(), max_tokens, window)
+
+
 def eval_windows(tokenizer: Any, max_tokens: int = MAX_TOKENS, window: int = WINDOW) -> Any:
     """The evaluation text as [n, window] token windows (the remainder is dropped)."""
+    return _windows(tokenizer, eval_text_path().read_text(encoding="utf-8"), max_tokens, window)
+
+
+def _windows(tokenizer: Any, text: str, max_tokens: int, window: int) -> Any:
     import torch
 
-    text = (paths.assets_dir() / "eval" / "eval.txt").read_text(encoding="utf-8")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
     n = len(ids) // window
     if n == 0:

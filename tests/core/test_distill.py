@@ -198,3 +198,24 @@ def test_every_known_pair_can_match_a_model_value():
             except models.ModelError as exc:
                 assert f"hub id '{name}'" in str(exc)
         assert registry.registered_student(teacher) == student
+
+
+def test_layers_are_picked_on_the_calibration_text_not_the_evaluation_text(tiny4_dir, tmp_path,
+                                                                          monkeypatch):
+    import torch
+
+    from playground.core import distill as distill_module
+    from playground.core import quality
+
+    seen = []
+    real = distill_module.layer_importance
+
+    def recording(model, windows, reference):
+        seen.append(windows)
+        return real(model, windows, reference)
+
+    monkeypatch.setattr(distill_module, "layer_importance", recording)
+    distill(settings(tiny4_dir, tmp_path, steps=1))
+    tokenizer = load(str(tiny4_dir)).tokenizer
+    assert torch.equal(seen[0], quality.calibration_windows(tokenizer)[:2])
+    assert not torch.equal(seen[0], quality.eval_windows(tokenizer)[:2])

@@ -230,3 +230,20 @@ def test_compile_keeps_greedy_output_and_reports_compile_time_separately(tiny_en
     assert first.token_ids == eager.chat(HELLO).token_ids
     # Compilation happened in the warmup: a measured turn's TTFT does not contain it.
     assert first.metrics.ttft_ms / 1000 < compiled.info["compile_s"] / 2
+
+
+def test_structured_pruning_calibrates_without_the_evaluation_text(tiny_dir, tmp_path,
+                                                                   monkeypatch):
+    """The pruned model is scored on assets/eval: its statistics must come from the
+    calibration text (an assets folder without the evaluation text still prunes)."""
+    import shutil
+
+    from playground.core import paths
+    from playground.core.config import RunConfig
+    from playground.core.pipeline import build_engine
+
+    assets = tmp_path / "assets"
+    shutil.copytree(paths.assets_dir() / "calibration", assets / "calibration")
+    monkeypatch.setenv("PLAYGROUND_ASSETS", str(assets))
+    engine = build_engine(RunConfig(model=str(tiny_dir), prune=0.3, prune_method="structured"))
+    assert engine.chat([{"role": "user", "content": "Hello"}]).metrics.new_tokens > 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from playground.core import paths
 from playground.core.config import RunConfig
 from playground.core.optimize.base import Build, Optimization, OptimizationError
 
@@ -79,8 +78,10 @@ def _calibrate(model: Any, tokenizer: Any, family: str) -> list[dict[str, Any]]:
     """Per block: summed |activation| of each MLP neuron and the attention output."""
     import torch
 
-    text = (paths.assets_dir() / "eval" / "eval.txt").read_text(encoding="utf-8")
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:CALIBRATION_TOKENS]
+    from playground.core.quality import calibration_text
+
+    # never the evaluation text: the pruned model is scored on that
+    ids = tokenizer(calibration_text(), add_special_tokens=False)["input_ids"][:CALIBRATION_TOKENS]
     stats: list[dict[str, Any]] = []
     hooks = []
     for _, mlp_out, attn_out in _blocks(model, family):
