@@ -78,7 +78,12 @@ def summarize(values: Sequence[float | None]) -> dict[str, float | None]:
 
 
 def inter_token_latencies_ms(token_times: Sequence[float]) -> list[float]:
-    return [(b - a) * 1000.0 for a, b in zip(token_times, token_times[1:], strict=False)]
+    """Gaps between arrivals. Tokens that arrive together (speculative decoding accepts
+    a run of draft tokens at once, a server may send several in one chunk) share one
+    timestamp: they are one arrival, and a 0 ms "latency" per extra token would make
+    ITL look better than anything a reader waits. TPOT still counts every token."""
+    arrivals = [t for i, t in enumerate(token_times) if i == 0 or t != token_times[i - 1]]
+    return [(b - a) * 1000.0 for a, b in zip(arrivals, arrivals[1:], strict=False)]
 
 
 def turn_metrics(

@@ -57,3 +57,15 @@ def test_quality_verdict_comes_from_the_measured_figures():
 
     assert "differs from the reference's 7%" in disagreement(0.0043, 0.93)
     assert "60%" in disagreement(1.5, 0.40) and "KL 1.50" in disagreement(1.5, 0.40)
+
+
+def test_tokens_arriving_together_are_one_arrival_for_itl_but_count_for_tpot():
+    """Speculative decoding stamps an accepted run of tokens with one time: ITL is over
+    arrivals (no 0 ms gaps), TPOT and decode speed over tokens."""
+    from playground.core.metrics import TokenTimeline, turn_metrics
+
+    tl = TokenTimeline(t_request=0.0, prompt_tokens=4, t_first_logits=0.1,
+                       token_times=[0.1, 0.3, 0.3, 0.3, 0.5])
+    m = turn_metrics(tl)
+    assert m.itl_ms == pytest.approx([200.0, 200.0])
+    assert m.tpot_ms == pytest.approx(100.0) and m.decode_tok_s == pytest.approx(10.0)
