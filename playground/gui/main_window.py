@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
         self.worker.compare_done.connect(self.on_compare_done)
         self.worker.ab_token.connect(self.compare.on_ab_token)
         self.worker.ab_done.connect(self.on_ab_done)
+        self.worker.ab_stopped.connect(self.on_ab_stopped)
         self.distill_request.connect(self.worker.distill)
         self.worker.distill_progress.connect(self.on_distill_progress)
         self.worker.distill_done.connect(self.on_distill_done)
@@ -255,6 +256,7 @@ class MainWindow(QMainWindow):
         self.chat.begin_reply()
         # sampling keys (max new tokens, temperature, top-p, seed) apply without a reload;
         # other changed controls stay marked as unapplied (see _mark_unapplied)
+        self.worker.stop_event.clear()  # this job's Stop starts now, even while queued
         self.generate_request.emit(self.chat.messages(), controls)
 
     @Slot(object)
@@ -267,6 +269,7 @@ class MainWindow(QMainWindow):
                          for c in bench.read_prompts(bench.default_prompts_path())]
         self._release_chat_model("a comparison is running")
         self.compare.set_running(True)
+        self.worker.stop_event.clear()  # this job's Stop starts now, even while queued
         self.compare_request.emit(configs, conversations, self.compare.warmup.value(),
                                   self.compare.repeats.value())
 
@@ -279,6 +282,7 @@ class MainWindow(QMainWindow):
         system = self.chat.system.text().strip()
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}]
+        self.worker.stop_event.clear()  # this job's Stop starts now, even while queued
         self.ab_request.emit(configs, messages)
 
     def distill_dialog(self) -> None:
@@ -324,6 +328,7 @@ class MainWindow(QMainWindow):
             return
         self._release_chat_model("a distilled variant is being built (Tools → Stop to cancel)")
         self.progress.setRange(0, 0)
+        self.worker.stop_event.clear()  # this job's Stop starts now, even while queued
         self.distill_request.emit(DistillSettings(teacher=teacher, **overrides))
 
     @Slot(object)
@@ -393,13 +398,19 @@ class MainWindow(QMainWindow):
             self._after_side_job()
             self.ab_shown.emit()
 
+    @Slot(int)
+    def on_ab_stopped(self, side: int) -> None:
+        self.compare.on_ab_done(side, "stopped before this side started")
+        self._after_side_job()
+        self.ab_shown.emit()
+
     @Slot()
     def stop(self) -> None:
         self.worker.stop_event.set()  # an Event: safe to set from this thread
 
     @Slot()
     def new_chat(self) -> None:
-        if self.busy:
+        if self.chat.streaming:  # a reply: stop it; a comparison or a build runs on
             self.stop()
         self.chat.clear()
         self.new_chat_request.emit()

@@ -45,7 +45,6 @@ class QatRunner(QObject):
     def run(self, settings: Any) -> None:
         from playground.core.qat import qat
 
-        self.worker.stop_event.clear()
         self.worker.engine = None  # the float model and its trainee need the memory
         try:
             report = qat(settings, progress=self.progress.emit,
@@ -106,6 +105,7 @@ class QatJob(QObject):
         window._release_chat_model(f"quantization-aware training for {quant} is running "
                                    "(Tools → Stop current job to cancel)")
         window.progress.setRange(0, 0)
+        window.worker.stop_event.clear()  # a new job: an old Stop does not apply
         self.request.emit(QatSettings(config=cfg.format(only_changed=True), **overrides))
 
     @Slot(object)

@@ -58,6 +58,7 @@ class Worker(QObject):
     compare_done = Signal(object)  # CompareResult
     ab_token = Signal(int, str)  # side (0 = A, 1 = B), piece
     ab_done = Signal(int, object)  # side, TurnDone
+    ab_stopped = Signal(int)  # the side that never started (Stop between the sides)
     distill_progress = Signal(object)  # dict event from playground.core.distill
     distill_done = Signal(object)  # DistillReport
     loaded = Signal(object)  # Loaded
@@ -69,6 +70,8 @@ class Worker(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.engine = None
+        # Set by Stop; cleared by the GUI when it requests a job (never here, at the
+        # job's start: a Stop clicked while the job waited in the queue would be lost).
         self.stop_event = threading.Event()
         self._history = None
 
@@ -107,7 +110,6 @@ class Worker(QObject):
         if sampling is not None and _only_sampling_changed(self.engine.config,
                                                            gui_threads(sampling)):
             self.engine.config = gui_threads(sampling)
-        self.stop_event.clear()
         self.started.emit(time.perf_counter())
         try:
             result = self.engine.chat(
@@ -129,7 +131,6 @@ class Worker(QObject):
         # one thread policy in the app: comparisons run as the chat does (cores - 1 when
         # threads=auto), and each result's spec says how many
         configs = [gui_threads(c) for c in configs]
-        self.stop_event.clear()
         self.engine = None
         try:
             outcome = run_compare(
@@ -154,13 +155,13 @@ class Worker(QObject):
         from playground.core.pipeline import build_engine, preflight
 
         configs = [gui_threads(c) for c in configs]  # as the chat and Compare run
-        self.stop_event.clear()
         self.engine = None
         try:
             for config in configs:
                 preflight(config)
             for side, config in enumerate(configs):
-                if self.stop_event.is_set():
+                if self.stop_event.is_set():  # stopped between the sides: say so
+                    self.ab_stopped.emit(side)
                     break
                 engine = build_engine(config, progress=self.progress.emit)
                 result = engine.chat(
@@ -178,7 +179,6 @@ class Worker(QObject):
         """Build a student (minutes of CPU); cancel is the same stop event as for replies."""
         from playground.core.distill import distill
 
-        self.stop_event.clear()
         self.engine = None  # the teacher and student need the memory
         try:
             report = distill(settings, progress=self.distill_progress.emit,

@@ -92,3 +92,28 @@ def test_distilled_preset_says_what_is_missing(qtbot, window):
         view.add_preset.click()
     assert "playground distill" in error.args[0]
     assert view.configs.count() == 0
+
+
+def test_stop_between_the_ab_sides_frees_the_window(qtbot, window):
+    view = window.compare
+    view.add_current.click()
+    view.spec.setText("quant=bf16")
+    view.add_spec.click()
+    view.ab_prompt.setText("Hello there!")
+    window.worker.ab_done.connect(lambda side, _done: side == 0 and window.stop())
+    with qtbot.waitSignal(window.ab_shown, timeout=WAIT_MS):
+        view.ab_send.click()
+    assert "stopped before this side started" in view.ab_views[1].toPlainText()
+    assert not window.side_job and view.run.isEnabled()  # (the chat model reloads)
+
+
+def test_new_chat_does_not_cancel_a_running_comparison(qtbot, window):
+    view = window.compare
+    for spec in ("quant=none", "quant=bf16"):
+        view.spec.setText(spec)
+        view.add_spec.click()
+    window.worker.compare_progress.connect(
+        lambda done, _total, _label: done == 1 and window.chat.new_chat.click())
+    with qtbot.waitSignal(window.compare_shown, timeout=WAIT_MS):
+        view.run.click()
+    assert view.progress_label.text().startswith("Done: 2 configs")

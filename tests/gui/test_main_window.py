@@ -303,3 +303,20 @@ def test_file_dialogs_start_in_documents_and_remember_the_last_folder(qtbot, tmp
     assert file_dialogs.start_folder() == str(tmp_path / "models")
     (tmp_path / "models").rmdir()  # a folder that went away: back to documents
     assert file_dialogs.start_folder() == first
+
+
+def test_a_stop_clicked_while_the_reply_waits_in_the_queue_is_kept(qtbot, make_window):
+    import time
+
+    window = make_window("max_new_tokens=900")
+    # The worker is busy with something slow; the reply request waits behind it.
+    slow = window.worker.new_chat
+    window.worker.new_chat = lambda: (time.sleep(1.0), slow())
+    window.new_chat_request.disconnect()
+    window.new_chat_request.connect(window.worker.new_chat)
+    window.new_chat_request.emit()
+    send(qtbot, window, wait=False)
+    window.chat.stop.click()  # before the reply has started
+    with qtbot.waitSignal(window.turn_shown, timeout=WAIT_MS):
+        pass
+    assert window.chat.turns[-1].metrics["new_tokens"] <= 1
