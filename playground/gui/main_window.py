@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +35,15 @@ from playground.gui.serve_view import ServeView
 from playground.gui.worker import Loaded, TokenEvent, TurnDone, Worker
 
 MEMORY_SAMPLE_MS = 250
+
+
+CLOSE_WAIT_MS = 15_000
+
+
+def exit_now(code: int) -> None:
+    """End the process without joining the worker thread (Qt would abort on a running
+    QThread's destruction)."""
+    os._exit(code)
 
 
 def settings_path() -> Path:
@@ -622,7 +633,12 @@ class MainWindow(QMainWindow):
         self.serve.timer.stop()
         self.serve.shutdown()
         self.thread.quit()
-        # The worker checks the stop event between tokens; a load cannot be interrupted,
-        # so wait for it rather than kill a thread that holds the model.
-        self.thread.wait()
+        # The worker checks the stop event between tokens, but a load or a quality score
+        # cannot be interrupted: wait a bounded time, then leave without it (settings are
+        # saved and every history turn is already committed), never hang the close.
+        if not self.thread.wait(CLOSE_WAIT_MS):
+            print(f"the worker did not stop within {CLOSE_WAIT_MS / 1000:.0f} s "
+                  "(a load or a score cannot be interrupted); leaving without it",
+                  file=sys.stderr, flush=True)
+            exit_now(0)
         super().closeEvent(event)

@@ -305,18 +305,39 @@ def test_file_dialogs_start_in_documents_and_remember_the_last_folder(qtbot, tmp
     assert file_dialogs.start_folder() == first
 
 
-def test_a_stop_clicked_while_the_reply_waits_in_the_queue_is_kept(qtbot, make_window):
+def _occupy_worker(window, seconds):
+    """Keep the worker thread busy (as an uninterruptible load would): a functor run
+    in the worker's own thread."""
     import time
 
+    from PySide6.QtCore import QTimer
+
+    QTimer.singleShot(0, window.worker, lambda: time.sleep(seconds))
+
+
+def test_a_stop_clicked_while_the_reply_waits_in_the_queue_is_kept(qtbot, make_window):
     window = make_window("max_new_tokens=900")
-    # The worker is busy with something slow; the reply request waits behind it.
-    slow = window.worker.new_chat
-    window.worker.new_chat = lambda: (time.sleep(1.0), slow())
-    window.new_chat_request.disconnect()
-    window.new_chat_request.connect(window.worker.new_chat)
-    window.new_chat_request.emit()
-    send(qtbot, window, wait=False)
+    _occupy_worker(window, 1.0)
+    send(qtbot, window, wait=False)  # queued behind the busy worker
     window.chat.stop.click()  # before the reply has started
     with qtbot.waitSignal(window.turn_shown, timeout=WAIT_MS):
         pass
     assert window.chat.turns[-1].metrics["new_tokens"] <= 1
+
+
+def test_closing_waits_a_bounded_time_for_a_job_that_cannot_stop(qtbot, make_window,
+                                                                   monkeypatch):
+    import time
+
+    from playground.gui import main_window
+
+    window = make_window()
+    exits: list[int] = []
+    monkeypatch.setattr(main_window, "CLOSE_WAIT_MS", 300)
+    monkeypatch.setattr(main_window, "exit_now", exits.append)
+    _occupy_worker(window, 2.0)  # stands in for a load: it ignores the stop event
+    qtbot.wait(100)
+    started = time.perf_counter()
+    window.close()
+    assert exits == [0] and time.perf_counter() - started < 1.5
+    qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)  # (the test's own cleanup)
