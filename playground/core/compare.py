@@ -29,6 +29,7 @@ from playground.core.pipeline import build_engine, preflight
 
 Progress = Callable[[int, int, str], None]
 NOISY_SPREAD = 0.25  # (max - min) / median of the round means above this: flagged
+DISTURBED = 1.25  # a round in which most configs ran this much slower than their best
 SPREAD_KEYS = ("ttft_ms", "decode_tok_s")
 
 
@@ -43,19 +44,52 @@ class CompareResult:
         return not self.cancelled and self.error is None
 
 
-def round_spread(results_by_round: list[ConfigResult]) -> dict[str, Any]:
-    """Per metric: each round's mean, their median, min and max, and whether the
-    spread is wide."""
-    out: dict[str, Any] = {}
+def disturbed_rounds(rounds: list[list[ConfigResult]],
+                     threshold: float = DISTURBED) -> set[int]:
+    """Rounds in which the machine was busy: configs alternate, so a round is one slice
+    of time, and when most configs ran more than ``threshold`` slower than in their
+    own best round (decode speed or TTFT), the round was disturbed. Contention does not
+    slow configs alike (a compute-bound int8 kernel loses more to a CPU hog than a
+    memory-bound float one), so such rounds are set aside from the medians rather than
+    averaged in. Never all of them: if every round was disturbed, none is set aside."""
+    count = max((len(r) for r in rounds), default=0)
+    slowdowns = []
+    for index in range(count):
+        per_config = []
+        for config_rounds in rounds:
+            if index >= len(config_rounds):
+                continue
+            parts = []
+            decode = [r.summary["decode_tok_s"]["mean"] for r in config_rounds]
+            ttft = [r.summary["ttft_ms"]["mean"] for r in config_rounds]
+            if decode[index]:
+                parts.append(max(d for d in decode if d) / decode[index])
+            if ttft[index]:
+                parts.append(ttft[index] / min(t for t in ttft if t))
+            if parts:
+                per_config.append(max(parts))
+        slowdowns.append(statistics.median(per_config) if per_config else 1.0)
+    busy = {i for i, slow in enumerate(slowdowns) if slow > threshold}
+    return busy if len(busy) < count else set()
+
+
+def round_spread(results_by_round: list[ConfigResult],
+                 set_aside: set[int] | None = None) -> dict[str, Any]:
+    """Per metric: each round's mean, the median of the rounds not set aside (busy
+    rounds), min and max over all of them, and whether the spread is wide."""
+    set_aside = set_aside or set()
+    out: dict[str, Any] = {"set_aside": sorted(i + 1 for i in set_aside
+                                               if i < len(results_by_round))}
     for key in SPREAD_KEYS:
-        means = [r.summary[key]["mean"] for r in results_by_round
-                 if r.summary[key]["mean"] is not None]
-        if not means:
+        means = [r.summary[key]["mean"] for r in results_by_round]
+        present = [m for m in means if m is not None]
+        kept = [m for i, m in enumerate(means) if m is not None and i not in set_aside]
+        if not present:
             out[key] = {"rounds": [], "p50": None, "min": None, "max": None, "noisy": False}
             continue
-        mid = statistics.median(means)
-        wide = len(means) > 1 and mid > 0 and (max(means) - min(means)) / mid > NOISY_SPREAD
-        out[key] = {"rounds": means, "p50": mid, "min": min(means), "max": max(means),
+        mid = statistics.median(kept or present)
+        wide = len(present) > 1 and mid > 0 and (max(present) - min(present)) / mid > NOISY_SPREAD
+        out[key] = {"rounds": means, "p50": mid, "min": min(present), "max": max(present),
                     "noisy": wide}
     return out
 
@@ -145,12 +179,15 @@ def run_compare(
                                 ValueError, RuntimeError)) or not any(rounds):
             raise
         out.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    busy = disturbed_rounds([r for r in rounds if r])
     for index, config_rounds in enumerate(rounds):  # stopped or failed: keep what finished
         result = finished[index]
         if result is None and config_rounds:
             result = _merged(index, config_rounds, qualities[index])
             result.info["incomplete"] = f"{len(config_rounds)} of {repeats} rounds"
         if result is not None:
+            # every config's medians without the rounds in which the machine was busy
+            result.summary["spread"] = round_spread(config_rounds, busy)
             out.results.append(result)
     if reference is not None:
         reference.discard()
@@ -239,7 +276,7 @@ def ratio_rows(results: list[ConfigResult]) -> list[dict[str, Any]]:
         s, q = r.summary, r.quality or {}
         ttft, ttft_lo, ttft_hi = centre(r, "ttft_ms")
         decode, decode_lo, decode_hi = centre(r, "decode_tok_s")
-        noisy = [key for key, spread in s.get("spread", {}).items() if spread.get("noisy")]
+        noisy = [key for key in SPREAD_KEYS if s.get("spread", {}).get(key, {}).get("noisy")]
         rows.append({
             "config": RunConfig.from_dict(r.config).format(only_changed=True) or "defaults",
             "ttft_ms": ttft, "ttft_lo": ttft_lo, "ttft_hi": ttft_hi,
@@ -248,6 +285,7 @@ def ratio_rows(results: list[ConfigResult]) -> list[dict[str, Any]]:
             "decode_x": ratio(decode, base_decode),
             "rounds": r.info.get("rounds"),
             "noisy": noisy,
+            "set_aside": s.get("spread", {}).get("set_aside", []),
             "incomplete": r.info.get("incomplete"),
             "weights_mb": s["weights_mb"],
             "weights_x": ratio(s["weights_mb"], results[0].summary["weights_mb"]),
@@ -266,7 +304,10 @@ def noisy_note(row: dict[str, Any]) -> str | None:
         return None
     names = {"ttft_ms": "TTFT", "decode_tok_s": "decode speed"}
     which = " and ".join(names.get(k, k) for k in row["noisy"])
-    return (f"noisy: {which} varied more than {NOISY_SPREAD:.0%} between rounds; "
+    aside = row.get("set_aside") or []
+    busy = (f"; round{'s' if len(aside) > 1 else ''} {', '.join(map(str, aside))} "
+            f"set aside from the p50 (the machine was busy)") if aside else ""
+    return (f"noisy: {which} varied more than {NOISY_SPREAD:.0%} between rounds{busy}; "
             "run more repeats on a quieter machine")
 
 

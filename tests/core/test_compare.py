@@ -238,3 +238,28 @@ def test_cli_compare_ctrl_c_keeps_finished_rounds(tiny_dir, tmp_path, monkeypatc
     results = json.loads(out.read_text())["results"]
     assert [r["info"]["incomplete"] for r in results] == ["2 of 3 rounds", "1 of 3 rounds"]
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_rounds_in_which_the_machine_was_busy_are_set_aside_from_the_medians():
+    """A CPU hog from half-way slows configs unequally (here fp32 1.5×, int8 2.5×): the
+    rounds it disturbed are found across configs and left out of the p50s, so the
+    ratio stays the quiet one; the spread still shows them and flags the configs."""
+    from playground.core.bench import ConfigResult
+    from playground.core.compare import disturbed_rounds, ratio_rows, round_spread
+
+    def one_round(ttft, decode):
+        return ConfigResult({}, {"ttft_ms": {"mean": ttft}, "decode_tok_s": {"mean": decode}}, [])
+
+    fp32 = [one_round(155, 18.0), one_round(154, 17.9), one_round(230, 12.0), one_round(235, 11.8)]
+    int8 = [one_round(80, 47.0), one_round(81, 46.8), one_round(200, 19.0), one_round(190, 18.5)]
+    busy = disturbed_rounds([fp32, int8])
+    assert busy == {2, 3}
+    results = []
+    for rounds_ in (fp32, int8):
+        summary = {"ttft_ms": {"mean": 0}, "decode_tok_s": {"mean": 0}, "weights_mb": 1,
+                   "peak_rss_mb": 1, "spread": round_spread(rounds_, busy)}
+        results.append(ConfigResult(RunConfig().to_dict(), summary, [], {"rounds": 4}))
+    rows = ratio_rows(results)
+    assert rows[1]["decode_x"] == pytest.approx(46.9 / 17.95, rel=0.01)
+    assert rows[1]["noisy"] and rows[1]["set_aside"] == [3, 4]
+    assert disturbed_rounds([fp32[:2], int8[:2]]) == set()  # a quiet run sets none aside
