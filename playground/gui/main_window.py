@@ -641,4 +641,7 @@ class MainWindow(QMainWindow):
                   "(a load or a score cannot be interrupted); leaving without it",
                   file=sys.stderr, flush=True)
             exit_now(0)
+        notice = self.worker.close_history()  # the worker has stopped: safe from here
+        if notice:
+            print(notice, file=sys.stderr, flush=True)
         super().closeEvent(event)

@@ -188,6 +188,16 @@ class Worker(QObject):
             return
         self.distill_done.emit(report)
 
+    def close_history(self) -> str | None:
+        """Write what a locked database kept waiting (to a side file if it still
+        refuses); the notice, if any. Called once the worker thread has stopped."""
+        if self._history is None:
+            return None
+        self._history.close()
+        notice = self._history.notice if self._history.pending else None
+        self._history = None
+        return notice
+
     def _open_history(self):
         from playground.core.history import History
 
@@ -205,8 +215,10 @@ class Worker(QObject):
     def _record(self, messages, result) -> None:
         try:
             metrics = {**result.metrics.to_dict(), "finish_reason": result.finish_reason}
-            self._open_history().add("chat", result.config.format(), metrics=metrics,
-                                     prompt=messages[-1]["content"], reply=result.reply)
+            history = self._open_history()
+            if history.add("chat", result.config.format(), metrics=metrics,
+                           prompt=messages[-1]["content"], reply=result.reply) is None:
+                self.progress.emit(history.notice or "history not written yet")
         except Exception as exc:  # history must never cost the user a reply
             self.progress.emit(f"history not saved: {_one_line(exc)}")
 

@@ -341,3 +341,27 @@ def test_closing_waits_a_bounded_time_for_a_job_that_cannot_stop(qtbot, make_win
     window.close()
     assert exits == [0] and time.perf_counter() - started < 1.5
     qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)  # (the test's own cleanup)
+
+
+def test_a_turn_kept_while_the_history_was_locked_is_written_at_close(qtbot, make_window,
+                                                                     monkeypatch):
+    import sqlite3
+
+    from playground.core import history as history_module
+    from playground.core.history import History
+
+    monkeypatch.setattr(history_module, "LOCK_TIMEOUT_S", 0.2)
+    window = make_window()
+    send(qtbot, window, "first")  # opens the history
+    path = window.worker._history.path
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")  # another program takes the database
+    window.worker._history.conn.execute("PRAGMA busy_timeout = 200")
+    send(qtbot, window, "second")
+    qtbot.waitUntil(lambda: "history not written yet" in window.status_label.text(),
+                    timeout=WAIT_MS)
+    holder.rollback()
+    holder.close()
+    window.close()
+    qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)
+    assert [t.prompt for t in History(path).recent(kind="chat")] == ["second", "first"]
