@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -60,6 +60,18 @@ def auto_threads_text() -> str:
     cores = os.cpu_count() or 1
     auto = gui_threads(RunConfig()).threads
     return f"auto: {auto} of {cores} cores" + (" (1 for the window)" if auto < cores else "")
+
+
+class WheelGuard(QObject):
+    """The mouse wheel over a spin box, slider or list that does not have the focus
+    scrolls the panel instead of changing the value: scrolling the controls used to
+    change Max new tokens or Seed under the pointer without anyone noticing."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and not watched.hasFocus():
+            event.ignore()  # passes to the parent: the scroll area scrolls
+            return True
+        return False
 
 
 class ControlsPanel(QWidget):
@@ -197,6 +209,11 @@ class ControlsPanel(QWidget):
         self.busy_reason.setWordWrap(True)
         layout.addWidget(self.busy_reason)
         layout.addStretch(1)
+        self.wheel_guard = WheelGuard(self)
+        kinds = (QComboBox, QSpinBox, QDoubleSpinBox, QSlider)
+        for widget in [w for kind in kinds for w in self.findChildren(kind)]:
+            widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the wheel does not focus it
+            widget.installEventFilter(self.wheel_guard)
         self.set_config(RunConfig())
 
     # -- RunConfig <-> widgets -----------------------------------------------

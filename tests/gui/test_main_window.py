@@ -365,3 +365,31 @@ def test_a_turn_kept_while_the_history_was_locked_is_written_at_close(qtbot, mak
     window.close()
     qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)
     assert [t.prompt for t in History(path).recent(kind="chat")] == ["second", "first"]
+
+
+def test_the_wheel_over_an_unfocused_control_does_not_change_it(qtbot):
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    from playground.gui.controls import ControlsPanel
+
+    panel = ControlsPanel(["cpu"])
+    qtbot.addWidget(panel)
+    panel.show()
+    spin = panel.max_new_tokens
+    before = spin.value()
+
+    def wheel():
+        centre = QPointF(spin.rect().center())
+        event = QWheelEvent(centre, QPointF(spin.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                            QPoint(0, 120), Qt.MouseButton.NoButton,
+                            Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+        QApplication.sendEvent(spin, event)
+
+    wheel()  # scrolling past it
+    assert spin.value() == before
+    spin.setFocus()
+    qtbot.waitUntil(spin.hasFocus)
+    wheel()  # clicked into: the wheel steps it, as before
+    assert spin.value() != before
