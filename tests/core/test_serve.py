@@ -202,10 +202,11 @@ def test_ctrl_c_lets_running_streams_finish_then_stops(tiny_dir):
             with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
                               timeout=60) as r:
                 for line in r.iter_lines():
-                    if line:
-                        lines.append(line)
+                    if not line:
+                        continue  # (a blank separator must not send a second Ctrl+C:
+                    lines.append(line)  # that one means "stop now" and cuts the stream)
                     if len(lines) == 3:
-                        server.send_signal(signal.SIGINT)  # mid-stream
+                        server.send_signal(signal.SIGINT)  # mid-stream, once
         except httpx.HTTPError as exc:
             server.kill()
             raise AssertionError(f"{exc}: {server.stderr.read()[-500:]}") from exc
