@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from playground.cli_outputs import check_writable, finish
+from playground.cli_outputs import status as _status
 from playground.core.config import ConfigError, RunConfig
 
 
@@ -39,10 +40,6 @@ def _positive(text: str) -> int:
 
 def _config(spec: str | None) -> RunConfig:
     return RunConfig.parse(spec)
-
-
-def _status(message: str) -> None:
-    print(f"· {message}", file=sys.stderr, flush=True)
 
 
 class ProgressBar:

@@ -18,7 +18,8 @@ from typing import Any
 Writer = tuple[str, str | None, Callable[[Path], None]]  # (flag, path or None, write)
 
 
-def _status(message: str) -> None:
+def status(message: str) -> None:
+    """One progress or warning line of the command line, on stderr."""
     print(f"· {message}", file=sys.stderr, flush=True)
 
 
@@ -48,7 +49,7 @@ def write_outputs(writers: list[Writer]) -> list[str]:
             write(Path(value))
         except OSError as exc:
             failed.append(flag)
-            _status(f"could not write {flag} {value}: {exc.strerror or exc}")
+            status(f"could not write {flag} {value}: {exc.strerror or exc}")
             continue
         print(f"wrote {value}")
     return failed
@@ -62,7 +63,7 @@ def record_history(rows: list[tuple[Any, ...]]) -> bool:
     history.add_many(rows)
     history.close()
     if history.notice:
-        _status(history.notice)
+        status(history.notice)
     return history.path is not None and not history.pending
 
 
@@ -83,14 +84,15 @@ def keep_result(data: dict[str, Any], kind: str) -> Path | None:
 
 
 def finish(kind: str, data: dict[str, Any], writers: list[Writer],
-           history_rows: list[tuple[Any, ...]]) -> int:
-    """Files first, then the history; keep a copy if either failed. The exit status:
-    1 when a file that was asked for could not be written, else 0."""
+           history_rows: list[tuple[Any, ...]] | None) -> int:
+    """Files first, then the history (None: this kind of run keeps none); keep a copy
+    if either failed. The exit status: 1 when a file that was asked for could not be
+    written, else 0."""
     failed = write_outputs(writers)
-    saved = record_history(history_rows)
+    saved = history_rows is None or record_history(history_rows)
     if failed or not saved:
         kept = keep_result(data, kind)
         where = f"kept in {kept}" if kept else "printed above only (no folder could take it)"
         lost = ", ".join(failed + ([] if saved else ["the history"]))
-        _status(f"{lost} did not take the result; it is {where}")
+        status(f"{lost} did not take the result; it is {where}")
     return 1 if failed else 0

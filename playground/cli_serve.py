@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from playground.cli_outputs import check_writable, keep_result, write_outputs
+from playground.cli_outputs import check_writable, finish, status
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value < low:
             raise ValueError(f"serve: {flag} {value}; allowed: {low} or more")
     config = RunConfig.parse(args.config)
-    engine = build_engine(config, progress=lambda m: print(f"· {m}", file=sys.stderr))
+    engine = build_engine(config, progress=status)
     batching = args.batching == "on"
     app = create_app(engine, api_key=args.api_key, max_queue=args.max_queue,
                      model_name=args.model_name, batching=batching, max_batch=args.max_batch,
@@ -74,18 +74,13 @@ def cmd_load(args: argparse.Namespace) -> int:
                   "prompts": args.prompts or "default", "arrivals": args.arrivals,
                   "goodput": settings.slo},
               "load": {"steps": steps}}
-    failed = write_outputs([
+    failed = finish("load", result, [
         ("--json", args.json, lambda p: p.write_text(json.dumps(result, indent=1))),
         ("--csv", args.csv, lambda p: _write_csv(p, steps)),
         ("--plot", args.plot,
          lambda p: _plot(p, args.label or args.endpoint, steps, args.compare_with or [])),
-    ])
-    if failed:
-        kept = keep_result(result, "load")
-        print(f"· {', '.join(failed)} did not take the result; it is kept in {kept}",
-              file=sys.stderr)
-        return 1
-    return 0 if all(s["errors"] < s["requests"] for s in steps) else 1
+    ], None)  # load runs are not history turns
+    return failed or (0 if all(s["errors"] < s["requests"] for s in steps) else 1)
 
 
 def _plot(path: Path, endpoint: str, steps: list[dict[str, Any]], others: list[str]) -> None:
