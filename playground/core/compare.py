@@ -53,15 +53,15 @@ def disturbed_rounds(rounds: list[list[ConfigResult]],
     memory-bound float one), so such rounds are set aside from the medians rather than
     averaged in. Never all of them: if every round was disturbed, none is set aside."""
     count = max((len(r) for r in rounds), default=0)
+    means = [([r.summary["decode_tok_s"]["mean"] for r in config_rounds],
+              [r.summary["ttft_ms"]["mean"] for r in config_rounds]) for config_rounds in rounds]
     slowdowns = []
     for index in range(count):
         per_config = []
-        for config_rounds in rounds:
-            if index >= len(config_rounds):
+        for decode, ttft in means:
+            if index >= len(decode):
                 continue
             parts = []
-            decode = [r.summary["decode_tok_s"]["mean"] for r in config_rounds]
-            ttft = [r.summary["ttft_ms"]["mean"] for r in config_rounds]
             if decode[index]:
                 parts.append(max(d for d in decode if d) / decode[index])
             if ttft[index]:
@@ -123,6 +123,7 @@ def run_compare(
     baseline_replies: list[str] = []
     remote: list[tuple[int, list[str], list[Any]]] = []  # endpoints to score at the end
     qualities: list[dict[str, Any] | None] = [None] * n
+    greedy: list[float | None] = [None] * n  # share of greedy replies equal to the baseline's
     finished: list[ConfigResult | None] = [None] * n
     try:
         for round_ in range(repeats):
@@ -158,11 +159,11 @@ def run_compare(
                     replies = [run["reply"] for run in result.runs[:units]]
                     if index == 0:
                         baseline_replies = replies
-                    result.info["greedy_match"] = quality.greedy_match(baseline_replies, replies)
+                    greedy[index] = quality.greedy_match(baseline_replies, replies)
                 if round_ == repeats - 1:
                     if with_quality:
-                        reference = _score(index, engine, rounds[index][0], reference,
-                                           qualities, remote, status,
+                        reference = _score(index, engine, rounds[index][0], greedy[index],
+                                           reference, qualities, remote, status,
                                            f"{tag} scoring quality of {label}")
                     finished[index] = _merged(index, rounds[index], qualities[index])
                     on_result(finished[index])
@@ -200,12 +201,13 @@ class _Stopped(Exception):
     pass
 
 
-def _score(index: int, engine: Any, first: ConfigResult, reference: quality.Reference | None,
-           qualities: list[dict[str, Any] | None], remote: list[Any],
-           status: Callable[[str], None], message: str) -> quality.Reference | None:
+def _score(index: int, engine: Any, first: ConfigResult, greedy_match: float | None,
+           reference: quality.Reference | None, qualities: list[dict[str, Any] | None],
+           remote: list[Any], status: Callable[[str], None],
+           message: str) -> quality.Reference | None:
     """Quality of one config (last round, after its timing); the baseline's reference
     is built at index 0 and parked on disk until the candidates are scored."""
-    greedy = {"greedy_match": first.info.get("greedy_match")}
+    greedy = {"greedy_match": greedy_match}
     if engine.model is None:  # a remote endpoint: no logits; scored along its replies
         qualities[index] = greedy
         remote.append((index, [r["reply"] for r in first.runs],
@@ -230,10 +232,8 @@ def _merged(index: int, config_rounds: list[ConfigResult],
     summary = summary_of(turns, first.summary["weights_mb"]) if turns else first.summary
     summary["spread"] = round_spread(config_rounds)
     info = {**first.info, "rounds": len(config_rounds), "baseline": index == 0}
-    result = ConfigResult(first.config, summary, [run for r in config_rounds for run in r.runs],
-                          info, quality_, turns=turns)
-    result.info.pop("greedy_match", None)
-    return result
+    return ConfigResult(first.config, summary, [run for r in config_rounds for run in r.runs],
+                        info, quality_, turns=turns)
 
 
 def _score_remote(baseline: RunConfig, conversations: list[Any], remote: list[Any],
@@ -296,6 +296,15 @@ def ratio_rows(results: list[ConfigResult]) -> list[dict[str, Any]]:
             "greedy_match": q.get("greedy_match"),
         })
     return rows
+
+
+def row_spread(row: dict[str, Any], key: str) -> tuple[float | None, float | None]:
+    """The rounds' (min, max) of ``key`` in a ratio row; (None, None) for a metric
+    without rounds (weights, KL)."""
+    if key not in SPREAD_KEYS:
+        return None, None
+    prefix = key.split("_")[0]
+    return row.get(f"{prefix}_lo"), row.get(f"{prefix}_hi")
 
 
 def noisy_note(row: dict[str, Any]) -> str | None:

@@ -10,7 +10,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from playground.core.compare import pareto_front
+from playground.core.compare import pareto_front, row_spread
 from playground.core.load_plot import nice_step
 
 PANELS = (("ttft_ms", "TTFT ms (lower is better)"),
@@ -101,10 +101,8 @@ def svg(rows: list[dict[str, Any]]) -> str:
            'font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>']
     for n, (key, title) in enumerate(PANELS):
-        prefix = key.split("_")[0]
         out += _bars(left + (n % 2) * (PW + gap), 40 + (n // 2) * (PH + 70), title,
-                     [r.get(key) for r in rows],
-                     [(r.get(f"{prefix}_lo"), r.get(f"{prefix}_hi")) for r in rows])
+                     [r.get(key) for r in rows], [row_spread(r, key) for r in rows])
     out += _tradeoff(left, 40 + 2 * (PH + 70), 2 * PW + gap, rows)
     y = 40 + 3 * (PH + 70) + 10
     for i, r in enumerate(rows):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 
-from playground.core.compare import pareto_front
+from playground.core.compare import pareto_front, row_spread
 
 # Short titles: a pyqtgraph title sets its plot's minimum width, and at 1024 px long
 # ones pushed the second column of charts out of the window.
@@ -25,7 +25,6 @@ PANELS = (
     ("kl_mean", "KL to baseline, nats ↓"),
 )
 COLORS = ("#455a64", "#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#c62828")
-SPREAD_PANELS = ("ttft_ms", "decode_tok_s")  # error bars: the rounds' min–max
 KL_FLOOR = 1e-4  # the log axis shows KL below this (the baseline's 0) at the floor
 
 
@@ -55,9 +54,8 @@ class CompareCharts(pg.GraphicsLayoutWidget):
             plot.addItem(pg.BarGraphItem(x=list(range(len(rows))), height=heights, width=0.6,
                                          brushes=brushes))
             tops = heights
-            lo_hi = [(row.get(f"{key.split('_')[0]}_lo"), row.get(f"{key.split('_')[0]}_hi"))
-                     for row in rows] if key in SPREAD_PANELS else []
-            if lo_hi and any(lo is not None and hi is not None for lo, hi in lo_hi):
+            lo_hi = [row_spread(row, key) for row in rows]
+            if any(lo is not None and hi is not None for lo, hi in lo_hi):
                 # the rounds' min–max around the median round
                 xs = [i for i, (lo, hi) in enumerate(lo_hi) if lo is not None and hi is not None]
                 plot.addItem(pg.ErrorBarItem(

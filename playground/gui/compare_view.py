@@ -357,7 +357,7 @@ class CompareView(QWidget):
 
 
 def _cell(key: str, value: Any, row: int, data: dict[str, Any] | None = None) -> str:
-    from playground.core.compare import noisy_note
+    from playground.core.compare import noisy_note, row_spread
 
     data = data or {}
     if key == "note":
@@ -366,7 +366,7 @@ def _cell(key: str, value: Any, row: int, data: dict[str, Any] | None = None) ->
             notes.append(f"incomplete: {data['incomplete']}")
         return "; ".join(n for n in notes if n)
     if key in ("ttft_ms", "decode_tok_s") and value is not None:
-        lo, hi = data.get(key.split("_")[0] + "_lo"), data.get(key.split("_")[0] + "_hi")
+        lo, hi = row_spread(data, key)
         digits = 0 if key == "ttft_ms" else 1
         if lo is not None and hi is not None and hi > lo:
             return f"{value:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
