@@ -154,11 +154,11 @@ class Engine:
             getattr(self.model, "config", None), "max_position_embeddings", None)
         return int(value) if value else None
 
-    def check_context(self, prompt_tokens: int, max_new_tokens: int | None = None) -> None:
+    def check_context(self, prompt_tokens: int) -> None:
         """Refuse, before any prefill, a prompt that cannot fit with its reply: a model
         run past its context answers garbage after minutes of work."""
         context = self.context_length()
-        wanted = self.config.max_new_tokens if max_new_tokens is None else max_new_tokens
+        wanted = self.config.max_new_tokens
         if context and prompt_tokens + wanted > context:
             self._prefix = None
             raise GenerationError(

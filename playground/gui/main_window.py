@@ -267,7 +267,7 @@ class MainWindow(QMainWindow):
         self.chat.begin_reply()
         # sampling keys (max new tokens, temperature, top-p, seed) apply without a reload;
         # other changed controls stay marked as unapplied (see _mark_unapplied)
-        self.worker.stop_event.clear()  # this job's Stop starts now, even while queued
+        self.begin_job()
         self.generate_request.emit(self.chat.messages(), controls)
 
     @Slot(object)
@@ -280,7 +280,7 @@ class MainWindow(QMainWindow):
                          for c in bench.read_prompts(bench.default_prompts_path())]
         self._release_chat_model("a comparison is running")
         self.compare.set_running(True)
-        self.worker.stop_event.clear()  # this job's Stop starts now, even while queued
+        self.begin_job()
         self.compare_request.emit(configs, conversations, self.compare.warmup.value(),
                                   self.compare.repeats.value())
 
@@ -293,7 +293,7 @@ class MainWindow(QMainWindow):
         system = self.chat.system.text().strip()
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}]
-        self.worker.stop_event.clear()  # this job's Stop starts now, even while queued
+        self.begin_job()
         self.ab_request.emit(configs, messages)
 
     def distill_dialog(self) -> None:
@@ -339,7 +339,7 @@ class MainWindow(QMainWindow):
             return
         self._release_chat_model("a distilled variant is being built (Tools → Stop to cancel)")
         self.progress.setRange(0, 0)
-        self.worker.stop_event.clear()  # this job's Stop starts now, even while queued
+        self.begin_job()
         self.distill_request.emit(DistillSettings(teacher=teacher, **overrides))
 
     @Slot(object)
@@ -414,6 +414,12 @@ class MainWindow(QMainWindow):
         self.compare.on_ab_done(side, "stopped before this side started")
         self._after_side_job()
         self.ab_shown.emit()
+
+    def begin_job(self) -> None:
+        """Called as a job is requested: from here on a Stop is this job's, even while it
+        waits in the worker's queue (the worker never clears the event itself, or a Stop
+        clicked before the job started would be lost)."""
+        self.worker.stop_event.clear()
 
     @Slot()
     def stop(self) -> None:

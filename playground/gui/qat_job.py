@@ -105,7 +105,7 @@ class QatJob(QObject):
         window._release_chat_model(f"quantization-aware training for {quant} is running "
                                    "(Tools → Stop current job to cancel)")
         window.progress.setRange(0, 0)
-        window.worker.stop_event.clear()  # a new job: an old Stop does not apply
+        window.begin_job()
         self.request.emit(QatSettings(config=cfg.format(only_changed=True), **overrides))
 
     @Slot(object)

@@ -70,7 +70,7 @@ class Worker(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.engine = None
-        # Set by Stop; cleared by the GUI when it requests a job (never here, at the
+        # Set by Stop; cleared by MainWindow.begin_job as a job is requested (never here, at the
         # job's start: a Stop clicked while the job waited in the queue would be lost).
         self.stop_event = threading.Event()
         self._history = None
