@@ -143,26 +143,29 @@ class ChartsPanel(QWidget):
 
     def _set_titles(self, cuda: bool | None = None) -> None:
         """Titles that fit: the longest form that the chart's width holds (a pyqtgraph
-        title is one line and is cut, not wrapped)."""
+        title is one line and is cut, not wrapped). Each series has its words in three
+        forms, long to tiny; None leaves it out of that form."""
         self._cuda = self._cuda if cuda is None else cuda
-        bound = [("bandwidth bound", "bound", "bound")] if self._bound else []
-        weights = [("weights", "weights", "weights")] if self._weights else []
-        speed = [("instant", "inst", None), ("average", "avg", None)] + bound
-        memory = [("RSS", "RSS", None)] + ([("CUDA", "CUDA", None)] if self._cuda else []) + weights
-        colors = {"instant": "#7a9bb0", "average": "#1565c0", "bandwidth bound": "#c62828",
-                  "RSS": "#ef6c00", "CUDA": "#00838f", "weights": "#555"}
-        values = {"bandwidth bound": f" {self._bound:.0f}", "weights": f" {self._weights:.0f} MB"}
+        bound, weights = f"{self._bound:.0f}", f"{self._weights:.0f}"
+        speed = [("#7a9bb0", ("instant", "inst", None)), ("#1565c0", ("average", "avg", None))]
+        if self._bound:  # the dashed red line
+            speed.append(("#c62828", (f"bandwidth bound {bound}", f"bound {bound}",
+                                      f"bound {bound}")))
+        memory = [("#ef6c00", ("RSS", "RSS", None))]
+        if self._cuda:
+            memory.append(("#00838f", ("CUDA", "CUDA", None)))
+        if self._weights:  # the dashed line; the tiny title's name already says MB
+            memory.append(("#555", (f"weights {weights} MB", f"weights {weights} MB",
+                                    f"weights {weights}")))
         for plot, names, series in ((self.speed, ("Tokens / second", "Tok/s", "Tok/s"), speed),
                                     (self.memory, ("Memory", "Memory", "MB"), memory)):
             room = plot.width() - 60  # the title keeps margins of its own
             for form in range(3):
-                parts = [(words[form] + values.get(words[0], ""), colors[words[0]])
-                         for words in series if words[form]]
-                if form == 2 and self._weights and plot is self.memory:  # the name says MB
-                    parts[-1] = (f"weights {self._weights:.0f}", colors["weights"])
+                parts = [(words[form], color) for color, words in series if words[form]]
                 plot.setTitle(_title(names[form], *parts))
                 if plot.getPlotItem().titleLabel.item.boundingRect().width() <= room:
                     break  # the drawn width, measured: this form fits
+
     def turn_started(self, t: float, label: str) -> None:
         """Number the turn on the charts; mark a config change in red with its letter."""
         self._gap()
