@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,7 +72,7 @@ def keep_result(data: dict[str, Any], kind: str) -> Path | None:
     from playground.core import paths
 
     name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
-    for folder in (paths.data_dir() / "results", Path(tempfile.gettempdir()) / "latency-playground"):
+    for folder in (paths.data_dir(create=False) / "results", paths.fallback_dir()):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(json.dumps(data, indent=1))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +66,7 @@ class Turn:
 
 
 def default_path() -> Path:
-    return paths.data_dir() / "history.db"
+    return paths.data_dir(create=False) / "history.db"  # made (or not) by _connect
 
 
 def row(kind: str, config: str, *, metrics: dict[str, Any] | None = None,
@@ -100,6 +99,8 @@ class History:
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 return self._side(f"history database {where} is locked by another program")
+            return self._side(f"history database {where} cannot be written ({exc})")
+        except OSError as exc:  # its folder cannot be made
             return self._side(f"history database {where} cannot be written ({exc})")
         except sqlite3.DatabaseError as exc:
             aside = where.with_name(f"{where.name}.corrupt-{int(time.time())}")
@@ -148,7 +149,7 @@ class History:
 
     def _side_candidates(self) -> list[Path]:
         name = f"{self.main_path.stem}.side-{int(time.time())}-{os.getpid()}.db"
-        return [self.main_path.with_name(name), _temp_folder() / name]
+        return [self.main_path.with_name(name), paths.fallback_dir() / name]
 
     def _side(self, reason: str) -> sqlite3.Connection:
         for side in self._side_candidates():
@@ -168,7 +169,7 @@ class History:
     def _merge_sides(self, conn: sqlite3.Connection) -> None:
         """Copy the turns of earlier sessions' side files in, then delete those files."""
         pattern = f"{self.main_path.stem}.side-*.db"
-        for side in [*self.main_path.parent.glob(pattern), *_temp_folder().glob(pattern)]:
+        for side in [*self.main_path.parent.glob(pattern), *paths.fallback_dir().glob(pattern)]:
             if side == self.path or _writer_alive(side):
                 continue  # another running session is still writing it
             try:
@@ -237,10 +238,6 @@ def _writer_alive(side: Path) -> bool:
     except PermissionError:
         return True
     return pid != os.getpid()
-
-
-def _temp_folder() -> Path:
-    return Path(tempfile.gettempdir()) / "latency-playground"
 
 
 def _turn(values: tuple[Any, ...]) -> Turn:

@@ -15,15 +15,25 @@ import platformdirs
 APP = "latency-playground"
 
 
-def _folder(env: str, default: str) -> Path:
+def _folder(env: str, default: str, create: bool = True) -> Path:
     override = os.environ.get(env)
     path = Path(override) if override else Path(default)
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def data_dir() -> Path:
-    return _folder("PLAYGROUND_HOME", platformdirs.user_data_dir(APP))
+def data_dir(create: bool = True) -> Path:
+    """``create=False`` for a caller that handles a folder it cannot make (the history)."""
+    return _folder("PLAYGROUND_HOME", platformdirs.user_data_dir(APP), create)
+
+
+def fallback_dir() -> Path:
+    """Where a result or history goes when the data folder cannot take it (not created
+    here: the caller tries it after the data folder)."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / APP
 
 
 def cache_dir() -> Path:

@@ -250,3 +250,22 @@ def test_load_checks_its_output_paths_before_sending_anything(tmp_path, capsys):
     assert main(["load", "--endpoint", "http://127.0.0.1:9/v1", "--requests", "1",
                  "--json", str(tmp_path / "missing" / "r.json")]) == 2
     assert "does not exist" in _one_line(capsys)
+
+
+def test_a_data_folder_that_cannot_be_made_still_keeps_the_run(tiny_dir, tmp_path, capsys,
+                                                               monkeypatch):
+    """PLAYGROUND_HOME under a file: the history cannot go there; it goes to the temp
+    folder's playground folder, and the run ends well (it used to end in an error
+    after the result file was written)."""
+    from playground.core import paths
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("PLAYGROUND_HOME", str(tmp_path / "file" / "home"))
+    monkeypatch.setattr(paths, "fallback_dir", lambda: tmp_path / "fallback")
+    out = tmp_path / "r.json"
+    assert _bench(tiny_dir, tmp_path, "--json", str(out)) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "cannot be written" in err
+    assert json.loads(out.read_text())["results"][0]["runs"]
+    (side,) = (tmp_path / "fallback").glob("history.side-*.db")
+    assert len(History(side).recent(kind="bench")) == 1
