@@ -63,7 +63,7 @@ def main() -> None:
     print("decode path:", engine.info["decode_step"])
     rows: dict[str, float] = {}
     for context in (64, 512, 1024):
-        rows[f"native step, {context} tokens in cache"] = step_ms(engine, engine.decode_step, context)
+        rows[f"native step, {context} tokens in cache"] = step_ms(engine, engine.decoder.step, context)
 
     layer = model.model.layers[0]
     parts = {"q/k/v": layer.self_attn.__dict__["fused_qkv"], "o": layer.self_attn.o_proj,

@@ -1,9 +1,9 @@
 """Streaming generation with a per-token timeline, cooperative cancel and KV reuse.
 
 The decode loop is our own (not ``generate()``) so that every token is timed where
-it becomes text, the KV cache can be switched off or carried across chat turns, and
-cancel is checked between tokens. Speculative decoding, which needs transformers'
-assisted generation, goes through ``generate()`` with a streamer instead.
+it becomes text, the KV cache can be carried across chat turns, and cancel is checked
+between tokens. What computes the tokens is the engine's ``Decoder``
+(playground/core/decoders.py), chosen once at build: the loop here is the same for all.
 """
 
 from __future__ import annotations
@@ -13,19 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.core import lean_decode, memory
+from playground.core import decoders, lean_decode, memory
 from playground.core.config import RunConfig
+from playground.core.decoders import Decoder
 from playground.core.metrics import TokenTimeline, TurnMetrics, turn_metrics
 from playground.core.optimize.response_cache import ResponseCache
 
 Message = dict[str, str]
 OnToken = Callable[[str], None]
 ShouldStop = Callable[[], bool]
-
-
-# Prompt tokens per prefill pass: Stop is checked between passes, so a long prompt
-# can be stopped within about a second on a CPU.
-PREFILL_CHUNK = 256
 
 
 class GenerationError(RuntimeError):
@@ -79,13 +75,14 @@ class Engine:
         self._init_loop(model, tokenizer, config, device, info, bandwidth_gb_s)
         self.weights_mb = memory.weights_mb(model)
         self.read_mb = memory.read_mb_per_token(model)  # what the bandwidth bound counts
-        self.decode_step, self._lean_note = lean_decode.build(model)
-        self.make_cache: Callable[[], Any] = self._dynamic_cache
+        step, note = lean_decode.build(model)
+        self.decoder: Decoder = decoders.choose(model, config, device, self._dynamic_cache,
+                                                step, note)
 
     def _init_loop(self, model: Any, tokenizer: Any, config: RunConfig, device: str,
                    info: dict[str, Any] | None, bandwidth_gb_s: float | None) -> None:
         """The state the chat loop keeps, whatever computes the logits (other backends
-        call this, then set weights_mb, read_mb, decode_step and make_cache)."""
+        call this, then set weights_mb, read_mb and decoder)."""
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
@@ -93,9 +90,7 @@ class Engine:
         self.info = info if info is not None else {}  # shared: later stages add to it
         self.bandwidth_gb_s = bandwidth_gb_s
         self.eos_ids = _eos_ids(model, tokenizer)
-        self.forward: Callable[..., Any] = model
         self._prefix: _PrefixState | None = None
-        self.draft: Any = None  # a draft model for speculative decoding (draft=distilled)
         self.response_cache = ResponseCache() if config.response_cache else None
 
     # -- public ---------------------------------------------------------------
@@ -119,8 +114,7 @@ class Engine:
         memory.cuda_reset_peak(self.device)
         with memory.RssSampler() as rss:
             try:
-                generate = self._generate_assisted if self.draft is not None else self._generate
-                result = generate(messages, timeline, on_token, should_stop)
+                result = self._generate(messages, timeline, on_token, should_stop)
             except GenerationError:
                 raise
             except RuntimeError as exc:
@@ -137,16 +131,13 @@ class Engine:
         self._prefix = None
 
     def decode_path(self) -> str:
-        """What produces each new token, in words: the lean step, or which transformers
-        path and why. Read after every optimization is applied (compile and draft replace
-        the path); the same conditions as ``chat``'s dispatch and ``_step``."""
-        if self.draft is not None:
-            return "transformers generate() (speculative decoding)"
-        if not self.config.kv_cache:
-            return "transformers forward (kv_cache=off: the whole sequence every token)"
-        if self.forward is not self.model:
-            return "compiled transformers forward (compile=on)"
-        return self._lean_note
+        """What produces each new token, in words (read after every optimization is
+        applied: compile and draft replace the decoder)."""
+        return self.decoder.name
+
+    def make_cache(self) -> Any:
+        """A fresh cache of this engine's decoder (the server keeps one per request)."""
+        return self.decoder.new_cache()
 
     def context_length(self) -> int | None:
         """Tokens the model can attend over (prompt plus reply), when it says."""
@@ -187,145 +178,65 @@ class Engine:
 
     def _generate(
         self,
-        messages: Sequence[Message],
+        messages: Sequence[Message] | str,
         timeline: TokenTimeline,
         on_token: OnToken,
         should_stop: ShouldStop,
     ) -> TurnResult:
+        """The one token loop: the decoder computes, this times and stops. A chunk's
+        tokens (speculative decoding accepts several at once) share its timestamp."""
         import torch
 
-        cfg = self.config
+        cfg, decoder = self.config, self.decoder
         ids = self.prompt_ids(messages)
         timeline.prompt_tokens = len(ids)
         self.check_context(len(ids))
-        generator = None
-        if not cfg.greedy:
-            generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        sample = sampler(cfg, self.device)
         new: list[int] = []
+        extra: dict[str, Any] = {}
         pieces = Detokenizer(self.tokenizer)
-        finish = "length"
-        reused = 0
+        finish = "cancelled"  # unless the loop says otherwise (a stop during the prompt)
+        cache, start = self._cache_for(ids) if decoder.uses_cache else (decoder.new_cache(), 0)
+        timeline.prefilled_tokens = len(ids) - start
         with torch.inference_mode():
-            cache, start = None, 0
-            if cfg.kv_cache:
-                cache, start = self._cache_for(ids)
-                reused = start
-            timeline.prefilled_tokens = len(ids) - start
-            logits = self._prefill(ids[start:] if cfg.kv_cache else ids, cache, should_stop)
-            if logits is None:  # stopped during the prompt: nothing to keep
-                self._prefix = None
-                return TurnResult("", [], timeline, None, "cancelled", cfg)  # type: ignore[arg-type]
-            if self.device.startswith("cuda"):
-                torch.cuda.synchronize()  # else the stamp is when the kernels were queued
-            timeline.t_first_logits = time.perf_counter()
-            for _ in range(cfg.max_new_tokens):
-                token = _sample(logits, cfg, generator)
-                if token in self.eos_ids:
-                    finish = "eos"
-                    break
-                new.append(token)
-                piece = pieces.piece(new)
-                timeline.token_times.append(time.perf_counter())
-                on_token(piece)
-                if len(new) >= cfg.max_new_tokens:
-                    break
-                if should_stop():
-                    finish = "cancelled"
-                    break
-                if cfg.kv_cache:
-                    logits = self._step([token], cache)
+            chunks = decoder.tokens(ids[start:], cache, cfg, sample, should_stop, extra)
+            try:
+                for chunk in chunks:
+                    texts: list[str] = []
+                    for token in chunk:
+                        if token in self.eos_ids:
+                            finish = "eos"
+                            break
+                        new.append(token)
+                        texts.append(pieces.piece(new))
+                        if len(new) >= cfg.max_new_tokens:
+                            finish = "length"
+                            break
+                    now = time.perf_counter()
+                    if timeline.t_first_logits is None:
+                        timeline.t_first_logits = now
+                    for text in texts:
+                        timeline.token_times.append(now)
+                        on_token(text)
+                    if finish != "cancelled":
+                        break
+                    if should_stop():
+                        break
                 else:
-                    logits = self._step(ids + new, None)
-        if cfg.kv_cache and cfg.prefix_cache:
-            # The cache holds the prompt and every new token that was fed back.
-            # The last token is not fed back when the turn ended on length or cancel.
+                    # the decoder ended by itself: generate() reached its limit, or a stop
+                    # (during the prompt, or one generate() saw)
+                    if new and not should_stop():
+                        finish = "length"
+            finally:
+                chunks.close()
+        if decoder.uses_cache and cfg.prefix_cache and timeline.t_first_logits is not None:
+            # The cache holds the prompt and every new token that was fed back; the last
+            # one is not fed back when the turn ended on length or cancel.
             fed = new if finish == "eos" else new[:-1]
             self._prefix = _PrefixState(ids + fed, cache)
         reply = self.tokenizer.decode(new, skip_special_tokens=True)
-        return TurnResult(reply, new, timeline, None, finish, cfg, prefix_reused=reused)  # type: ignore[arg-type]
-
-    def _generate_assisted(
-        self,
-        messages: Sequence[Message],
-        timeline: TokenTimeline,
-        on_token: OnToken,
-        should_stop: ShouldStop,
-    ) -> TurnResult:
-        """transformers' assisted generation with the draft model; tokens arrive in chunks
-        (each accepted run at once), and each chunk's tokens share its timestamp."""
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-        from transformers.generation.streamers import BaseStreamer
-
-        cfg, tokenizer, eos = self.config, self.tokenizer, self.eos_ids
-        ids = self.prompt_ids(messages)
-        timeline.prompt_tokens = len(ids)
-        self.check_context(len(ids))
-        new: list[int] = []
-        state = {"prompt_seen": False, "ended": False}
-        pieces = Detokenizer(tokenizer)
-
-        class Streamer(BaseStreamer):
-            def put(self, value: Any) -> None:
-                if not state["prompt_seen"]:  # generate() streams the prompt first
-                    state["prompt_seen"] = True
-                    return
-                now = time.perf_counter()
-                if timeline.t_first_logits is None:
-                    timeline.t_first_logits = now
-                for token in value.reshape(-1).tolist():
-                    if state["ended"] or token in eos:
-                        state["ended"] = True
-                        continue
-                    new.append(token)
-                    piece = pieces.piece(new)
-                    timeline.token_times.append(now)
-                    on_token(piece)
-
-            def end(self) -> None:
-                pass
-
-        class Stop(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), should_stop(), dtype=torch.bool,
-                                  device=input_ids.device)
-
-        stats = {"drafted": 0, "accepted": 0}
-        original = self.model._get_candidate_generator
-
-        def counting_generator(*args: Any, **kwargs: Any) -> Any:
-            generator = original(*args, **kwargs)
-            update = generator.update_candidate_strategy
-
-            def record(input_ids: Any, scores: Any, num_matches: int) -> Any:
-                stats["drafted"] += scores.shape[1] - 1
-                stats["accepted"] += int(num_matches)
-                return update(input_ids, scores, num_matches)
-
-            generator.update_candidate_strategy = record
-            return generator
-
-        sampling: dict[str, Any] = {"do_sample": False}
-        if not cfg.greedy:
-            torch.manual_seed(cfg.seed)
-            sampling = {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
-        input_ids = torch.tensor([ids], device=self.device)
-        self.model._get_candidate_generator = counting_generator
-        try:
-            out = self.model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                assistant_model=self.draft, max_new_tokens=cfg.max_new_tokens,
-                streamer=Streamer(), stopping_criteria=StoppingCriteriaList([Stop()]),
-                pad_token_id=tokenizer.pad_token_id, **sampling,
-            )
-        finally:
-            del self.model._get_candidate_generator
-        last = int(out[0, -1])
-        finish = "eos" if last in eos else ("cancelled" if should_stop() else "length")
-        acceptance = stats["accepted"] / stats["drafted"] if stats["drafted"] else None
-        reply = tokenizer.decode(new, skip_special_tokens=True)
         return TurnResult(reply, new, timeline, None, finish, cfg,  # type: ignore[arg-type]
-                          extra={"draft_acceptance": acceptance, **stats})
+                          prefix_reused=start, extra=extra)
 
     def _cache_for(self, ids: list[int]) -> tuple[Any, int]:
         """A KV cache for ``ids`` and how many of them it already holds."""
@@ -338,31 +249,7 @@ class Engine:
                 if keep < len(prefix.ids):
                     prefix.cache.crop(keep - len(prefix.ids))  # negative: tokens to drop
                 return prefix.cache, keep
-        return self.make_cache(), 0
-
-    def _prefill(self, ids: list[int], cache: Any, should_stop: ShouldStop) -> Any:
-        """The prompt's last logits, fed in chunks with Stop checked between them; None
-        when stopped. Without a KV cache there is nothing to carry between chunks."""
-        if cache is None:
-            return self._step(ids, None)
-        for begin in range(0, len(ids) - PREFILL_CHUNK, PREFILL_CHUNK):
-            self._step(ids[begin : begin + PREFILL_CHUNK], cache)
-            if should_stop():
-                return None
-        last = (len(ids) - 1) // PREFILL_CHUNK * PREFILL_CHUNK
-        return self._step(ids[last:], cache)
-
-    def _step(self, ids: list[int], cache: Any) -> Any:
-        import torch
-
-        if len(ids) == 1 and cache is not None and self.decode_step and self.forward is self.model:
-            return self.decode_step(ids[0], cache).float()
-        input_ids = torch.tensor([ids], device=self.device)
-        if cache is None:
-            out = self.forward(input_ids=input_ids, use_cache=False, logits_to_keep=1)
-        else:
-            out = self.forward(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
-        return out.logits[0, -1].float()
+        return self.decoder.new_cache(), 0
 
     def _metrics(self, timeline: TokenTimeline, peak_rss: float, cache_hit: bool) -> TurnMetrics:
         return turn_metrics(
@@ -395,6 +282,16 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
         elif value:
             ids.update(int(v) for v in value)
     return ids
+
+
+def sampler(cfg: RunConfig, device: str) -> Callable[[Any], int]:
+    """The next token from logits: greedy, or seeded sampling (one generator a turn)."""
+    import torch
+
+    generator = None
+    if not cfg.greedy:
+        generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    return lambda logits: _sample(logits, cfg, generator)
 
 
 def _sample(logits: Any, cfg: RunConfig, generator: Any) -> int:

@@ -110,7 +110,7 @@ def test_a_reused_prefix_gives_the_bits_a_recomputed_one_does(tiny_engine):
     from playground.core.serve.prefix_store import PrefixStore
 
     engine = tiny_engine(SPECS[1])
-    rows = engine.decode_step.rows
+    rows = engine.decoder.step.rows
     store = PrefixStore(max_entries=2)
     first = engine.prompt_ids(PROMPTS[1])
     second = engine.prompt_ids(PROMPTS[1] + [{"role": "assistant", "content": "Red."},

@@ -132,8 +132,8 @@ def test_a_prompt_past_the_context_is_refused_before_any_prefill(tiny_engine):
 
     engine = tiny_engine("max_new_tokens=100")
     calls: list[int] = []
-    step = engine._step
-    engine._step = lambda ids, cache: calls.append(len(ids)) or step(ids, cache)
+    step = engine.decoder.logits
+    engine.decoder.logits = lambda ids, cache: calls.append(len(ids)) or step(ids, cache)
     long = [{"role": "user", "content": "fox " * 1000}]
     with pytest.raises(GenerationError) as caught:
         engine.chat(long)
@@ -146,13 +146,13 @@ def test_a_prompt_past_the_context_is_refused_before_any_prefill(tiny_engine):
 
 
 def test_a_long_prompt_is_prefilled_in_chunks_and_stop_works_between_them(tiny_engine):
-    from playground.core.engine import PREFILL_CHUNK
+    from playground.core.decoders import PREFILL_CHUNK
 
     engine = tiny_engine("max_new_tokens=8,prefix_cache=off")
     engine.eos_ids = set()
     calls: list[int] = []
-    step = engine._step
-    engine._step = lambda ids, cache: calls.append(len(ids)) or step(ids, cache)
+    step = engine.decoder.logits
+    engine.decoder.logits = lambda ids, cache: calls.append(len(ids)) or step(ids, cache)
     prompt = [{"role": "user", "content": "fox " * 400}]
     n = len(engine.prompt_ids(prompt))
     assert n > 2 * PREFILL_CHUNK

@@ -30,9 +30,9 @@ def _logits_both_ways(model, step, prompt: list[int], make_cache, tokens=(5, 17,
 ])
 def test_lean_step_matches_the_transformers_forward(tiny_engine, spec):
     engine = tiny_engine(spec)
-    assert engine.decode_step is not None, engine.info["decode_step"]
+    assert engine.decoder.step is not None, engine.info["decode_step"]
     tol = 2e-2 if "bf16" in spec else 1e-5
-    pairs = _logits_both_ways(engine.model, engine.decode_step, engine.prompt_ids(HELLO),
+    pairs = _logits_both_ways(engine.model, engine.decoder.step, engine.prompt_ids(HELLO),
                               engine.make_cache)
     for hf, lean in pairs:
         assert lean.shape == hf.shape
@@ -44,8 +44,8 @@ def test_engine_uses_the_lean_step_for_decoding(tiny_engine):
     engine = tiny_engine()
     engine.eos_ids = set()
     calls = []
-    step = engine.decode_step
-    engine.decode_step = lambda token, cache: calls.append(token) or step(token, cache)
+    step = engine.decoder.step
+    engine.decoder.step = lambda token, cache: calls.append(token) or step(token, cache)
     result = engine.chat(HELLO)
     assert calls == result.token_ids[:-1]  # every token but the last is fed back
 

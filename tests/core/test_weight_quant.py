@@ -214,7 +214,7 @@ def test_native_step_matches_the_transformers_forward(tiny_engine, spec, monkeyp
         for token in (5, 17, 42, 99, 7, 3) * 3:
             hf = engine.model(input_ids=torch.tensor([[token]]), cache=caches[0],
                               use_cache=True).logits[0, -1]
-            native = engine.decode_step(token, caches[1])
+            native = engine.decoder.step(token, caches[1])
             assert float((native - hf).abs().max()) <= 1e-4 * max(1.0, float(hf.abs().max()))
         assert caches[1].get_seq_length() == caches[0].get_seq_length() == len(prompt) + 18
         # a reset cache reallocates its buffers (same capacity): the step follows them
@@ -222,7 +222,7 @@ def test_native_step_matches_the_transformers_forward(tiny_engine, spec, monkeyp
             cache.reset()
             engine.model(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True)
         hf = engine.model(input_ids=torch.tensor([[5]]), cache=caches[0], use_cache=True).logits[0, -1]
-        native = engine.decode_step(5, caches[1])
+        native = engine.decoder.step(5, caches[1])
         assert float((native - hf).abs().max()) <= 1e-4 * max(1.0, float(hf.abs().max()))
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from playground.core import memory, models
 from playground.core.backends import onnx_export
 from playground.core.config import RunConfig
+from playground.core.decoders import Decoder
 from playground.core.engine import Engine
 from playground.core.optimize.device import default_threads
 
@@ -76,6 +77,19 @@ class OnnxLogits:
         return SimpleNamespace(logits=torch.stack(rows))
 
 
+class OnnxDecoder(Decoder):
+    name = "ONNX Runtime GenAI generator (append_tokens)"
+
+    def __init__(self, new_cache: Any) -> None:
+        self._new_cache = new_cache
+
+    def new_cache(self) -> GeneratorCache:
+        return self._new_cache()
+
+    def logits(self, ids: list[int], cache: GeneratorCache) -> Any:
+        return cache.append(ids)
+
+
 class OnnxEngine(Engine):
     def __init__(self, og_model: Any, tokenizer: Any, config: RunConfig, *, device: str,
                  info: dict[str, Any], folder: Path, bandwidth_gb_s: float | None) -> None:
@@ -87,11 +101,7 @@ class OnnxEngine(Engine):
                         device, info, bandwidth_gb_s)
         self.weights_mb = onnx_export.exported_mb(folder)
         self.read_mb = self.weights_mb - _embedding_mb(folder)
-        self.decode_step, self._lean_note = None, "ONNX Runtime GenAI generator (append_tokens)"
-        self.make_cache = lambda: GeneratorCache(self.og_model, self._capacity)
-
-    def decode_path(self) -> str:
-        return self._lean_note
+        self.decoder = OnnxDecoder(lambda: GeneratorCache(self.og_model, self._capacity))
 
     def _cache_for(self, ids: list[int]) -> tuple[Any, int]:
         need = len(ids) + self.config.max_new_tokens
@@ -103,9 +113,6 @@ class OnnxEngine(Engine):
         if self._prefix is not None and self._prefix.cache.capacity < need:
             self._prefix = None  # a bigger generator: this turn prefills everything
         return super()._cache_for(ids)
-
-    def _step(self, ids: list[int], cache: Any) -> Any:
-        return cache.append(ids)
 
 
 def _embedding_mb(folder: Path) -> float:

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from playground.core.config import RunConfig
+from playground.core.decoders import ForwardDecoder
 from playground.core.optimize.base import Build, Optimization
 
 MAX_CACHE_LEN = 2048
@@ -45,7 +46,6 @@ class Compile(Optimization):
         model = engine.model
         limit = getattr(model.config, "max_position_embeddings", MAX_CACHE_LEN) or MAX_CACHE_LEN
         length = min(limit, MAX_CACHE_LEN)
-        engine.make_cache = lambda: StaticCache(config=model.config, max_cache_len=length)
         eager = model.forward
         compiled = torch.compile(model.forward, dynamic=False)
 
@@ -53,7 +53,9 @@ class Compile(Optimization):
             step = compiled if input_ids.shape[1] == 1 else eager
             return step(input_ids=input_ids, **kwargs)
 
-        engine.forward = forward
+        engine.decoder = ForwardDecoder(
+            forward, lambda: StaticCache(config=model.config, max_cache_len=length), ctx.device,
+            "compiled transformers forward (compile=on)")
         started = time.perf_counter()
         _warmup(engine)
         ctx.info["compile_s"] = time.perf_counter() - started

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from playground.core import registry
 from playground.core.config import RunConfig
+from playground.core.decoders import AssistedDecoder
 from playground.core.models import load
 from playground.core.optimize.base import Build, Optimization, OptimizationError
 
@@ -40,6 +41,8 @@ class SpeculativeDraft(Optimization):
                 "teacher; speculative decoding needs the same tokenizer"
             )
         dtype = next(ctx.model.parameters()).dtype
-        ctx.engine.draft = draft.model.to(device=ctx.device, dtype=dtype).eval()
+        ctx.engine.decoder = AssistedDecoder(
+            ctx.model, draft.model.to(device=ctx.device, dtype=dtype).eval(),
+            ctx.tokenizer.pad_token_id, ctx.device)
         layers = getattr(draft.model.config, "num_hidden_layers", "?")
         return f"speculative decoding with {draft.source.name} ({layers} layers) as draft"

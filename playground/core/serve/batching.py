@@ -180,7 +180,7 @@ class BatchScheduler(Scheduler):
         wanted, result, start = set(out), [], 0
         for end in range(1, len(tokens) + 1):
             if end == len(tokens) or seqs[end] != seqs[start]:
-                logits = self.engine._step(tokens[start:end], caches[seqs[start]])
+                logits = self.engine.decoder.logits(tokens[start:end], caches[seqs[start]])
                 if end - 1 in wanted:
                     result.append(logits)
                 start = end
@@ -232,9 +232,12 @@ def describe(engine: Any, batching: bool = True, max_batch: int = 8,
 def batched_rows(engine: Any) -> Any:
     """The engine's batched step (rows of many sequences in one pass), or None: the native
     step's rows, else the float rows (playground/core/lean_rows.py) where they apply."""
-    step = getattr(engine, "decode_step", None)
-    if step is None or getattr(engine, "forward", None) is not getattr(engine, "model", None):
-        return None  # compile=on replaced the forward; no lean step for this model
+    from playground.core.decoders import LeanDecoder
+
+    decoder = getattr(engine, "decoder", None)
+    if not isinstance(decoder, LeanDecoder):
+        return None  # no lean step for this model, or compile=on replaced it
+    step = decoder.step
     if not hasattr(step, "rows"):
         from playground.core import lean_rows
 
