@@ -7,7 +7,6 @@ import contextlib
 import json
 import signal
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 from playground.cli_outputs import check_writable, finish
 from playground.cli_outputs import status as _status
 from playground.core.config import ConfigError, RunConfig
+from playground.core.jobs import Cancelled, CancelToken
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -115,19 +115,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         try:
             result = bench.run_bench(engine, conversations, warmup=args.warmup,
                                      repeats=args.repeats, chat=bool(args.chat),
-                                     progress=ProgressBar("bench"), should_stop=stop.is_set)
+                                     progress=ProgressBar("bench"), should_stop=stop)
         except RuntimeError:
-            if stop.is_set():
+            if stop.cancelled:
                 print("\nstopped before any measured run", file=sys.stderr)
                 return 130
             raise
-    if stop.is_set():
+    if stop.cancelled:
         _status("stopped (Ctrl+C): the runs measured so far are kept")
     print_table([result])
     data = bench.result_file([result])
     session = uuid.uuid4().hex[:12]
     rows = [history_row("bench", config.format(), metrics=run, hardware=data["hardware"],
-                        reply=run["reply"], session=session, complete=not stop.is_set())
+                        reply=run["reply"], session=session, complete=not stop.cancelled)
             for run in result.runs]
     return finish("bench", data, [
         ("--json", args.json, lambda p: p.write_text(json.dumps(data, indent=1))),
@@ -187,7 +187,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with ctrl_c_stops() as stop:
         outcome = run_compare(configs, conversations, warmup=args.warmup, repeats=args.repeats,
                               with_quality=not args.no_quality, progress=bar, status=_status,
-                              should_stop=stop.is_set)
+                              should_stop=stop)
     if not outcome.results:
         print("stopped before any config finished a round", file=sys.stderr)
         return 130 if outcome.cancelled else 2
@@ -258,12 +258,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print("(new chat)")
             continue
         messages.append({"role": "user", "content": line})
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGINT, lambda *_, s=stop: s.set())
+        stop = CancelToken()
+        previous = signal.signal(signal.SIGINT, lambda *_, s=stop: s.cancel())
         print("bot> ", end="", flush=True)
         try:
             result = engine.chat(
-                messages, on_token=lambda p: print(p, end="", flush=True), should_stop=stop.is_set
+                messages, on_token=lambda p: print(p, end="", flush=True), should_stop=stop
             )
         except _user_errors() as exc:
             print(f"\nerror: {exc}")
@@ -291,16 +291,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def ctrl_c_stops() -> Iterator[threading.Event]:
-    """Ctrl+C sets the event (the job's should_stop) instead of raising inside the
-    model: the job stops between tokens and keeps what it finished. A second Ctrl+C
-    still interrupts at once."""
-    stop = threading.Event()
+def ctrl_c_stops() -> Iterator[CancelToken]:
+    """Ctrl+C cancels the job's token (its should_stop) instead of raising inside the
+    model: the job stops between tokens or at its next step and keeps what it finished.
+    A second Ctrl+C still interrupts at once."""
+    stop = CancelToken()
 
     def handler(*_: Any) -> None:
-        if stop.is_set():
+        if stop.cancelled:
             raise KeyboardInterrupt
-        stop.set()
+        stop.cancel()
         print("\nstopping after the current token (Ctrl+C again to abort)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, handler)
@@ -325,7 +325,7 @@ def _run_training(job: Any, settings: Any, label: str) -> Any:
             bar(event["step"], event["total"], f"loss {event['loss']:.4f}")
 
     with ctrl_c_stops() as stop:
-        return job(settings, progress=progress, should_stop=stop.is_set)
+        return job(settings, progress=progress, should_stop=stop)
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -521,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Cancelled as exc:  # Ctrl+C reached a job between its steps: nothing half-saved
+        print(f"playground: {exc}; nothing was saved", file=sys.stderr)
         return 130
 
 

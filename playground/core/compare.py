@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.core import memory, quality
+from playground.core import jobs, memory, quality
 from playground.core.bench import ConfigResult, run_bench, summary_of
 from playground.core.config import RunConfig
 from playground.core.pipeline import build_engine, preflight
@@ -128,12 +128,11 @@ def run_compare(
     try:
         for round_ in range(repeats):
             for index, config in enumerate(configs):
-                if should_stop():
-                    raise _Stopped
+                jobs.check(should_stop, "comparison")
                 label = config.format(only_changed=True) or "defaults"
                 tag = f"[round {round_ + 1}/{repeats}, {index + 1}/{n}]"
                 status(f"{tag} loading {label}")
-                engine = build(config, progress=status)
+                engine = build(config, progress=jobs.checked(status, should_stop, "loading"))
                 if round_ > 0 and units:  # a reloaded model: warm its caches on one prompt
                     engine.chat(conversations[0], should_stop=should_stop)
                     done[0] += 1
@@ -149,11 +148,10 @@ def run_compare(
                                        warmup=warmup if round_ == 0 else 0, repeats=1,
                                        progress=step, should_stop=should_stop)
                 except RuntimeError:
-                    if should_stop():
-                        raise _Stopped from None
+                    jobs.check(should_stop, "comparison")
                     raise
                 if len(result.runs) < units:  # stopped inside this round: not a round
-                    raise _Stopped
+                    raise jobs.Cancelled("comparison stopped")
                 rounds[index].append(result)
                 if round_ == 0:
                     replies = [run["reply"] for run in result.runs[:units]]
@@ -164,12 +162,12 @@ def run_compare(
                     if with_quality:
                         reference = _score(index, engine, rounds[index][0], greedy[index],
                                            reference, qualities, remote, status,
-                                           f"{tag} scoring quality of {label}")
+                                           f"{tag} scoring quality of {label}", should_stop)
                     finished[index] = _merged(index, rounds[index], qualities[index])
                     on_result(finished[index])
                 del engine, result
                 memory.release()
-    except _Stopped:
+    except jobs.Cancelled:  # between runs, in a load or in quality scoring
         out.cancelled = True
     except Exception as exc:  # keep what finished; the caller shows the error
         from playground.core.engine import GenerationError
@@ -185,7 +183,9 @@ def run_compare(
         result = finished[index]
         if result is None and config_rounds:
             result = _merged(index, config_rounds, qualities[index])
-            result.info["incomplete"] = f"{len(config_rounds)} of {repeats} rounds"
+            result.info["incomplete"] = (f"{len(config_rounds)} of {repeats} rounds"
+                                         if len(config_rounds) < repeats
+                                         else "timed, but stopped before its quality was scored")
         if result is not None:
             # every config's medians without the rounds in which the machine was busy
             result.summary["spread"] = round_spread(config_rounds, busy)
@@ -197,14 +197,10 @@ def run_compare(
     return out
 
 
-class _Stopped(Exception):
-    pass
-
-
 def _score(index: int, engine: Any, first: ConfigResult, greedy_match: float | None,
            reference: quality.Reference | None, qualities: list[dict[str, Any] | None],
            remote: list[Any], status: Callable[[str], None],
-           message: str) -> quality.Reference | None:
+           message: str, should_stop: Callable[[], bool]) -> quality.Reference | None:
     """Quality of one config (last round, after its timing); the baseline's reference
     is built at index 0 and parked on disk until the candidates are scored."""
     greedy = {"greedy_match": greedy_match}
@@ -215,9 +211,9 @@ def _score(index: int, engine: Any, first: ConfigResult, greedy_match: float | N
     elif index == 0 or reference is not None:
         status(message)
         if reference is None:
-            reference = quality.reference(engine.model, engine.tokenizer)
+            reference = quality.reference(engine.model, engine.tokenizer, should_stop)
             reference.park()
-        qualities[index] = {**quality.compare_to(reference, engine.model), **greedy}
+        qualities[index] = {**quality.compare_to(reference, engine.model, should_stop), **greedy}
     else:
         qualities[index] = {**greedy, "note": "not available: the baseline is a remote endpoint"}
     return reference

@@ -26,11 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playground.core import memory, paths, quality, registry
+from playground.core import jobs, memory, paths, quality, registry
 from playground.core.bench import read_lines
 from playground.core.models import load
 
 Progress = Callable[[dict[str, Any]], None]
+ShouldStop = Callable[[], bool]
 CHECKPOINT = "checkpoint.pt"
 CORPUS = "corpus.pt"
 
@@ -125,12 +126,14 @@ def keep_layers(model: Any, keep: list[int]) -> Any:
     return model
 
 
-def layer_importance(model: Any, windows: Any, reference: Any) -> list[float]:
+def layer_importance(model: Any, windows: Any, reference: Any,
+                     should_stop: ShouldStop | None = None) -> list[float]:
     """KL to the full model when each single layer is skipped (higher: more important)."""
 
     layers = decoder_layers(model)
     scores = []
     for i in range(len(layers)):
+        jobs.check(should_stop, f"measuring layer importance ({i} of {len(layers)} layers done)")
         original = layers[i].forward
 
         def skip(hidden_states, *args, **kwargs):
@@ -169,7 +172,8 @@ def pick_layers(importance: list[float], count: int) -> list[int]:
 def teacher_corpus(teacher: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int,
                    batch: int, progress: Progress, chat: bool = True,
                    done_before: int = 0, total: int | None = None,
-                   top_p: float | None = None) -> list[list[int]]:
+                   top_p: float | None = None,
+                   should_stop: ShouldStop | None = None) -> list[list[int]]:
     """The teacher's replies (chat-templated), or its continuations of plain text
     openings (``chat=False``), as token sequences: sampled at temperature 1 with
     ``top_p``, or greedy when ``top_p`` is None."""
@@ -182,6 +186,8 @@ def teacher_corpus(teacher: Any, tokenizer: Any, prompts: list[str], *, max_new_
     tokenizer.padding_side = "left"  # batched generation continues from the right edge
     try:
         for start in range(0, len(prompts), batch):
+            jobs.check(should_stop, f"the teacher's corpus ({done_before + start} of "
+                                    f"{total or len(prompts)} replies written)")
             texts = [
                 tokenizer.apply_chat_template([{"role": "user", "content": p}],
                                               add_generation_prompt=True, tokenize=False)
@@ -225,7 +231,7 @@ def random_windows(stream: Any, seq_len: int, batch: int, generator: Any) -> Any
 
 
 def build_corpus(teacher: Any, tokenizer: Any, settings: DistillSettings,
-                 progress: Progress) -> list[list[int]]:
+                 progress: Progress, should_stop: ShouldStop | None = None) -> list[list[int]]:
     """The teacher's replies to the prompt set, its continuations of the prose openings,
     and ``settings.corpus`` text if given."""
     prompts = read_lines(Path(settings.prompts) if settings.prompts
@@ -236,7 +242,8 @@ def build_corpus(teacher: Any, tokenizer: Any, settings: DistillSettings,
     total = len(prompts) + len(openings)
     progress({"stage": "corpus", "done": 0, "total": total})
     common = dict(top_p=settings.sample_top_p, max_new_tokens=settings.reply_tokens,
-                  batch=settings.gen_batch, progress=progress, total=total)
+                  batch=settings.gen_batch, progress=progress, total=total,
+                  should_stop=should_stop)
     sequences = teacher_corpus(teacher, tokenizer, prompts, **common)
     # Plain prose too, not only chat replies: the student should not forget how.
     sequences += teacher_corpus(teacher, tokenizer, openings, chat=False,
@@ -329,7 +336,7 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
     state_path = out / CHECKPOINT
     resume = settings.resume and state_path.exists()
 
-    ref = quality.reference(teacher, tokenizer)
+    ref = quality.reference(teacher, tokenizer, should_stop)
 
     # Student structure: measured layer importance (on the calibration text, never on
     # the evaluation windows that score the student), then optional narrower MLPs.
@@ -339,7 +346,8 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
         kept, importance = meta["kept_layers"], meta["layer_kl"]
     else:
         progress({"stage": "importance", "message": f"measuring {n_layers} layers"})
-        importance = layer_importance(teacher, probe, quality.score(teacher, probe))
+        importance = layer_importance(teacher, probe, quality.score(teacher, probe),
+                                      should_stop)
         kept = pick_layers(importance, count)
         (out / "distill_meta.json").write_text(json.dumps(
             {"teacher": settings.teacher, "kept_layers": kept, "layer_kl": importance,
@@ -351,14 +359,14 @@ def distill(settings: DistillSettings, progress: Progress = lambda event: None,
 
         shrink(student, tokenizer, mlp_keep=settings.width, head_keep=1.0)
         notes.append(f"MLP width kept: {settings.width:.0%}")
-    before = quality.compare_to(ref, student)
+    before = quality.compare_to(ref, student, should_stop)
 
     # Corpus: the teacher's sampled replies (cached in the output folder for --resume).
     corpus_path = out / CORPUS
     if resume and corpus_path.exists():
         sequences = torch.load(corpus_path, weights_only=True)
     else:
-        sequences = build_corpus(teacher, tokenizer, settings, progress)
+        sequences = build_corpus(teacher, tokenizer, settings, progress, should_stop)
         torch.save(sequences, corpus_path)
     stream = token_stream(sequences, settings.seq_len)
 

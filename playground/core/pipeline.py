@@ -10,13 +10,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from playground.core import memory, models
+from playground.core import jobs, memory, models
 from playground.core.config import RunConfig
 from playground.core.engine import Engine
 from playground.core.optimize import PIPELINE, Build, OptimizationError
 from playground.core.optimize.device import resolve_device
 
 Progress = Callable[[str], None]
+ShouldStop = Callable[[], bool]
 
 
 def check(config: RunConfig) -> str:
@@ -68,11 +69,14 @@ def build_engine(
     config: RunConfig,
     progress: Progress = lambda _msg: None,
     loaded: models.LoadedModel | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> Engine:
     """Load ``config.model`` (or use ``loaded``), apply the optimizations, return an Engine.
     Its info has ``load_peak_rss_mb`` (the process's peak while loading and converting)
     and ``rss_mb`` (steady, after the conversions' leftovers are handed back): a model
-    made smaller never shows a bigger figure because of how it was made."""
+    made smaller never shows a bigger figure because of how it was made. A stop ends
+    the load at its next stage with ``jobs.Cancelled`` (each stage reports progress)."""
+    progress = jobs.checked(progress, should_stop, "loading")
     with memory.RssSampler() as sampler:
         engine = _build(config, progress, loaded)
     memory.release()

@@ -186,7 +186,7 @@ def quantized_quality(cfg: RunConfig, ref: Any, model: Any, tokenizer: Any) -> d
 
 
 def _corpus(cfg: RunConfig, settings: QatSettings, teacher: Any, tokenizer: Any,
-            progress: Progress) -> list[list[int]]:
+            progress: Progress, should_stop: Callable[[], bool]) -> list[list[int]]:
     """The distillation corpus of the float model, generated once (minutes of CPU) and
     kept in the cache for the next QAT run of the same model and prompt set."""
     import hashlib
@@ -202,7 +202,7 @@ def _corpus(cfg: RunConfig, settings: QatSettings, teacher: Any, tokenizer: Any,
     if path.is_file():
         progress({"stage": "corpus", "message": f"reusing the corpus in {path}"})
         return torch.load(path, weights_only=True)
-    sequences = distill.build_corpus(teacher, tokenizer, corpus, progress)
+    sequences = distill.build_corpus(teacher, tokenizer, corpus, progress, should_stop)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(sequences, path)
     return sequences
@@ -230,11 +230,11 @@ def qat(settings: QatSettings, progress: Progress = lambda event: None,
     teacher, tokenizer = loaded.model.eval(), loaded.tokenizer
     for p in teacher.parameters():
         p.requires_grad_(False)
-    ref = quality.reference(teacher, tokenizer)
+    ref = quality.reference(teacher, tokenizer, should_stop)
     progress({"stage": "quality", "message": f"scoring {cfg.quant} before training"})
     before = quantized_quality(cfg, ref, teacher, tokenizer)
-    stream = distill.token_stream(_corpus(cfg, settings, teacher, tokenizer, progress),
-                                  settings.seq_len)
+    stream = distill.token_stream(
+        _corpus(cfg, settings, teacher, tokenizer, progress, should_stop), settings.seq_len)
     student = copy.deepcopy(teacher)
     smoothed: dict[str, float] = {}
     if cfg.quant == "int8-dynamic" and smooth.supported(student):

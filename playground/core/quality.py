@@ -8,10 +8,13 @@ Pure functions work on tensors so they can be tested on hand-made logits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from playground.core import paths
+from playground.core import jobs, paths
+
+ShouldStop = Callable[[], bool]
 
 WINDOW = 256
 BATCH = 4
@@ -120,28 +123,32 @@ def _windows(tokenizer: Any, text: str, max_tokens: int, window: int) -> Any:
     return torch.tensor(ids[: n * window]).reshape(n, window)
 
 
-def score(model: Any, windows: Any, batch: int = BATCH) -> Any:
-    """Log-probabilities of every next token, [n, window-1, vocab], float32 on CPU."""
+def score(model: Any, windows: Any, batch: int = BATCH,
+          should_stop: ShouldStop | None = None) -> Any:
+    """Log-probabilities of every next token, [n, window-1, vocab], float32 on CPU
+    (``jobs.Cancelled`` between batches once stopped)."""
     import torch
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     out = []
     with torch.inference_mode():
         for start in range(0, windows.shape[0], batch):
+            jobs.check(should_stop, "quality scoring")
             chunk = windows[start : start + batch].to(device)
             logits = model(input_ids=chunk, use_cache=False).logits[:, :-1]
             out.append(torch.log_softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)
 
 
-def reference(model: Any, tokenizer: Any) -> Reference:
+def reference(model: Any, tokenizer: Any, should_stop: ShouldStop | None = None) -> Reference:
     windows = eval_windows(tokenizer)
-    return Reference(score(model, windows), windows)
+    return Reference(score(model, windows, should_stop=should_stop), windows)
 
 
-def compare_to(ref: Reference, model: Any) -> dict[str, float]:
+def compare_to(ref: Reference, model: Any,
+               should_stop: ShouldStop | None = None) -> dict[str, float]:
     """KL, top-1 agreement and perplexities of ``model`` against the reference."""
-    cand = score(model, ref.windows)
+    cand = score(model, ref.windows, should_stop=should_stop)
     base = ref.distributions()
     if cand.shape != base.shape:
         raise ValueError(

@@ -1,16 +1,18 @@
-"""The main window: controls | chat | charts, a worker thread, menus, settings."""
+"""The main window: controls | chat | charts, the Compare and Serve tabs, menus.
+
+It wires the parts together: the worker thread and its jobs are the job controller's
+(job_controller.py), the saved settings the store's (settings_store.py), the training
+jobs theirs (training_jobs.py), exports in exports.py.
+"""
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import psutil
-from PySide6.QtCore import QByteArray, QSettings, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
@@ -21,18 +23,22 @@ from PySide6.QtWidgets import (
     QTabWidget,
 )
 
-from playground.core import paths, quality
 from playground.core.config import ConfigError, RunConfig
-from playground.gui import file_dialogs
+from playground.core.jobs import Job
+from playground.gui import exports, file_dialogs
 from playground.gui.charts import ChartsPanel
 from playground.gui.chat_view import ChatView, metrics_line
 from playground.gui.compare_view import CompareView
 from playground.gui.controls import ControlsPanel
 from playground.gui.history_view import HistoryDialog
+from playground.gui.job_controller import JobController
 from playground.gui.labels import short_label
-from playground.gui.qat_job import QatJob, show_training_progress
 from playground.gui.serve_view import ServeView
-from playground.gui.worker import Loaded, TokenEvent, TurnDone, Worker
+from playground.gui.settings_store import SettingsStore, settings_path
+from playground.gui.training_jobs import DistillJob, QatJob
+from playground.gui.worker import Loaded, TokenEvent, TurnDone
+
+__all__ = ["MainWindow", "settings_path"]
 
 MEMORY_SAMPLE_MS = 250
 
@@ -46,24 +52,12 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def settings_path() -> Path:
-    return paths.config_dir() / "settings.ini"
-
-
 class MainWindow(QMainWindow):
-    # Requests to the worker: queued across the thread boundary.
-    load_request = Signal(object)
-    generate_request = Signal(object, object)  # messages, the controls' config
-    new_chat_request = Signal()
-    compare_request = Signal(object, object, int, int)
-    distill_request = Signal(object)
-    ab_request = Signal(object, object)
     # Emitted after the GUI has updated its widgets (what tests and self-test wait on).
     model_ready = Signal()
     turn_shown = Signal()
     error_shown = Signal(str)
     compare_shown = Signal()
-    distill_shown = Signal()
     ab_shown = Signal()
 
     def __init__(
@@ -76,7 +70,7 @@ class MainWindow(QMainWindow):
         self.show_dialogs = show_dialogs
         # A scripted run (self-test) neither restores nor overwrites the user's layout.
         self.persist = persist
-        self.settings = QSettings(str(settings_path()), QSettings.Format.IniFormat)
+        self.store = SettingsStore(persist)
         self.notice: str | None = None
         self.busy: str | None = None
         self.side_job = False  # a comparison, A/B chat or distillation holds the worker
@@ -128,22 +122,15 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self._build_menus()
 
-        self.thread = QThread(self)
-        self.thread.setObjectName("model-worker")
-        self.worker = Worker()
-        self.worker.moveToThread(self.thread)
-        self.thread.finished.connect(self.worker.deleteLater)
-        self.load_request.connect(self.worker.load)
-        self.generate_request.connect(self.worker.generate)
-        self.new_chat_request.connect(self.worker.new_chat)
+        self.jobs = JobController(self)
+        self.thread, self.worker = self.jobs.thread, self.jobs.worker
         self.worker.progress.connect(self.on_progress)
         self.worker.loaded.connect(self.on_loaded)
         self.worker.started.connect(self.on_started)
         self.worker.token.connect(self.on_token)
         self.worker.finished.connect(self.on_finished)
         self.worker.failed.connect(self.on_failed)
-        self.compare_request.connect(self.worker.compare)
-        self.ab_request.connect(self.worker.ab_chat)
+        self.worker.cancelled.connect(self.on_cancelled)
         self.worker.compare_progress.connect(self.compare.on_progress)
         self.worker.compare_progress.connect(
             lambda done, total, _label: self.status_label.setText(
@@ -153,11 +140,9 @@ class MainWindow(QMainWindow):
         self.worker.ab_token.connect(self.compare.on_ab_token)
         self.worker.ab_done.connect(self.on_ab_done)
         self.worker.ab_stopped.connect(self.on_ab_stopped)
-        self.distill_request.connect(self.worker.distill)
-        self.worker.distill_progress.connect(self.on_distill_progress)
-        self.worker.distill_done.connect(self.on_distill_done)
+        self.distill_job = DistillJob(self)
         self.qat_job = QatJob(self)
-        self.thread.start()
+        self.jobs.start()
         self.compare.run_requested.connect(self.run_compare)
         self.compare.ab_requested.connect(self.run_ab)
         self.compare.cancel_requested.connect(self.stop)
@@ -186,45 +171,19 @@ class MainWindow(QMainWindow):
         view = self.menuBar().addMenu("&View")
         view.addAction("History…", self.show_history)
         tools = self.menuBar().addMenu("&Tools")
-        tools.addAction("Build distilled variant…", self.distill_dialog)
-        tools.addAction("Quantization-aware training…", self.qat_dialog)
+        tools.addAction("Build distilled variant…", lambda: self.distill_job.dialog())
+        tools.addAction("Quantization-aware training…", lambda: self.qat_job.dialog())
         tools.addAction("Stop current job", self.stop)
 
     # -- settings ----------------------------------------------------------------
     def _restore(self, config: RunConfig | None) -> None:
-        saved = None
-        try:
-            spec = self.settings.value("config", None)
-            if spec is not None and not isinstance(spec, str):
-                raise ConfigError(f"stored config is a {type(spec).__name__}, not a spec string")
-            saved = RunConfig.parse(spec) if spec else None
-            geometry = self.settings.value("geometry", None) if self.persist else None
-            if geometry is not None:
-                if not isinstance(geometry, QByteArray) or not self.restoreGeometry(geometry):
-                    raise ValueError("window geometry is unreadable")
-            sizes = self.settings.value("splitter", None) if self.persist else None
-            if sizes is not None and (not isinstance(sizes, QByteArray)
-                                      or not self.splitter.restoreState(sizes)):
-                raise ValueError("panel layout is unreadable")
-        except (ConfigError, ValueError, TypeError) as exc:
-            self.notice = f"Settings were unreadable ({exc}); using defaults."
-            if self.persist:  # drop what was unreadable; a scripted run touches nothing
-                for key in ("config", "geometry", "splitter"):
-                    self.settings.remove(key)
-        if self.settings.status() != QSettings.Status.NoError:
-            self.notice = "Settings file could not be read; using defaults."
+        saved, self.notice = self.store.restore(self)
         self.controls.set_config(config or saved or RunConfig())
         if self.notice:
             self.status_label.setText(self.notice)
 
     def _save_settings(self) -> None:
-        if not self.persist:
-            return
-        if self.good_config is not None:  # never a model that failed to load
-            self.settings.setValue("config", self.good_config.format(only_changed=True))
-        self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("splitter", self.splitter.saveState())
-        self.settings.sync()
+        self.store.save(self, self.good_config)
 
     # -- actions -----------------------------------------------------------------
     def start(self) -> None:
@@ -248,7 +207,7 @@ class MainWindow(QMainWindow):
     def _request_load(self, config: RunConfig) -> None:
         self._set_busy(f"loading {config.endpoint or config.model}")
         self.requested_config = config
-        self.load_request.emit(config)
+        self.jobs.load(config)
 
     @Slot(str)
     def send(self, text: str) -> None:
@@ -267,8 +226,7 @@ class MainWindow(QMainWindow):
         self.chat.begin_reply()
         # sampling keys (max new tokens, temperature, top-p, seed) apply without a reload;
         # other changed controls stay marked as unapplied (see _mark_unapplied)
-        self.begin_job()
-        self.generate_request.emit(self.chat.messages(), controls)
+        self.jobs.generate(self.chat.messages(), controls)
 
     @Slot(object)
     def run_compare(self, configs: list[RunConfig]) -> None:
@@ -280,9 +238,8 @@ class MainWindow(QMainWindow):
                          for c in bench.read_prompts(bench.default_prompts_path())]
         self._release_chat_model("a comparison is running")
         self.compare.set_running(True)
-        self.begin_job()
-        self.compare_request.emit(configs, conversations, self.compare.warmup.value(),
-                                  self.compare.repeats.value())
+        self.jobs.compare(configs, conversations, self.compare.warmup.value(),
+                          self.compare.repeats.value())
 
     @Slot(object, str)
     def run_ab(self, configs: list[RunConfig], prompt: str) -> None:
@@ -293,84 +250,10 @@ class MainWindow(QMainWindow):
         system = self.chat.system.text().strip()
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}]
-        self.begin_job()
-        self.ab_request.emit(configs, messages)
-
-    def distill_dialog(self) -> None:
-        from PySide6.QtWidgets import QInputDialog
-
-        from playground.core.distill import preset_layers
-        from playground.core.models import ModelError
-
-        sizes = ["Speed: a third of the layers", "Balanced: half of the layers",
-                 "Quality: two thirds of the layers"]
-        size, ok = QInputDialog.getItem(
-            self, "Build distilled variant",
-            "Student size (smaller is faster and answers worse):", sizes, 1, False)
-        if not ok:
-            return
-        minutes, ok = QInputDialog.getDouble(
-            self, "Build distilled variant",
-            "Training minutes (more minutes, better quality):", 14.0, 1.0, 240.0, 1)
-        if not ok:
-            return
-        layers = None
-        try:
-            if not size.startswith("Balanced"):
-                teacher = self.controls.config().model
-                layers = preset_layers(teacher, "speed" if size.startswith("Speed") else "quality")
-        except (ConfigError, ModelError, OSError, ValueError) as exc:
-            self.show_error(str(exc))
-            return
-        self.start_distill(minutes=minutes, layers=layers)
-
-    def qat_dialog(self) -> None:
-        self.qat_job.dialog()  # the job lives in playground/gui/qat_job.py
+        self.jobs.ab_chat(configs, messages)
 
     def start_distill(self, **overrides) -> None:
-        from playground.core.distill import DistillSettings
-
-        if self._refuse_if_busy():
-            return
-        try:
-            teacher = self.controls.config().model
-        except ConfigError as exc:
-            self.show_error(str(exc))
-            return
-        self._release_chat_model("a distilled variant is being built (Tools → Stop to cancel)")
-        self.progress.setRange(0, 0)
-        self.begin_job()
-        self.distill_request.emit(DistillSettings(teacher=teacher, **overrides))
-
-    @Slot(object)
-    def on_distill_progress(self, event: dict) -> None:
-        show_training_progress(self, "Distilling", event)
-
-    @Slot(object)
-    def on_distill_done(self, report) -> None:
-        self.progress.setRange(0, 0)
-        self.controls.refresh_student()
-        self.last_distill = report
-        if report.cancelled:
-            self.status_label.setText(f"Distillation stopped after {report.steps} steps; "
-                                      f"checkpoint kept in {report.out}")
-            self._after_side_job()
-            self.distill_shown.emit()
-            return
-        summary = (
-            f"Student saved to {report.out}: {len(report.kept_layers)} of {len(report.layer_kl)} "
-            f"layers, {report.params / 1e6:.0f} M params ({report.weights_mb:.0f} MB). "
-            f"KL to teacher {report.kl_before:.2f} → {report.kl_after:.2f} nats, top-1 "
-            f"agreement {report.top1_after:.0%} after {report.steps} steps: "
-            f"{quality.disagreement(report.kl_after, report.top1_after)}. Compare before "
-            "relying on it."
-        )
-        self.status_label.setText(summary)
-        if self.show_dialogs:
-            QMessageBox(QMessageBox.Icon.Information, "Distilled variant ready", summary,
-                        QMessageBox.StandardButton.Ok, self).open()
-        self._after_side_job()
-        self.distill_shown.emit()
+        self.distill_job.start(**overrides)
 
     def _why_no_model(self) -> str:
         if self.side_job:
@@ -415,22 +298,20 @@ class MainWindow(QMainWindow):
         self._after_side_job()
         self.ab_shown.emit()
 
-    def begin_job(self) -> None:
-        """Called as a job is requested: from here on a Stop is this job's, even while it
-        waits in the worker's queue (the worker never clears the event itself, or a Stop
-        clicked before the job started would be lost)."""
-        self.worker.stop_event.clear()
+    def begin_job(self, kind: str) -> Job:
+        """A job requested by a tab or dialog of its own (the training jobs)."""
+        return self.jobs.begin(kind)
 
     @Slot()
     def stop(self) -> None:
-        self.worker.stop_event.set()  # an Event: safe to set from this thread
+        self.jobs.stop()
 
     @Slot()
     def new_chat(self) -> None:
         if self.chat.streaming:  # a reply: stop it; a comparison or a build runs on
             self.stop()
         self.chat.clear()
-        self.new_chat_request.emit()
+        self.jobs.new_chat()
 
     # -- worker signals (run in the GUI thread: methods of a GUI-thread QObject) ----
     @Slot(str)
@@ -496,9 +377,18 @@ class MainWindow(QMainWindow):
         self._set_busy(None)
         self.turn_shown.emit()
 
-    @Slot(str)
-    def on_failed(self, message: str) -> None:
-        if self.requested_config is not None:  # a load failed
+    @Slot(object, str)
+    def on_cancelled(self, job: Job, message: str) -> None:
+        """A load stopped part-way (the old model was already released)."""
+        if job.kind == "load":
+            self.requested_config = None
+            self.loaded = None
+        self._set_busy(None)
+        self.status_label.setText(message)
+
+    @Slot(object, str)
+    def on_failed(self, job: Job, message: str) -> None:
+        if job.kind == "load":
             self.requested_config = None
             self.load_error = message
             if self.worker.engine is None:  # released before the failure: nothing to chat with
@@ -571,25 +461,10 @@ class MainWindow(QMainWindow):
 
     # -- export and history --------------------------------------------------------
     def export_charts(self, path: str) -> None:
-        self.charts.redraw()
-        if not self.charts.grab().save(path):
-            raise OSError(f"could not write {path}")
+        exports.export_charts(self.charts, path)
 
     def export_turns(self, path: str) -> None:
-        rows = [
-            {"turn": i + 1, "time": t.finished_at, "stopped": t.stopped, "config": t.config,
-             "prompt": t.user, "reply": t.reply,
-             **{k: v for k, v in t.metrics.items() if k != "itl_ms"}}
-            for i, t in enumerate(self.chat.turns) if t.metrics
-        ]
-        if path.endswith(".json"):
-            Path(path).write_text(json.dumps(rows, indent=1))
-            return
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            fields = list(dict.fromkeys(k for row in rows for k in row)) or ["turn"]
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        exports.export_turns(self.chat.turns, path)
 
     def export_charts_dialog(self) -> None:
         path = file_dialogs.save_file(self, "Export charts", "charts.png", "PNG (*.png)")
@@ -633,21 +508,18 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self._save_settings()
-        self.stop()
         self.memory_timer.stop()
         self.charts.timer.stop()
         self.serve.timer.stop()
         self.serve.shutdown()
-        self.thread.quit()
-        # The worker checks the stop event between tokens, but a load or a quality score
-        # cannot be interrupted: wait a bounded time, then leave without it (settings are
-        # saved and every history turn is already committed), never hang the close.
-        if not self.thread.wait(CLOSE_WAIT_MS):
-            print(f"the worker did not stop within {CLOSE_WAIT_MS / 1000:.0f} s "
-                  "(a load or a score cannot be interrupted); leaving without it",
-                  file=sys.stderr, flush=True)
+        # The job stops at its next token, batch or stage; one step that still runs long
+        # (a conversion, one big matrix) gets a bounded wait, then the app leaves without
+        # it (settings are saved and every history turn is already committed).
+        if not self.jobs.close(CLOSE_WAIT_MS):
+            print(f"the worker did not stop within {CLOSE_WAIT_MS / 1000:.0f} s; "
+                  "leaving without it", file=sys.stderr, flush=True)
             exit_now(0)
-        notice = self.worker.close_history()  # the worker has stopped: safe from here
+        notice = self.jobs.close_history()  # the worker has stopped: safe from here
         if notice:
             print(notice, file=sys.stderr, flush=True)
         super().closeEvent(event)

@@ -1,14 +1,15 @@
 """The worker: a QObject moved to a QThread that owns the model.
 
 The GUI never touches a model; it calls the worker's slots through queued signals
-and gets plain dataclasses back. Cancel is a threading.Event the GUI sets directly.
+and gets plain dataclasses back. Each request carries its ``Job`` (playground/core/
+jobs.py): its own cancel token, which the GUI cancels directly (Stop), and its id on
+the failure and stop signals, so the window knows which job ended how.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 
 from playground.core.config import RunConfig
+from playground.core.jobs import Cancelled, Job
 
 # Keys that change only how we sample: no reload needed when just these differ.
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "seed")
@@ -59,24 +61,20 @@ class Worker(QObject):
     ab_token = Signal(int, str)  # side (0 = A, 1 = B), piece
     ab_done = Signal(int, object)  # side, TurnDone
     ab_stopped = Signal(int)  # the side that never started (Stop between the sides)
-    distill_progress = Signal(object)  # dict event from playground.core.distill
-    distill_done = Signal(object)  # DistillReport
     loaded = Signal(object)  # Loaded
     started = Signal(float)  # perf_counter at request
     token = Signal(object)  # TokenEvent
     finished = Signal(object)  # TurnDone
-    failed = Signal(str)
+    failed = Signal(object, str)  # the Job, one line
+    cancelled = Signal(object, str)  # the Job, what was stopped (a load, a score, a corpus)
 
     def __init__(self) -> None:
         super().__init__()
         self.engine = None
-        # Set by Stop; cleared by MainWindow.begin_job as a job is requested (never here, at the
-        # job's start: a Stop clicked while the job waited in the queue would be lost).
-        self.stop_event = threading.Event()
         self._history = None
 
-    @Slot(object)
-    def load(self, config: RunConfig) -> None:
+    @Slot(object, object)
+    def load(self, job: Job, config: RunConfig) -> None:
         config = gui_threads(config)
         from playground.core import memory
         from playground.core.metrics import bandwidth_bound
@@ -91,21 +89,26 @@ class Worker(QObject):
                 preflight(config)
                 self.engine = None  # release the old model before loading the next
                 memory.release()
-                self.engine = build_engine(config, progress=self.progress.emit)
+                self.engine = build_engine(config, progress=self.progress.emit,
+                                           should_stop=job.token)
             engine = self.engine
             self.loaded.emit(
                 Loaded(config, dict(engine.info), engine.weights_mb,
                        bandwidth_bound(engine.bandwidth_gb_s, engine.weights_mb))
             )
+        except Cancelled:
+            memory.release()
+            self.cancelled.emit(job, "Loading stopped: no model is loaded; press Load / apply")
         except Exception as exc:  # shown in the window; the app keeps running
-            self.failed.emit(_one_line(exc))
+            self.failed.emit(job, _one_line(exc))
 
-    @Slot(object, object)
-    def generate(self, messages: list[dict[str, str]], sampling: RunConfig | None = None) -> None:
+    @Slot(object, object, object)
+    def generate(self, job: Job, messages: list[dict[str, str]],
+                 sampling: RunConfig | None = None) -> None:
         """``sampling``: the controls' config when only sampling keys changed since the
         load: they apply to this and later turns without a reload."""
         if self.engine is None:
-            self.failed.emit("no model is loaded yet; wait for loading to finish or pick a model")
+            self.failed.emit(job, "no model is loaded yet; wait for loading to finish or pick a model")
             return
         if sampling is not None and _only_sampling_changed(self.engine.config,
                                                            gui_threads(sampling)):
@@ -115,16 +118,17 @@ class Worker(QObject):
             result = self.engine.chat(
                 messages,
                 on_token=lambda piece: self.token.emit(TokenEvent(piece, time.perf_counter())),
-                should_stop=self.stop_event.is_set,
+                should_stop=job.token,
             )
         except Exception as exc:
-            self.failed.emit(_one_line(exc))
+            self.failed.emit(job, _one_line(exc))
             return
         self._record(messages, result)
         self.finished.emit(TurnDone.of(result))
 
-    @Slot(object, object, int, int)
-    def compare(self, configs: list[RunConfig], conversations, warmup: int, repeats: int) -> None:
+    @Slot(object, object, object, int, int)
+    def compare(self, job: Job, configs: list[RunConfig], conversations, warmup: int,
+                repeats: int) -> None:
         """Run a comparison; the chat model is released first so memory figures are its own."""
         from playground.core.compare import history_rows, ratio_rows, run_compare
 
@@ -136,10 +140,10 @@ class Worker(QObject):
             outcome = run_compare(
                 configs, conversations, warmup=warmup, repeats=repeats,
                 progress=self.compare_progress.emit, status=self.progress.emit,
-                should_stop=self.stop_event.is_set, on_result=self.compare_result.emit,
+                should_stop=job.token, on_result=self.compare_result.emit,
             )
         except Exception as exc:
-            self.failed.emit(_one_line(exc))
+            self.failed.emit(job, _one_line(exc))
             return
         try:
             self._open_history().add_many(history_rows(
@@ -148,8 +152,8 @@ class Worker(QObject):
             self.progress.emit(f"history not saved: {_one_line(exc)}")
         self.compare_done.emit(outcome)
 
-    @Slot(object, object)
-    def ab_chat(self, configs: list[RunConfig], messages: list[dict[str, str]]) -> None:
+    @Slot(object, object, object)
+    def ab_chat(self, job: Job, configs: list[RunConfig], messages: list[dict[str, str]]) -> None:
         """One prompt to two configs, one after the other (running both at once on the
         same cores would slow both and make the figures meaningless)."""
         from playground.core.pipeline import build_engine, preflight
@@ -160,33 +164,21 @@ class Worker(QObject):
             for config in configs:
                 preflight(config)
             for side, config in enumerate(configs):
-                if self.stop_event.is_set():  # stopped between the sides: say so
+                if job.token.cancelled:  # stopped between the sides: say so
                     self.ab_stopped.emit(side)
                     break
-                engine = build_engine(config, progress=self.progress.emit)
+                engine = build_engine(config, progress=self.progress.emit, should_stop=job.token)
                 result = engine.chat(
                     messages,
                     on_token=lambda piece, side=side: self.ab_token.emit(side, piece),
-                    should_stop=self.stop_event.is_set,
+                    should_stop=job.token,
                 )
                 del engine
                 self.ab_done.emit(side, TurnDone.of(result))
+        except Cancelled:  # stopped while a side loaded
+            self.ab_stopped.emit(side)
         except Exception as exc:
-            self.failed.emit(_one_line(exc))
-
-    @Slot(object)
-    def distill(self, settings: Any) -> None:
-        """Build a student (minutes of CPU); cancel is the same stop event as for replies."""
-        from playground.core.distill import distill
-
-        self.engine = None  # the teacher and student need the memory
-        try:
-            report = distill(settings, progress=self.distill_progress.emit,
-                             should_stop=self.stop_event.is_set)
-        except Exception as exc:
-            self.failed.emit(_one_line(exc))
-            return
-        self.distill_done.emit(report)
+            self.failed.emit(job, _one_line(exc))
 
     def close_history(self) -> str | None:
         """Write what a locked database kept waiting (to a side file if it still

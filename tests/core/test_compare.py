@@ -195,8 +195,8 @@ def test_the_baseline_reference_is_not_resident_while_others_are_measured(tiny_d
     made: list[quality.Reference] = []
     original = quality.reference
 
-    def reference(model, tokenizer):
-        made.append(original(model, tokenizer))
+    def reference(model, tokenizer, should_stop=None):
+        made.append(original(model, tokenizer, should_stop))
         return made[-1]
 
     monkeypatch.setattr(quality, "reference", reference)

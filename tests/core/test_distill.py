@@ -4,6 +4,7 @@ import pytest
 
 from playground.core import registry
 from playground.core.config import RunConfig
+from playground.core.decoders import AssistedDecoder
 from playground.core.distill import DistillSettings, distill, keep_layers, lr_at, pick_layers
 from playground.core.models import load
 from playground.core.optimize import OptimizationError
@@ -127,7 +128,7 @@ def test_built_student_is_registered_and_drafts_identically(built, tiny4_dir, mo
     assert len(student.model.model.layers) == 2
     teacher = build_engine(RunConfig(model=str(tiny4_dir), max_new_tokens=16))
     drafted = build_engine(RunConfig(model=str(tiny4_dir), draft="distilled", max_new_tokens=16))
-    assert drafted.draft is not None
+    assert isinstance(drafted.decoder, AssistedDecoder)
     assert drafted.info["decode_step"].startswith("transformers generate() (speculative")
     prompts = [HELLO, [{"role": "user", "content": "What is the capital of France?"}],
                [{"role": "user", "content": "Numbers: 1 2 3"}]]
@@ -210,9 +211,9 @@ def test_layers_are_picked_on_the_calibration_text_not_the_evaluation_text(tiny4
     seen = []
     real = distill_module.layer_importance
 
-    def recording(model, windows, reference):
+    def recording(model, windows, reference, should_stop=None):
         seen.append(windows)
-        return real(model, windows, reference)
+        return real(model, windows, reference, should_stop)
 
     monkeypatch.setattr(distill_module, "layer_importance", recording)
     distill(settings(tiny4_dir, tmp_path, steps=1))

@@ -24,9 +24,9 @@ def small(tmp_path, **extra):
 def test_build_then_use_the_distilled_variant(qtbot, window, tmp_path):
     assert not window.controls.distilled.isEnabled()  # no student yet, tooltip says why
     assert "playground distill" in window.controls.distilled.toolTip()
-    with qtbot.waitSignal(window.distill_shown, timeout=WAIT_MS):
+    with qtbot.waitSignal(window.distill_job.shown, timeout=WAIT_MS):
         window.start_distill(**small(tmp_path, steps=3))
-    assert not window.last_distill.cancelled
+    assert not window.distill_job.last_report.cancelled
     qtbot.waitUntil(lambda: window.loaded is not None, timeout=WAIT_MS)
     assert window.controls.distilled.isEnabled() and window.controls.speculative.isEnabled()
     window.controls.distilled.setChecked(True)
@@ -42,8 +42,8 @@ def test_distillation_can_be_cancelled(qtbot, window, tmp_path):
         if event.get("stage") == "train":
             window.stop()
 
-    window.worker.distill_progress.connect(stop_on_training)
-    with qtbot.waitSignal(window.distill_shown, timeout=WAIT_MS):
+    window.distill_job.runner.progress.connect(stop_on_training)
+    with qtbot.waitSignal(window.distill_job.shown, timeout=WAIT_MS):
         window.start_distill(**small(tmp_path, steps=10_000))
-    assert window.last_distill.cancelled and window.last_distill.steps < 10_000
+    assert window.distill_job.last_report.cancelled and window.distill_job.last_report.steps < 10_000
     assert "stopped" in window.status_label.text()

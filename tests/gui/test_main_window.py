@@ -218,7 +218,7 @@ def test_a_failed_load_is_not_saved_and_send_says_why(qtbot, make_window, monkey
     assert "the last load failed (weights are corrupt)" in error.args[0]
     assert "still loading" not in error.args[0]
     window._save_settings()
-    saved = window.settings.value("config")
+    saved = window.store.settings.value("config")
     assert "max_new_tokens=9" in saved and "bf16" not in saved  # what last loaded
 
 
@@ -393,3 +393,29 @@ def test_the_wheel_over_an_unfocused_control_does_not_change_it(qtbot):
     qtbot.waitUntil(spin.hasFocus)
     wheel()  # clicked into: the wheel steps it, as before
     assert spin.value() != before
+
+
+def test_a_load_can_be_stopped_part_way(qtbot, make_window):
+    """Stop during a load ends it at its next stage: the window is free again, says
+    so, and Send says there is no model (the old one was released for the new)."""
+    window = make_window()
+    window.controls.quant.setCurrentText("int8-dynamic")
+    _occupy_worker(window, 0.5)
+    window.apply_controls()  # the load waits behind the busy worker
+    window.stop()
+    qtbot.waitUntil(lambda: window.busy is None, timeout=WAIT_MS)
+    assert window.status_label.text().startswith("Loading stopped")
+    assert window.loaded is None and window.worker.engine is None and not window.errors
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
+        window.apply_controls()  # and loads when asked again
+    assert window.loaded.config.quant == "int8-dynamic"
+
+
+def test_a_stop_belongs_to_its_own_job(qtbot, make_window):
+    """A Stop clicked after a reply ended never stops the next reply (each job has its
+    own token; a shared event had to be cleared by hand at the right moment)."""
+    window = make_window()
+    send(qtbot, window)
+    window.stop()  # nothing runs: a no-op for the finished job
+    send(qtbot, window)
+    assert window.chat.turns[-1].metrics["new_tokens"] == 12 and not window.chat.turns[-1].stopped

@@ -1,0 +1,63 @@
+"""The window's saved settings: the last config that loaded, geometry, panel layout.
+
+Stored as an INI file in the config folder. What cannot be read is dropped (only that
+key) with one line in the status bar; a scripted run (``persist=False``, self-test)
+neither restores the layout nor writes anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from playground.core import paths
+from playground.core.config import ConfigError, RunConfig
+
+KEYS = ("config", "geometry", "splitter")
+
+
+def settings_path() -> Path:
+    return paths.config_dir() / "settings.ini"
+
+
+class SettingsStore:
+    def __init__(self, persist: bool) -> None:
+        self.persist = persist
+        self.settings = QSettings(str(settings_path()), QSettings.Format.IniFormat)
+
+    def restore(self, window: Any) -> tuple[RunConfig | None, str | None]:
+        """Apply the saved geometry and layout to ``window``; the saved config and a
+        notice when something was unreadable."""
+        saved, notice = None, None
+        try:
+            spec = self.settings.value("config", None)
+            if spec is not None and not isinstance(spec, str):
+                raise ConfigError(f"stored config is a {type(spec).__name__}, not a spec string")
+            saved = RunConfig.parse(spec) if spec else None
+            geometry = self.settings.value("geometry", None) if self.persist else None
+            if geometry is not None:
+                if not isinstance(geometry, QByteArray) or not window.restoreGeometry(geometry):
+                    raise ValueError("window geometry is unreadable")
+            sizes = self.settings.value("splitter", None) if self.persist else None
+            if sizes is not None and (not isinstance(sizes, QByteArray)
+                                      or not window.splitter.restoreState(sizes)):
+                raise ValueError("panel layout is unreadable")
+        except (ConfigError, ValueError, TypeError) as exc:
+            notice = f"Settings were unreadable ({exc}); using defaults."
+            if self.persist:  # drop what was unreadable; a scripted run touches nothing
+                for key in KEYS:
+                    self.settings.remove(key)
+        if self.settings.status() != QSettings.Status.NoError:
+            notice = "Settings file could not be read; using defaults."
+        return saved, notice
+
+    def save(self, window: Any, good_config: RunConfig | None) -> None:
+        if not self.persist:
+            return
+        if good_config is not None:  # never a model that failed to load
+            self.settings.setValue("config", good_config.format(only_changed=True))
+        self.settings.setValue("geometry", window.saveGeometry())
+        self.settings.setValue("splitter", window.splitter.saveState())
+        self.settings.sync()
