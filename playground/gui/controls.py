@@ -281,7 +281,15 @@ class ControlsPanel(QWidget):
                 child.setEnabled(reason is None)
         self.busy_reason.setText(f"Controls locked: {reason}" if reason else "")
         if reason is None:
+            self.apply.setText("Load / apply")
+            self.apply.setToolTip("")
             self._sync_enabled()
+
+    def offer_stop(self, what: str) -> None:
+        """While a load runs, its button stops it (the other controls stay locked)."""
+        self.apply.setText(f"Stop {what}")
+        self.apply.setToolTip("stops at the load's next stage; no model is loaded then")
+        self.apply.setEnabled(True)
 
     def refresh_student(self) -> None:
         """Enable the student toggles only when a student is available for the model."""

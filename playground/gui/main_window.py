@@ -197,6 +197,10 @@ class MainWindow(QMainWindow):
         except ConfigError as exc:
             self.show_error(str(exc))
             return
+        job = self.jobs.job
+        if self.busy and job is not None and job.kind == "load" and not job.token.cancelled:
+            self.stop()  # the button says "Stop loading" while a load runs
+            return
         if self.busy:
             # Never race the worker: the change waits until the current job is done.
             self.pending_config = config
@@ -207,7 +211,9 @@ class MainWindow(QMainWindow):
     def _request_load(self, config: RunConfig) -> None:
         self._set_busy(f"loading {config.endpoint or config.model}")
         self.requested_config = config
+        self.status_label.setText(f"Loading {config.format(only_changed=True) or 'defaults'}…")
         self.jobs.load(config)
+        self.controls.offer_stop("loading")
 
     @Slot(str)
     def send(self, text: str) -> None:
@@ -382,9 +388,17 @@ class MainWindow(QMainWindow):
         """A load stopped part-way (the old model was already released)."""
         if job.kind == "load":
             self.requested_config = None
-            self.loaded = None
+            self._no_model("loading was stopped")
         self._set_busy(None)
         self.status_label.setText(message)
+
+    def _no_model(self, why: str) -> None:
+        """The old model was released for the new one, which did not come: nothing of the
+        old one stays on screen as if it were loaded."""
+        self.loaded = None
+        self.controls.model_info.setText(f"No model loaded: {why}.")
+        self.controls.model_info.setToolTip("")
+        self.charts.set_reference(None, None)
 
     @Slot(object, str)
     def on_failed(self, job: Job, message: str) -> None:
@@ -392,7 +406,7 @@ class MainWindow(QMainWindow):
             self.requested_config = None
             self.load_error = message
             if self.worker.engine is None:  # released before the failure: nothing to chat with
-                self.loaded = None
+                self._no_model("the last load failed")
             elif self.loaded is not None:  # the old model is kept: so is its path in the field
                 self.controls.model.setText(self.loaded.config.model)
                 self.controls.endpoint.setText(self.loaded.config.endpoint)

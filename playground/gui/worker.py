@@ -97,10 +97,13 @@ class Worker(QObject):
                        bandwidth_bound(engine.bandwidth_gb_s, engine.weights_mb))
             )
         except Cancelled:
-            memory.release()
             self.cancelled.emit(job, "Loading stopped: no model is loaded; press Load / apply")
         except Exception as exc:  # shown in the window; the app keeps running
             self.failed.emit(job, _one_line(exc))
+        if self.engine is None:
+            # out here: inside the except block the traceback's frames still hold the
+            # half-built model
+            memory.release()
 
     @Slot(object, object, object)
     def generate(self, job: Job, messages: list[dict[str, str]],

@@ -402,10 +402,14 @@ def test_a_load_can_be_stopped_part_way(qtbot, make_window):
     window.controls.quant.setCurrentText("int8-dynamic")
     _occupy_worker(window, 0.5)
     window.apply_controls()  # the load waits behind the busy worker
-    window.stop()
+    assert window.controls.apply.text() == "Stop loading" and window.controls.apply.isEnabled()
+    assert not window.controls.quant.isEnabled()
+    window.controls.apply.click()
     qtbot.waitUntil(lambda: window.busy is None, timeout=WAIT_MS)
+    assert window.controls.apply.text().startswith("Load / apply")
     assert window.status_label.text().startswith("Loading stopped")
     assert window.loaded is None and window.worker.engine is None and not window.errors
+    assert window.controls.model_info.text() == "No model loaded: loading was stopped."
     with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
         window.apply_controls()  # and loads when asked again
     assert window.loaded.config.quant == "int8-dynamic"
