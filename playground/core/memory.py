@@ -84,6 +84,7 @@ class RssSampler:
         if self._thread is not None:
             self._thread.join()
         self._sample()
+        self.sampled_peak_mb = self.peak_mb  # what the samples alone saw (benchmarks)
         kernel = kernel_peak_rss_mb() if self.kernel_counter else None
         if kernel is not None and kernel > self.peak_mb:
             self.peak_mb = kernel

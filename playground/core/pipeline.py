@@ -122,10 +122,11 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
         note = opt.apply(ctx)
         if note:
             ctx.notes.append(note)
-    if config.quant != "none":
-        # The float tensors the quantizer left (embeddings, norms) may still be views of the
-        # memory-mapped checkpoint, which keeps the whole file resident (538 MB for the
-        # default model beside 248 MB of int8 weights); own copies let it go.
+    if config.quant != "none" or config.prune > 0:
+        # The float tensors the quantizer or the pruner left (embeddings, norms) may still
+        # be views of the memory-mapped checkpoint, which keeps the whole file resident
+        # (538 MB for the default model beside 248 MB of int8 weights, or beside the
+        # smaller matrices structured pruning made); own copies let it go.
         memory.own_memory(ctx.model)
     progress("Measuring memory bandwidth…")
     # at the thread count this run decodes with (the device step set it)

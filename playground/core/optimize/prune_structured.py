@@ -1,8 +1,9 @@
 """prune_method=structured: remove MLP neurons and attention heads, shrinking the matrices.
 
-Importance is measured, not guessed: a short calibration pass over the shipped
-evaluation text records each neuron's mean absolute activation and each head's
-mean output norm, times the norm of the weights that read them (Wanda-style).
+Importance is measured, not guessed: a short calibration pass records each neuron's
+mean absolute activation and each head's mean output norm, times the norm of the
+weights that read them (Wanda-style), on the shipped calibration text
+(assets/calibration/), never the evaluation text that then scores the pruned model.
 The lowest-scoring ones go. Grouped-query attention is respected: every kept KV
 head keeps the same number of query heads, so the pruned model is a valid model of
 the same architecture with a smaller config (the tied embedding stays as it is).
