@@ -37,9 +37,10 @@ lint: setup
 	$(BIN)/ruff check playground tests benchmarks packaging
 	$(BIN)/lint-imports
 
-# The default model's distilled student (17.5 minutes on 2 CPU cores): 14 of 30
-# layers picked by measured importance, 13 minutes of knowledge distillation on the
-# teacher's sampled replies; KL to the teacher 3.12 -> 1.46 nats (BENCHMARKS.md).
+# The default model's distilled student (17.5 minutes on 2 Intel cores with bf16, 21 on
+# 2 AMD cores in float32): 14 of 30 layers picked by measured importance, 13 minutes of
+# knowledge distillation on the teacher's sampled replies; KL to the teacher
+# 3.12 -> 1.46 / 3.30 -> 1.57 nats (BENCHMARKS.md).
 distill-default: default-model
 	$(BIN)/playground distill --teacher model=default --layers 14 --minutes 13
 
