@@ -195,7 +195,7 @@ class Engine:
         new: list[int] = []
         extra: dict[str, Any] = {}
         pieces = Detokenizer(self.tokenizer)
-        finish = "cancelled"  # unless the loop says otherwise (a stop during the prompt)
+        finish: str | None = None
         cache, start = self._cache_for(ids) if decoder.uses_cache else (decoder.new_cache(), 0)
         timeline.prefilled_tokens = len(ids) - start
         with torch.inference_mode():
@@ -212,23 +212,23 @@ class Engine:
                         if len(new) >= cfg.max_new_tokens:
                             finish = "length"
                             break
+                    # sample() read the token on the host: on CUDA that waited for the device
                     now = time.perf_counter()
                     if timeline.t_first_logits is None:
                         timeline.t_first_logits = now
                     for text in texts:
                         timeline.token_times.append(now)
                         on_token(text)
-                    if finish != "cancelled":
+                    if finish is None and should_stop():
+                        finish = "cancelled"
+                    if finish is not None:
                         break
-                    if should_stop():
-                        break
-                else:
-                    # the decoder ended by itself: generate() reached its limit, or a stop
-                    # (during the prompt, or one generate() saw)
-                    if new and not should_stop():
-                        finish = "length"
             finally:
                 chunks.close()
+        if finish is None:
+            # the decoder ended by itself: generate() reached its limit, or a stop (during
+            # the prompt, or one generate() saw)
+            finish = "length" if new and not should_stop() else "cancelled"
         if decoder.uses_cache and cfg.prefix_cache and timeline.t_first_logits is not None:
             # The cache holds the prompt and every new token that was fed back; the last
             # one is not fed back when the turn ended on length or cancel.
