@@ -198,8 +198,10 @@ class MainWindow(QMainWindow):
             self.show_error(str(exc))
             return
         job = self.jobs.job
-        if self.busy and job is not None and job.kind == "load" and not job.token.cancelled:
-            self.stop()  # the button says "Stop loading" while a load runs
+        if self.busy and job is not None and job.kind == "load":
+            # the button says "Stop loading" while a load runs; a second click while the
+            # load winds down must not queue the same settings to load again after it
+            self.stop()
             return
         if self.busy:
             # Never race the worker: the change waits until the current job is done.
@@ -303,10 +305,6 @@ class MainWindow(QMainWindow):
         self.compare.on_ab_done(side, "stopped before this side started")
         self._after_side_job()
         self.ab_shown.emit()
-
-    def begin_job(self, kind: str) -> Job:
-        """A job requested by a tab or dialog of its own (the training jobs)."""
-        return self.jobs.begin(kind)
 
     @Slot()
     def stop(self) -> None:

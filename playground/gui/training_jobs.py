@@ -12,6 +12,7 @@ training, it ends at the next step and says how far it got.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -39,27 +40,23 @@ def show_training_progress(window: Any, what: str, event: dict) -> None:
 
 
 class TrainingRunner(QObject):
-    """In the worker thread: runs ``func(settings, progress=, should_stop=)``."""
+    """In the worker thread: runs ``work(settings, progress=, should_stop=)``."""
 
     progress = Signal(object)  # dict event from the core function
     done = Signal(object)  # its report
     failed = Signal(str)
     cancelled = Signal(str)
 
-    def __init__(self, worker: Any, func_name: str) -> None:
+    def __init__(self, worker: Any, work: Callable[..., Any]) -> None:
         super().__init__()
         self.worker = worker  # the model worker, in this same thread
-        self.func_name = func_name  # "playground.core.distill:distill"
+        self.work = work
 
     @Slot(object, object)
     def run(self, job: Job, settings: Any) -> None:
-        import importlib
-
-        module, name = self.func_name.split(":")
-        func = getattr(importlib.import_module(module), name)
         self.worker.engine = None  # the teacher and its trainee need the memory
         try:
-            report = func(settings, progress=self.progress.emit, should_stop=job.token)
+            report = self.work(settings, progress=self.progress.emit, should_stop=job.token)
         except Cancelled as exc:
             self.cancelled.emit(str(exc))
             return
@@ -76,7 +73,7 @@ class TrainingJob(QObject):
     request = Signal(object, object)  # Job, settings
     shown = Signal()  # after the result is on screen (tests wait on it)
     what = "Training"
-    func_name = ""
+    kind = "training"  # the Job's kind
 
     def __init__(self, window: Any) -> None:
         super().__init__(window)
@@ -85,7 +82,7 @@ class TrainingJob(QObject):
         # widgets deadlocks (seen in the GUI tests).
         self.window = weakref.proxy(window)
         self.last_report = None
-        self.runner = TrainingRunner(window.worker, self.func_name)  # no GUI objects
+        self.runner = TrainingRunner(window.worker, self.work)  # no GUI objects
         self.runner.moveToThread(window.thread)
         window.thread.finished.connect(self.runner.deleteLater)
         self.request.connect(self.runner.run)
@@ -98,7 +95,12 @@ class TrainingJob(QObject):
         window = self.window
         window._release_chat_model(f"{busy} (Tools → Stop current job to cancel)")
         window.progress.setRange(0, 0)
-        self.request.emit(window.begin_job(self.what.lower()), settings)
+        self.request.emit(window.jobs.begin(self.kind), settings)
+
+    @staticmethod
+    def work(settings: Any, progress: Any, should_stop: Any) -> Any:
+        """The core function (imported when it runs: it brings torch)."""
+        raise NotImplementedError
 
     def summary(self, report: Any) -> tuple[str, str | None]:
         """The status line and, when a dialog should say it, the dialog's title."""
@@ -135,17 +137,21 @@ class TrainingJob(QObject):
     def _end(self, status: str | None) -> None:
         window = self.window
         window.progress.setRange(0, 0)
-        if status:
-            window.status_label.setText(status)
         window._after_side_job()
-        if status:  # the chat model's reload may have written over it
+        if status:  # after: the chat model's reload writes its own status
             window.status_label.setText(status)
         self.shown.emit()
 
 
 class DistillJob(TrainingJob):
     what = "Distilling"
-    func_name = "playground.core.distill:distill"
+    kind = "distill"
+
+    @staticmethod
+    def work(settings: Any, progress: Any, should_stop: Any) -> Any:
+        from playground.core.distill import distill
+
+        return distill(settings, progress=progress, should_stop=should_stop)
 
     def dialog(self) -> None:
         from playground.core.distill import preset_layers
@@ -206,7 +212,13 @@ class DistillJob(TrainingJob):
 
 class QatJob(TrainingJob):
     what = "QAT"
-    func_name = "playground.core.qat:qat"
+    kind = "qat"
+
+    @staticmethod
+    def work(settings: Any, progress: Any, should_stop: Any) -> Any:
+        from playground.core.qat import qat
+
+        return qat(settings, progress=progress, should_stop=should_stop)
 
     def dialog(self) -> None:
         from playground.core.qat import QatSettings

@@ -405,7 +405,9 @@ def test_a_load_can_be_stopped_part_way(qtbot, make_window):
     assert window.controls.apply.text() == "Stop loading" and window.controls.apply.isEnabled()
     assert not window.controls.quant.isEnabled()
     window.controls.apply.click()
+    window.controls.apply.click()  # a second click while it winds down: no reload queued
     qtbot.waitUntil(lambda: window.busy is None, timeout=WAIT_MS)
+    assert window.pending_config is None and window.requested_config is None
     assert window.controls.apply.text().startswith("Load / apply")
     assert window.status_label.text().startswith("Loading stopped")
     assert window.loaded is None and window.worker.engine is None and not window.errors
