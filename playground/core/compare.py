@@ -132,7 +132,7 @@ def run_compare(
                 label = config.format(only_changed=True) or "defaults"
                 tag = f"[round {round_ + 1}/{repeats}, {index + 1}/{n}]"
                 status(f"{tag} loading {label}")
-                engine = build(config, progress=jobs.checked(status, should_stop, "loading"))
+                engine = build(config, progress=status, should_stop=should_stop)
                 if round_ > 0 and units:  # a reloaded model: warm its caches on one prompt
                     engine.chat(conversations[0], should_stop=should_stop)
                     done[0] += 1

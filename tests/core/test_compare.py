@@ -38,10 +38,10 @@ def test_models_are_released_between_configs(tiny_dir):
     alive: list[weakref.ref] = []
     seen_alive_at_build: list[int] = []
 
-    def build(config, progress):
+    def build(config, progress, should_stop=None):
         gc.collect()
         seen_alive_at_build.append(sum(1 for ref in alive if ref() is not None))
-        engine = build_engine(config, progress)
+        engine = build_engine(config, progress, should_stop=should_stop)
         alive.append(weakref.ref(engine.model))
         return engine
 
@@ -139,9 +139,9 @@ compare_plot.write(Path(sys.argv[1]), rows)
 def test_configs_alternate_round_by_round_with_each_rounds_spread(tiny_dir):
     order: list[str] = []
 
-    def build(config, progress):
+    def build(config, progress, should_stop=None):
         order.append(config.quant)
-        return build_engine(config, progress)
+        return build_engine(config, progress, should_stop=should_stop)
 
     out = run_compare(configs(tiny_dir, "", "quant=int8-dynamic"), PROMPTS, warmup=1,
                       repeats=3, build=build)
@@ -176,10 +176,10 @@ def test_a_wide_spread_is_flagged_noisy():
 def test_a_failure_on_the_third_config_keeps_the_first_two(tiny_dir):
     from playground.core.models import ModelError
 
-    def build(config, progress):
+    def build(config, progress, should_stop=None):
         if config.quant == "int8-dynamic":
             raise ModelError("model: simulated failure while loading")
-        return build_engine(config, progress)
+        return build_engine(config, progress, should_stop=should_stop)
 
     out = run_compare(configs(tiny_dir, "", "quant=bf16", "quant=int8-dynamic"), PROMPTS,
                       warmup=0, repeats=2, build=build)
@@ -202,9 +202,9 @@ def test_the_baseline_reference_is_not_resident_while_others_are_measured(tiny_d
     monkeypatch.setattr(quality, "reference", reference)
     seen: list[bool] = []
 
-    def build(config, progress):
+    def build(config, progress, should_stop=None):
         seen.append(bool(made) and made[0].logprobs is not None)
-        return build_engine(config, progress)
+        return build_engine(config, progress, should_stop=should_stop)
 
     out = run_compare(configs(tiny_dir, "", "quant=int8-dynamic"), PROMPTS, warmup=0,
                       repeats=1, build=build)

@@ -60,8 +60,8 @@ def test_compare_scores_an_endpoint_on_its_replies(server, tiny_dir):
     local = RunConfig(model=str(tiny_dir), max_new_tokens=8)
     remote = RunConfig.parse(f"endpoint={url}/v1,max_new_tokens=8")
 
-    def build(config, progress=lambda m: None):
-        engine = build_engine(config, progress=progress)
+    def build(config, progress=lambda m: None, should_stop=None):
+        engine = build_engine(config, progress=progress, should_stop=should_stop)
         if not config.endpoint:
             engine.eos_ids = set()  # as the server's engine
         return engine
