@@ -301,7 +301,7 @@ def ctrl_c_stops() -> Iterator[CancelToken]:
         if stop.cancelled:
             raise KeyboardInterrupt
         stop.cancel()
-        print("\nstopping after the current token (Ctrl+C again to abort)", file=sys.stderr)
+        print("\nstopping at the next token or step (Ctrl+C again to abort)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

@@ -11,7 +11,8 @@
    temperature-softened logits × T² plus a little cross-entropy, AdamW with a cosine
    schedule, bf16 autocast where the CPU multiplies bf16 natively (else float32:
    emulated bf16 was 21× slower a step on an AVX2-only AMD EPYC), tied embeddings
-   frozen. T=1 (the quality metric's own temperature) beat T=2 here. Checkpoints make it resumable.
+   frozen. T=1 (the quality metric's own temperature) beat T=2 here. Checkpoints
+   make it resumable.
 4. The student is saved as a Hugging Face folder and registered as the teacher's
    distilled variant; its size, speed and KL before/after training are reported.
 """
