@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from playground.core.config import RunConfig
+from playground.core.jobs import ShouldStop
 
 # Prompt tokens per prefill pass: Stop is checked between passes, so a long prompt
 # can be stopped within about a second on a CPU.
 PREFILL_CHUNK = 256
 
 Sample = Callable[[Any], int]  # logits -> the next token
-ShouldStop = Callable[[], bool]
 
 
 class Decoder:

@@ -31,10 +31,10 @@ from typing import Any
 
 from playground.core import jobs, memory, paths, quality, registry
 from playground.core.bench import read_lines
+from playground.core.jobs import ShouldStop
 from playground.core.models import load
 
 Progress = Callable[[dict[str, Any]], None]
-ShouldStop = Callable[[], bool]
 CHECKPOINT = "checkpoint.pt"
 CORPUS = "corpus.pt"
 

@@ -16,12 +16,12 @@ from typing import Any
 from playground.core import decoders, lean_decode, memory
 from playground.core.config import RunConfig
 from playground.core.decoders import Decoder
+from playground.core.jobs import ShouldStop
 from playground.core.metrics import TokenTimeline, TurnMetrics, turn_metrics
 from playground.core.optimize.response_cache import ResponseCache
 
 Message = dict[str, str]
 OnToken = Callable[[str], None]
-ShouldStop = Callable[[], bool]
 
 
 class GenerationError(RuntimeError):

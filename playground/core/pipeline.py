@@ -13,11 +13,11 @@ from typing import Any
 from playground.core import jobs, memory, models
 from playground.core.config import RunConfig
 from playground.core.engine import Engine
+from playground.core.jobs import ShouldStop
 from playground.core.optimize import PIPELINE, Build, OptimizationError
 from playground.core.optimize.device import resolve_device
 
 Progress = Callable[[str], None]
-ShouldStop = Callable[[], bool]
 
 
 def check(config: RunConfig) -> str:

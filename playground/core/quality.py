@@ -8,13 +8,11 @@ Pure functions work on tensors so they can be tested on hand-made logits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from playground.core import jobs, paths
-
-ShouldStop = Callable[[], bool]
+from playground.core.jobs import ShouldStop
 
 WINDOW = 256
 BATCH = 4
