@@ -29,6 +29,7 @@ FUSE_ROW_MULTIPLE = 64  # row views of a packed int4 matrix must start on a 64-r
 # Native kernels: activations as int16 per run of 32 (fast, KL 0.0000 measured), or
 # PLAYGROUND_NATIVE_ACT=f32 for plain float32 (exact up to summation order, ~30% slower).
 INT_ACT = os.environ.get("PLAYGROUND_NATIVE_ACT", "int16") != "f32"
+BLOCK_ROWS = 8  # qblocks.c's blocks of output rows
 
 
 @dataclass
@@ -315,28 +316,52 @@ def _native_class() -> type:
                       scratch.data_ptr(), rows, n, k, g, threads(), int_act)
         return y
 
+    def q4_blocks(x: Any, codes: Any, d: Any, m: Any, n: int, k: int, g: int) -> Any:
+        rows = x.shape[0]
+        y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2))
+        lib.q4_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), m.data_ptr(),
+                             y.data_ptr(), scratch.data_ptr(), rows, n, k, g, threads())
+        return y
+
+    def q8_blocks(x: Any, codes: Any, d: Any, n: int, k: int, g: int) -> Any:
+        rows = x.shape[0]
+        y, scratch = empty(rows, n), empty(rows * (k // 32 + k // 2))
+        lib.q8_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), y.data_ptr(),
+                             scratch.data_ptr(), rows, n, k, g, threads())
+        return y
+
     class NativeWeightLinear(weight_only_class()):
         """qgemv.c: int4 codes two per byte + fp16 scale and offset per group (w = d·q + m),
-        or int8 codes + fp16 scale per group; float32 activations."""
+        or int8 codes + fp16 scale per group; float32 activations. ``blocked``: the codes,
+        scales and offsets are in qblocks.c's blocks of 8 rows (the same bytes, reordered
+        within each block), multiplied with int16 activations."""
 
         def __init__(self, kind: str, codes: Any, scales: Any, offsets: Any, group: int,
-                     rows: int, cols: int, bias: Any = None) -> None:
+                     rows: int, cols: int, bias: Any = None, blocked: bool = False) -> None:
             super().__init__(kind, group, rows, cols, bias)
+            self.blocked = blocked
             self.register_buffer("codes", codes)
             self.register_buffer("scales", scales)
             self.register_buffer("offsets", offsets)
 
         def kernel(self) -> tuple[Any, tuple[Any, ...]]:
             n, k, g, a = self.out_features, self.in_features, self.group, int(INT_ACT)
+            if self.blocked:
+                if self.kind == "int4":
+                    return q4_blocks, (self.codes, self.scales, self.offsets, n, k, g)
+                return q8_blocks, (self.codes, self.scales, n, k, g)
             if self.kind == "int4":
                 return q4, (self.codes, self.scales, self.offsets, n, k, g, a)
             return q8, (self.codes, self.scales, n, k, g, a)
 
         def rows_view(self, start: int, stop: int) -> Any:
+            if self.blocked and (start % BLOCK_ROWS or stop % BLOCK_ROWS):
+                raise ValueError(f"rows_view: {start}:{stop} splits a block of {BLOCK_ROWS} rows")
             bias = None if self.bias is None else self.bias[start:stop]
             offsets = None if self.offsets is None else self.offsets[start:stop]
             return type(self)(self.kind, self.codes[start:stop], self.scales[start:stop],
-                              offsets, self.group, stop - start, self.in_features, bias)
+                              offsets, self.group, stop - start, self.in_features, bias,
+                              self.blocked)
 
     return NativeWeightLinear
 
@@ -347,15 +372,37 @@ def _native_pack(parts: list[QWeight], bias: Any) -> Any:
     kind, group, cols = parts[0].kind, parts[0].group, parts[0].cols
     q = torch.cat([p.q for p in parts]) if len(parts) > 1 else parts[0].q
     rows = int(q.shape[0])
+    # every part whole blocks, so each part's row view is a matrix in the same layout
+    blocked = INT_ACT and cols % 32 == 0 and all(p.rows % BLOCK_ROWS == 0 for p in parts)
     scale = torch.cat([p.scale.reshape(p.rows, -1) for p in parts]).to(torch.float16)
     if kind in ("int8", "q8_0"):
         group = cols if kind == "int8" else group  # one scale per row: a single group
-        return _native_class()("q8", q.to(torch.int8).contiguous(), scale.contiguous(), None,
-                               group, rows, cols, bias)
+        codes = q.to(torch.int8)
+        if blocked:
+            # [block, row c, run, pair p, e] -> [block, run, p, c, e]
+            codes = codes.reshape(rows // 8, 8, cols // 32, 16, 2).permute(0, 2, 3, 1, 4)
+        return _native_class()("q8", codes.reshape(rows, cols).contiguous(),
+                               _block_scales(scale, blocked), None, group, rows, cols, bias,
+                               blocked)
     # w = (q - 8)·scale + zero = scale·q + (zero - 8·scale): GGUF Q4_1's d and m
     zero = torch.cat([p.zero for p in parts]).float()
     offset = (zero - 8 * scale.float()).to(torch.float16)
-    runs = q.reshape(rows, cols // 32, 2, 16).to(torch.uint8)
-    codes = (runs[:, :, 0] | (runs[:, :, 1] << 4)).reshape(rows, cols // 2)
-    return _native_class()("int4", codes.contiguous(), scale.contiguous(), offset.contiguous(),
-                           group, rows, cols, bias)
+    q = q.to(torch.uint8)
+    if blocked:  # [block, row c, run, vector j, nibble s, e] -> [block, run, j, c, e, s]
+        nib = q.reshape(rows // 8, 8, cols // 32, 4, 4, 2).permute(0, 2, 3, 1, 5, 4)
+        # a 16-bit lane's low byte holds nibbles 0 and 1, its high byte 2 and 3
+        codes = torch.stack([nib[..., 0] | (nib[..., 1] << 4), nib[..., 2] | (nib[..., 3] << 4)], -1)
+    else:  # GGUF's order: byte j of a run holds inputs j (low nibble) and j + 16
+        runs = q.reshape(rows, cols // 32, 2, 16)
+        codes = runs[:, :, 0] | (runs[:, :, 1] << 4)
+    return _native_class()("int4", codes.reshape(rows, cols // 2).contiguous(),
+                           _block_scales(scale, blocked), _block_scales(offset, blocked),
+                           group, rows, cols, bias, blocked)
+
+
+def _block_scales(s: Any, blocked: bool) -> Any:
+    """[rows, groups] as qblocks.c reads them: per block of 8 rows, group by group."""
+    if not blocked:
+        return s.contiguous()
+    rows, groups = s.shape
+    return s.reshape(rows // 8, 8, groups).transpose(1, 2).contiguous().reshape(rows, groups)

@@ -55,13 +55,59 @@ def test_kernel_layer_computes_x_times_the_dequantized_weights(kind, backend):
     assert float((got - expected).abs().max()) <= tol * float(expected.abs().max())
 
 
+def _quantize(kind: str, w):
+    if kind == "int8":
+        return weight_quant.quantize_int8(w)
+    if kind == "q8_0":  # GGUF's int8 with a scale per 32 inputs
+        return weight_quant.QWeight("q8_0", *_q8_0(w), None, 32)
+    return weight_quant.quantize_int4(w, 32)
+
+
+def _q8_0(w):
+    runs = w.reshape(w.shape[0], -1, 32)
+    scale = (runs.abs().amax(-1) / 127).clamp_min(1e-6).half().float()
+    q = torch.round(runs / scale[..., None]).clamp(-127, 127).reshape(w.shape)
+    return q.to(torch.int8), scale
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4", "q8_0"])
+@pytest.mark.parametrize("rows,blocked", [(64, True), (60, False)])
+def test_both_native_layouts_give_a_row_the_same_bits_alone_or_in_a_tile(kind, rows, blocked):
+    """Rows in whole blocks of 8 use qblocks.c's layout, others qgemv.c's rows; either way
+    a row's output is x times the stored weights, and the same bits in any batch."""
+    if weight_quant.backend() != "native":
+        pytest.skip("native kernels unavailable here")
+    torch.manual_seed(3)
+    qw = _quantize(kind, torch.randn(rows, 96))
+    layer = weight_quant.pack([qw])
+    assert layer.blocked is blocked
+    fn, args = layer.kernel()
+    x = torch.randn(11, 96)
+    together = fn(x, *args)
+    expected = x @ qw.dequantize().float().t()
+    assert float((together - expected).abs().max()) <= 1e-4 * float(expected.abs().max())
+    for m in range(1, 10):  # tiles of 4, the last of 1 to 3
+        batch = fn(x[:m], *args)
+        assert torch.equal(batch, torch.cat([fn(x[i : i + 1], *args) for i in range(m)])), m
+        assert torch.equal(batch, together[:m]), m
+
+
+def test_a_row_view_must_not_split_a_block():
+    if weight_quant.backend() != "native":
+        pytest.skip("native kernels unavailable here")
+    layer = weight_quant.pack([weight_quant.quantize_int4(torch.randn(64, 64), 32)])
+    assert layer.rows_view(8, 24).out_features == 16
+    with pytest.raises(ValueError, match="splits a block of 8 rows"):
+        layer.rows_view(4, 24)
+
+
+@pytest.mark.parametrize("sizes", [(128, 64, 64), (36, 20, 20)])
 @pytest.mark.parametrize("kind", ["int8", "int4"])
-def test_fused_rows_equal_separate_layers(kind, backend):
+def test_fused_rows_equal_separate_layers(kind, sizes, backend):
+    if backend == "torch" and kind == "int4" and sizes[0] % 16:
+        pytest.skip("torch's int4 kernel takes rows in sixteens only")
     torch.manual_seed(2)
-    weights = [torch.randn(n, 64) for n in (128, 64, 64)]
-    quantize = (weight_quant.quantize_int8 if kind == "int8"
-                else lambda w: weight_quant.quantize_int4(w, 32))
-    parts = [quantize(w) for w in weights]
+    parts = [_quantize(kind, torch.randn(n, 64)) for n in sizes]  # in blocks of 8 rows, or not
     fused, views = weight_quant.pack_fused(parts, [None, None, None])
     x = torch.randn(1, 64).bfloat16()
     assert fused is not None

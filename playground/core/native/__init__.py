@@ -1,4 +1,5 @@
-"""The native weight-only kernels (qgemv.c), compiled once per machine and loaded with ctypes.
+"""The native weight-only kernels (qgemv.c, qblocks.c, qstep.c), compiled once per machine
+and loaded with ctypes.
 
 Why our own: on an AVX2 CPU without AVX-512 (the AMD EPYC machines here) torch's
 int4 kernel decodes slower than a dense float32 matmul at one token, and both of
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from playground.core import paths
 
-SOURCES = [Path(__file__).with_name(name) for name in ("qgemv.c", "qstep.c")]
+SOURCES = [Path(__file__).with_name(name) for name in ("qgemv.c", "qblocks.c", "qstep.c")]
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 PORTABLE_FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 PREBUILT_ENV = "PLAYGROUND_QGEMV"  # the packaged app points this at its bundled copy
@@ -91,6 +92,10 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.q4_matmul.restype = None
     lib.q8_matmul.argtypes = [ptr] * 5 + [i64] * 4 + [ctypes.c_int] * 2
     lib.q8_matmul.restype = None
+    lib.q4_blocks_matmul.argtypes = [ptr] * 6 + [i64] * 4 + [ctypes.c_int]
+    lib.q4_blocks_matmul.restype = None
+    lib.q8_blocks_matmul.argtypes = [ptr] * 5 + [i64] * 4 + [ctypes.c_int]
+    lib.q8_blocks_matmul.restype = None
     lib.qstep.argtypes = [ptr, i64, i64, ptr, ptr, i64, ptr, ptr, ctypes.c_int, ctypes.c_int]
     lib.qstep.restype = None
     lib.qstep_rows.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr,

@@ -14,6 +14,9 @@
  * Rows of W are split across OpenMP threads (the process's libgomp: torch's own, so
  * torch.set_num_threads governs both). Rows of x are taken four at a time, so each
  * block of weights is decoded once per four rows in prefill.
+ *
+ * These row-layout kernels serve float32 activations and matrices whose rows are not
+ * whole blocks of 8; with int16 activations the rest run in qblocks.c's layout.
  */
 #include <stdint.h>
 #include <string.h>
@@ -479,4 +482,15 @@ void q8_matmul(const float *x, const int8_t *qs, const uint16_t *d, float *y, fl
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
         for (int64_t n = 0; n < N; n++) q8_row(x, qs, d, y, n, r0, mt, N, K, G);
     }
+}
+
+#if QGEMV_AVX2
+/* for qblocks.c: the same activation preparation as the row kernels above */
+void qgemv_int16_rows(const float *x, int16_t *xq, float *xd, int64_t M, int64_t K) {
+    for (int64_t r = 0; r < M; r++) quantize_runs(x + r * K, xq + r * K, xd + r * (K / 32), K);
+}
+#endif
+
+void qgemv_group_sums(const float *x, float *xsum, int64_t M, int64_t K, int64_t G) {
+    group_sums(x, xsum, M, K, G);
 }

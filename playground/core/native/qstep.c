@@ -18,9 +18,16 @@ void q4_matmul(const float *x, const uint8_t *qs, const uint16_t *d, const uint1
                int int_act);
 void q8_matmul(const float *x, const int8_t *qs, const uint16_t *d, float *y, float *scratch,
                int64_t M, int64_t N, int64_t K, int64_t G, int threads, int int_act);
+void q4_blocks_matmul(const float *x, const uint8_t *qs, const uint16_t *d, const uint16_t *m,
+                      float *y, float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
+                      int threads);
+void q8_blocks_matmul(const float *x, const int8_t *qs, const uint16_t *d, float *y,
+                      float *scratch, int64_t M, int64_t N, int64_t K, int64_t G, int threads);
 
+/* kinds: 4: int4 codes + scale + offset, 8: int8 codes + scale, in rows; 14 and 18: the
+ * same in qblocks.c's blocks of 8 rows (int16 activations only) */
 typedef struct {
-    int64_t kind; /* 4: int4 codes + scale + offset, 8: int8 codes + scale */
+    int64_t kind;
     const void *codes;
     const uint16_t *d, *m;
     int64_t N, K, G;
@@ -41,6 +48,18 @@ typedef struct {
 
 static void matmul(const QMat *w, const float *x, float *y, int64_t rows, float *scratch,
                    int threads, int int_act) {
+#if defined(__AVX2__) && defined(__FMA__)
+    if (w->kind == 14) {
+        q4_blocks_matmul(x, (const uint8_t *)w->codes, w->d, w->m, y, scratch, rows, w->N, w->K,
+                         w->G, threads);
+        return;
+    }
+    if (w->kind == 18) {
+        q8_blocks_matmul(x, (const int8_t *)w->codes, w->d, y, scratch, rows, w->N, w->K, w->G,
+                         threads);
+        return;
+    }
+#endif
     if (w->kind == 4)
         q4_matmul(x, (const uint8_t *)w->codes, w->d, w->m, y, scratch, rows, w->N, w->K, w->G,
                   threads, int_act);

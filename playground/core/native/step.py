@@ -43,7 +43,7 @@ class QModel(ctypes.Structure):
 def _qmat(layer: Any) -> QMat | None:
     if type(layer).__name__ != "NativeWeightLinear" or layer.bias is not None:
         return None
-    kind = 4 if layer.kind == "int4" else 8
+    kind = (4 if layer.kind == "int4" else 8) + (10 if layer.blocked else 0)  # see qstep.c
     offsets = layer.offsets.data_ptr() if layer.offsets is not None else None
     return QMat(kind, layer.codes.data_ptr(), layer.scales.data_ptr(), offsets,
                 layer.out_features, layer.in_features, layer.group)
