@@ -318,14 +318,14 @@ def _native_class() -> type:
 
     def q4_blocks(x: Any, codes: Any, d: Any, m: Any, n: int, k: int, g: int) -> Any:
         rows = x.shape[0]
-        y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2))
+        y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2 + 4 * k) + 8)
         lib.q4_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), m.data_ptr(),
                              y.data_ptr(), scratch.data_ptr(), rows, n, k, g, threads())
         return y
 
     def q8_blocks(x: Any, codes: Any, d: Any, n: int, k: int, g: int) -> Any:
         rows = x.shape[0]
-        y, scratch = empty(rows, n), empty(rows * (k // 32 + k // 2))
+        y, scratch = empty(rows, n), empty(rows * (k // 32 + k // 2 + 4 * k) + 8)
         lib.q8_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), y.data_ptr(),
                              scratch.data_ptr(), rows, n, k, g, threads())
         return y

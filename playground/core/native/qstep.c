@@ -214,7 +214,7 @@ int64_t qrows_scratch_floats(const QModel *md, int64_t R, int64_t cap) {
     const int64_t H = md->hidden, I = md->inter, hd = md->head_dim;
     const int64_t X = I > H ? I : H;
     return R * (H + X + (md->heads + 2 * md->kv_heads) * hd + md->heads * hd + 2 * I + 2 * hd
-                + md->heads * cap + X + X / 16 + X / 2 + 64);
+                + md->heads * cap + X + X / 16 + X / 2 + 4 * X + 64);
 }
 
 /* floats of scratch qstep needs at cache length pos + 1 <= cap */
