@@ -116,6 +116,12 @@ static void rotate(float *v, const float *cos_, const float *sin_, int64_t hd) {
     }
 }
 
+/* the row-by-row work between matrix products (norms, rotary, SiLU, residuals) split
+ * across the threads once a pass has rows enough to pay for the fork; the arithmetic of
+ * each row is unchanged */
+#define ROWS_PARALLEL \
+    _Pragma("omp parallel for num_threads(threads) schedule(static) if (threads > 1 && R >= 4)")
+
 /* R rows in one pass: row r feeds token tok[r] at position pos[r] of sequence seq[r],
  * whose layer-l key/value buffers ([kv_heads][cap[seq]][head_dim]) are kc[seq * L + l],
  * vc[seq * L + l]. Every row's keys and values are written before any row attends, so
@@ -151,8 +157,10 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
     }
     for (int64_t l = 0; l < L; l++) {
         const QLayer *Ly = md->layers + l;
+        ROWS_PARALLEL
         for (int64_t r = 0; r < R; r++) rms_norm(h + r * H, Ly->norm1, x + r * H, H, md->eps);
         matmul(&Ly->qkv, x, qkv, R, mscratch, threads, int_act);
+        ROWS_PARALLEL
         for (int64_t r = 0; r < R; r++) {
             float *q = qkv + r * W, *k = q + nh * hd, *v = k + nkv * hd;
             const int64_t s = seq[r], c = cap[s];
@@ -185,15 +193,20 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
                 for (int64_t t = 0; t <= p; t++) axpy(o, sc[t] * inv, V + t * hd, hd);
             }
         matmul(&Ly->o, att, x, R, mscratch, threads, int_act);
-        for (int64_t i = 0; i < R * H; i++) h[i] += x[i];
-        for (int64_t r = 0; r < R; r++) rms_norm(h + r * H, Ly->norm2, x + r * H, H, md->eps);
+        ROWS_PARALLEL
+        for (int64_t r = 0; r < R; r++) {
+            for (int64_t i = r * H; i < (r + 1) * H; i++) h[i] += x[i];
+            rms_norm(h + r * H, Ly->norm2, x + r * H, H, md->eps);
+        }
         matmul(&Ly->gate_up, x, gu, R, mscratch, threads, int_act);
+        ROWS_PARALLEL
         for (int64_t r = 0; r < R; r++)
             for (int64_t i = 0; i < I; i++) {
                 const float g = gu[r * 2 * I + i];
                 x[r * I + i] = g / (1.0f + expf(-g)) * gu[r * 2 * I + I + i];
             }
         matmul(&Ly->down, x, gu, R, mscratch, threads, int_act);
+        ROWS_PARALLEL
         for (int64_t i = 0; i < R * H; i++) h[i] += gu[i];
     }
     for (int64_t i = 0; i < n_out; i++)
