@@ -49,7 +49,8 @@ def make_tokenizer(vocab_size: int = 320):
     return fast
 
 
-def save_tiny(folder: Path, arch: str = "llama", layers: int = 2, vocab: int = 320) -> Path:
+def save_tiny(folder: Path, arch: str = "llama", layers: int = 2, vocab: int = 320,
+              head_dim: int | None = None) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -66,6 +67,7 @@ def save_tiny(folder: Path, arch: str = "llama", layers: int = 2, vocab: int = 3
         config = LlamaConfig(
             hidden_size=64, intermediate_size=256, num_hidden_layers=layers,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, **common,
+            **({"head_dim": head_dim} if head_dim else {}),
         )
         model = LlamaForCausalLM(config)
     else:

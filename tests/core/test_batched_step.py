@@ -106,6 +106,30 @@ def test_prompt_rows_attend_causally_like_transformers_prefill(tiny_engine, spec
         assert torch.allclose(mine.values, theirs.values, atol=1e-4)
 
 
+def test_64_wide_heads_attend_like_transformers_and_alike_alone_or_batched(tmp_path):
+    """Heads of 64 (the default model's) take the attention's register path in qstep.c;
+    the tiny model's heads are 16 wide, so this one is built with head_dim 64."""
+    from conftest import save_tiny
+
+    from playground.core.config import RunConfig
+    from playground.core.pipeline import build_engine
+
+    folder = save_tiny(tmp_path / "hd64", head_dim=64)
+    engine = build_engine(RunConfig.parse(SPECS[0], base=RunConfig(model=str(folder))))
+    together, logits_together, caches = _run(engine, PROMPTS, steps=12, chunk=5)
+    assert tuple(caches[0].layers[0].keys.shape)[-1] == 64
+    for s, prompt in enumerate(PROMPTS):
+        alone, logits_alone, _ = _run(engine, [prompt], steps=12, chunk=64)
+        assert alone[0] == together[s]
+        assert all(torch.equal(a, b) for a, b in zip(logits_alone[0], logits_together[s], strict=True))
+    prompt = engine.prompt_ids(PROMPTS[1])
+    with torch.inference_mode():
+        hf = engine.model(input_ids=torch.tensor([prompt]), cache=engine.make_cache(),
+                          use_cache=True).logits[0, -1]
+    _new, logits, _ = _run(engine, [PROMPTS[1]], steps=1, chunk=7)
+    assert float((logits[0][0] - hf).abs().max()) <= 1e-4 * max(1.0, float(hf.abs().max()))
+
+
 def test_a_reused_prefix_gives_the_bits_a_recomputed_one_does(tiny_engine):
     from playground.core.serve.prefix_store import PrefixStore
 
