@@ -380,7 +380,7 @@ def _native_pack(parts: list[QWeight], bias: Any) -> Any:
         codes = q.to(torch.int8)
         if blocked:
             # [block, row c, run, pair p, e] -> [block, run, p, c, e]
-            codes = codes.reshape(rows // 8, 8, cols // 32, 16, 2).permute(0, 2, 3, 1, 4)
+            codes = codes.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, cols // 32, 16, 2).permute(0, 2, 3, 1, 4)
         return _native_class()("q8", codes.reshape(rows, cols).contiguous(),
                                _block_scales(scale, blocked), None, group, rows, cols, bias,
                                blocked)
@@ -389,7 +389,7 @@ def _native_pack(parts: list[QWeight], bias: Any) -> Any:
     offset = (zero - 8 * scale.float()).to(torch.float16)
     q = q.to(torch.uint8)
     if blocked:  # [block, row c, run, vector j, nibble s, e] -> [block, run, j, c, e, s]
-        nib = q.reshape(rows // 8, 8, cols // 32, 4, 4, 2).permute(0, 2, 3, 1, 5, 4)
+        nib = q.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, cols // 32, 4, 4, 2).permute(0, 2, 3, 1, 5, 4)
         # a 16-bit lane's low byte holds nibbles 0 and 1, its high byte 2 and 3
         codes = torch.stack([nib[..., 0] | (nib[..., 1] << 4), nib[..., 2] | (nib[..., 3] << 4)], -1)
     else:  # GGUF's order: byte j of a run holds inputs j (low nibble) and j + 16
@@ -401,8 +401,9 @@ def _native_pack(parts: list[QWeight], bias: Any) -> Any:
 
 
 def _block_scales(s: Any, blocked: bool) -> Any:
-    """[rows, groups] as qblocks.c reads them: per block of 8 rows, group by group."""
+    """[rows, groups] as qblocks.c reads them: per block of rows, group by group."""
     if not blocked:
         return s.contiguous()
     rows, groups = s.shape
-    return s.reshape(rows // 8, 8, groups).transpose(1, 2).contiguous().reshape(rows, groups)
+    return (s.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, groups).transpose(1, 2).contiguous()
+            .reshape(rows, groups))

@@ -48,7 +48,7 @@ typedef struct {
 
 static void matmul(const QMat *w, const float *x, float *y, int64_t rows, float *scratch,
                    int threads, int int_act) {
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)  /* as qblocks.c is built */
     if (w->kind == 14) {
         q4_blocks_matmul(x, (const uint8_t *)w->codes, w->d, w->m, y, scratch, rows, w->N, w->K,
                          w->G, threads);
