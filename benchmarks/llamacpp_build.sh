@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Build llama.cpp's llama-bench and llama-server once, for benchmarks only (never part
+# Build llama.cpp's llama-bench, llama-server and llama-quantize once, for benchmarks only (never part
 # of `make test`): the source is the copy vendored in the llama-cpp-python sdist on
 # PyPI, the one registry this machine reaches. About 15 minutes on 2 cores.
 #
-#   bash benchmarks/llamacpp_build.sh        # -> benchmarks/out/llamacpp/bin/llama-bench
+#   bash benchmarks/llamacpp_build.sh        # -> benchmarks/out/llamacpp/bin/llama-{bench,server,quantize}
 set -euo pipefail
 cd "$(dirname "$0")"
 OUT="$PWD/out/llamacpp"
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
-if [ -x "$OUT/bin/llama-bench" ] && [ -x "$OUT/bin/llama-server" ]; then
+if [ -x "$OUT/bin/llama-bench" ] && [ -x "$OUT/bin/llama-server" ] && [ -x "$OUT/bin/llama-quantize" ]; then
   echo "already built: $OUT/bin"; exit 0
 fi
 mkdir -p "$OUT/src"
-python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$OUT/src"
+[ -f "$OUT/src/llama_cpp_python-$VERSION.tar.gz" ] || python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$OUT/src"
 tar -xzf "$OUT/src/llama_cpp_python-$VERSION.tar.gz" -C "$OUT/src"
 SRC="$OUT/src/llama_cpp_python-$VERSION/vendor/llama.cpp"
 # Native CPU flags, no GPU backends, no curl (nothing is fetched at run time).
 cmake -S "$SRC" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
   -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
   -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON >"$OUT/cmake.log"
-cmake --build "$OUT/build" -j "$(nproc)" --target llama-bench llama-server >"$OUT/build.log"
+cmake --build "$OUT/build" -j "$(nproc)" --target llama-bench llama-server llama-quantize >"$OUT/build.log"
 mkdir -p "$OUT/bin"
-cp "$OUT/build/bin/llama-bench" "$OUT/build/bin/llama-server" "$OUT/bin/"
+cp "$OUT/build/bin/llama-bench" "$OUT/build/bin/llama-server" "$OUT/build/bin/llama-quantize" "$OUT/bin/"
+# convert_hf_to_gguf.py and its gguf-py, from the same source (benchmarks/ladder.py)
+ln -sfn "$SRC" "$OUT/source"
 echo "built: $OUT/bin ($(cat "$SRC/../../pyproject.toml" | grep -m1 '^version' || true))"

@@ -12,6 +12,18 @@ A block's element j < 16 is the low nibble of byte j, element j + 16 its high ni
 Q4_0 and Q4_1 are the int4 kernel's own layout (groups of 32 along the input, one
 scale and one zero each: zero = m + 8·d). The names and the Llama q/k row permutation
 come from transformers' own GGUF loader, applied to the raw rows.
+
+K-quants (super-blocks of 256 weights), as ggml de-quantizes them:
+
+- Q4_K: fp16 d and dmin, eight 6-bit sub-scales sc and mins m, 4-bit q:
+  w = (d·sc)·q − dmin·m per 32 weights
+- Q5_K: the same with 5-bit q (a fifth bit from qh)
+- Q6_K: 6-bit q − 32, an int8 sub-scale per 16 weights, fp16 d: w = (d·sc)·q
+
+d·sc needs up to 17 significant bits, more than fp16 holds, so these scales and offsets
+stay float32 (exact): the kernels read them as such (qblocks.c). Q4_K's codes go to the
+int4 kernel; Q5_K's and Q6_K's to the int8 one (Q5_K with offsets, Q6_K in groups of 16).
+Every other type (F16, BF16, Q2_K, Q3_K, IQ*, ...) is named by ``not_native``.
 """
 
 from __future__ import annotations
@@ -23,7 +35,9 @@ from typing import Any
 from playground.core.weight_quant import QWeight
 
 BLOCK = 32
-NATIVE = ("Q4_0", "Q4_1", "Q8_0")
+QK_K = 256
+NATIVE = ("Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
+FLOAT = ("F32", "F16", "BF16", "F64")
 
 
 @dataclass
@@ -87,6 +101,8 @@ def to_qweight(tensor: GgufTensor) -> QWeight:
         d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
         q = blocks[..., 2:34].copy().view(np.int8).reshape(rows, -1)
         return QWeight("q8_0", torch.from_numpy(q), torch.from_numpy(d), group=BLOCK)
+    elif tensor.type_name in ("Q4_K", "Q5_K", "Q6_K"):
+        return _k_quant(tensor.type_name, raw)
     else:
         raise ValueError(f"gguf: block type {tensor.type_name} has no native kernel here")
     return QWeight("int4", torch.from_numpy(q.astype(np.int32)), torch.from_numpy(d),
@@ -99,3 +115,60 @@ def _nibbles(qs: Any) -> Any:
     low, high = qs & 0x0F, qs >> 4
     return np.concatenate([low, high], axis=-1).reshape(qs.shape[0], -1)
 
+
+
+def _k_quant(type_name: str, raw: Any) -> QWeight:
+    """A K-quant's codes and exact float32 scales (and offsets), per ggml's layout."""
+    import numpy as np
+    import torch
+    from gguf.quants import Q4_K
+
+    rows = raw.shape[0]
+    size = {"Q4_K": 144, "Q5_K": 176, "Q6_K": 210}[type_name]
+    blocks = raw.reshape(rows, -1, size)
+    nsb = blocks.shape[1]
+    if type_name == "Q6_K":
+        ql, qh = blocks[..., :128], blocks[..., 128:192]
+        sc = blocks[..., 192:208].copy().view(np.int8).astype(np.float32)
+        d = blocks[..., 208:210].copy().view(np.float16).astype(np.float32)  # [rows, nsb, 1]
+        # each half of 128: ql's 64 bytes give elements 0-63 (low nibbles) and 64-127
+        # (high), qh's 32 bytes the two top bits of four runs of 32
+        nibble = np.array([0, 4], np.uint8).reshape(1, 1, 1, 2, 1)
+        pair = np.array([0, 2, 4, 6], np.uint8).reshape(1, 1, 1, 4, 1)
+        low = (ql.reshape(rows, nsb, 2, 1, 64) >> nibble) & 0x0F
+        top = (qh.reshape(rows, nsb, 2, 1, 32) >> pair) & 0x03
+        q = (low.reshape(rows, nsb, 2, 4, 32) | (top << 4)).astype(np.int8) - np.int8(32)
+        scale = (d * sc).reshape(rows, nsb * 16)
+        return QWeight("q8_0", torch.from_numpy(q.reshape(rows, nsb * QK_K).copy()),
+                       torch.from_numpy(scale.copy()), group=16)
+    d = blocks[..., 0:2].copy().view(np.float16).astype(np.float32)
+    dmin = blocks[..., 2:4].copy().view(np.float16).astype(np.float32)
+    sc, mins = Q4_K.get_scale_min(blocks[..., 4:16].reshape(rows * nsb, 12).copy())
+    sc = sc.reshape(rows, nsb, 8).astype(np.float32)
+    mins = mins.reshape(rows, nsb, 8).astype(np.float32)
+    scale = (d * sc).reshape(rows, nsb * 8)
+    offset = -(dmin * mins).reshape(rows, nsb * 8)
+    qs = blocks[..., -128:]
+    # 32 bytes a pair of sub-blocks: low nibbles are sub-block 2j, high ones 2j + 1
+    q = (qs.reshape(rows, nsb, 4, 1, 32) >> np.array([0, 4], np.uint8).reshape(1, 1, 1, 2, 1)) & 0x0F
+    q = q.reshape(rows, nsb, 8, 32)
+    if type_name == "Q4_K":
+        return QWeight("int4", torch.from_numpy(q.reshape(rows, -1).astype(np.int32)),
+                       torch.from_numpy(scale.copy()), group=BLOCK,
+                       offset=torch.from_numpy(offset.copy()))
+    qh = blocks[..., 16:48]
+    bit = (qh.reshape(rows, nsb, 1, 32) >> np.arange(8, dtype=np.uint8).reshape(1, 1, 8, 1)) & 1
+    q5 = (q | (bit << 4)).astype(np.int8)
+    return QWeight("q8_0", torch.from_numpy(q5.reshape(rows, -1).copy()),
+                   torch.from_numpy(scale.copy()), group=BLOCK,
+                   offset=torch.from_numpy(offset.copy()))
+
+
+def not_native(type_name: str) -> str:
+    """What happens to a tensor of a type with no native kernel, in words."""
+    if type_name in ("F16", "BF16"):
+        return f"{type_name}: computed from a float32 copy (no half-precision kernel yet)"
+    if type_name in FLOAT:
+        return f"{type_name}: float32 as stored"
+    return (f"{type_name}: de-quantized to float32 by transformers' loader (no native kernel "
+            "for this block type: slower and larger, values still the file's)")

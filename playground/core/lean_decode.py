@@ -108,15 +108,18 @@ def build(model: Any) -> tuple[Step | None, str]:
             h = h + down[0](x, *down[1])
         return head_fn(rms(h, norm_weight, eps_final), *head_args)[0]
 
-    if fused_any:  # quantized with the native kernels: the whole step in C, where it fits
+    refused = ""
+    if fused_any or hasattr(model.lm_head, "kernel"):
+        # weight-only layers: the whole step in C where it fits, else the reason it did not
         from playground.core import weight_quant
         from playground.core.native import step as native_step
 
-        whole, _why = native_step.build(model, weight_quant.INT_ACT)
+        whole, why = native_step.build(model, weight_quant.INT_ACT)
         if whole is not None:
             return whole, "lean decode step (Llama family, one native call a token)"
+        refused = f"; not the one-call native step: {why}"
     fused = ", q/k/v and gate/up fused" if fused_any else ""
-    return step, f"lean decode step (Llama family{fused})"
+    return step, f"lean decode step (Llama family{fused}{refused})"
 
 
 def _linear(module: Any, dtype: Any) -> Call:

@@ -35,13 +35,19 @@ BLOCK_ROWS = 8  # qblocks.c's blocks of output rows
 @dataclass
 class QWeight:
     """One layer's quantized weight, unpacked: ``q`` int8 [N, K] (int8) or int32 0..15
-    [N, K] (int4); ``scale`` [N] (int8) or [N, K/group] (int4); ``zero`` like scale (int4)."""
+    [N, K] (int4); ``scale`` [N] (int8) or [N, K/group] (int4); ``zero`` like scale (int4).
 
-    kind: str  # "int8", "int4", or "q8_0" (int8 in groups of 32: a GGUF's blocks)
+    ``offset`` (float32, like scale) replaces ``zero`` where the weights are w = scale·q +
+    offset exactly as a file stores them (GGUF's K-quants: scale = d·sub-scale and offset =
+    −dmin·sub-min, products that fp16 cannot hold); q is then 0..15 (int4) or the file's
+    own codes as int8 (Q5_K: 0..31, Q6_K: −32..31 in groups of 16)."""
+
+    kind: str  # "int8", "int4", or "q8_0" (int8 in groups of 16 or 32: a GGUF's blocks)
     q: Any
     scale: Any
     zero: Any = None
     group: int = 0
+    offset: Any = None
 
     @property
     def rows(self) -> int:
@@ -56,6 +62,10 @@ class QWeight:
         if self.kind == "int8":
             return self.q.float() * self.scale.float()[:, None]
         n, k = self.q.shape
+        if self.offset is not None:  # s·q + o, rounded as ggml's own de-quantization
+            grouped = self.q.float().reshape(n, k // self.group, self.group)
+            w = grouped * self.scale.float()[..., None] + self.offset.float()[..., None]
+            return w.reshape(n, k)
         if self.kind == "q8_0":
             grouped = self.q.float().reshape(n, k // self.group, self.group)
             return (grouped * self.scale.float()[..., None]).reshape(n, k)
@@ -178,11 +188,41 @@ def pack(parts: list[QWeight], biases: list[Any] | None = None) -> Any:
     if biases and any(b is not None for b in biases):
         bias = torch.cat([(b if b is not None else torch.zeros(p.rows)).detach().float()
                           for p, b in zip(parts, biases, strict=True)])
+    if any(blocked_only(p) for p in parts):
+        why = blocks_refused(parts)
+        if why:
+            raise ValueError(f"pack: {why}")
+        return _native_pack(parts, bias)
     if backend() == "native" and (parts[0].kind != "int8" or parts[0].cols % 32 == 0):
         return _native_pack(parts, bias)
     if parts[0].kind == "q8_0":  # torch has no grouped int8 kernel: one scale per row
         parts = [quantize_int8(p.dequantize()) for p in parts]
     return _torch_pack(parts, None if bias is None else bias.to(torch.bfloat16))
+
+
+def _fp16_exact(t: Any) -> bool:
+    import torch
+
+    return t is None or bool(torch.equal(t.float().to(torch.float16).float(), t.float()))
+
+
+def blocked_only(part: QWeight) -> bool:
+    """Whether only qblocks.c's layout takes this weight: a file's exact offsets or float32
+    grouped scales, or groups of 16 (GGUF's K-quants); the row kernels take fp16 scales."""
+    return (part.group == 16 or part.offset is not None
+            or (part.kind == "q8_0" and not _fp16_exact(part.scale)))
+
+
+def blocks_refused(parts: list[QWeight]) -> str | None:
+    """Why these parts cannot be packed in qblocks.c's layout here, or None."""
+    if backend() != "native":
+        return "torch's kernels have no K-quant layout (no native kernels here)"
+    if not INT_ACT:
+        return "K-quant blocks need int16 activations (PLAYGROUND_NATIVE_ACT=f32 is set)"
+    cols = parts[0].cols
+    if cols % 32 or any(p.rows % BLOCK_ROWS for p in parts):
+        return f"rows not a multiple of {BLOCK_ROWS} or inputs of 32"
+    return None
 
 
 def pack_fused(parts: list[QWeight], biases: list[Any]) -> tuple[Any, list[Any]]:
@@ -316,18 +356,19 @@ def _native_class() -> type:
                       scratch.data_ptr(), rows, n, k, g, threads(), int_act)
         return y
 
-    def q4_blocks(x: Any, codes: Any, d: Any, m: Any, n: int, k: int, g: int) -> Any:
+    def q4_blocks(x: Any, codes: Any, d: Any, m: Any, n: int, k: int, g: int, f32: int) -> Any:
         rows = x.shape[0]
         y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2 + 4 * k) + 8)
         lib.q4_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), m.data_ptr(),
-                             y.data_ptr(), scratch.data_ptr(), rows, n, k, g, threads())
+                             y.data_ptr(), scratch.data_ptr(), rows, n, k, g, threads(), f32)
         return y
 
-    def q8_blocks(x: Any, codes: Any, d: Any, n: int, k: int, g: int) -> Any:
+    def q8_blocks(x: Any, codes: Any, d: Any, m: Any, n: int, k: int, g: int, f32: int) -> Any:
         rows = x.shape[0]
-        y, scratch = empty(rows, n), empty(rows * (k // 32 + k // 2 + 4 * k) + 8)
-        lib.q8_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), y.data_ptr(),
-                             scratch.data_ptr(), rows, n, k, g, threads())
+        y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2 + 4 * k) + 8)
+        lib.q8_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(),
+                             None if m is None else m.data_ptr(), y.data_ptr(),
+                             scratch.data_ptr(), rows, n, k, g, threads(), f32)
         return y
 
     class NativeWeightLinear(weight_only_class()):
@@ -344,12 +385,17 @@ def _native_class() -> type:
             self.register_buffer("scales", scales)
             self.register_buffer("offsets", offsets)
 
+        @property
+        def f32(self) -> bool:
+            """Scales (and offsets) in float32: a K-quant's products fp16 cannot hold."""
+            return self.scales.dtype == torch.float32
+
         def kernel(self) -> tuple[Any, tuple[Any, ...]]:
             n, k, g, a = self.out_features, self.in_features, self.group, int(INT_ACT)
             if self.blocked:
                 if self.kind == "int4":
-                    return q4_blocks, (self.codes, self.scales, self.offsets, n, k, g)
-                return q8_blocks, (self.codes, self.scales, n, k, g)
+                    return q4_blocks, (self.codes, self.scales, self.offsets, n, k, g, int(self.f32))
+                return q8_blocks, (self.codes, self.scales, self.offsets, n, k, g, int(self.f32))
             if self.kind == "int4":
                 return q4, (self.codes, self.scales, self.offsets, n, k, g, a)
             return q8, (self.codes, self.scales, n, k, g, a)
@@ -374,19 +420,29 @@ def _native_pack(parts: list[QWeight], bias: Any) -> Any:
     rows = int(q.shape[0])
     # every part whole blocks, so each part's row view is a matrix in the same layout
     blocked = INT_ACT and cols % 32 == 0 and all(p.rows % BLOCK_ROWS == 0 for p in parts)
-    scale = torch.cat([p.scale.reshape(p.rows, -1) for p in parts]).to(torch.float16)
+    # float32 where a part's scales or offsets are products fp16 cannot hold (K-quants)
+    wide = any(not _fp16_exact(p.scale) or not _fp16_exact(p.offset) for p in parts)
+    dtype = torch.float32 if wide else torch.float16
+    scale = torch.cat([p.scale.reshape(p.rows, -1).float() for p in parts])
+    offset = None
+    if any(p.offset is not None for p in parts):  # w = scale·q + offset as the file stores it
+        offset = torch.cat([(p.offset if p.offset is not None else torch.zeros_like(p.scale))
+                            .reshape(p.rows, -1).float() for p in parts])
     if kind in ("int8", "q8_0"):
         group = cols if kind == "int8" else group  # one scale per row: a single group
         codes = q.to(torch.int8)
         if blocked:
             # [block, row c, run, pair p, e] -> [block, run, p, c, e]
             codes = codes.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, cols // 32, 16, 2).permute(0, 2, 3, 1, 4)
+        offsets = None if offset is None else _block_scales(offset.to(dtype), blocked)
         return _native_class()("q8", codes.reshape(rows, cols).contiguous(),
-                               _block_scales(scale, blocked), None, group, rows, cols, bias,
-                               blocked)
-    # w = (q - 8)·scale + zero = scale·q + (zero - 8·scale): GGUF Q4_1's d and m
-    zero = torch.cat([p.zero for p in parts]).float()
-    offset = (zero - 8 * scale.float()).to(torch.float16)
+                               _block_scales(scale.to(dtype), blocked), offsets, group, rows,
+                               cols, bias, blocked)
+    if offset is None:
+        # w = (q - 8)·scale + zero = scale·q + (zero - 8·scale): GGUF Q4_1's d and m
+        zero = torch.cat([p.zero for p in parts]).float()
+        offset = zero - 8 * scale.to(dtype).float()
+    scale, offset = scale.to(dtype), offset.to(dtype)
     q = q.to(torch.uint8)
     if blocked:  # [block, row c, run, vector j, nibble s, e] -> [block, run, j, c, e, s]
         nib = q.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, cols // 32, 4, 4, 2).permute(0, 2, 3, 1, 5, 4)

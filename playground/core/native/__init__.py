@@ -25,8 +25,10 @@ from pathlib import Path
 from playground.core import paths
 
 SOURCES = [Path(__file__).with_name(name) for name in ("qgemv.c", "qblocks.c", "qstep.c")]
+HEADERS = [Path(__file__).with_name("qblocks_impl.h")]  # included by qblocks.c, hashed too
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 PORTABLE_FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+COMPILE_TIMEOUT_S = 120
 PREBUILT_ENV = "PLAYGROUND_QGEMV"  # the packaged app points this at its bundled copy
 
 
@@ -43,25 +45,42 @@ def _cpu_has_avx2() -> bool:
     return " avx2" in _cpu_key() and " fma" in _cpu_key() and " f16c" in _cpu_key()
 
 
+def _failed_marker(target: Path) -> Path:
+    return target.with_suffix(".failed")
+
+
 def build(target: Path | None = None, flags: list[str] | None = None) -> Path:
     """Compile the kernels into ``target`` (default: the cache, keyed by source and CPU)."""
-    source = b"".join(path.read_bytes() for path in SOURCES)
+    source = b"".join(path.read_bytes() for path in SOURCES + HEADERS)
     flags = flags or FLAGS
+    cached = target is None
     if target is None:
         key = hashlib.sha256(source + _cpu_key().encode() + " ".join(flags).encode()).hexdigest()
         target = paths.cache_dir() / "native" / f"qgemv-{key[:16]}.so"
     if target.is_file():
         return target
+    failed = _failed_marker(target)
+    if cached and failed.is_file():  # the same sources failed on this machine: say why again
+        raise OSError(failed.read_text(errors="replace").strip() + " (earlier attempt; "
+                      f"delete {failed} to retry)")
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise OSError("no C compiler (cc or gcc) on PATH")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
-    result = subprocess.run([compiler, *flags, *map(str, SOURCES), "-lm", "-o", str(tmp)],
-                            capture_output=True, text=True, timeout=120)
+    try:
+        result = subprocess.run([compiler, *flags, *map(str, SOURCES), "-lm", "-o", str(tmp)],
+                                capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        tmp.unlink(missing_ok=True)
+        # not remembered: a busy machine may compile in time on the next start
+        raise OSError(f"{compiler} took over {COMPILE_TIMEOUT_S} s") from None
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise OSError(f"{compiler} failed: {result.stderr.strip().splitlines()[-1:]}")
+        why = f"{compiler} failed: {' '.join(result.stderr.strip().splitlines()[-1:])}"
+        if cached:
+            failed.write_text(why + "\n")
+        raise OSError(why)
     tmp.replace(target)
     return target
 
@@ -76,7 +95,12 @@ def library() -> ctypes.CDLL | None:
 def _load() -> tuple[ctypes.CDLL | None, str | None]:
     if os.environ.get("PLAYGROUND_NATIVE", "1") == "0":
         return None, "switched off (PLAYGROUND_NATIVE=0)"
-    if platform.machine() not in ("x86_64", "AMD64") or not _cpu_has_avx2():
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None, f"needs an x86-64 CPU with AVX2 (this is {platform.machine() or 'unknown'})"
+    if platform.system() != "Linux" and not os.environ.get(PREBUILT_ENV):
+        # the CPU's flags are read from /proc/cpuinfo and the build uses gcc's OpenMP
+        return None, f"built on Linux only so far (this is {platform.system()})"
+    if platform.system() == "Linux" and not _cpu_has_avx2():
         return None, "needs an x86-64 CPU with AVX2, FMA and F16C"
     import torch  # noqa: F401  (loads torch's libgomp first, so ours shares its threads)
 
@@ -92,10 +116,15 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.q4_matmul.restype = None
     lib.q8_matmul.argtypes = [ptr] * 5 + [i64] * 4 + [ctypes.c_int] * 2
     lib.q8_matmul.restype = None
-    lib.q4_blocks_matmul.argtypes = [ptr] * 6 + [i64] * 4 + [ctypes.c_int]
+    lib.q4_blocks_matmul.argtypes = [ptr] * 6 + [i64] * 4 + [ctypes.c_int] * 2
     lib.q4_blocks_matmul.restype = None
-    lib.q8_blocks_matmul.argtypes = [ptr] * 5 + [i64] * 4 + [ctypes.c_int]
+    lib.q8_blocks_matmul.argtypes = [ptr] * 6 + [i64] * 4 + [ctypes.c_int] * 2
     lib.q8_blocks_matmul.restype = None
+    lib.qblocks_set_isa.argtypes = [ctypes.c_int]
+    lib.qblocks_set_isa.restype = ctypes.c_int
+    lib.qblocks_isa.restype = ctypes.c_int
+    if os.environ.get("PLAYGROUND_NATIVE_ISA") == "avx2":
+        lib.qblocks_set_isa(1)
     lib.qstep.argtypes = [ptr, i64, i64, ptr, ptr, i64, ptr, ptr, ctypes.c_int, ctypes.c_int]
     lib.qstep.restype = None
     lib.qstep_rows.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr,
@@ -111,3 +140,13 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
 def unavailable() -> str | None:
     """Why the native kernels are not used, or None when they are."""
     return _load()[1]
+
+
+ISA_NAMES = {1: "AVX2", 2: "AVX-512 VNNI"}
+
+
+def isa() -> str | None:
+    """The instruction set the blocked kernels run with here (chosen at run time from the
+    CPU; PLAYGROUND_NATIVE_ISA=avx2 forces AVX2), or None without the kernels."""
+    lib = library()
+    return None if lib is None else ISA_NAMES.get(lib.qblocks_isa())

@@ -18,6 +18,7 @@
  * These row-layout kernels serve float32 activations and matrices whose rows are not
  * whole blocks of 8; with int16 activations the rest run in qblocks.c's layout.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -242,12 +243,20 @@ static void quantize_runs(const float *x, int16_t *xq, float *xd, int64_t K) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < K / 32; b++) {
         const float *xr = x + b * 32;
-        __m256 mx = _mm256_setzero_ps();
-        for (int j = 0; j < 32; j += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(xr + j)));
+        __m256 mx = _mm256_setzero_ps(), nan = mx;
+        for (int j = 0; j < 32; j += 8) {
+            const __m256 v = _mm256_loadu_ps(xr + j);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v));
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        }
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        const float amax = _mm_cvtss_f32(m4), d = amax / 32767.0f, inv = d > 0 ? 1.0f / d : 0.0f;
+        /* max drops a NaN and the conversion saturates: a NaN input would come out as a
+         * finite product. The run's scale carries it instead (an infinity gives d = inf
+         * with codes 0, so NaN too), so a broken activation is never hidden. */
+        const float amax = _mm256_movemask_ps(nan) ? NAN : _mm_cvtss_f32(m4);
+        const float d = amax / 32767.0f, inv = d > 0 && d <= 3.4e38f ? 1.0f / d : 0.0f;
         xd[b] = d;
         const __m256 iv = _mm256_set1_ps(inv);
         for (int j = 0; j < 32; j += 16) {

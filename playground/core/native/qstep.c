@@ -18,24 +18,30 @@ void q4_matmul(const float *x, const uint8_t *qs, const uint16_t *d, const uint1
                int int_act);
 void q8_matmul(const float *x, const int8_t *qs, const uint16_t *d, float *y, float *scratch,
                int64_t M, int64_t N, int64_t K, int64_t G, int threads, int int_act);
-void q4_blocks_matmul(const float *x, const uint8_t *qs, const uint16_t *d, const uint16_t *m,
+void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const void *m,
                       float *y, float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
-                      int threads);
-void q8_blocks_matmul(const float *x, const int8_t *qs, const uint16_t *d, float *y,
-                      float *scratch, int64_t M, int64_t N, int64_t K, int64_t G, int threads);
+                      int threads, int f32);
+void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m, float *y,
+                      float *scratch, int64_t M, int64_t N, int64_t K, int64_t G, int threads,
+                      int f32);
 
-/* kinds: 4: int4 codes + scale + offset, 8: int8 codes + scale, in rows; 14 and 18: the
- * same in qblocks.c's blocks of 8 rows (int16 activations only) */
+/* kinds: 4: int4 codes + scale + offset, 8: int8 codes + scale, in rows (fp16 scales);
+ * 14 and 18: the same in qblocks.c's blocks of 8 rows (int16 activations only), where
+ * scales may be float32 (f32), int8 codes may have offsets (m) and groups may be 16 */
 typedef struct {
     int64_t kind;
     const void *codes;
-    const uint16_t *d, *m;
-    int64_t N, K, G;
+    const void *d, *m;
+    int64_t N, K, G, f32;
 } QMat;
 
+/* qkv and gate_up are fused matrices; where a file's q, k and v (or gate and up) differ
+ * in block type they cannot be one matrix, so qkv.codes (gate_up.codes) is NULL and the
+ * parts are multiplied one by one into the same places */
 typedef struct {
     const float *norm1, *norm2;
     QMat qkv, o, gate_up, down;
+    QMat q, k, v, gate, up;
 } QLayer;
 
 typedef struct {
@@ -51,21 +57,49 @@ static void matmul(const QMat *w, const float *x, float *y, int64_t rows, float 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)  /* as qblocks.c is built */
     if (w->kind == 14) {
         q4_blocks_matmul(x, (const uint8_t *)w->codes, w->d, w->m, y, scratch, rows, w->N, w->K,
-                         w->G, threads);
+                         w->G, threads, (int)w->f32);
         return;
     }
     if (w->kind == 18) {
-        q8_blocks_matmul(x, (const int8_t *)w->codes, w->d, y, scratch, rows, w->N, w->K, w->G,
-                         threads);
+        q8_blocks_matmul(x, (const int8_t *)w->codes, w->d, w->m, y, scratch, rows, w->N, w->K,
+                         w->G, threads, (int)w->f32);
         return;
     }
 #endif
     if (w->kind == 4)
-        q4_matmul(x, (const uint8_t *)w->codes, w->d, w->m, y, scratch, rows, w->N, w->K, w->G,
+        q4_matmul(x, (const uint8_t *)w->codes, (const uint16_t *)w->d, (const uint16_t *)w->m, y, scratch, rows, w->N, w->K, w->G,
                   threads, int_act);
     else
-        q8_matmul(x, (const int8_t *)w->codes, w->d, y, scratch, rows, w->N, w->K, w->G, threads,
+        q8_matmul(x, (const int8_t *)w->codes, (const uint16_t *)w->d, y, scratch, rows, w->N, w->K, w->G, threads,
                   int_act);
+}
+
+/* the widest input of any product: hidden (q/k/v, gate/up, head), intermediate (down) or
+ * heads x head_dim (o_proj, wider than both when head_dim > hidden / heads) */
+static int64_t widest_input(const QModel *md) {
+    const int64_t a = md->hidden, b = md->inter, c = md->heads * md->head_dim;
+    const int64_t ab = a > b ? a : b;
+    return ab > c ? ab : c;
+}
+
+/* y[r] = x[r] . [A; B; C]^T for fused parts given separately: each part into a scratch
+ * of its own width, then copied into its columns of y's rows */
+static void matmul_parts(const QMat *const *parts, int n, const float *x, float *y, int64_t rows,
+                         float *part_out, float *scratch, int threads, int int_act) {
+    int64_t width = 0;
+    for (int i = 0; i < n; i++) width += parts[i]->N;
+    int64_t col = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t w = parts[i]->N;
+        if (rows == 1) {
+            matmul(parts[i], x, y + col, 1, scratch, threads, int_act);
+        } else {
+            matmul(parts[i], x, part_out, rows, scratch, threads, int_act);
+            for (int64_t r = 0; r < rows; r++)
+                memcpy(y + r * width + col, part_out + r * w, w * sizeof(float));
+        }
+        col += w;
+    }
 }
 
 static void rms_norm(const float *x, const float *w, float *out, int64_t n, float eps) {
@@ -159,7 +193,7 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
                 int int_act) {
     const int64_t H = md->hidden, nh = md->heads, nkv = md->kv_heads, hd = md->head_dim;
     const int64_t I = md->inter, group = nh / nkv, L = md->n_layers, W = (nh + 2 * nkv) * hd;
-    const int64_t X = I > H ? I : H;
+    const int64_t X = widest_input(md);
     int64_t maxcap = 0, work = 0;
     for (int64_t r = 0; r < R; r++) {
         if (cap[seq[r]] > maxcap) maxcap = cap[seq[r]];
@@ -167,7 +201,8 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
     }
     float *h = scratch, *x = h + R * H, *qkv = x + R * X, *att = qkv + R * W;
     float *gu = att + R * nh * hd, *cs = gu + R * 2 * I, *sn = cs + R * hd;
-    float *scores = sn + R * hd, *mscratch = scores + R * nh * maxcap;
+    float *scores = sn + R * hd, *part_out = scores + R * nh * maxcap;
+    float *mscratch = part_out + R * (W > 2 * I ? W : 2 * I);
     for (int64_t r = 0; r < R; r++) {
         memcpy(h + r * H, md->embed + tok[r] * H, H * sizeof(float));
         for (int64_t i = 0; i < hd; i++) {
@@ -180,7 +215,12 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
         const QLayer *Ly = md->layers + l;
         ROWS_PARALLEL
         for (int64_t r = 0; r < R; r++) rms_norm(h + r * H, Ly->norm1, x + r * H, H, md->eps);
-        matmul(&Ly->qkv, x, qkv, R, mscratch, threads, int_act);
+        if (Ly->qkv.codes) {
+            matmul(&Ly->qkv, x, qkv, R, mscratch, threads, int_act);
+        } else {
+            const QMat *parts[3] = {&Ly->q, &Ly->k, &Ly->v};
+            matmul_parts(parts, 3, x, qkv, R, part_out, mscratch, threads, int_act);
+        }
         ROWS_PARALLEL
         for (int64_t r = 0; r < R; r++) {
             float *q = qkv + r * W, *k = q + nh * hd, *v = k + nkv * hd;
@@ -219,7 +259,12 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
             for (int64_t i = r * H; i < (r + 1) * H; i++) h[i] += x[i];
             rms_norm(h + r * H, Ly->norm2, x + r * H, H, md->eps);
         }
-        matmul(&Ly->gate_up, x, gu, R, mscratch, threads, int_act);
+        if (Ly->gate_up.codes) {
+            matmul(&Ly->gate_up, x, gu, R, mscratch, threads, int_act);
+        } else {
+            const QMat *parts[2] = {&Ly->gate, &Ly->up};
+            matmul_parts(parts, 2, x, gu, R, part_out, mscratch, threads, int_act);
+        }
         ROWS_PARALLEL
         for (int64_t r = 0; r < R; r++)
             for (int64_t i = 0; i < I; i++) {
@@ -246,9 +291,10 @@ void qstep(const QModel *md, int64_t token, int64_t pos, float *const *kc, float
 /* floats of scratch qstep_rows needs for R rows whose caches hold at most cap rows */
 int64_t qrows_scratch_floats(const QModel *md, int64_t R, int64_t cap) {
     const int64_t H = md->hidden, I = md->inter, hd = md->head_dim;
-    const int64_t X = I > H ? I : H;
-    return R * (H + X + (md->heads + 2 * md->kv_heads) * hd + md->heads * hd + 2 * I + 2 * hd
-                + md->heads * cap + X + X / 16 + X / 2 + 4 * X + 64);
+    const int64_t X = widest_input(md);
+    const int64_t W = (md->heads + 2 * md->kv_heads) * hd, parts = W > 2 * I ? W : 2 * I;
+    return R * (H + X + W + md->heads * hd + 2 * I + 2 * hd + md->heads * cap + parts
+                + X + X / 16 + X / 2 + 4 * X + 64);
 }
 
 /* floats of scratch qstep needs at cache length pos + 1 <= cap */

@@ -16,17 +16,19 @@ from typing import Any
 from playground.core import native
 
 INITIAL_CAPACITY = 256
+QKV, GATE_UP = ("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")
 
 
 class QMat(ctypes.Structure):
     _fields_ = [("kind", ctypes.c_int64), ("codes", ctypes.c_void_p), ("d", ctypes.c_void_p),
                 ("m", ctypes.c_void_p), ("N", ctypes.c_int64), ("K", ctypes.c_int64),
-                ("G", ctypes.c_int64)]
+                ("G", ctypes.c_int64), ("f32", ctypes.c_int64)]
 
 
 class QLayer(ctypes.Structure):
     _fields_ = [("norm1", ctypes.c_void_p), ("norm2", ctypes.c_void_p), ("qkv", QMat),
-                ("o", QMat), ("gate_up", QMat), ("down", QMat)]
+                ("o", QMat), ("gate_up", QMat), ("down", QMat), ("q", QMat), ("k", QMat),
+                ("v", QMat), ("gate", QMat), ("up", QMat)]
 
 
 class QModel(ctypes.Structure):
@@ -46,7 +48,19 @@ def _qmat(layer: Any) -> QMat | None:
     kind = (4 if layer.kind == "int4" else 8) + (10 if layer.blocked else 0)  # see qstep.c
     offsets = layer.offsets.data_ptr() if layer.offsets is not None else None
     return QMat(kind, layer.codes.data_ptr(), layer.scales.data_ptr(), offsets,
-                layer.out_features, layer.in_features, layer.group)
+                layer.out_features, layer.in_features, layer.group, int(layer.f32))
+
+
+def _parts(module: Any, fused_name: str, names: tuple[str, ...]) -> tuple[QMat, list[QMat]] | None:
+    """The fused matrix and empty parts, or an empty fused matrix and its parts one by one
+    (a file's q, k and v of different block types cannot be one matrix), or None."""
+    fused = module.__dict__.get(fused_name)
+    if fused is not None and _qmat(fused) is not None:
+        return _qmat(fused), [QMat() for _ in names]
+    parts = [_qmat(getattr(module, n)) for n in names]
+    if any(p is None for p in parts):
+        return None
+    return QMat(), parts
 
 
 def _why_not(model: Any) -> str | None:
@@ -62,9 +76,9 @@ def _why_not(model: Any) -> str | None:
         attn, mlp = layer.self_attn, layer.mlp
         eps |= {layer.input_layernorm.variance_epsilon,
                 layer.post_attention_layernorm.variance_epsilon}
-        fused = [attn.__dict__.get("fused_qkv"), mlp.__dict__.get("fused_gate_up")]
-        if any(f is None or _qmat(f) is None for f in fused):
-            return "q/k/v or gate/up are not fused native layers"
+        if (_parts(attn, "fused_qkv", QKV) is None
+                or _parts(mlp, "fused_gate_up", GATE_UP) is None):
+            return "q/k/v or gate/up are not native layers"
         if _qmat(attn.o_proj) is None or _qmat(mlp.down_proj) is None:
             return "o_proj or down_proj is not a native layer"
     if _qmat(model.lm_head) is None:
@@ -90,10 +104,12 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
     layers = (QLayer * len(core.layers))()
     for i, layer in enumerate(core.layers):
         attn, mlp = layer.self_attn, layer.mlp
+        qkv, (q, k, v) = _parts(attn, "fused_qkv", QKV)
+        gate_up, (gate, up) = _parts(mlp, "fused_gate_up", GATE_UP)
         layers[i] = QLayer(layer.input_layernorm.weight.data_ptr(),
                            layer.post_attention_layernorm.weight.data_ptr(),
-                           _qmat(attn.__dict__["fused_qkv"]), _qmat(attn.o_proj),
-                           _qmat(mlp.__dict__["fused_gate_up"]), _qmat(mlp.down_proj))
+                           qkv, _qmat(attn.o_proj), gate_up, _qmat(mlp.down_proj),
+                           q, k, v, gate, up)
     inv_freq = core.rotary_emb.inv_freq.float().contiguous()  # kept alive by step.keep
     heads = attn0.q_proj.out_features // attn0.head_dim
     kv_heads = attn0.k_proj.out_features // attn0.head_dim
@@ -112,7 +128,17 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
     threads = torch.get_num_threads
     qstep, empty = lib.qstep, torch.empty
 
+    table_rows = core.embed_tokens.weight.shape[0]
+
+    def check_tokens(tokens: Any) -> None:
+        # qstep.c copies the token's embedding row without a check of its own
+        for t in tokens:
+            if not 0 <= int(t) < table_rows:
+                raise ValueError(f"token id {int(t)} is outside the embedding table "
+                                 f"(0 to {table_rows - 1})")
+
     def step(token: int, cache: Any) -> Any:
+        check_tokens((token,))
         buffers = _buffers(cache)
         pos = buffers[0].length
         if pos + 1 > buffers[0].capacity:
@@ -149,6 +175,7 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
         tokens[i] at positions[i] of caches[seqs[i]]; a sequence's rows are consecutive
         positions in order, starting at its cache's length. Returns logits [len(out), vocab]
         for the rows listed in ``out``."""
+        check_tokens(tokens)
         n, layers_n = len(tokens), len(core.layers)
         ends = [0] * len(caches)
         for p, s in zip(positions, seqs, strict=True):

@@ -3,13 +3,14 @@
 The default model is SmolLM2's Q4_1 GGUF de-quantized, so float32 is only a
 lossless-looking, 4× larger copy of the file. Here every Q4_0/Q4_1/Q8_0 matrix keeps
 its integers, scales and offsets (GGUF's own formats are the native kernels' formats,
-playground/core/native), so the weights are exactly the file's and the only
-difference from the de-quantized baseline is arithmetic: activations rounded to
-int16 per 32 inputs (measured KL 0.0000 on the default model). With torch's kernels
-instead (no C compiler), activations and scales are bf16 and Q8_0 (SmolLM2's
-embedding, which is also its LM head) is re-quantized to one int8 scale per row, as
-the note then says. Other block types stay as transformers de-quantized them, named
-in the note.
+playground/core/native), and so does every K-quant (Q4_K, Q5_K, Q6_K: their
+sub-block scales kept as exact float32 products), so the weights are exactly the
+file's and the only difference from the de-quantized baseline is arithmetic:
+activations rounded to int16 per 32 inputs (measured KL 0.0000 on the default model).
+With torch's kernels instead (no C compiler), activations and scales are bf16, Q8_0
+(SmolLM2's embedding, which is also its LM head) is re-quantized to one int8 scale per
+row, and K-quants stay de-quantized, as the note then says. Every tensor that is not
+computed from its own blocks is named in the note with what happened to it.
 """
 
 from __future__ import annotations
@@ -53,22 +54,31 @@ class QuantGguf(Optimization):
             key = head_source if linear is ctx.model.get_output_embeddings() else f"{name}.weight"
             tensor = tensors.get(key)
             if tensor is None or tensor.raw is None:
-                kept[tensor.type_name if tensor else "not in file"] += 1
+                what = (gguf_blocks.not_native(tensor.type_name) if tensor
+                        else "not in the file: float32 as loaded")
+                kept[what] += 1
                 return None
-            used[tensor.type_name] += 1
             blocks = gguf_blocks.to_qweight(tensor)
-            if not weight_quant.int4_fits(blocks.rows, blocks.cols, blocks.group):
+            if weight_quant.blocked_only(blocks):
+                why = weight_quant.blocks_refused([blocks])
+                if why:
+                    kept[f"{tensor.type_name}: de-quantized ({why})"] += 1
+                    return None
+            used[tensor.type_name] += 1
+            if blocks.kind == "int4" and not weight_quant.int4_fits(blocks.rows, blocks.cols,
+                                                                   blocks.group):
                 return weight_quant.quantize_int8(blocks.dequantize())
             return blocks
 
         replace_linears(ctx.model, quantize)
         ctx.info["gguf_blocks"] = dict(used)
-        note = "GGUF blocks kept: " + ", ".join(f"{n} {t}" for t, n in sorted(used.items()))
-        note += f", {weight_quant.activations()}"
+        ctx.info["gguf_not_native"] = dict(kept)
+        blocks = ", ".join(f"{n} {t}" for t, n in sorted(used.items())) or "none"
+        note = f"GGUF blocks kept: {blocks}, {weight_quant.activations()}"
         if used.get("Q8_0") and weight_quant.backend() == "torch":
             note += "; Q8_0 re-quantized to int8 per row (torch has no grouped int8 kernel)"
         if kept:
-            kept_as = "bf16" if weight_quant.backend() == "torch" else "float32"
-            note += f"; left de-quantized in {kept_as}: " + ", ".join(
-                f"{n} {t}" for t, n in sorted(kept.items()))
+            note += "; NOT native: " + "; ".join(f"{n} × {what}" for what, n in sorted(kept.items()))
+            if weight_quant.backend() == "torch":
+                note += " (in bf16 with torch's kernels)"
         return note

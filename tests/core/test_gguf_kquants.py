@@ -1,0 +1,141 @@
+"""A user's own GGUF: K-quant blocks (Q4_K, Q5_K, Q6_K) kept exactly as the file holds
+them, computed by the native kernels, and every other block type named, never silent."""
+
+import numpy as np
+import pytest
+import torch
+
+from playground.core import gguf_blocks, native, weight_quant
+from playground.core.config import RunConfig
+from tests.gguf_files import Q4_K_M, random_blocks, write_tiny_gguf
+
+K_TYPES = ["Q4_K", "Q5_K", "Q6_K"]
+HELLO = [{"role": "user", "content": "Hello, how are you today?"}]
+
+
+def _needs_native():
+    if weight_quant.backend() != "native":
+        pytest.skip("native kernels unavailable here")
+
+
+@pytest.mark.parametrize("type_name", K_TYPES)
+def test_k_quant_blocks_decode_bit_exactly(type_name):
+    """Codes, float32 scales and offsets stand for exactly gguf's own de-quantization."""
+    from gguf import GGMLQuantizationType, quants
+
+    raw = random_blocks(type_name, 24, 768, np.random.default_rng(3))
+    tensor = gguf_blocks.GgufTensor("x.weight", type_name, raw)
+    ours = gguf_blocks.to_qweight(tensor).dequantize().numpy()
+    theirs = quants.dequantize(raw, GGMLQuantizationType[type_name]).reshape(24, 768)
+    assert ours.dtype == theirs.dtype == np.float32
+    assert np.array_equal(ours, theirs)
+
+
+def _isa(want: int) -> None:
+    native.library().qblocks_set_isa(want)
+
+
+@pytest.fixture
+def each_isa():
+    """Runs the body on AVX2 and, where the CPU has it, on AVX-512 VNNI; restores auto."""
+    _needs_native()
+    yield
+    _isa(0)
+
+
+@pytest.mark.parametrize("type_name", K_TYPES)
+def test_k_quant_kernels_multiply_by_the_files_weights(type_name, each_isa):
+    """x · Wᵀ against the de-quantized weights, 1–9 rows, a row's bits the same alone or in
+    a tile, and the same bits with AVX2 and AVX-512 VNNI (exact integer sums either way)."""
+    qw = gguf_blocks.to_qweight(gguf_blocks.GgufTensor(
+        "x", type_name, random_blocks(type_name, 64, 768, np.random.default_rng(4))))
+    layer = weight_quant.pack([qw])
+    assert layer.blocked and layer.f32
+    w = qw.dequantize().double()
+    gen = torch.Generator().manual_seed(0)
+    for rows in (1, 2, 3, 4, 5, 9):
+        x = torch.randn(rows, 768, generator=gen)
+        outs = []
+        for want in (1, 0):
+            _isa(want)
+            y = layer(x)
+            ref = (x.double() @ w.T).float()
+            assert float((y - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+            alone = torch.cat([layer(x[i:i + 1]) for i in range(rows)])
+            assert torch.equal(alone, y)
+            outs.append(y)
+        assert torch.equal(outs[0], outs[1])
+
+
+@pytest.fixture
+def q4_k_m_file(tmp_path):
+    return write_tiny_gguf(tmp_path / "tiny-q4_k_m.gguf", Q4_K_M)
+
+
+def _engine(path, spec=""):
+    from playground.core.pipeline import build_engine
+
+    return build_engine(RunConfig.parse(f"model={path},max_new_tokens=12,{spec}".rstrip(",")))
+
+
+def test_a_q4_k_m_file_runs_the_one_call_step_on_its_own_blocks(q4_k_m_file):
+    """Q4_K, Q5_K and Q6_K matrices (q/k/v of different types, so not one fused matrix) all
+    stay blocks, the one-call C step runs, and its logits over a prefill and 30 steps match
+    the float model transformers de-quantized from the same file."""
+    _needs_native()
+    base, native_ = _engine(q4_k_m_file), _engine(q4_k_m_file, "quant=gguf-native")
+    assert native_.info["gguf_blocks"] == {"Q4_K": 8, "Q5_K": 2, "Q6_K": 5}
+    assert native_.info["gguf_not_native"] == {}
+    assert "NOT native" not in native_.info["notes"][0]
+    assert "one native call" in native_.info["decode_step"]
+    prompt = base.prompt_ids(HELLO)
+    with torch.inference_mode():
+        caches = [base.make_cache(), native_.make_cache()]
+        base.model(input_ids=torch.tensor([prompt]), cache=caches[0], use_cache=True)
+        native_.model(input_ids=torch.tensor([prompt]), cache=caches[1], use_cache=True)
+        token = 7
+        for _ in range(30):
+            ref = base.model(input_ids=torch.tensor([[token]]), cache=caches[0],
+                             use_cache=True).logits[0, -1]
+            got = native_.decoder.step(token, caches[1])
+            assert float((got - ref).abs().max()) <= 2e-3 * max(1.0, float(ref.abs().max()))
+            assert int(got.argmax()) == int(ref.argmax())
+            token = int(ref.argmax()) if token != int(ref.argmax()) else (token * 31 + 5) % 300
+    assert base.chat(HELLO).token_ids == native_.chat(HELLO).token_ids
+
+
+def test_k_quant_rows_get_the_same_bits_alone_or_batched(q4_k_m_file):
+    """The batched step (serve --batching on) over K-quant blocks: three sequences in one
+    pass get the bits each gets alone."""
+    _needs_native()
+    from tests.core.test_batched_step import PROMPTS, _run
+
+    engine = _engine(q4_k_m_file, "quant=gguf-native")
+    together, logits_together, _ = _run(engine, PROMPTS, steps=10, chunk=5)
+    for i, prompt in enumerate(PROMPTS):
+        alone, logits_alone, _ = _run(engine, [prompt], steps=10, chunk=64)
+        assert alone[0] == together[i]
+        for a, b in zip(logits_alone[0], logits_together[i], strict=True):
+            assert torch.equal(a, b)
+
+
+def test_other_block_types_are_named_with_what_happens_to_them(tmp_path):
+    """A Q2_K and an F16 tensor: the note says NOT native, names both types and what was
+    done with them, the result's info counts them, and the decode path says why the
+    one-call step was refused."""
+    _needs_native()
+    path = write_tiny_gguf(tmp_path / "mixed.gguf", {**Q4_K_M, "ffn_down": "Q2_K",
+                                                      "attn_output": "F16"})
+    engine = _engine(path, "quant=gguf-native")
+    note = engine.info["notes"][0]
+    assert "NOT native" in note and "Q2_K" in note and "F16" in note
+    assert sum(engine.info["gguf_not_native"].values()) == 4  # 2 layers × 2 tensors
+    assert "not the one-call native step: o_proj or down_proj" in engine.info["decode_step"]
+    assert engine.chat(HELLO).token_ids  # still runs, on the exact values
+
+
+def test_torch_kernels_say_the_k_quants_stay_de_quantized(q4_k_m_file, monkeypatch):
+    monkeypatch.setattr(weight_quant, "backend", lambda: "torch")
+    engine = _engine(q4_k_m_file, "quant=gguf-native")
+    note = engine.info["notes"][0]
+    assert "NOT native" in note and "Q4_K: de-quantized (torch's kernels" in note
