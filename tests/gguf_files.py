@@ -14,12 +14,13 @@ import numpy as np
 
 HIDDEN, INTER, HEADS, KV_HEADS, LAYERS = 256, 512, 4, 2, 2
 HEAD_DIM = HIDDEN // HEADS
-BLOCK_BYTES = {"Q4_0": (32, 18), "Q4_1": (32, 20), "Q8_0": (32, 34), "Q4_K": (256, 144),
+BLOCK_BYTES = {"Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24),
+               "Q8_0": (32, 34), "Q4_K": (256, 144),
                "Q5_K": (256, 176), "Q6_K": (256, 210), "Q2_K": (256, 84)}
 # where each fp16 scale of a block sits, and the magnitude that keeps activations sane
-SCALE_AT = {"Q4_0": [0], "Q4_1": [0, 2], "Q8_0": [0], "Q4_K": [0, 2], "Q5_K": [0, 2],
+SCALE_AT = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "Q4_K": [0, 2], "Q5_K": [0, 2],
             "Q6_K": [208], "Q2_K": [80, 82]}
-SCALE_SIZE = {"Q4_0": 2e-3, "Q4_1": 2e-3, "Q8_0": 2e-4, "Q4_K": 1e-4, "Q5_K": 5e-5,
+SCALE_SIZE = {"Q4_0": 2e-3, "Q4_1": 2e-3, "Q5_0": 1e-3, "Q5_1": 1e-3, "Q8_0": 2e-4, "Q4_K": 1e-4, "Q5_K": 5e-5,
               "Q6_K": 2e-5, "Q2_K": 2e-4}
 # a Q4_K_M-like mix: v and down in Q6_K in some layers, so q/k/v cannot be one matrix
 Q4_K_M = {"attn_q": "Q4_K", "attn_k": "Q4_K", "attn_v": "Q6_K", "attn_output": "Q5_K",
@@ -31,7 +32,7 @@ def random_blocks(type_name: str, rows: int, cols: int, rng: np.random.Generator
     blocks = rng.integers(0, 256, (rows, cols // per, size), dtype=np.uint8)
     for at in SCALE_AT[type_name]:
         d = rng.uniform(0.2, 1.0, blocks.shape[:2]) * SCALE_SIZE[type_name]
-        if type_name in ("Q4_1",) and at == 2:
+        if type_name in ("Q4_1", "Q5_1") and at == 2:
             d = -d * 8  # the offset m
         blocks[..., at:at + 2] = d.astype(np.float16)[..., None].view(np.uint8)
     return blocks.reshape(rows, -1)

@@ -7,6 +7,9 @@ scales the file holds (quant=gguf-native). Block layouts (ggml, 32 weights a blo
 - Q4_0: fp16 d, 16 bytes of nibbles; w = d·(q − 8)
 - Q4_1: fp16 d, fp16 m, 16 bytes of nibbles; w = d·q + m
 - Q8_0: fp16 d, 32 int8; w = d·q
+- Q5_0 / Q5_1: Q4_0 / Q4_1 with a fifth bit per weight from a 32-bit qh:
+  w = d·(q − 16) / w = d·q + m; computed as int8 codes (llama-quantize falls back to
+  them where a row is not a multiple of 256, e.g. Qwen2.5-0.5B's 896)
 
 A block's element j < 16 is the low nibble of byte j, element j + 16 its high nibble.
 Q4_0 and Q4_1 are the int4 kernel's own layout (groups of 32 along the input, one
@@ -36,7 +39,7 @@ from playground.core.weight_quant import QWeight
 
 BLOCK = 32
 QK_K = 256
-NATIVE = ("Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
+NATIVE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
 FLOAT = ("F32", "F16", "BF16", "F64")
 
 
@@ -101,6 +104,8 @@ def to_qweight(tensor: GgufTensor) -> QWeight:
         d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
         q = blocks[..., 2:34].copy().view(np.int8).reshape(rows, -1)
         return QWeight("q8_0", torch.from_numpy(q), torch.from_numpy(d), group=BLOCK)
+    elif tensor.type_name in ("Q5_0", "Q5_1"):
+        return _q5(tensor.type_name, raw)
     elif tensor.type_name in ("Q4_K", "Q5_K", "Q6_K"):
         return _k_quant(tensor.type_name, raw)
     else:
@@ -115,6 +120,29 @@ def _nibbles(qs: Any) -> Any:
     low, high = qs & 0x0F, qs >> 4
     return np.concatenate([low, high], axis=-1).reshape(qs.shape[0], -1)
 
+
+
+def _q5(type_name: str, raw: Any) -> QWeight:
+    """Q5_0 as int8 codes q − 16 with fp16 scales (the Q8_0 kernels as they are); Q5_1 as
+    codes 0..31 with its offsets m."""
+    import numpy as np
+    import torch
+
+    rows = raw.shape[0]
+    size = 22 if type_name == "Q5_0" else 24
+    blocks = raw.reshape(rows, -1, size)
+    d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    at = 2 if type_name == "Q5_0" else 4
+    qh = blocks[..., at:at + 4].copy().view(np.uint32)  # [rows, blocks, 1]
+    bit = ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.uint8)
+    ql = _nibbles(blocks[..., at + 4:at + 20].reshape(-1, 16)).reshape(bit.shape)
+    q = (ql | (bit << 4)).astype(np.int8)
+    if type_name == "Q5_0":
+        codes = torch.from_numpy((q - np.int8(16)).reshape(rows, -1))
+        return QWeight("q8_0", codes, torch.from_numpy(d), group=BLOCK)
+    m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+    return QWeight("q8_0", torch.from_numpy(q.reshape(rows, -1)), torch.from_numpy(d),
+                   group=BLOCK, offset=torch.from_numpy(m))
 
 
 def _k_quant(type_name: str, raw: Any) -> QWeight:

@@ -9,7 +9,7 @@ from playground.core import gguf_blocks, native, weight_quant
 from playground.core.config import RunConfig
 from tests.gguf_files import Q4_K_M, random_blocks, write_tiny_gguf
 
-K_TYPES = ["Q4_K", "Q5_K", "Q6_K"]
+K_TYPES = ["Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q5_1"]
 HELLO = [{"role": "user", "content": "Hello, how are you today?"}]
 
 
@@ -50,7 +50,7 @@ def test_k_quant_kernels_multiply_by_the_files_weights(type_name, each_isa):
     qw = gguf_blocks.to_qweight(gguf_blocks.GgufTensor(
         "x", type_name, random_blocks(type_name, 64, 768, np.random.default_rng(4))))
     layer = weight_quant.pack([qw])
-    assert layer.blocked and layer.f32
+    assert layer.blocked and layer.f32 == type_name.endswith("_K")
     w = qw.dequantize().double()
     gen = torch.Generator().manual_seed(0)
     for rows in (1, 2, 3, 4, 5, 9):
@@ -67,6 +67,11 @@ def test_k_quant_kernels_multiply_by_the_files_weights(type_name, each_isa):
         assert torch.equal(outs[0], outs[1])
 
 
+# where rows are not multiples of 256, llama-quantize falls back to Q5_0/Q5_1/Q8_0
+FALLBACKS = {"attn_q": "Q5_0", "attn_k": "Q5_1", "attn_v": "Q8_0", "attn_output": "Q4_K",
+             "ffn_gate": "Q5_1", "ffn_up": "Q5_1", "ffn_down": "Q5_0", "token_embd": "Q8_0"}
+
+
 @pytest.fixture
 def q4_k_m_file(tmp_path):
     return write_tiny_gguf(tmp_path / "tiny-q4_k_m.gguf", Q4_K_M)
@@ -78,13 +83,19 @@ def _engine(path, spec=""):
     return build_engine(RunConfig.parse(f"model={path},max_new_tokens=12,{spec}".rstrip(",")))
 
 
-def test_a_q4_k_m_file_runs_the_one_call_step_on_its_own_blocks(q4_k_m_file):
-    """Q4_K, Q5_K and Q6_K matrices (q/k/v of different types, so not one fused matrix) all
-    stay blocks, the one-call C step runs, and its logits over a prefill and 30 steps match
-    the float model transformers de-quantized from the same file."""
+@pytest.mark.parametrize("mix,kept", [
+    (Q4_K_M, {"Q4_K": 8, "Q5_K": 2, "Q6_K": 5}),
+    (FALLBACKS, {"Q5_0": 4, "Q5_1": 6, "Q8_0": 3, "Q4_K": 2}),
+])
+def test_a_users_file_runs_the_one_call_step_on_its_own_blocks(tmp_path, mix, kept):
+    """Q4_K, Q5_K and Q6_K matrices (q/k/v of different types, so not one fused matrix), or
+    the Q5_0/Q5_1/Q8_0 fallbacks, all stay blocks, the one-call C step runs, and its logits
+    over a prefill and 30 steps match the float model transformers de-quantized from the
+    same file."""
     _needs_native()
-    base, native_ = _engine(q4_k_m_file), _engine(q4_k_m_file, "quant=gguf-native")
-    assert native_.info["gguf_blocks"] == {"Q4_K": 8, "Q5_K": 2, "Q6_K": 5}
+    path = write_tiny_gguf(tmp_path / "tiny.gguf", mix)
+    base, native_ = _engine(path), _engine(path, "quant=gguf-native")
+    assert native_.info["gguf_blocks"] == kept
     assert native_.info["gguf_not_native"] == {}
     assert "NOT native" not in native_.info["notes"][0]
     assert "one native call" in native_.info["decode_step"]
