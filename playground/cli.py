@@ -111,6 +111,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.chat and args.system:
         conversations = [conversations[0]] + [c[1:] for c in conversations[1:]]
     engine = build_engine(config, progress=_status)
+    if args.ignore_eos:  # every run decodes max_new_tokens, as llama-bench's tg does
+        engine.eos_ids = set()
+        engine.info["ignore_eos"] = True
     with ctrl_c_stops() as stop:
         try:
             result = bench.run_bench(engine, conversations, warmup=args.warmup,
@@ -445,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--system", help="system prompt (default: none)")
     bench.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     bench.add_argument("--repeats", type=int, default=3, help="measured runs (default 3)")
+    bench.add_argument("--ignore-eos", action="store_true",
+                       help="decode exactly max_new_tokens, past end-of-text (as llama-bench)")
     bench.add_argument("--json", help="write the result file here")
     bench.add_argument("--csv", help="write one CSV row per config here")
     bench.set_defaults(func=cmd_bench)

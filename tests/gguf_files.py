@@ -18,10 +18,10 @@ BLOCK_BYTES = {"Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32
                "Q8_0": (32, 34), "Q4_K": (256, 144),
                "Q5_K": (256, 176), "Q6_K": (256, 210), "Q2_K": (256, 84)}
 # where each fp16 scale of a block sits, and the magnitude that keeps activations sane
-SCALE_AT = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "Q4_K": [0, 2], "Q5_K": [0, 2],
-            "Q6_K": [208], "Q2_K": [80, 82]}
-SCALE_SIZE = {"Q4_0": 2e-3, "Q4_1": 2e-3, "Q5_0": 1e-3, "Q5_1": 1e-3, "Q8_0": 2e-4, "Q4_K": 1e-4, "Q5_K": 5e-5,
-              "Q6_K": 2e-5, "Q2_K": 2e-4}
+SCALE_AT = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0],
+            "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208], "Q2_K": [80, 82]}
+SCALE_SIZE = {"Q4_0": 2e-3, "Q4_1": 2e-3, "Q5_0": 1e-3, "Q5_1": 1e-3, "Q8_0": 2e-4,
+              "Q4_K": 1e-4, "Q5_K": 5e-5, "Q6_K": 2e-5, "Q2_K": 2e-4}
 # a Q4_K_M-like mix: v and down in Q6_K in some layers, so q/k/v cannot be one matrix
 Q4_K_M = {"attn_q": "Q4_K", "attn_k": "Q4_K", "attn_v": "Q6_K", "attn_output": "Q5_K",
           "ffn_gate": "Q4_K", "ffn_up": "Q4_K", "ffn_down": "Q6_K", "token_embd": "Q6_K"}

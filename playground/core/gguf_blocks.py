@@ -23,8 +23,9 @@ K-quants (super-blocks of 256 weights), as ggml de-quantizes them:
 - Q5_K: the same with 5-bit q (a fifth bit from qh)
 - Q6_K: 6-bit q − 32, an int8 sub-scale per 16 weights, fp16 d: w = (d·sc)·q
 
-d·sc needs up to 17 significant bits, more than fp16 holds, so these scales and offsets
-stay float32 (exact): the kernels read them as such (qblocks.c). Q4_K's codes go to the
+d·sc needs up to 17 significant bits, more than fp16 holds: the kernels read the file's
+own int8 sub-scales and float32 d per super-block and form d·sc in float32, where it is
+exact (qblocks.c's FMT_SUPER). Q4_K's codes go to the
 int4 kernel; Q5_K's and Q6_K's to the int8 one (Q5_K with offsets, Q6_K in groups of 16).
 Every other type (F16, BF16, Q2_K, Q3_K, IQ*, ...) is named by ``not_native``.
 """
@@ -167,8 +168,10 @@ def _k_quant(type_name: str, raw: Any) -> QWeight:
         top = (qh.reshape(rows, nsb, 2, 1, 32) >> pair) & 0x03
         q = (low.reshape(rows, nsb, 2, 4, 32) | (top << 4)).astype(np.int8) - np.int8(32)
         scale = (d * sc).reshape(rows, nsb * 16)
+        two_level = (torch.from_numpy(d.reshape(rows, nsb).copy()),
+                     torch.from_numpy(sc.reshape(rows, nsb * 16).astype(np.int8)), None, None)
         return QWeight("q8_0", torch.from_numpy(q.reshape(rows, nsb * QK_K).copy()),
-                       torch.from_numpy(scale.copy()), group=16)
+                       torch.from_numpy(scale.copy()), group=16, two_level=two_level)
     d = blocks[..., 0:2].copy().view(np.float16).astype(np.float32)
     dmin = blocks[..., 2:4].copy().view(np.float16).astype(np.float32)
     sc, mins = Q4_K.get_scale_min(blocks[..., 4:16].reshape(rows * nsb, 12).copy())
@@ -176,6 +179,10 @@ def _k_quant(type_name: str, raw: Any) -> QWeight:
     mins = mins.reshape(rows, nsb, 8).astype(np.float32)
     scale = (d * sc).reshape(rows, nsb * 8)
     offset = -(dmin * mins).reshape(rows, nsb * 8)
+    two_level = (torch.from_numpy(d.reshape(rows, nsb).copy()),
+                 torch.from_numpy(sc.reshape(rows, -1).astype(np.int8)),
+                 torch.from_numpy(-dmin.reshape(rows, nsb)),
+                 torch.from_numpy(mins.reshape(rows, -1).astype(np.int8)))
     qs = blocks[..., -128:]
     # 32 bytes a pair of sub-blocks: low nibbles are sub-block 2j, high ones 2j + 1
     q = (qs.reshape(rows, nsb, 4, 1, 32) >> np.array([0, 4], np.uint8).reshape(1, 1, 1, 2, 1)) & 0x0F
@@ -183,13 +190,13 @@ def _k_quant(type_name: str, raw: Any) -> QWeight:
     if type_name == "Q4_K":
         return QWeight("int4", torch.from_numpy(q.reshape(rows, -1).astype(np.int32)),
                        torch.from_numpy(scale.copy()), group=BLOCK,
-                       offset=torch.from_numpy(offset.copy()))
+                       offset=torch.from_numpy(offset.copy()), two_level=two_level)
     qh = blocks[..., 16:48]
     bit = (qh.reshape(rows, nsb, 1, 32) >> np.arange(8, dtype=np.uint8).reshape(1, 1, 8, 1)) & 1
     q5 = (q | (bit << 4)).astype(np.int8)
     return QWeight("q8_0", torch.from_numpy(q5.reshape(rows, -1).copy()),
                    torch.from_numpy(scale.copy()), group=BLOCK,
-                   offset=torch.from_numpy(offset.copy()))
+                   offset=torch.from_numpy(offset.copy()), two_level=two_level)
 
 
 def not_native(type_name: str) -> str:

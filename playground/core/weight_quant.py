@@ -30,6 +30,7 @@ FUSE_ROW_MULTIPLE = 64  # row views of a packed int4 matrix must start on a 64-r
 # PLAYGROUND_NATIVE_ACT=f32 for plain float32 (exact up to summation order, ~30% slower).
 INT_ACT = os.environ.get("PLAYGROUND_NATIVE_ACT", "int16") != "f32"
 BLOCK_ROWS = 8  # qblocks.c's blocks of output rows
+FMT_FP16, FMT_F32, FMT_SUPER, FMT_MINUS8D = 0, 1, 2, 4  # qblocks.c's scale formats
 
 
 @dataclass
@@ -48,6 +49,9 @@ class QWeight:
     zero: Any = None
     group: int = 0
     offset: Any = None
+    # K-quants as stored: (d [N, K/256] float32, sc [N, K/group] int, −dmin or None, m or
+    # None), scale = d·sc and offset = −dmin·m exactly; the kernels read this form
+    two_level: Any = None
 
     @property
     def rows(self) -> int:
@@ -356,46 +360,50 @@ def _native_class() -> type:
                       scratch.data_ptr(), rows, n, k, g, threads(), int_act)
         return y
 
-    def q4_blocks(x: Any, codes: Any, d: Any, m: Any, n: int, k: int, g: int, f32: int) -> Any:
+    def q4_blocks(x: Any, codes: Any, d: Any, m: Any, dsup: Any, msup: Any, n: int, k: int,
+                  g: int, fmt: int) -> Any:
         rows = x.shape[0]
         y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2 + 4 * k) + 8)
-        lib.q4_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), m.data_ptr(),
-                             y.data_ptr(), scratch.data_ptr(), rows, n, k, g, threads(), f32)
+        lib.q4_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), _ptr(m), _ptr(dsup),
+                             _ptr(msup), y.data_ptr(), scratch.data_ptr(), rows, n, k, g,
+                             threads(), fmt)
         return y
 
-    def q8_blocks(x: Any, codes: Any, d: Any, m: Any, n: int, k: int, g: int, f32: int) -> Any:
+    def q8_blocks(x: Any, codes: Any, d: Any, m: Any, dsup: Any, msup: Any, n: int, k: int,
+                  g: int, fmt: int) -> Any:
         rows = x.shape[0]
         y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2 + 4 * k) + 8)
-        lib.q8_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(),
-                             None if m is None else m.data_ptr(), y.data_ptr(),
-                             scratch.data_ptr(), rows, n, k, g, threads(), f32)
+        lib.q8_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), _ptr(m), _ptr(dsup),
+                             _ptr(msup), y.data_ptr(), scratch.data_ptr(), rows, n, k, g,
+                             threads(), fmt)
         return y
 
     class NativeWeightLinear(weight_only_class()):
         """qgemv.c: int4 codes two per byte + fp16 scale and offset per group (w = d·q + m),
         or int8 codes + fp16 scale per group; float32 activations. ``blocked``: the codes,
         scales and offsets are in qblocks.c's blocks of 8 rows (the same bytes, reordered
-        within each block), multiplied with int16 activations."""
+        within each block), multiplied with int16 activations; there the scales may also be
+        float32 or a K-quant's int8 sub-scales with float32 per super-block (``fmt``,
+        qblocks.c's FMT_*), and Q4_0's offsets are computed from d instead of stored."""
 
         def __init__(self, kind: str, codes: Any, scales: Any, offsets: Any, group: int,
-                     rows: int, cols: int, bias: Any = None, blocked: bool = False) -> None:
+                     rows: int, cols: int, bias: Any = None, blocked: bool = False,
+                     fmt: int = FMT_FP16, scale_super: Any = None,
+                     offset_super: Any = None) -> None:
             super().__init__(kind, group, rows, cols, bias)
-            self.blocked = blocked
+            self.blocked, self.fmt = blocked, fmt
             self.register_buffer("codes", codes)
             self.register_buffer("scales", scales)
             self.register_buffer("offsets", offsets)
-
-        @property
-        def f32(self) -> bool:
-            """Scales (and offsets) in float32: a K-quant's products fp16 cannot hold."""
-            return self.scales.dtype == torch.float32
+            self.register_buffer("scale_super", scale_super)
+            self.register_buffer("offset_super", offset_super)
 
         def kernel(self) -> tuple[Any, tuple[Any, ...]]:
             n, k, g, a = self.out_features, self.in_features, self.group, int(INT_ACT)
             if self.blocked:
-                if self.kind == "int4":
-                    return q4_blocks, (self.codes, self.scales, self.offsets, n, k, g, int(self.f32))
-                return q8_blocks, (self.codes, self.scales, self.offsets, n, k, g, int(self.f32))
+                args = (self.codes, self.scales, self.offsets, self.scale_super,
+                        self.offset_super, n, k, g, self.fmt)
+                return (q4_blocks if self.kind == "int4" else q8_blocks), args
             if self.kind == "int4":
                 return q4, (self.codes, self.scales, self.offsets, n, k, g, a)
             return q8, (self.codes, self.scales, n, k, g, a)
@@ -403,13 +411,20 @@ def _native_class() -> type:
         def rows_view(self, start: int, stop: int) -> Any:
             if self.blocked and (start % BLOCK_ROWS or stop % BLOCK_ROWS):
                 raise ValueError(f"rows_view: {start}:{stop} splits a block of {BLOCK_ROWS} rows")
-            bias = None if self.bias is None else self.bias[start:stop]
-            offsets = None if self.offsets is None else self.offsets[start:stop]
+
+            def rows(t: Any) -> Any:
+                return None if t is None else t[start:stop]
+
             return type(self)(self.kind, self.codes[start:stop], self.scales[start:stop],
-                              offsets, self.group, stop - start, self.in_features, bias,
-                              self.blocked)
+                              rows(self.offsets), self.group, stop - start, self.in_features,
+                              rows(self.bias), self.blocked, self.fmt, rows(self.scale_super),
+                              rows(self.offset_super))
 
     return NativeWeightLinear
+
+
+def _ptr(t: Any) -> int | None:
+    return None if t is None else t.data_ptr()
 
 
 def _native_pack(parts: list[QWeight], bias: Any) -> Any:
@@ -420,29 +435,80 @@ def _native_pack(parts: list[QWeight], bias: Any) -> Any:
     rows = int(q.shape[0])
     # every part whole blocks, so each part's row view is a matrix in the same layout
     blocked = INT_ACT and cols % 32 == 0 and all(p.rows % BLOCK_ROWS == 0 for p in parts)
+    if blocked and all(p.two_level is not None for p in parts) and cols % 256 == 0:
+        return _native_pack_super(parts, q, bias)
     # float32 where a part's scales or offsets are products fp16 cannot hold (K-quants)
     wide = any(not _fp16_exact(p.scale) or not _fp16_exact(p.offset) for p in parts)
     dtype = torch.float32 if wide else torch.float16
+    fmt = FMT_F32 if wide else FMT_FP16
     scale = torch.cat([p.scale.reshape(p.rows, -1).float() for p in parts])
     offset = None
     if any(p.offset is not None for p in parts):  # w = scale·q + offset as the file stores it
-        offset = torch.cat([(p.offset if p.offset is not None else torch.zeros_like(p.scale))
-                            .reshape(p.rows, -1).float() for p in parts])
+        offset = torch.cat([_offset(p, dtype).reshape(p.rows, -1) for p in parts])
     if kind in ("int8", "q8_0"):
         group = cols if kind == "int8" else group  # one scale per row: a single group
-        codes = q.to(torch.int8)
-        if blocked:
-            # [block, row c, run, pair p, e] -> [block, run, p, c, e]
-            codes = codes.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, cols // 32, 16, 2).permute(0, 2, 3, 1, 4)
         offsets = None if offset is None else _block_scales(offset.to(dtype), blocked)
-        return _native_class()("q8", codes.reshape(rows, cols).contiguous(),
-                               _block_scales(scale.to(dtype), blocked), offsets, group, rows,
-                               cols, bias, blocked)
+        return _native_class()("q8", _q8_codes(q, blocked), _block_scales(scale.to(dtype), blocked),
+                               offsets, group, rows, cols, bias, blocked, fmt)
     if offset is None:
         # w = (q - 8)·scale + zero = scale·q + (zero - 8·scale): GGUF Q4_1's d and m
         zero = torch.cat([p.zero for p in parts]).float()
         offset = zero - 8 * scale.to(dtype).float()
     scale, offset = scale.to(dtype), offset.to(dtype)
+    offsets = _block_scales(offset, blocked)
+    if blocked and torch.equal(offset.float(), -8 * scale.float()):
+        fmt, offsets = fmt | FMT_MINUS8D, None  # Q4_0: read m = -8d from d, store nothing
+    return _native_class()("int4", _q4_codes(q, blocked), _block_scales(scale, blocked),
+                           offsets, group, rows, cols, bias, blocked, fmt)
+
+
+def _offset(part: QWeight, dtype: Any) -> Any:
+    """A part's w = scale·q + offset form: its own offsets, none (int8 codes: zeros), or
+    from its zero (int4: (q − 8)·scale + zero = scale·q + zero − 8·scale)."""
+    import torch
+
+    if part.offset is not None:
+        return part.offset.float()
+    if part.zero is None:
+        return torch.zeros_like(part.scale, dtype=torch.float32)
+    return part.zero.float() - 8 * part.scale.to(dtype).float()
+
+
+def _native_pack_super(parts: list[QWeight], q: Any, bias: Any) -> Any:
+    """K-quants as the file holds their scales: int8 sub-scales per group and float32 per
+    super-block of 256 (d·sc is exact in float32, computed in the kernel), a third of the
+    bytes of float32 products."""
+    import torch
+
+    kind, group, cols, rows = parts[0].kind, parts[0].group, parts[0].cols, int(q.shape[0])
+    d_sup = torch.cat([p.two_level[0] for p in parts])
+    d_sub = torch.cat([p.two_level[1] for p in parts])
+    offsets = offset_super = None
+    if any(p.two_level[2] is not None for p in parts):
+        if not all(p.two_level[2] is not None for p in parts):
+            raise ValueError("pack: K-quant parts differ in having offsets")
+        offset_super = _block_scales(torch.cat([p.two_level[2] for p in parts]).float(), True)
+        offsets = _block_scales(torch.cat([p.two_level[3] for p in parts]).to(torch.int8), True)
+    codes = _q4_codes(q, True) if kind == "int4" else _q8_codes(q, True)
+    return _native_class()("int4" if kind == "int4" else "q8", codes,
+                           _block_scales(d_sub.to(torch.int8), True), offsets, group, rows, cols,
+                           bias, True, FMT_SUPER, _block_scales(d_sup.float(), True), offset_super)
+
+
+def _q8_codes(q: Any, blocked: bool) -> Any:
+    import torch
+
+    rows, cols = q.shape
+    codes = q.to(torch.int8)
+    if blocked:  # [block, row c, run, pair p, e] -> [block, run, p, c, e]
+        codes = codes.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, cols // 32, 16, 2).permute(0, 2, 3, 1, 4)
+    return codes.reshape(rows, cols).contiguous()
+
+
+def _q4_codes(q: Any, blocked: bool) -> Any:
+    import torch
+
+    rows, cols = q.shape
     q = q.to(torch.uint8)
     if blocked:  # [block, row c, run, vector j, nibble s, e] -> [block, run, j, c, e, s]
         nib = q.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, cols // 32, 4, 4, 2).permute(0, 2, 3, 1, 5, 4)
@@ -451,9 +517,7 @@ def _native_pack(parts: list[QWeight], bias: Any) -> Any:
     else:  # GGUF's order: byte j of a run holds inputs j (low nibble) and j + 16
         runs = q.reshape(rows, cols // 32, 2, 16)
         codes = runs[:, :, 0] | (runs[:, :, 1] << 4)
-    return _native_class()("int4", codes.reshape(rows, cols // 2).contiguous(),
-                           _block_scales(scale, blocked), _block_scales(offset, blocked),
-                           group, rows, cols, bias, blocked)
+    return codes.reshape(rows, cols // 2).contiguous()
 
 
 def _block_scales(s: Any, blocked: bool) -> Any:

@@ -98,3 +98,33 @@ def test_app_options_without_the_gui_subcommand_start_the_app(monkeypatch):
     assert cli.main(["--self-test", "--screenshot", "x.png"]) == 0
     assert seen[0].self_test and seen[0].screenshot == "x.png"
     assert cli.main([]) == 0 and len(seen) == 2  # no arguments at all: the app too
+
+
+def test_bench_ignore_eos_decodes_every_token(tiny_dir, tmp_path):
+    """A model whose first greedy token is its end-of-text stops at once; --ignore-eos
+    decodes max_new_tokens all the same (what llama-bench's tg measures)."""
+    import shutil
+
+    from playground.core.config import RunConfig
+    from playground.core.pipeline import build_engine
+
+    first = build_engine(RunConfig(model=str(tiny_dir), max_new_tokens=1)).chat(
+        [{"role": "user", "content": "Hello there."}]).token_ids[0]
+    model = tmp_path / "stops-at-once"
+    shutil.copytree(tiny_dir, model)
+    for name in ("config.json", "generation_config.json"):
+        path = model / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            data["eos_token_id"] = first
+            path.write_text(json.dumps(data))
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("Hello there.\n")
+    counts = {}
+    for flag in ([], ["--ignore-eos"]):
+        out = tmp_path / f"r{len(flag)}.json"
+        assert main(["bench", "--config", f"model={model},max_new_tokens=9", "--prompts",
+                     str(prompts), "--warmup", "0", "--repeats", "1", "--json", str(out),
+                     *flag]) == 0
+        counts[bool(flag)] = json.loads(out.read_text())["results"][0]["runs"][0]["new_tokens"]
+    assert counts[False] <= 1 and counts[True] == 9

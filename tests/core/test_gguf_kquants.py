@@ -50,7 +50,8 @@ def test_k_quant_kernels_multiply_by_the_files_weights(type_name, each_isa):
     qw = gguf_blocks.to_qweight(gguf_blocks.GgufTensor(
         "x", type_name, random_blocks(type_name, 64, 768, np.random.default_rng(4))))
     layer = weight_quant.pack([qw])
-    assert layer.blocked and layer.f32 == type_name.endswith("_K")
+    want = weight_quant.FMT_SUPER if type_name.endswith("_K") else weight_quant.FMT_FP16
+    assert layer.blocked and layer.fmt == want
     w = qw.dequantize().double()
     gen = torch.Generator().manual_seed(0)
     for rows in (1, 2, 3, 4, 5, 9):
@@ -150,3 +151,21 @@ def test_torch_kernels_say_the_k_quants_stay_de_quantized(q4_k_m_file, monkeypat
     engine = _engine(q4_k_m_file, "quant=gguf-native")
     note = engine.info["notes"][0]
     assert "NOT native" in note and "Q4_K: de-quantized (torch's kernels" in note
+
+
+@pytest.mark.parametrize("types,fmt", [
+    (("Q4_0",), weight_quant.FMT_FP16 | weight_quant.FMT_MINUS8D),  # m = -8d, not stored
+    (("Q4_K", "Q4_1"), weight_quant.FMT_F32),  # one matrix: products in float32
+    (("Q4_K", "Q4_K"), weight_quant.FMT_SUPER),
+    (("Q6_K", "Q6_K"), weight_quant.FMT_SUPER),
+])
+def test_every_scale_format_multiplies_by_the_files_weights(types, fmt, each_isa):
+    rng = np.random.default_rng(5)
+    parts = [gguf_blocks.to_qweight(gguf_blocks.GgufTensor("x", t, random_blocks(t, 32, 512, rng)))
+             for t in types]
+    layer = weight_quant.pack(parts)
+    assert layer.fmt == fmt
+    w = torch.cat([p.dequantize() for p in parts]).double()
+    x = torch.randn(5, 512, generator=torch.Generator().manual_seed(1))
+    ref = (x.double() @ w.T).float()
+    assert float((layer(x) - ref).abs().max()) <= 1e-4 * float(ref.abs().max())

@@ -116,9 +116,9 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.q4_matmul.restype = None
     lib.q8_matmul.argtypes = [ptr] * 5 + [i64] * 4 + [ctypes.c_int] * 2
     lib.q8_matmul.restype = None
-    lib.q4_blocks_matmul.argtypes = [ptr] * 6 + [i64] * 4 + [ctypes.c_int] * 2
+    lib.q4_blocks_matmul.argtypes = [ptr] * 8 + [i64] * 4 + [ctypes.c_int] * 2
     lib.q4_blocks_matmul.restype = None
-    lib.q8_blocks_matmul.argtypes = [ptr] * 6 + [i64] * 4 + [ctypes.c_int] * 2
+    lib.q8_blocks_matmul.argtypes = [ptr] * 8 + [i64] * 4 + [ctypes.c_int] * 2
     lib.q8_blocks_matmul.restype = None
     lib.qblocks_set_isa.argtypes = [ctypes.c_int]
     lib.qblocks_set_isa.restype = ctypes.c_int

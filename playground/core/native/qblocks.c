@@ -35,9 +35,25 @@ void qgemv_group_sums(const float *x, float *xsum, int64_t M, int64_t K, int64_t
 
 #define TMAX 4
 
-static inline __attribute__((always_inline)) __m256 load8(const void *p, int64_t i, int f32) {
-    return f32 ? _mm256_loadu_ps((const float *)p + i)
-               : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+/* How a matrix's scales (and offsets) are stored, per group of 8 rows: */
+#define FMT_FP16 0    /* fp16 (GGUF's own d and m; our int4/int8 quantizers) */
+#define FMT_F32 1     /* float32 */
+#define FMT_SUPER 2   /* int8 sub-scales times a float32 per super-block of 256 inputs
+                       * (K-quants as the file holds them: d*sc is exact in float32) */
+#define FMT_MINUS8D 4 /* flag: offsets are -8*d (Q4_0), computed, not stored */
+
+static inline int64_t scale_bytes(int fmt) {
+    return (fmt & 3) == FMT_F32 ? 4 : (fmt & 3) == FMT_SUPER ? 1 : 2;
+}
+
+/* the 8 rows' scales of group g; gps: groups per super-block of 256 */
+static inline __attribute__((always_inline)) __m256
+scale8(const void *p, const float *sup, int64_t g, int64_t gps, int fmt) {
+    if ((fmt & 3) == FMT_FP16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + g * 8)));
+    if ((fmt & 3) == FMT_F32) return _mm256_loadu_ps((const float *)p + g * 8);
+    const __m256i sub = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)p + g * 8)));
+    return _mm256_mul_ps(_mm256_loadu_ps(sup + (g / gps) * 8), _mm256_cvtepi32_ps(sub));
 }
 
 static void broadcast_pairs(const int16_t *xq, __m256i *xb, int64_t K) {
@@ -81,21 +97,23 @@ int qblocks_set_isa(int want) {
 
 int qblocks_isa(void) { return isa ? isa : qblocks_set_isa(0); }
 
-/* scratch: at least M*(K/G + K/32 + K/2 + 4K) + 8 floats. d, m: fp16, or float32 if f32 */
+/* scratch: at least M*(K/G + K/32 + K/2 + 4K) + 8 floats. d, m (NULL: none) as fmt says;
+ * dsup, msup: FMT_SUPER's float32 per super-block (NULL otherwise) */
 void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const void *m,
-                      float *y, float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
-                      int threads, int f32) {
-    if (qblocks_isa() == 2) q4_blocks_matmul_vnni(x, qs, d, m, y, scratch, M, N, K, G, threads, f32);
-    else q4_blocks_matmul_avx2(x, qs, d, m, y, scratch, M, N, K, G, threads, f32);
+                      const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
+                      int64_t N, int64_t K, int64_t G, int threads, int fmt) {
+    if (qblocks_isa() == 2)
+        q4_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
+    else q4_blocks_matmul_avx2(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
 }
 
-/* scratch: as q4_blocks_matmul. m: NULL, or an offset per group (w = d*q + m). G: 16 or
- * a multiple of 32 */
-void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m, float *y,
-                      float *scratch, int64_t M, int64_t N, int64_t K, int64_t G, int threads,
-                      int f32) {
-    if (qblocks_isa() == 2) q8_blocks_matmul_vnni(x, qs, d, m, y, scratch, M, N, K, G, threads, f32);
-    else q8_blocks_matmul_avx2(x, qs, d, m, y, scratch, M, N, K, G, threads, f32);
+/* as q4_blocks_matmul, for int8 codes; G: 16 or a multiple of 32 */
+void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m,
+                      const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
+                      int64_t N, int64_t K, int64_t G, int threads, int fmt) {
+    if (qblocks_isa() == 2)
+        q8_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
+    else q8_blocks_matmul_avx2(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
 }
 #else
 int qblocks_set_isa(int want) { (void)want; return 0; }

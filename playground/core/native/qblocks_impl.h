@@ -23,7 +23,7 @@
         __m256i acc[TMAX];                                                           \
         for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_si256();                 \
         BODY;                                                                        \
-        const __m256 d8 = load8(db, (b / runs) * 8, f32);                            \
+        const __m256 d8 = scale8(db, ds, b / runs, gps, fmt);                        \
         for (int t = 0; t < T; t++)                                                  \
             accf[t] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xd[t * nb + b])), \
                                       _mm256_cvtepi32_ps(acc[t]), accf[t]);           \
@@ -33,18 +33,23 @@
 #define ADD_OFFSETS_AND_STORE()                                                       \
     for (int t = 0; t < T; t++) {                                                    \
         __m256 off = _mm256_setzero_ps();                                            \
-        if (mb)                                                                      \
+        if (fmt & FMT_MINUS8D) /* Q4_0: m = -8d, read from d (no offsets stored) */   \
             for (int64_t g = 0; g < groups; g++)                                     \
-                off = _mm256_fmadd_ps(load8(mb, g * 8, f32),                         \
+                off = _mm256_fmadd_ps(scale8(db, ds, g, gps, fmt),                   \
+                                      _mm256_set1_ps(-8.0f * xsum[t * groups + g]), off); \
+        else if (mb)                                                                 \
+            for (int64_t g = 0; g < groups; g++)                                     \
+                off = _mm256_fmadd_ps(scale8(mb, ms, g, gps, fmt),                   \
                                       _mm256_set1_ps(xsum[t * groups + g]), off);    \
-        _mm256_storeu_ps(y + t * N, mb ? _mm256_add_ps(accf[t], off) : accf[t]);     \
+        _mm256_storeu_ps(y + t * N, (mb || (fmt & FMT_MINUS8D)) ? _mm256_add_ps(accf[t], off) \
+                                                                : accf[t]);          \
     }
 
 static inline __attribute__((always_inline)) void
 NAME(q4_block)(const __m256i *xb, const float *xd, const float *xsum, const uint8_t *blk,
-               const void *db, const void *mb, float *y, int64_t N, int64_t K, int64_t G,
-               int f32, const int T) {
-    const int64_t groups = K / G, runs = G / 32, nb = K / 32;
+               const void *db, const void *mb, const float *ds, const float *ms, float *y,
+               int64_t N, int64_t K, int64_t G, int fmt, const int T) {
+    const int64_t groups = K / G, runs = G / 32, nb = K / 32, gps = 256 / G;
     const __m256i low = _mm256_set1_epi16(0x0f);
     FOR_RUNS(for (int j = 0; j < 4; j++) {
         const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + b * 128 + j * 32));
@@ -60,9 +65,9 @@ NAME(q4_block)(const __m256i *xb, const float *xd, const float *xsum, const uint
 
 static inline __attribute__((always_inline)) void
 NAME(q8_block)(const __m256i *xb, const float *xd, const float *xsum, const int8_t *blk,
-               const void *db, const void *mb, float *y, int64_t N, int64_t K, int64_t G,
-               int f32, const int T) {
-    const int64_t groups = K / G, nb = K / 32;
+               const void *db, const void *mb, const float *ds, const float *ms, float *y,
+               int64_t N, int64_t K, int64_t G, int fmt, const int T) {
+    const int64_t groups = K / G, nb = K / 32, gps = 256 / G;
     if (G == 16) {
         /* GGUF Q6_K: a scale per 16 inputs, so each run keeps two integer sums (pairs
          * 0-7 are its inputs 0-15, pairs 8-15 inputs 16-31), each scaled by its own d */
@@ -74,7 +79,8 @@ NAME(q8_block)(const __m256i *xb, const float *xd, const float *xsum, const int8
             for (int t = 0; t < T; t++) lo[t] = hi[t] = _mm256_setzero_si256();
             for (int p = 0; p < 8; p++) PAIRS_INTO(lo, Q8_VEC(p), p);
             for (int p = 8; p < 16; p++) PAIRS_INTO(hi, Q8_VEC(p), p);
-            const __m256 dlo = load8(db, 2 * b * 8, f32), dhi = load8(db, (2 * b + 1) * 8, f32);
+            const __m256 dlo = scale8(db, ds, 2 * b, gps, fmt);
+            const __m256 dhi = scale8(db, ds, 2 * b + 1, gps, fmt);
             for (int t = 0; t < T; t++) {
                 const __m256 xs = _mm256_set1_ps(xd[t * nb + b]);
                 accf[t] = _mm256_fmadd_ps(_mm256_mul_ps(dlo, xs), _mm256_cvtepi32_ps(lo[t]), accf[t]);
@@ -99,7 +105,7 @@ NAME(q8_block)(const __m256i *xb, const float *xd, const float *xsum, const int8
     {                                                                                \
         _Pragma("omp for schedule(static)")                                          \
         for (int64_t r = 0; r < M; r++) {                                            \
-            if (m) qgemv_group_sums(x + r * K, xsum + r * gs, 1, K, G);              \
+            if (m || (fmt & FMT_MINUS8D)) qgemv_group_sums(x + r * K, xsum + r * gs, 1, K, G); \
             qgemv_int16_rows(x + r * K, xq + r * K, xd + r * nb, 1, K);              \
             broadcast_pairs(xq + r * K, xb + r * (K / 2), K);                        \
         }                                                                            \
@@ -114,33 +120,37 @@ NAME(q8_block)(const __m256i *xb, const float *xd, const float *xsum, const int8
     }
 
 static void NAME(q4_blocks_matmul)(const float *x, const uint8_t *qs, const void *d,
-                                   const void *m, float *y, float *scratch, int64_t M, int64_t N,
-                                   int64_t K, int64_t G, int threads, int f32) {
-    const int64_t gs = K / G, nb = K / 32;
-    const int64_t ss = f32 ? 4 : 2;  /* bytes a scale takes */
+                                   const void *m, const float *dsup, const float *msup, float *y,
+                                   float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
+                                   int threads, int fmt) {
+    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
     float *xsum = scratch, *xd = scratch + M * gs;
     int16_t *xq = (int16_t *)(xd + M * nb);
     __m256i *xb = aligned32(xq + M * K);
 #define Q4_CALL(T) NAME(q4_block)(xb + r0 * (K / 2), xd + r0 * nb, xsum + r0 * gs,            \
                                   qs + n0 * (K / 2), (const char *)d + n0 * gs * ss,          \
-                                  (const char *)m + n0 * gs * ss, y + r0 * N + n0, N, K, G,   \
-                                  f32, T)
+                                  m ? (const char *)m + n0 * gs * ss : NULL,                  \
+                                  dsup ? dsup + n0 * sups : NULL,                             \
+                                  msup ? msup + n0 * sups : NULL, y + r0 * N + n0, N, K, G,   \
+                                  fmt, T)
     PREPARE_AND_TILE(Q4_CALL)
 #undef Q4_CALL
 }
 
 static void NAME(q8_blocks_matmul)(const float *x, const int8_t *qs, const void *d,
-                                   const void *m, float *y, float *scratch, int64_t M, int64_t N,
-                                   int64_t K, int64_t G, int threads, int f32) {
-    const int64_t gs = K / G, nb = K / 32;
-    const int64_t ss = f32 ? 4 : 2;
+                                   const void *m, const float *dsup, const float *msup, float *y,
+                                   float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
+                                   int threads, int fmt) {
+    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
     float *xsum = scratch, *xd = scratch + M * gs;
     int16_t *xq = (int16_t *)(xd + M * nb);
     __m256i *xb = aligned32(xq + M * K);
 #define Q8_CALL(T) NAME(q8_block)(xb + r0 * (K / 2), xd + r0 * nb, xsum + r0 * gs, qs + n0 * K, \
                                   (const char *)d + n0 * gs * ss,                              \
-                                  m ? (const char *)m + n0 * gs * ss : NULL, y + r0 * N + n0,  \
-                                  N, K, G, f32, T)
+                                  m ? (const char *)m + n0 * gs * ss : NULL,                   \
+                                  dsup ? dsup + n0 * sups : NULL,                              \
+                                  msup ? msup + n0 * sups : NULL, y + r0 * N + n0,             \
+                                  N, K, G, fmt, T)
     PREPARE_AND_TILE(Q8_CALL)
 #undef Q8_CALL
 }

@@ -19,20 +19,22 @@ void q4_matmul(const float *x, const uint8_t *qs, const uint16_t *d, const uint1
 void q8_matmul(const float *x, const int8_t *qs, const uint16_t *d, float *y, float *scratch,
                int64_t M, int64_t N, int64_t K, int64_t G, int threads, int int_act);
 void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const void *m,
-                      float *y, float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
-                      int threads, int f32);
-void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m, float *y,
-                      float *scratch, int64_t M, int64_t N, int64_t K, int64_t G, int threads,
-                      int f32);
+                      const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
+                      int64_t N, int64_t K, int64_t G, int threads, int fmt);
+void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m,
+                      const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
+                      int64_t N, int64_t K, int64_t G, int threads, int fmt);
 
 /* kinds: 4: int4 codes + scale + offset, 8: int8 codes + scale, in rows (fp16 scales);
  * 14 and 18: the same in qblocks.c's blocks of 8 rows (int16 activations only), where
- * scales may be float32 (f32), int8 codes may have offsets (m) and groups may be 16 */
+ * scales are stored as fmt says (qblocks.c: fp16, float32, or int8 sub-scales times a
+ * float32 per super-block dsup/msup), int8 codes may have offsets (m), groups may be 16 */
 typedef struct {
     int64_t kind;
     const void *codes;
     const void *d, *m;
-    int64_t N, K, G, f32;
+    int64_t N, K, G, fmt;
+    const float *dsup, *msup;
 } QMat;
 
 /* qkv and gate_up are fused matrices; where a file's q, k and v (or gate and up) differ
@@ -56,13 +58,13 @@ static void matmul(const QMat *w, const float *x, float *y, int64_t rows, float 
                    int threads, int int_act) {
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)  /* as qblocks.c is built */
     if (w->kind == 14) {
-        q4_blocks_matmul(x, (const uint8_t *)w->codes, w->d, w->m, y, scratch, rows, w->N, w->K,
-                         w->G, threads, (int)w->f32);
+        q4_blocks_matmul(x, (const uint8_t *)w->codes, w->d, w->m, w->dsup, w->msup, y, scratch,
+                         rows, w->N, w->K, w->G, threads, (int)w->fmt);
         return;
     }
     if (w->kind == 18) {
-        q8_blocks_matmul(x, (const int8_t *)w->codes, w->d, w->m, y, scratch, rows, w->N, w->K,
-                         w->G, threads, (int)w->f32);
+        q8_blocks_matmul(x, (const int8_t *)w->codes, w->d, w->m, w->dsup, w->msup, y, scratch,
+                         rows, w->N, w->K, w->G, threads, (int)w->fmt);
         return;
     }
 #endif

@@ -22,7 +22,8 @@ QKV, GATE_UP = ("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")
 class QMat(ctypes.Structure):
     _fields_ = [("kind", ctypes.c_int64), ("codes", ctypes.c_void_p), ("d", ctypes.c_void_p),
                 ("m", ctypes.c_void_p), ("N", ctypes.c_int64), ("K", ctypes.c_int64),
-                ("G", ctypes.c_int64), ("f32", ctypes.c_int64)]
+                ("G", ctypes.c_int64), ("fmt", ctypes.c_int64), ("dsup", ctypes.c_void_p),
+                ("msup", ctypes.c_void_p)]
 
 
 class QLayer(ctypes.Structure):
@@ -46,9 +47,12 @@ def _qmat(layer: Any) -> QMat | None:
     if type(layer).__name__ != "NativeWeightLinear" or layer.bias is not None:
         return None
     kind = (4 if layer.kind == "int4" else 8) + (10 if layer.blocked else 0)  # see qstep.c
-    offsets = layer.offsets.data_ptr() if layer.offsets is not None else None
-    return QMat(kind, layer.codes.data_ptr(), layer.scales.data_ptr(), offsets,
-                layer.out_features, layer.in_features, layer.group, int(layer.f32))
+    def ptr(t: Any) -> int | None:
+        return None if t is None else t.data_ptr()
+
+    return QMat(kind, layer.codes.data_ptr(), layer.scales.data_ptr(), ptr(layer.offsets),
+                layer.out_features, layer.in_features, layer.group, layer.fmt,
+                ptr(layer.scale_super), ptr(layer.offset_super))
 
 
 def _parts(module: Any, fused_name: str, names: tuple[str, ...]) -> tuple[QMat, list[QMat]] | None:

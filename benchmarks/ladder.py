@@ -1,0 +1,214 @@
+"""The ladder: playground gguf-native against llama.cpp's llama-bench on models of real
+families' shapes, in the GGUF formats users download.
+
+Each rung is a transformers config with the family's sizes from its model card, random
+normal(0, 0.02) weights and the default model's tokenizer (vocab 49,152), saved as a
+folder, converted with llama.cpp's own ``convert_hf_to_gguf.py --outtype f16`` (from the
+source benchmarks/llamacpp_build.sh built llama-bench from; its extra dependency,
+sentencepiece, goes into a throwaway folder, never the venv) and quantized with
+``llama-quantize``. Per file, rounds alternating: ``llama-bench -p 512 -n 64`` and
+``playground bench --ignore-eos`` (decode of exactly 64 tokens after a short prompt,
+prefill of a 512-token prompt), same threads; plus the playground's time to ready, load
+peak RSS and steady RSS. Never part of ``make test``.
+
+    .venv/bin/python benchmarks/ladder.py make  [--rungs llama-1b] [--formats Q4_K_M,Q8_0]
+    .venv/bin/python benchmarks/ladder.py run   [--rungs ...] [--formats ...] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import OUT
+
+LLAMA = OUT / "llamacpp"
+LADDER = OUT / "ladder"
+VENV_PY = Path(sys.executable)
+PLAYGROUND = VENV_PY.parent / "playground"
+RUNGS = {  # model-card sizes; tied embeddings as the real small models
+    "qwen2.5-0.5b": ("qwen2", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                                   num_attention_heads=14, num_key_value_heads=2,
+                                   rope_theta=1e6, rms_norm_eps=1e-6)),
+    "llama-3.2-1b": ("llama", dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                                   num_attention_heads=32, num_key_value_heads=8, head_dim=64)),
+    "llama-3.2-3b": ("llama", dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+                                   num_attention_heads=24, num_key_value_heads=8, head_dim=128)),
+}
+LLAMA3_ROPE = dict(rope_theta=500000.0, rms_norm_eps=1e-5, rope_scaling={
+    "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192})
+FORMATS = {"Q4_K_M": ["Q4_K_M"],
+           "Q4_0": ["--output-tensor-type", "q8_0", "--token-embedding-type", "q8_0", "Q4_0"],
+           "Q8_0": ["Q8_0"]}
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    print("+", " ".join(map(str, cmd)), file=sys.stderr, flush=True)
+    return subprocess.run(list(map(str, cmd)), check=True, **kw)
+
+
+def make_folder(rung: str) -> Path:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from playground.core import models
+
+    folder = LADDER / rung / "hf"
+    if (folder / "config.json").is_file():
+        return folder
+    family, sizes = RUNGS[rung]
+    extra = LLAMA3_ROPE if family == "llama" else {}
+    config = AutoConfig.for_model(family, vocab_size=49152, tie_word_embeddings=True,
+                                  max_position_embeddings=8192, bos_token_id=1, eos_token_id=2,
+                                  **sizes, **extra)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.02)
+            elif "bias" in name:
+                p.normal_(0, 0.02)
+    model.save_pretrained(folder)
+    tokenizer = models.ensure_default_model(lambda _msg: None)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (tokenizer / name).is_file():
+            shutil.copy(tokenizer / name, folder / name)
+    return folder
+
+
+def convert(rung: str) -> Path:
+    f16 = LADDER / rung / "F16.gguf"
+    if f16.is_file():
+        return f16
+    folder = make_folder(rung)
+    source = LLAMA / "source"
+    deps = Path(tempfile.mkdtemp(prefix="convert-deps-"))
+    try:
+        run([VENV_PY, "-m", "pip", "install", "-q", "--target", deps, "sentencepiece"])
+        env = {**os.environ, "PYTHONPATH": f"{deps}:{source / 'gguf-py'}"}
+        run([VENV_PY, source / "convert_hf_to_gguf.py", folder, "--outtype", "f16",
+             "--outfile", f16], env=env)
+    finally:
+        shutil.rmtree(deps, ignore_errors=True)
+    return f16
+
+
+def quantize(rung: str, fmt: str) -> Path:
+    out = LADDER / rung / f"{fmt}.gguf"
+    if not out.is_file():
+        args = FORMATS[fmt]
+        run([LLAMA / "bin" / "llama-quantize", *args[:-1], convert(rung), out, args[-1], "2"])
+    return out
+
+
+def llama_bench(path: Path, threads: int) -> dict[str, float]:
+    out = run([LLAMA / "bin" / "llama-bench", "-m", path, "-p", "512", "-n", "64", "-t", threads,
+               "-r", "1", "-o", "json"], capture_output=True, text=True, timeout=1800).stdout
+    rows = json.loads(out)
+    return {("prefill" if r["n_prompt"] else "decode"): float(r["avg_ts"]) for r in rows}
+
+
+def long_prompt(tokens: int = 512) -> Path:
+    """A prompt of about ``tokens`` tokens with the default tokenizer (chat template aside)."""
+    from transformers import AutoTokenizer
+
+    from playground.core import models
+
+    path = LADDER / f"prompt{tokens}.txt"
+    if not path.is_file():
+        tok = AutoTokenizer.from_pretrained(models.ensure_default_model(lambda _m: None))
+        words = (Path(__file__).parents[1] / "README.md").read_text().replace("#", "").split()
+        ids = tok(" ".join(words))["input_ids"][: tokens - 20]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(tok.decode(ids).replace("\n", " ") + "\n")
+    return path
+
+
+def playground_bench(path: Path, threads: int, spec: str) -> dict[str, float]:
+    short = LADDER / "short.txt"
+    short.write_text("Write a short story about a lighthouse keeper.\n")
+    result = {}
+    for name, prompts, new in (("decode", short, 64), ("prefill", long_prompt(), 1)):
+        out = LADDER / "pg.json"
+        run([PLAYGROUND, "bench", "--config",
+             f"model={path},{spec},threads={threads},max_new_tokens={new}", "--prompts", prompts,
+             "--warmup", "1", "--repeats", "1", "--ignore-eos", "--json", out],
+            stdout=subprocess.DEVNULL)
+        data = json.loads(out.read_text())["results"][0]
+        summary, info = data["summary"], data["info"]
+        if name == "decode":
+            result.update(decode=summary["decode_tok_s"]["p50"], ready_s=info.get("build_s"),
+                          load_peak_mb=info.get("load_peak_rss_mb"), steady_mb=info.get("rss_mb"),
+                          weights_mb=summary["weights_mb"], step=info.get("decode_step"),
+                          note="; ".join(info.get("notes", [])))
+        else:
+            result["prefill"] = summary["prefill_tok_s"]["p50"]
+            result["prompt_tokens"] = data["runs"][0]["prompt_tokens"]
+    return result
+
+
+def cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            name = line.split(":", 1)[1].strip()
+            flags = Path("/proc/cpuinfo").read_text()
+            isa = "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX2"
+            return f"{name} ({isa}), {os.cpu_count()} cores"
+    return platform.processor()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("action", choices=("make", "run"))
+    parser.add_argument("--rungs", default=",".join(RUNGS))
+    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--spec", default="quant=gguf-native", help="the playground's config")
+    args = parser.parse_args()
+    rungs, formats = args.rungs.split(","), args.formats.split(",")
+    if args.action == "make":
+        for rung in rungs:
+            for fmt in formats:
+                print(quantize(rung, fmt))
+        return
+    rows = []
+    for rung in rungs:
+        for fmt in formats:
+            path = quantize(rung, fmt)
+            rounds = {"llama.cpp": [], "playground": []}
+            for _ in range(args.rounds):  # alternating, so a busy moment hits both
+                rounds["llama.cpp"].append(llama_bench(path, args.threads))
+                rounds["playground"].append(playground_bench(path, args.threads, args.spec))
+            row = {"rung": rung, "format": fmt, "file_mb": round(path.stat().st_size / 1e6),
+                   "rounds": rounds}
+            for side in rounds:
+                for key in ("decode", "prefill"):
+                    values = [r[key] for r in rounds[side]]
+                    row[f"{side} {key}"] = [round(min(values), 1), round(statistics.median(values), 1),
+                                            round(max(values), 1)]
+            row["decode ratio"] = round(row["playground decode"][1] / row["llama.cpp decode"][1], 2)
+            row["prefill ratio"] = round(row["playground prefill"][1] / row["llama.cpp prefill"][1], 2)
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "rounds"}), flush=True)
+    out = OUT / "ladder.json"
+    existing = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    keep = [r for r in existing["rows"] if (r["rung"], r["format"]) not in
+            {(r2["rung"], r2["format"]) for r2 in rows}]
+    out.write_text(json.dumps({"cpu": cpu(), "threads": args.threads, "spec": args.spec,
+                               "rows": keep + rows}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
