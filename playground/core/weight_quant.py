@@ -363,7 +363,7 @@ def _native_class() -> type:
     def q4_blocks(x: Any, codes: Any, d: Any, m: Any, dsup: Any, msup: Any, n: int, k: int,
                   g: int, fmt: int) -> Any:
         rows = x.shape[0]
-        y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2 + 4 * k) + 8)
+        y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2) + 16)
         lib.q4_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), _ptr(m), _ptr(dsup),
                              _ptr(msup), y.data_ptr(), scratch.data_ptr(), rows, n, k, g,
                              threads(), fmt)
@@ -372,7 +372,7 @@ def _native_class() -> type:
     def q8_blocks(x: Any, codes: Any, d: Any, m: Any, dsup: Any, msup: Any, n: int, k: int,
                   g: int, fmt: int) -> Any:
         rows = x.shape[0]
-        y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2 + 4 * k) + 8)
+        y, scratch = empty(rows, n), empty(rows * (k // g + k // 32 + k // 2) + 16)
         lib.q8_blocks_matmul(x.data_ptr(), codes.data_ptr(), d.data_ptr(), _ptr(m), _ptr(dsup),
                              _ptr(msup), y.data_ptr(), scratch.data_ptr(), rows, n, k, g,
                              threads(), fmt)
