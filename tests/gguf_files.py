@@ -38,9 +38,11 @@ def random_blocks(type_name: str, rows: int, cols: int, rng: np.random.Generator
     return blocks.reshape(rows, -1)
 
 
-def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0) -> Path:
+def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
+                    skip: tuple[str, ...] = ()) -> Path:
     """A two-layer Llama with the tiny test tokenizer; ``types`` maps a tensor's short
-    name (attn_q, ffn_down, token_embd, ...) to its block type (default Q4_K)."""
+    name (attn_q, ffn_down, token_embd, ...) to its block type (default Q4_K); tensors
+    named in ``skip`` are left out (a broken file)."""
     import gguf
 
     from tests.conftest import CHAT_TEMPLATE, make_tokenizer
@@ -85,10 +87,14 @@ def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0) -> Path:
         writer.add_tensor(name, raw, raw_dtype=gguf.GGMLQuantizationType[type_name])
 
     add("token_embd.weight", "token_embd", vocab, HIDDEN)
-    writer.add_tensor("output_norm.weight", np.ones(HIDDEN, np.float32))
+    def norm(name: str) -> None:
+        if name not in skip:
+            writer.add_tensor(name, (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32))
+
+    norm("output_norm.weight")
     for i in range(LAYERS):
-        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(HIDDEN, np.float32))
-        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(HIDDEN, np.float32))
+        norm(f"blk.{i}.attn_norm.weight")
+        norm(f"blk.{i}.ffn_norm.weight")
         add(f"blk.{i}.attn_q.weight", "attn_q", HEADS * HEAD_DIM, HIDDEN)
         add(f"blk.{i}.attn_k.weight", "attn_k", KV_HEADS * HEAD_DIM, HIDDEN)
         add(f"blk.{i}.attn_v.weight", "attn_v", KV_HEADS * HEAD_DIM, HIDDEN)

@@ -42,6 +42,7 @@ BLOCK = 32
 QK_K = 256
 NATIVE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
 FLOAT = ("F32", "F16", "BF16", "F64")
+FLOAT_CHUNK_ROWS = 4096
 
 
 @dataclass
@@ -49,10 +50,13 @@ class GgufTensor:
     hf_name: str  # the transformers parameter it becomes, e.g. model.layers.0.mlp.up_proj.weight
     type_name: str  # ggml block type: Q4_1, Q8_0, F32, ...
     raw: Any  # numpy uint8 [rows, bytes per row] for block types, else None
+    source: Any = None  # the reader's tensor (memory-mapped) and the family's processor,
+    processor: Any = None  # kept where float values are read too (gguf_load)
 
 
-def read_blocks(path: Path, model: Any) -> dict[str, GgufTensor]:
-    """Every tensor of the file under its transformers name, raw rows for block types."""
+def read_blocks(path: Path, model: Any, keep_readers: bool = False) -> dict[str, GgufTensor]:
+    """Every tensor of the file under its transformers name, raw rows for block types
+    (with ``keep_readers``, each also keeps what ``to_float`` needs)."""
     import numpy as np
     from gguf import GGUFReader
     from transformers.modeling_gguf_pytorch_utils import (
@@ -77,8 +81,32 @@ def read_blocks(path: Path, model: Any) -> dict[str, GgufTensor]:
             rows = np.ascontiguousarray(tensor.data).view(np.uint8)
             # Only the row order changes (Llama's q/k permutation): blocks stay whole.
             raw = processor.process(weights=rows, name=tensor.name).weights
-        out[hf_name] = GgufTensor(hf_name, type_name, raw)
+        out[hf_name] = GgufTensor(hf_name, type_name, raw, tensor if keep_readers else None,
+                                  processor if keep_readers else None)
     return out
+
+
+def to_float(tensor: GgufTensor) -> Any:
+    """The tensor as transformers' loader makes it: gguf's own de-quantization to float32,
+    then the family's processor (Llama's q/k row order, ...). A torch tensor of its own."""
+    import numpy as np
+    import torch
+    from gguf import quants
+
+    source = tensor.source
+    data = source.data
+    if data.ndim == 2 and data.shape[0] > FLOAT_CHUNK_ROWS:
+        # in slices of rows: gguf's de-quantization makes several float32 temporaries of
+        # its input's size (a 1B model's embedding: 400 MB each)
+        first = quants.dequantize(data[:1], source.tensor_type)
+        values = np.empty((data.shape[0], first.shape[-1]), np.float32)
+        for start in range(0, data.shape[0], FLOAT_CHUNK_ROWS):
+            stop = start + FLOAT_CHUNK_ROWS
+            values[start:stop] = quants.dequantize(data[start:stop], source.tensor_type)
+    else:
+        values = quants.dequantize(data, source.tensor_type)
+    values = tensor.processor.process(weights=values, name=source.name).weights
+    return torch.from_numpy(np.require(values, np.float32, ["C", "W", "O"]))
 
 
 def to_qweight(tensor: GgufTensor) -> QWeight:

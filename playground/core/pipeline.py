@@ -102,6 +102,8 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
         load_kwargs.update(opt.load_kwargs(config, device))
     started = time.perf_counter()
     if loaded is None:
+        loaded = _load_gguf_blocks(config, progress)
+    if loaded is None:
         loaded = models.load(
             model_to_load(config),
             allow_pickle=config.allow_pickle,
@@ -114,7 +116,8 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
         model_name=loaded.source.name,
         architecture=loaded.architecture,
         load_s=loaded.load_s,
-        params=sum(p.numel() for p in loaded.model.parameters()),
+        params=getattr(loaded.model, "gguf_params", None)
+        or sum(p.numel() for p in loaded.model.parameters()),
         weights_mb_loaded=memory.weights_mb(loaded.model),
     )
     for opt in (o for o in wanted if o.stage == "model"):
@@ -145,6 +148,22 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
     ctx.info["build_s"] = time.perf_counter() - started
     progress("Ready")
     return ctx.engine
+
+
+def _load_gguf_blocks(config: RunConfig, progress: Progress) -> models.LoadedModel | None:
+    """gguf-native on a GGUF: the model built from the file's blocks directly, never as a
+    float32 model first (see gguf_load); None where that path does not apply."""
+    from playground.core import gguf_load
+
+    if config.quant != "gguf-native" or config.backend != "torch" or gguf_load.available():
+        return None
+    source = models.resolve(model_to_load(config))
+    if source.kind == "default":
+        source.path = models.ensure_default_model(progress)
+        return gguf_load.load(source, models.default_gguf_path(), progress)
+    if source.kind == "gguf" and source.gguf_file:
+        return gguf_load.load(source, source.path / source.gguf_file, progress)
+    return None
 
 
 def _build_onnx(config: RunConfig, device: str, progress: Progress) -> Engine:

@@ -177,3 +177,38 @@ def test_every_scale_format_multiplies_by_the_files_weights(types, fmt, each_isa
         outs.append(layer(x))
         assert float((outs[-1] - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
     assert torch.equal(outs[0], outs[1])
+
+
+def test_gguf_native_never_builds_a_float_model_first(q4_k_m_file, monkeypatch):
+    """The direct load reads the file's blocks into the kernels' layout and every other
+    tensor as transformers would make it: the same values, and no float32 model on the
+    way (from_pretrained, which de-quantizes every tensor, is never called)."""
+    _needs_native()
+    import transformers
+
+    float_model = _engine(q4_k_m_file).model
+    calls = []
+    original = transformers.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: calls.append(a) or original(*a, **k))
+    engine = _engine(q4_k_m_file, "quant=gguf-native")
+    assert calls == [] and "from the file's blocks" in engine.info["gguf_load"]
+    model = engine.model
+    assert not any(p.device.type == "meta" for p in model.parameters())
+    floats = dict(float_model.named_parameters())
+    for name, param in model.named_parameters():  # norms and the embedding: bit for bit
+        assert torch.equal(param, floats[name]), name
+    assert engine.info["params"] == sum(p.numel() for p in float_model.parameters())
+    # the rotary frequencies are real buffers, as in the float model
+    assert torch.equal(model.model.rotary_emb.inv_freq, float_model.model.rotary_emb.inv_freq)
+
+
+def test_a_file_missing_a_tensor_is_one_line(tmp_path):
+    _needs_native()
+    from playground.core import models
+
+    broken = write_tiny_gguf(tmp_path / "broken.gguf", Q4_K_M, skip=("blk.1.ffn_norm.weight",))
+    with pytest.raises(models.ModelError) as err:
+        _engine(broken, "quant=gguf-native")
+    assert "no tensor for model.layers.1.post_attention_layernorm.weight" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -44,6 +44,10 @@ class QuantGguf(Optimization):
         return check_cpu_kernels(cfg, device)
 
     def apply(self, ctx: Build) -> str | None:
+        report = getattr(ctx.model, "gguf_report", None)
+        if report is not None:  # built from the file's blocks directly (gguf_load)
+            ctx.info["gguf_load"] = "from the file's blocks (no float32 model first)"
+            return _note(ctx, *report)
         tensors = gguf_blocks.read_blocks(gguf_path(ctx.source), ctx.model)
         tied = getattr(ctx.model.config, "tie_word_embeddings", False)
         head_source = "model.embed_tokens.weight" if tied else "lm_head.weight"
@@ -71,14 +75,20 @@ class QuantGguf(Optimization):
             return blocks
 
         replace_linears(ctx.model, quantize)
-        ctx.info["gguf_blocks"] = dict(used)
-        ctx.info["gguf_not_native"] = dict(kept)
-        blocks = ", ".join(f"{n} {t}" for t, n in sorted(used.items())) or "none"
-        note = f"GGUF blocks kept: {blocks}, {weight_quant.activations()}"
-        if used.get("Q8_0") and weight_quant.backend() == "torch":
-            note += "; Q8_0 re-quantized to int8 per row (torch has no grouped int8 kernel)"
-        if kept:
-            note += "; NOT native: " + "; ".join(f"{n} × {what}" for what, n in sorted(kept.items()))
-            if weight_quant.backend() == "torch":
-                note += " (in bf16 with torch's kernels)"
-        return note
+        ctx.info["gguf_load"] = "de-quantized by transformers, then the blocks read again"
+        return _note(ctx, dict(used), dict(kept))
+
+
+def _note(ctx: Build, used: dict[str, int], kept: dict[str, int]) -> str:
+    """What was kept as blocks and, one by one, what was not and what happened to it."""
+    ctx.info["gguf_blocks"] = used
+    ctx.info["gguf_not_native"] = kept
+    blocks = ", ".join(f"{n} {t}" for t, n in sorted(used.items())) or "none"
+    note = f"GGUF blocks kept: {blocks}, {weight_quant.activations()}"
+    if used.get("Q8_0") and weight_quant.backend() == "torch":
+        note += "; Q8_0 re-quantized to int8 per row (torch has no grouped int8 kernel)"
+    if kept:
+        note += "; NOT native: " + "; ".join(f"{n} × {what}" for what, n in sorted(kept.items()))
+        if weight_quant.backend() == "torch":
+            note += " (in bf16 with torch's kernels)"
+    return note

@@ -1,0 +1,149 @@
+"""quant=gguf-native straight from the file: no float32 model first.
+
+transformers loads a GGUF by de-quantizing every tensor into a float32 model (a 669 MB
+Q4_K_M file of a 1B model went through 7.2 GB of memory), and gguf-native then threw
+those floats away for the file's own blocks. Here the model is built with empty
+parameters (accelerate's ``init_empty_weights``: buffers such as the rotary frequencies
+stay real), and each tensor is read from the memory-mapped file once: matrices of a
+native block type go straight to the kernels' layout, every other tensor (norms,
+biases, the input embedding, types without a kernel) is de-quantized with gguf's own
+code and processed exactly as transformers' loader does (its name map and its per-family
+processors, e.g. Llama's q/k row order), so the model holds the same values either way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from playground.core import gguf_blocks, memory, models, weight_quant
+
+Progress = models.Progress
+
+
+def available() -> str | None:
+    """Why the direct load cannot run here (it needs the native kernels), or None."""
+    if weight_quant.backend() != "native":
+        return "the native kernels are unavailable"
+    return None
+
+
+def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.LoadedModel:
+    """The model with its Linear layers on the file's blocks and its other tensors as
+    transformers would load them; ``model.gguf_report`` = (kept, not native) counts."""
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from playground.core.optimize.quant_weight import replace_linears
+
+    models.quiet_libraries()
+    started = time.perf_counter()
+    progress(f"Reading {gguf.name}…")
+    try:
+        folder = source.path if source.kind == "default" else gguf.parent
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder, gguf_file=None if source.kind == "default" else gguf.name)
+        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with init_empty_weights():
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    except Exception as exc:  # a file from outside: one line
+        raise models.ModelError(f"model: could not read {gguf.name}: {type(exc).__name__}: "
+                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                                ) from exc
+    model.eval()
+    tensors = gguf_blocks.read_blocks(gguf, model, keep_readers=True)
+    linears = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    head = "model.embed_tokens.weight" if tied else "lm_head.weight"
+    used: Counter[str] = Counter()
+    kept: Counter[str] = Counter()
+    progress(f"Loading {source.name} from its blocks…")
+    for name, tensor in tensors.items():  # everything but the Linear layers, in float32
+        if name not in linears:
+            _assign(model, name, gguf_blocks.to_float(tensor))
+    missing = sorted(n for n, p in model.named_parameters() if p.device.type == "meta"
+                     and n not in tensors and not (tied and n == "lm_head.weight"))
+    if missing:
+        raise models.ModelError(f"model: {gguf.name} has no tensor for {missing[0]} "
+                                f"({len(missing)} missing)")
+    if tied:
+        model.tie_weights()
+
+    done = [0]
+
+    def quantize(name: str, linear: Any) -> Any:
+        # read a layer's blocks only when its turn comes: holding every layer's unpacked
+        # codes at once took 6.4 GB for a 669 MB file
+        key = head if linear is model.get_output_embeddings() else f"{name}.weight"
+        tensor = tensors[key]
+        done[0] += 1
+        if done[0] % 8 == 0:  # the file's pages read so far and freed temporaries go back
+            _drop_pages(tensor)
+            memory.release()
+        native = _native(tensor, kept)
+        if native is None:
+            if key in linears:  # a float layer after all: its values, as transformers has them
+                _assign(model, key, gguf_blocks.to_float(tensor))
+            if tensor.raw is None:
+                kept[gguf_blocks.not_native(tensor.type_name)] += 1
+            return None
+        used[tensor.type_name] += 1
+        return native
+
+    replace_linears(model, quantize)
+    _drop_pages(next(iter(tensors.values())))
+    model.gguf_report = (dict(used), {k: v for k, v in kept.items() if v})
+    # parameters as the float model counts them (the blocks are buffers, fused views once)
+    out = model.get_output_embeddings()
+    model.gguf_params = sum(p.numel() for p in model.parameters()) + sum(
+        m.in_features * m.out_features for m in model.modules()
+        if hasattr(m, "kernel") and not (tied and m is out))  # a tied head is the embedding
+    tensors.clear()  # the readers and their mappings go with it
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return models.LoadedModel(model, tokenizer, source, time.perf_counter() - started)
+
+
+def _native(tensor: gguf_blocks.GgufTensor, kept: Counter[str]) -> Any:
+    """The tensor's blocks as the kernels take them, or None (counted in ``kept`` with why)."""
+    if tensor.raw is None:
+        return None
+    blocks = gguf_blocks.to_qweight(tensor)
+    if weight_quant.blocked_only(blocks):
+        why = weight_quant.blocks_refused([blocks])
+        if why:
+            kept[f"{tensor.type_name}: de-quantized ({why})"] += 1
+            return None
+    if blocks.kind == "int4" and not weight_quant.int4_fits(blocks.rows, blocks.cols, blocks.group):
+        return weight_quant.quantize_int8(blocks.dequantize())
+    return blocks
+
+
+def _assign(model: Any, name: str, value: Any) -> None:
+    import torch
+
+    module_name, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    old = getattr(module, attr)
+    if tuple(old.shape) != tuple(value.shape):
+        raise models.ModelError(f"model: {name} is {tuple(value.shape)} in the file, "
+                                f"{tuple(old.shape)} in its config")
+    module._parameters[attr] = torch.nn.Parameter(value, requires_grad=False)
+
+
+def _drop_pages(tensor: gguf_blocks.GgufTensor) -> None:
+    """Let the kernel take back the memory-mapped file's pages read so far (they count in
+    RSS while mapped, and each is read once; a later read finds them in the page cache)."""
+    import mmap
+
+    array = tensor.source.data
+    while array is not None and getattr(array, "_mmap", None) is None:
+        array = array.base
+    if array is not None and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            array._mmap.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass  # not on this platform: the pages stay until the file is closed
