@@ -13,6 +13,7 @@ peak RSS and steady RSS. Never part of ``make test``.
 
     .venv/bin/python benchmarks/ladder.py make  [--rungs llama-1b] [--formats Q4_K_M,Q8_0]
     .venv/bin/python benchmarks/ladder.py run   [--rungs ...] [--formats ...] [--rounds 2]
+    .venv/bin/python benchmarks/ladder.py faithful   # the default model as a Q4_K_M file
 """
 
 from __future__ import annotations
@@ -111,6 +112,26 @@ def quantize(rung: str, fmt: str) -> Path:
     return out
 
 
+def faithful(threads: int) -> Path:
+    """The default model as users get such files: its float folder converted to an F16 GGUF
+    and quantized to Q4_K_M by llama.cpp's tools (576 is not a multiple of 256, so most
+    matrices fall back to Q5_0/Q5_1/Q8_0 as llama-quantize decides), then gguf-native
+    against the same file de-quantized (quant=none) with ``playground compare``."""
+    from playground.core import models
+
+    rung = LADDER / "smollm2-135m"
+    folder = rung / "hf"
+    if not folder.is_dir():
+        shutil.copytree(models.ensure_default_model(lambda _m: None), folder)
+    RUNGS.setdefault("smollm2-135m", ("llama", {}))
+    out = quantize("smollm2-135m", "Q4_K_M")
+    result = LADDER / "faithful.json"
+    run([PLAYGROUND, "compare", "--config", f"model={out},quant=none,threads={threads}",
+         "--config", f"model={out},quant=gguf-native,threads={threads}", "--repeats", "1",
+         "--json", result])
+    return result
+
+
 def llama_bench(path: Path, threads: int) -> dict[str, float]:
     out = run([LLAMA / "bin" / "llama-bench", "-m", path, "-p", "512", "-n", "64", "-t", threads,
                "-r", "1", "-o", "json"], capture_output=True, text=True, timeout=1800).stdout
@@ -169,7 +190,7 @@ def cpu() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("action", choices=("make", "run"))
+    parser.add_argument("action", choices=("make", "run", "faithful"))
     parser.add_argument("--rungs", default=",".join(RUNGS))
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--rounds", type=int, default=2)
@@ -177,6 +198,9 @@ def main() -> None:
     parser.add_argument("--spec", default="quant=gguf-native", help="the playground's config")
     args = parser.parse_args()
     rungs, formats = args.rungs.split(","), args.formats.split(",")
+    if args.action == "faithful":
+        print(faithful(args.threads))
+        return
     if args.action == "make":
         for rung in rungs:
             for fmt in formats:

@@ -70,6 +70,18 @@ def save_tiny(folder: Path, arch: str = "llama", layers: int = 2, vocab: int = 3
             **({"head_dim": head_dim} if head_dim else {}),
         )
         model = LlamaForCausalLM(config)
+    elif arch == "qwen2":
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        config = Qwen2Config(
+            hidden_size=64, intermediate_size=256, num_hidden_layers=layers,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, **common,
+        )
+        model = Qwen2ForCausalLM(config)
+        with torch.no_grad():  # q/k/v biases start at zero: make them count
+            for layer in model.model.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                    proj.bias.normal_(0, 0.5)
     else:
         config = GPT2Config(n_embd=64, n_layer=layers, n_head=4, n_positions=1024, **common)
         model = GPT2LMHeadModel(config)

@@ -157,3 +157,32 @@ def test_off_linux_the_reason_is_not_a_missing_avx2(monkeypatch):
         assert lib is None and "Linux only" in why and "AVX2" not in why
     finally:
         native._load.cache_clear()
+
+
+@pytest.mark.parametrize("quant", ["int8-weight", "int4-weight"])
+def test_qwen2_biases_run_in_the_one_call_step(tmp_path, quant):
+    """q/k/v biases (Qwen2, Qwen2.5) are added inside the C step instead of sending the
+    model to the slower Python step; logits match transformers' forward step by step, and
+    the batched step gives a row the same bits alone or beside others."""
+    _needs_native()
+    from playground.core.pipeline import build_engine
+    from tests.conftest import save_tiny
+    from tests.core.test_batched_step import PROMPTS, _run
+
+    folder = save_tiny(tmp_path / "qwen2", arch="qwen2")
+    engine = build_engine(RunConfig.parse(f"model={folder},quant={quant},max_new_tokens=8"))
+    assert "one native call" in engine.info["decode_step"]
+    with torch.inference_mode():
+        prompt = engine.prompt_ids(HELLO)
+        caches = [engine.make_cache(), engine.make_cache()]
+        for cache in caches:
+            engine.model(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True)
+        for token in (5, 17, 42, 99, 7) * 6:
+            ref = engine.model(input_ids=torch.tensor([[token]]), cache=caches[0],
+                               use_cache=True).logits[0, -1]
+            got = engine.decoder.step(token, caches[1])
+            assert float((got - ref).abs().max()) <= 1e-3 * max(1.0, float(ref.abs().max()))
+    together, _, _ = _run(engine, PROMPTS, steps=8, chunk=5)
+    for i, prompt in enumerate(PROMPTS):
+        alone, _, _ = _run(engine, [prompt], steps=8, chunk=64)
+        assert alone[0] == together[i]

@@ -35,6 +35,7 @@ typedef struct {
     const void *d, *m;
     int64_t N, K, G, fmt;
     const float *dsup, *msup;
+    const float *bias;  /* NULL, or N floats added to every row (Qwen2's q/k/v bias) */
 } QMat;
 
 /* qkv and gate_up are fused matrices; where a file's q, k and v (or gate and up) differ
@@ -56,24 +57,30 @@ typedef struct {
 
 static void matmul(const QMat *w, const float *x, float *y, int64_t rows, float *scratch,
                    int threads, int int_act) {
+    const uint8_t *q4 = (const uint8_t *)w->codes;
+    const int8_t *q8 = (const int8_t *)w->codes;
+    switch (w->kind) {
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)  /* as qblocks.c is built */
-    if (w->kind == 14) {
-        q4_blocks_matmul(x, (const uint8_t *)w->codes, w->d, w->m, w->dsup, w->msup, y, scratch,
-                         rows, w->N, w->K, w->G, threads, (int)w->fmt);
-        return;
-    }
-    if (w->kind == 18) {
-        q8_blocks_matmul(x, (const int8_t *)w->codes, w->d, w->m, w->dsup, w->msup, y, scratch,
-                         rows, w->N, w->K, w->G, threads, (int)w->fmt);
-        return;
-    }
+    case 14:
+        q4_blocks_matmul(x, q4, w->d, w->m, w->dsup, w->msup, y, scratch, rows, w->N, w->K, w->G,
+                         threads, (int)w->fmt);
+        break;
+    case 18:
+        q8_blocks_matmul(x, q8, w->d, w->m, w->dsup, w->msup, y, scratch, rows, w->N, w->K, w->G,
+                         threads, (int)w->fmt);
+        break;
 #endif
-    if (w->kind == 4)
-        q4_matmul(x, (const uint8_t *)w->codes, (const uint16_t *)w->d, (const uint16_t *)w->m, y, scratch, rows, w->N, w->K, w->G,
-                  threads, int_act);
-    else
-        q8_matmul(x, (const int8_t *)w->codes, (const uint16_t *)w->d, y, scratch, rows, w->N, w->K, w->G, threads,
+    case 4:
+        q4_matmul(x, q4, (const uint16_t *)w->d, (const uint16_t *)w->m, y, scratch, rows, w->N,
+                  w->K, w->G, threads, int_act);
+        break;
+    default:
+        q8_matmul(x, q8, (const uint16_t *)w->d, y, scratch, rows, w->N, w->K, w->G, threads,
                   int_act);
+    }
+    if (w->bias)  /* after the product, as transformers' Linear adds it */
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < w->N; i++) y[r * w->N + i] += w->bias[i];
 }
 
 /* the widest input of any product: hidden (q/k/v, gate/up, head), intermediate (down) or

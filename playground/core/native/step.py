@@ -23,7 +23,7 @@ class QMat(ctypes.Structure):
     _fields_ = [("kind", ctypes.c_int64), ("codes", ctypes.c_void_p), ("d", ctypes.c_void_p),
                 ("m", ctypes.c_void_p), ("N", ctypes.c_int64), ("K", ctypes.c_int64),
                 ("G", ctypes.c_int64), ("fmt", ctypes.c_int64), ("dsup", ctypes.c_void_p),
-                ("msup", ctypes.c_void_p)]
+                ("msup", ctypes.c_void_p), ("bias", ctypes.c_void_p)]
 
 
 class QLayer(ctypes.Structure):
@@ -44,7 +44,12 @@ class QModel(ctypes.Structure):
 
 
 def _qmat(layer: Any) -> QMat | None:
-    if type(layer).__name__ != "NativeWeightLinear" or layer.bias is not None:
+    import torch
+
+    if type(layer).__name__ != "NativeWeightLinear":
+        return None
+    if layer.bias is not None and (layer.bias.dtype != torch.float32
+                                   or not layer.bias.is_contiguous()):
         return None
     kind = (4 if layer.kind == "int4" else 8) + (10 if layer.blocked else 0)  # see qstep.c
     def ptr(t: Any) -> int | None:
@@ -52,7 +57,7 @@ def _qmat(layer: Any) -> QMat | None:
 
     return QMat(kind, layer.codes.data_ptr(), layer.scales.data_ptr(), ptr(layer.offsets),
                 layer.out_features, layer.in_features, layer.group, layer.fmt,
-                ptr(layer.scale_super), ptr(layer.offset_super))
+                ptr(layer.scale_super), ptr(layer.offset_super), ptr(layer.bias))
 
 
 def _parts(module: Any, fused_name: str, names: tuple[str, ...]) -> tuple[QMat, list[QMat]] | None:
