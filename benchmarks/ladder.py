@@ -96,6 +96,13 @@ def convert(rung: str) -> Path:
     deps = Path(tempfile.mkdtemp(prefix="convert-deps-"))
     try:
         run([VENV_PY, "-m", "pip", "install", "-q", "--target", deps, "sentencepiece"])
+        # transformers picks a tokenizer class by the config's family (Qwen2Tokenizer for a
+        # qwen2 folder, which re-splits the default tokenizer's text differently), and the
+        # converter knows the default tokenizer's pre-tokenizer only as it is: load it as is
+        (deps / "sitecustomize.py").write_text(
+            "import transformers\n"
+            "transformers.AutoTokenizer.from_pretrained = staticmethod(\n"
+            "    lambda path, *a, **k: transformers.PreTrainedTokenizerFast.from_pretrained(path))\n")
         env = {**os.environ, "PYTHONPATH": f"{deps}:{source / 'gguf-py'}"}
         run([VENV_PY, source / "convert_hf_to_gguf.py", folder, "--outtype", "f16",
              "--outfile", f16], env=env)

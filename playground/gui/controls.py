@@ -43,8 +43,10 @@ QUANT_TIPS = {
                    "high precision: near-lossless, about 3x smaller than float32",
     "int4-weight": "int4 weights in groups (Quant group) with a scale and zero each; "
                    "activations stay high precision: smallest and fastest, some quality cost",
-    "gguf-native": "a GGUF model's own quantized blocks (Q4_0/Q4_1/Q8_0) computed as they "
-                   "are: the file's exact weights, no float copy (model=default or a .gguf)",
+    "gguf-native": "a GGUF model's own quantized blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, "
+                   "Q5_K, Q6_K) computed as they are: the file's exact weights, loaded without "
+                   "a float copy (model=default or a .gguf); any other type (F16, Q2_K, Q3_K, "
+                   "IQ*) is computed in float32 and named in the model panel",
     "bnb-8bit": "bitsandbytes LLM.int8 weights (slower than float32 on a CPU)",
     "bnb-4bit-nf4": "bitsandbytes 4-bit NormalFloat weights, float compute",
     "bnb-4bit-fp4": "bitsandbytes 4-bit float weights, float compute",
