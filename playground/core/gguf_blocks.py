@@ -235,3 +235,23 @@ def not_native(type_name: str) -> str:
         return f"{type_name}: float32 as stored"
     return (f"{type_name}: de-quantized to float32 by transformers' loader (no native kernel "
             "for this block type: slower and larger, values still the file's)")
+
+
+def kernel_weight(tensor: GgufTensor, kept: Any) -> QWeight | None:
+    """The tensor's blocks as the kernels here take them, or None: a type with no kernel
+    (counted in ``kept`` with what happens to it) or blocks the kernels here cannot take
+    (torch's fallback, f32 activations: counted with why)."""
+    from playground.core import weight_quant
+
+    if tensor.raw is None:
+        kept[not_native(tensor.type_name)] += 1
+        return None
+    blocks = to_qweight(tensor)
+    if weight_quant.blocked_only(blocks):
+        why = weight_quant.blocks_refused([blocks])
+        if why:
+            kept[f"{tensor.type_name}: de-quantized ({why})"] += 1
+            return None
+    if blocks.kind == "int4" and not weight_quant.int4_fits(blocks.rows, blocks.cols, blocks.group):
+        return weight_quant.quantize_int8(blocks.dequantize())
+    return blocks

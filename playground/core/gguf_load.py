@@ -83,12 +83,10 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
         if done[0] % 8 == 0:  # the file's pages read so far and freed temporaries go back
             _drop_pages(tensor)
             memory.release()
-        native = _native(tensor, kept)
+        native = gguf_blocks.kernel_weight(tensor, kept)
         if native is None:
             if key in linears:  # a float layer after all: its values, as transformers has them
                 _assign(model, key, gguf_blocks.to_float(tensor))
-            if tensor.raw is None:
-                kept[gguf_blocks.not_native(tensor.type_name)] += 1
             return None
         used[tensor.type_name] += 1
         return native
@@ -105,21 +103,6 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return models.LoadedModel(model, tokenizer, source, time.perf_counter() - started)
-
-
-def _native(tensor: gguf_blocks.GgufTensor, kept: Counter[str]) -> Any:
-    """The tensor's blocks as the kernels take them, or None (counted in ``kept`` with why)."""
-    if tensor.raw is None:
-        return None
-    blocks = gguf_blocks.to_qweight(tensor)
-    if weight_quant.blocked_only(blocks):
-        why = weight_quant.blocks_refused([blocks])
-        if why:
-            kept[f"{tensor.type_name}: de-quantized ({why})"] += 1
-            return None
-    if blocks.kind == "int4" and not weight_quant.int4_fits(blocks.rows, blocks.cols, blocks.group):
-        return weight_quant.quantize_int8(blocks.dequantize())
-    return blocks
 
 
 def _assign(model: Any, name: str, value: Any) -> None:

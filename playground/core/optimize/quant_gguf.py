@@ -57,21 +57,12 @@ class QuantGguf(Optimization):
         def quantize(name: str, linear: Any) -> QWeight | None:
             key = head_source if linear is ctx.model.get_output_embeddings() else f"{name}.weight"
             tensor = tensors.get(key)
-            if tensor is None or tensor.raw is None:
-                what = (gguf_blocks.not_native(tensor.type_name) if tensor
-                        else "not in the file: float32 as loaded")
-                kept[what] += 1
+            if tensor is None:
+                kept["not in the file: float32 as loaded"] += 1
                 return None
-            blocks = gguf_blocks.to_qweight(tensor)
-            if weight_quant.blocked_only(blocks):
-                why = weight_quant.blocks_refused([blocks])
-                if why:
-                    kept[f"{tensor.type_name}: de-quantized ({why})"] += 1
-                    return None
-            used[tensor.type_name] += 1
-            if blocks.kind == "int4" and not weight_quant.int4_fits(blocks.rows, blocks.cols,
-                                                                   blocks.group):
-                return weight_quant.quantize_int8(blocks.dequantize())
+            blocks = gguf_blocks.kernel_weight(tensor, kept)
+            if blocks is not None:
+                used[tensor.type_name] += 1
             return blocks
 
         replace_linears(ctx.model, quantize)
