@@ -89,9 +89,8 @@ class ForwardDecoder(Decoder):
 
 
 class LeanDecoder(ForwardDecoder):
-    """One-token steps through the lean step; prompts through the native step's rows
-    where it has them (qstep_rows), else the transformers forward (which writes the same
-    cache)."""
+    """One-token steps through the lean step; prompts through the transformers forward
+    (which writes the same cache)."""
 
     def __init__(self, step: Callable[[int, Any], Any], forward: Callable[..., Any],
                  new_cache: Callable[[], Any], device: str, name: str) -> None:
@@ -101,13 +100,6 @@ class LeanDecoder(ForwardDecoder):
     def logits(self, ids: list[int], cache: Any) -> Any:
         if len(ids) == 1:
             return self.step(ids[0], cache).float()
-        rows = getattr(self.step, "rows", None)
-        if rows is not None:
-            # the one-call C step takes a prompt chunk as rows of one pass too: each
-            # matrix read once for the chunk, none of the forward's per-layer Python
-            start = cache.get_seq_length()
-            positions = list(range(start, start + len(ids)))
-            return rows(ids, positions, [0] * len(ids), [cache], [len(ids) - 1])[0].float()
         return super().logits(ids, cache)
 
 

@@ -186,29 +186,3 @@ def test_qwen2_biases_run_in_the_one_call_step(tmp_path, quant):
     for i, prompt in enumerate(PROMPTS):
         alone, _, _ = _run(engine, [prompt], steps=8, chunk=64)
         assert alone[0] == together[i]
-
-
-def test_a_prompt_goes_through_the_c_step_in_chunks(tiny_engine, monkeypatch):
-    """Prefill on the native kernels runs as rows of the one-call C step (chunks of a few
-    tokens here), and its last logits and the cache it leaves match transformers'
-    forward over the same layers."""
-    _needs_native()
-    from playground.core import decoders
-
-    monkeypatch.setattr(decoders, "PREFILL_CHUNK", 5)
-    engine = tiny_engine("quant=int4-weight,quant_group=32")
-    calls = []
-    rows = engine.decoder.step.rows
-    monkeypatch.setattr(engine.decoder.step, "rows", lambda *a: calls.append(len(a[0])) or rows(*a))
-    ids = engine.prompt_ids(HELLO) + [5, 17, 42] * 4
-    with torch.inference_mode():
-        ours = engine.make_cache()
-        got = engine.decoder.prefill(ids, ours, lambda: False)
-        ref_cache = engine.make_cache()
-        ref = engine.model(input_ids=torch.tensor([ids]), cache=ref_cache,
-                           use_cache=True).logits[0, -1]
-    assert calls and max(calls) <= 5 and sum(calls) >= len(ids) - 1  # a last single one: step()
-    assert float((got - ref).abs().max()) <= 1e-3 * max(1.0, float(ref.abs().max()))
-    assert ours.get_seq_length() == len(ids)
-    for mine, theirs in zip(ours.layers, ref_cache.layers, strict=True):
-        assert torch.allclose(mine.keys, theirs.keys, atol=1e-4)
