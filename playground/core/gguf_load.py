@@ -93,7 +93,7 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
 
     replace_linears(model, quantize)
     _drop_pages(next(iter(tensors.values())))
-    model.gguf_report = (dict(used), {k: v for k, v in kept.items() if v})
+    model.gguf_report = (dict(used), dict(kept))
     # parameters as the float model counts them (the blocks are buffers, fused views once)
     out = model.get_output_embeddings()
     model.gguf_params = sum(p.numel() for p in model.parameters()) + sum(

@@ -442,18 +442,14 @@ def _native_pack(parts: list[QWeight], bias: Any) -> Any:
     dtype = torch.float32 if wide else torch.float16
     fmt = FMT_F32 if wide else FMT_FP16
     scale = torch.cat([p.scale.reshape(p.rows, -1).float() for p in parts])
-    offset = None
-    if any(p.offset is not None for p in parts):  # w = scale·q + offset as the file stores it
+    offset = None  # w = scale·q + offset: int4 always, int8 codes where a file has offsets
+    if kind == "int4" or any(p.offset is not None for p in parts):
         offset = torch.cat([_offset(p, dtype).reshape(p.rows, -1) for p in parts])
     if kind in ("int8", "q8_0"):
         group = cols if kind == "int8" else group  # one scale per row: a single group
         offsets = None if offset is None else _block_scales(offset.to(dtype), blocked)
         return _native_class()("q8", _q8_codes(q, blocked), _block_scales(scale.to(dtype), blocked),
                                offsets, group, rows, cols, bias, blocked, fmt)
-    if offset is None:
-        # w = (q - 8)·scale + zero = scale·q + (zero - 8·scale): GGUF Q4_1's d and m
-        zero = torch.cat([p.zero for p in parts]).float()
-        offset = zero - 8 * scale.to(dtype).float()
     scale, offset = scale.to(dtype), offset.to(dtype)
     offsets = _block_scales(offset, blocked)
     if blocked and torch.equal(offset.float(), -8 * scale.float()):
@@ -464,7 +460,8 @@ def _native_pack(parts: list[QWeight], bias: Any) -> Any:
 
 def _offset(part: QWeight, dtype: Any) -> Any:
     """A part's w = scale·q + offset form: its own offsets, none (int8 codes: zeros), or
-    from its zero (int4: (q − 8)·scale + zero = scale·q + zero − 8·scale)."""
+    from its zero (int4: (q − 8)·scale + zero = scale·q + zero − 8·scale, GGUF Q4_1's d
+    and m), with the scale rounded to the kernel's ``dtype`` first."""
     import torch
 
     if part.offset is not None:

@@ -17,9 +17,9 @@
  * vectors; in vector j, 16-bit lane 2c+e holds four codes, nibble s being row c's input
  * 2(4j+s)+e of the run. int8 codes take 256 bytes, sixteen 16-byte vectors; in vector
  * p, byte 2c+e is row c's input 2p+e. Scales and offsets: per group, the 8 rows' values
- * in a row, fp16, or float32 (f32) where the file's scale is a product fp16 cannot hold
- * exactly (GGUF's K-quants: d times a 6-bit sub-block scale). int8 codes may carry
- * offsets too (Q5_K: w = d*q + m, q 0..31) and groups of 16 (Q6_K). (weight_quant.py's
+ * in a row, stored as the FMT_* below say (fp16; float32; or a K-quant's int8 sub-scales
+ * with a float32 per super-block of 256, as the file holds them). int8 codes may carry
+ * offsets too (Q5_K, Q5_1: w = d*q + m) and groups of 16 (Q6_K). (weight_quant.py's
  * _native_pack writes it.)
  *
  * A row's result does not depend on the other rows of the tile, or on the tile's size:

@@ -302,8 +302,9 @@ int64_t qrows_scratch_floats(const QModel *md, int64_t R, int64_t cap) {
     const int64_t H = md->hidden, I = md->inter, hd = md->head_dim;
     const int64_t X = widest_input(md);
     const int64_t W = (md->heads + 2 * md->kv_heads) * hd, parts = W > 2 * I ? W : 2 * I;
+    /* the products' own scratch last: K/G + K/32 + K/2 a row (G >= 16), qblocks.c */
     return R * (H + X + W + md->heads * hd + 2 * I + 2 * hd + md->heads * cap + parts
-                + X + X / 16 + X / 2 + 4 * X + 64);
+                + X / 16 + X / 32 + X / 2) + 64;
 }
 
 /* floats of scratch qstep needs at cache length pos + 1 <= cap */

@@ -64,8 +64,9 @@ def _parts(module: Any, fused_name: str, names: tuple[str, ...]) -> tuple[QMat, 
     """The fused matrix and empty parts, or an empty fused matrix and its parts one by one
     (a file's q, k and v of different block types cannot be one matrix), or None."""
     fused = module.__dict__.get(fused_name)
-    if fused is not None and _qmat(fused) is not None:
-        return _qmat(fused), [QMat() for _ in names]
+    whole = None if fused is None else _qmat(fused)
+    if whole is not None:
+        return whole, [QMat() for _ in names]
     parts = [_qmat(getattr(module, n)) for n in names]
     if any(p is None for p in parts):
         return None
