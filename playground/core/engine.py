@@ -76,6 +76,7 @@ class Engine:
         self.weights_mb = memory.weights_mb(model)
         self.read_mb = memory.read_mb_per_token(model)  # what the bandwidth bound counts
         step, note = lean_decode.build(model)
+        self._full_cache = bool(getattr(step, "full_cache", False))
         self.decoder: Decoder = decoders.choose(model, config, device, self._dynamic_cache,
                                                 step, note)
 
@@ -174,6 +175,11 @@ class Engine:
     def _dynamic_cache(self) -> Any:
         from transformers import DynamicCache
 
+        if getattr(self, "_full_cache", False):
+            # the native step windows its attention itself over every key kept; sliding
+            # cache layers would drop keys it reads. transformers' masks still window the
+            # prompt's forward over these plain layers
+            return DynamicCache()
         return DynamicCache(config=self.model.config)
 
     def _generate(

@@ -14,9 +14,10 @@ packed weights) with no Python wrapper in between; where the quantizer packed q/
 or gate/up together (playground/core/weight_quant.py), one kernel call computes
 them all. Where every Linear runs on our native kernels (int8-weight,
 int4-weight, gguf-native), the whole step is one C call instead
-(playground/core/native/step.py). Prefill, kv_cache=off, compile and speculative
-decoding keep the transformers forward; so does any model this step does not recognise exactly
-(``build`` returns why in that case).
+(playground/core/native/step.py), for more families than this Python step
+(playground/core/decode/family.py: Mistral, Qwen3, Gemma 2/3, Phi-3 too).
+Prefill, kv_cache=off, compile and speculative decoding keep the transformers
+forward; so does any model neither step recognises exactly (``build`` returns why).
 """
 
 from __future__ import annotations
@@ -35,9 +36,21 @@ def build(model: Any) -> tuple[Step | None, str]:
     """The lean step for ``model``, or None and the reason it is not used."""
     import torch
 
+    refused = ""
+    if any(type(m).__name__ == "NativeWeightLinear" for m in model.modules()):
+        # weight-only layers: the whole step in C where the family fits (decode/family.py),
+        # else the reason it did not
+        from playground.core import weight_quant
+        from playground.core.native import step as native_step
+
+        whole, why = native_step.build(model, weight_quant.INT_ACT)
+        if whole is not None:
+            kind = whole.family.kind
+            return whole, f"lean decode step ({kind}, one native call a token)"
+        refused = f"; not the one-call native step: {why}"
     why = _unsupported(model)
     if why:
-        return None, why
+        return None, why + refused
     core = model.model
     eps_final = core.norm.variance_epsilon
     silu = model.config.hidden_act == "silu"
@@ -108,16 +121,6 @@ def build(model: Any) -> tuple[Step | None, str]:
             h = h + down[0](x, *down[1])
         return head_fn(rms(h, norm_weight, eps_final), *head_args)[0]
 
-    refused = ""
-    if fused_any or hasattr(model.lm_head, "kernel"):
-        # weight-only layers: the whole step in C where it fits, else the reason it did not
-        from playground.core import weight_quant
-        from playground.core.native import step as native_step
-
-        whole, why = native_step.build(model, weight_quant.INT_ACT)
-        if whole is not None:
-            return whole, "lean decode step (Llama family, one native call a token)"
-        refused = f"; not the one-call native step: {why}"
     fused = ", q/k/v and gate/up fused" if fused_any else ""
     return step, f"lean decode step (Llama family{fused}{refused})"
 

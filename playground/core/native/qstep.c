@@ -1,10 +1,13 @@
-/* One decode step of a Llama-family model whose Linear layers are all qgemv layers,
+/* One decode step of a decoder-only model whose Linear layers are all qgemv layers,
  * in one call: at one token per step a 135M model's ~1,000 small torch operations
  * (norms, rotary, cache update, attention, residuals) cost more than its matrix
  * products, a few microseconds of dispatch each. The arithmetic is transformers'
  * (float32 RMSNorm, rotate-half rotary, softmax attention over the cache, SiLU gate),
  * and the keys and values go into the same cache buffers that transformers' forward
  * fills in prefill (playground/core/native/step.py), so the two interleave freely.
+ * Families differ only in data (playground/core/decode/family.py): q/k norms, Gemma's
+ * sandwich norms, GeLU-tanh, an embedding scale, soft-capping, a sliding window and a
+ * rotary table per layer, partial rotary, longrope's long factors past a position.
  */
 #include <math.h>
 #include <stdint.h>
@@ -45,6 +48,12 @@ typedef struct {
     const float *norm1, *norm2;
     QMat qkv, o, gate_up, down;
     QMat q, k, v, gate, up;
+    /* NULL where the family has none: per-head norms of q and k before the rotary
+     * (Qwen3, Gemma 3), and norms of the attention's and the MLP's outputs before
+     * each residual add (Gemma 2/3; norm2 is then the pre-feedforward norm) */
+    const float *q_norm, *k_norm, *post_attn, *post_ffn;
+    int64_t window;  /* keys a query sees, itself included (0: all) */
+    int64_t rope;    /* rotary table: 0 the model's, 1 the alternative (Gemma 3 local) */
 } QLayer;
 
 typedef struct {
@@ -53,6 +62,11 @@ typedef struct {
     const float *embed, *final_norm, *inv_freq;
     QMat head;
     const QLayer *layers;
+    int64_t act;      /* 0: SiLU, 1: GeLU (tanh approximation) */
+    int64_t rot_dim;  /* leading dims of a head that rotate (partial rotary) */
+    int64_t long_from;  /* positions from here use inv_freq_long (longrope); -1: never */
+    float embed_scale, attn_softcap, final_softcap, rope_scale_alt;  /* softcap 0: none */
+    const float *inv_freq_alt, *inv_freq_long;
 } QModel;
 
 static void matmul(const QMat *w, const float *x, float *y, int64_t rows, float *scratch,
@@ -171,13 +185,23 @@ static inline void weighted_sum(float *o, const float *w, float inv, const float
     for (int64_t t = 0; t < n; t++) axpy(o, w[t] * inv, V + t * hd, hd);
 }
 
-static void rotate(float *v, const float *cos_, const float *sin_, int64_t hd) {
-    const int64_t half = hd / 2;
+/* the first rot dims of a head, rotate-half style; the rest pass through */
+static void rotate(float *v, const float *cos_, const float *sin_, int64_t rot) {
+    const int64_t half = rot / 2;
     for (int64_t i = 0; i < half; i++) {
         const float a = v[i], b = v[i + half];
         v[i] = a * cos_[i] - b * sin_[i];
         v[i + half] = b * cos_[i + half] + a * sin_[i + half];
     }
+}
+
+/* SiLU, or GeLU's tanh approximation as torch computes it (gelu_pytorch_tanh) */
+static inline float activation(float g, int64_t act) {
+    if (act == 1) {
+        const float inner = 0.7978845608028654f * (g + 0.044715f * g * g * g);
+        return 0.5f * g * (1.0f + tanhf(inner));
+    }
+    return g / (1.0f + expf(-g));
 }
 
 /* the row-by-row work between matrix products (norms, rotary, SiLU, residuals) split
@@ -209,16 +233,25 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
         work += pos[r] + 1;
     }
     float *h = scratch, *x = h + R * H, *qkv = x + R * X, *att = qkv + R * W;
-    float *gu = att + R * nh * hd, *cs = gu + R * 2 * I, *sn = cs + R * hd;
-    float *scores = sn + R * hd, *part_out = scores + R * nh * maxcap;
+    /* cos and sin per row for both rotary tables: [row][table][rot] */
+    const int64_t rot = md->rot_dim;
+    float *gu = att + R * nh * hd, *cs = gu + R * 2 * I, *sn = cs + R * 2 * rot;
+    float *scores = sn + R * 2 * rot, *part_out = scores + R * nh * maxcap;
     float *mscratch = part_out + R * (W > 2 * I ? W : 2 * I);
     for (int64_t r = 0; r < R; r++) {
         memcpy(h + r * H, md->embed + tok[r] * H, H * sizeof(float));
-        for (int64_t i = 0; i < hd; i++) {
-            const float f = (float)pos[r] * md->inv_freq[i % (hd / 2)];
-            cs[r * hd + i] = cosf(f) * md->rope_scale;
-            sn[r * hd + i] = sinf(f) * md->rope_scale;
-        }
+        if (md->embed_scale != 1.0f)
+            for (int64_t i = 0; i < H; i++) h[r * H + i] *= md->embed_scale;
+        const float *tables[2] = {
+            md->long_from >= 0 && pos[r] >= md->long_from ? md->inv_freq_long : md->inv_freq,
+            md->inv_freq_alt};
+        const float scales[2] = {md->rope_scale, md->rope_scale_alt};
+        for (int t = 0; t < 2; t++)
+            for (int64_t i = 0; i < rot; i++) {
+                const float f = (float)pos[r] * tables[t][i % (rot / 2)];
+                cs[(r * 2 + t) * rot + i] = cosf(f) * scales[t];
+                sn[(r * 2 + t) * rot + i] = sinf(f) * scales[t];
+            }
     }
     for (int64_t l = 0; l < L; l++) {
         const QLayer *Ly = md->layers + l;
@@ -234,9 +267,14 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
         for (int64_t r = 0; r < R; r++) {
             float *q = qkv + r * W, *k = q + nh * hd, *v = k + nkv * hd;
             const int64_t s = seq[r], c = cap[s];
-            for (int64_t j = 0; j < nh; j++) rotate(q + j * hd, cs + r * hd, sn + r * hd, hd);
+            const float *cr = cs + (r * 2 + Ly->rope) * rot, *sr = sn + (r * 2 + Ly->rope) * rot;
+            if (Ly->q_norm) {
+                for (int64_t j = 0; j < nh; j++) rms_norm(q + j * hd, Ly->q_norm, q + j * hd, hd, md->eps);
+                for (int64_t j = 0; j < nkv; j++) rms_norm(k + j * hd, Ly->k_norm, k + j * hd, hd, md->eps);
+            }
+            for (int64_t j = 0; j < nh; j++) rotate(q + j * hd, cr, sr, rot);
             for (int64_t j = 0; j < nkv; j++) {
-                rotate(k + j * hd, cs + r * hd, sn + r * hd, hd);
+                rotate(k + j * hd, cr, sr, rot);
                 memcpy(kc[s * L + l] + (j * c + pos[r]) * hd, k + j * hd, hd * sizeof(float));
                 memcpy(vc[s * L + l] + (j * c + pos[r]) * hd, v + j * hd, hd * sizeof(float));
             }
@@ -246,25 +284,30 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
         for (int64_t r = 0; r < R; r++)
             for (int64_t j = 0; j < nh; j++) {
                 const int64_t s = seq[r], c = cap[s], p = pos[r];
+                /* a sliding window: keys p - window + 1 .. p (transformers' overlay) */
+                const int64_t t0 = Ly->window > 0 && p + 1 > Ly->window ? p + 1 - Ly->window : 0;
                 const float *qj = qkv + r * W + j * hd;
+                const float cap_ = md->attn_softcap;
                 const float *K = kc[s * L + l] + (j / group) * c * hd;
                 const float *V = vc[s * L + l] + (j / group) * c * hd;
                 float *sc = scores + (r * nh + j) * maxcap;
                 float top = -INFINITY;
-                for (int64_t t = 0; t <= p; t++) {
+                for (int64_t t = t0; t <= p; t++) {
                     sc[t] = dot(qj, K + t * hd, hd) * md->attn_scale;
+                    if (cap_ > 0) sc[t] = tanhf(sc[t] / cap_) * cap_;
                     if (sc[t] > top) top = sc[t];
                 }
                 float sum = 0;
-                for (int64_t t = 0; t <= p; t++) sum += (sc[t] = expf(sc[t] - top));
+                for (int64_t t = t0; t <= p; t++) sum += (sc[t] = expf(sc[t] - top));
                 float *o = att + (r * nh + j) * hd;
                 memset(o, 0, hd * sizeof(float));
                 const float inv = 1.0f / sum;
-                weighted_sum(o, sc, inv, V, p + 1, hd);
+                weighted_sum(o, sc + t0, inv, V + t0 * hd, p + 1 - t0, hd);
             }
         matmul(&Ly->o, att, x, R, mscratch, threads, int_act);
         ROWS_PARALLEL
         for (int64_t r = 0; r < R; r++) {
+            if (Ly->post_attn) rms_norm(x + r * H, Ly->post_attn, x + r * H, H, md->eps);
             for (int64_t i = r * H; i < (r + 1) * H; i++) h[i] += x[i];
             rms_norm(h + r * H, Ly->norm2, x + r * H, H, md->eps);
         }
@@ -278,15 +321,23 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
         for (int64_t r = 0; r < R; r++)
             for (int64_t i = 0; i < I; i++) {
                 const float g = gu[r * 2 * I + i];
-                x[r * I + i] = g / (1.0f + expf(-g)) * gu[r * 2 * I + I + i];
+                x[r * I + i] = activation(g, md->act) * gu[r * 2 * I + I + i];
             }
         matmul(&Ly->down, x, gu, R, mscratch, threads, int_act);
         ROWS_PARALLEL
-        for (int64_t i = 0; i < R * H; i++) h[i] += gu[i];
+        for (int64_t r = 0; r < R; r++) {
+            if (Ly->post_ffn) rms_norm(gu + r * H, Ly->post_ffn, gu + r * H, H, md->eps);
+            for (int64_t i = r * H; i < (r + 1) * H; i++) h[i] += gu[i];
+        }
     }
     for (int64_t i = 0; i < n_out; i++)
         rms_norm(h + out[i] * H, md->final_norm, x + i * H, H, md->eps);
     matmul(&md->head, x, logits, n_out, mscratch, threads, int_act);
+    if (md->final_softcap > 0) {
+        const int64_t n = n_out * md->head.N;
+        const float c = md->final_softcap;
+        for (int64_t i = 0; i < n; i++) logits[i] = tanhf(logits[i] / c) * c;
+    }
 }
 
 /* One token of one sequence (the engine's single-stream decode): qstep_rows with R = 1. */
@@ -303,7 +354,7 @@ int64_t qrows_scratch_floats(const QModel *md, int64_t R, int64_t cap) {
     const int64_t X = widest_input(md);
     const int64_t W = (md->heads + 2 * md->kv_heads) * hd, parts = W > 2 * I ? W : 2 * I;
     /* the products' own scratch last: K/G + K/32 + K/2 a row (G >= 16), qblocks.c */
-    return R * (H + X + W + md->heads * hd + 2 * I + 2 * hd + md->heads * cap + parts
+    return R * (H + X + W + md->heads * hd + 2 * I + 4 * md->rot_dim + md->heads * cap + parts
                 + X / 16 + X / 32 + X / 2) + 64;
 }
 

@@ -1,4 +1,5 @@
-"""The whole one-token decode step in C (qstep.c), for Llama models on qgemv layers.
+"""The whole one-token decode step in C (qstep.c), for the families in decode/family.py
+on qgemv layers.
 
 The Python lean step spends most of a token in ~1,000 small torch calls (measured on
 the default model: 14.4 ms a token, of which the int4 matrix products are about 6);
@@ -14,9 +15,9 @@ import ctypes
 from typing import Any
 
 from playground.core import native
+from playground.core.decode import family
 
 INITIAL_CAPACITY = 256
-QKV, GATE_UP = ("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")
 
 
 class QMat(ctypes.Structure):
@@ -29,7 +30,10 @@ class QMat(ctypes.Structure):
 class QLayer(ctypes.Structure):
     _fields_ = [("norm1", ctypes.c_void_p), ("norm2", ctypes.c_void_p), ("qkv", QMat),
                 ("o", QMat), ("gate_up", QMat), ("down", QMat), ("q", QMat), ("k", QMat),
-                ("v", QMat), ("gate", QMat), ("up", QMat)]
+                ("v", QMat), ("gate", QMat), ("up", QMat), ("q_norm", ctypes.c_void_p),
+                ("k_norm", ctypes.c_void_p), ("post_attn", ctypes.c_void_p),
+                ("post_ffn", ctypes.c_void_p), ("window", ctypes.c_int64),
+                ("rope", ctypes.c_int64)]
 
 
 class QModel(ctypes.Structure):
@@ -40,7 +44,11 @@ class QModel(ctypes.Structure):
                 ("rope_scale", ctypes.c_float), ("pad", ctypes.c_float),
                 ("embed", ctypes.c_void_p), ("final_norm", ctypes.c_void_p),
                 ("inv_freq", ctypes.c_void_p), ("head", QMat),
-                ("layers", ctypes.POINTER(QLayer))]
+                ("layers", ctypes.POINTER(QLayer)), ("act", ctypes.c_int64),
+                ("rot_dim", ctypes.c_int64), ("long_from", ctypes.c_int64),
+                ("embed_scale", ctypes.c_float), ("attn_softcap", ctypes.c_float),
+                ("final_softcap", ctypes.c_float), ("rope_scale_alt", ctypes.c_float),
+                ("inv_freq_alt", ctypes.c_void_p), ("inv_freq_long", ctypes.c_void_p)]
 
 
 def _qmat(layer: Any) -> QMat | None:
@@ -62,32 +70,47 @@ def _qmat(layer: Any) -> QMat | None:
 
 def _parts(module: Any, fused_name: str, names: tuple[str, ...]) -> tuple[QMat, list[QMat]] | None:
     """The fused matrix and empty parts, or an empty fused matrix and its parts one by one
-    (a file's q, k and v of different block types cannot be one matrix), or None."""
-    fused = module.__dict__.get(fused_name)
+    (a file's q, k and v of different block types cannot be one matrix), or None. A
+    family whose checkpoint stores the fused matrix (Phi-3's qkv_proj) names one part."""
+    fused = module.__dict__.get(fused_name) if len(names) > 1 else getattr(module, names[0])
     whole = None if fused is None else _qmat(fused)
     if whole is not None:
-        return whole, [QMat() for _ in names]
+        return whole, [QMat() for _ in range(3)]
+    if len(names) == 1:
+        return None
     parts = [_qmat(getattr(module, n)) for n in names]
     if any(p is None for p in parts):
         return None
-    return QMat(), parts
+    return QMat(), parts + [QMat()] * (3 - len(parts))
 
 
-def _why_not(model: Any) -> str | None:
+def _eps(norm: Any) -> float:
+    return float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 0.0)))
+
+
+def _norms(layer: Any, fam: family.Family) -> tuple[Any, ...]:
+    """input, pre-MLP, q, k, post-attention, post-MLP norm modules (None: absent)."""
+    attn = layer.self_attn
+    q_norm = attn.q_norm if fam.qk_norm else None
+    k_norm = attn.k_norm if fam.qk_norm else None
+    if fam.gemma_norms:
+        return (layer.input_layernorm, layer.pre_feedforward_layernorm, q_norm, k_norm,
+                layer.post_attention_layernorm, layer.post_feedforward_layernorm)
+    return (layer.input_layernorm, layer.post_attention_layernorm, q_norm, k_norm, None, None)
+
+
+def _why_not(model: Any, fam: family.Family) -> str | None:
     import torch
 
     core = model.model
     if core.embed_tokens.weight.dtype != torch.float32:
         return "the model's float weights are not float32"
-    if model.config.hidden_act != "silu":
-        return f"activation {model.config.hidden_act}"
-    eps = {core.norm.variance_epsilon}
+    eps = {_eps(core.norm)}
     for layer in core.layers:
         attn, mlp = layer.self_attn, layer.mlp
-        eps |= {layer.input_layernorm.variance_epsilon,
-                layer.post_attention_layernorm.variance_epsilon}
-        if (_parts(attn, "fused_qkv", QKV) is None
-                or _parts(mlp, "fused_gate_up", GATE_UP) is None):
+        eps |= {_eps(n) for n in _norms(layer, fam) if n is not None}
+        if (_parts(attn, "fused_qkv", fam.qkv) is None
+                or _parts(mlp, "fused_gate_up", fam.gate_up) is None):
             return "q/k/v or gate/up are not native layers"
         if _qmat(attn.o_proj) is None or _qmat(mlp.down_proj) is None:
             return "o_proj or down_proj is not a native layer"
@@ -98,42 +121,72 @@ def _why_not(model: Any) -> str | None:
     return None
 
 
+def _shape(model: Any, layers: Any) -> tuple[int, int, int, int] | str:
+    """heads, kv heads, head dim, intermediate size, the same in every layer, or why not."""
+    config, attn0 = model.config, model.model.layers[0].self_attn
+    hd = attn0.head_dim
+    if hasattr(attn0, "q_proj"):  # counted from the matrices: structured pruning drops heads
+        heads, kv_heads = attn0.q_proj.out_features // hd, attn0.k_proj.out_features // hd
+    else:
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    inter = layers[0].down.K
+    for ly in layers:
+        qkv = ly.qkv.N if ly.qkv.codes else ly.q.N + ly.k.N + ly.v.N
+        if (qkv != (heads + 2 * kv_heads) * hd or (not ly.qkv.codes and ly.q.N != heads * hd)
+                or ly.o.K != heads * hd or ly.down.K != inter
+                or (ly.gate_up.N if ly.gate_up.codes else ly.gate.N + ly.up.N) != 2 * inter):
+            return "layers differ in shape (pruned unevenly)"
+    return heads, kv_heads, hd, inter
+
+
 def build(model: Any, int_act: bool) -> tuple[Any, str]:
-    """A step(token, cache) -> logits running qstep.c, or None and why not. Call only on a
-    model the Python lean step accepts (same family, rotary and attention checks)."""
+    """A step(token, cache) -> logits running qstep.c, or None and why not."""
     import torch
 
     lib = native.library()
     if lib is None:
         return None, f"native kernels unavailable: {native.unavailable()}"
-    why = _why_not(model)
+    fam, why = family.describe(model)
+    if fam is None:
+        return None, why
+    why = _why_not(model, fam)
     if why:
         return None, why
     core = model.model
-    attn0 = core.layers[0].self_attn
+    keep: list[Any] = []  # float32 copies (Gemma's 1 + w, rotary tables) the step points at
+
+    def ptr(t: Any) -> int | None:
+        if t is None:
+            return None
+        keep.append(t)
+        return t.data_ptr()
+
+    def norm(n: Any) -> int | None:
+        return None if n is None else ptr(family.norm_weight(n, fam.gemma_norms))
+
     layers = (QLayer * len(core.layers))()
     for i, layer in enumerate(core.layers):
         attn, mlp = layer.self_attn, layer.mlp
-        qkv, (q, k, v) = _parts(attn, "fused_qkv", QKV)
-        gate_up, (gate, up) = _parts(mlp, "fused_gate_up", GATE_UP)
-        layers[i] = QLayer(layer.input_layernorm.weight.data_ptr(),
-                           layer.post_attention_layernorm.weight.data_ptr(),
-                           qkv, _qmat(attn.o_proj), gate_up, _qmat(mlp.down_proj),
-                           q, k, v, gate, up)
-    inv_freq = core.rotary_emb.inv_freq.float().contiguous()  # kept alive by step.keep
-    heads = attn0.q_proj.out_features // attn0.head_dim
-    kv_heads = attn0.k_proj.out_features // attn0.head_dim
-    if any(layer.self_attn.q_proj.out_features != heads * attn0.head_dim
-           or layer.self_attn.k_proj.out_features != kv_heads * attn0.head_dim
-           or layer.mlp.gate_proj.out_features != core.layers[0].mlp.gate_proj.out_features
-           for layer in core.layers):
-        return None, "layers differ in shape (pruned unevenly)"
-    spec = QModel(len(core.layers), model.config.hidden_size, heads, kv_heads, attn0.head_dim,
-                  core.layers[0].mlp.gate_proj.out_features, core.norm.variance_epsilon,
-                  attn0.scaling, core.rotary_emb.attention_scaling, 0.0,
-                  core.embed_tokens.weight.data_ptr(), core.norm.weight.data_ptr(),
-                  inv_freq.data_ptr(), _qmat(model.lm_head), layers)
-    vocab = model.lm_head.out_features
+        qkv, (q, k, v) = _parts(attn, "fused_qkv", fam.qkv)
+        gate_up, (gate, up, _) = _parts(mlp, "fused_gate_up", fam.gate_up)
+        n1, n2, qn, kn, post_attn, post_ffn = _norms(layer, fam)
+        layers[i] = QLayer(norm(n1), norm(n2), qkv, _qmat(attn.o_proj), gate_up,
+                           _qmat(mlp.down_proj), q, k, v, gate, up, norm(qn), norm(kn),
+                           norm(post_attn), norm(post_ffn), fam.windows[i], fam.rope_tables[i])
+    shape = _shape(model, layers)
+    if isinstance(shape, str):
+        return None, shape
+    heads, kv_heads, head_dim, inter = shape
+    (inv0, scale0), (inv1, scale1), (inv_long, _) = family.rope_tables(model)
+    attn0 = core.layers[0].self_attn
+    spec = QModel(len(core.layers), model.config.hidden_size, heads, kv_heads, head_dim,
+                  inter, _eps(core.norm), attn0.scaling, scale0, 0.0,
+                  core.embed_tokens.weight.data_ptr(), norm(core.norm), ptr(inv0),
+                  _qmat(model.lm_head), layers, fam.act, 2 * inv0.numel(), fam.long_from,
+                  fam.embed_scale, fam.attn_softcap, fam.final_softcap, scale1, ptr(inv1),
+                  ptr(inv_long))
+    vocab, n_layers = model.lm_head.out_features, len(core.layers)
     state: dict[str, Any] = {"scratch": None, "cap": 0}
     threads = torch.get_num_threads
     qstep, empty = lib.qstep, torch.empty
@@ -149,7 +202,7 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
 
     def step(token: int, cache: Any) -> Any:
         check_tokens((token,))
-        buffers = _buffers(cache)
+        buffers = _buffers(cache, n_layers)
         pos = buffers[0].length
         if pos + 1 > buffers[0].capacity:
             for b in buffers:
@@ -194,7 +247,7 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
         vp = (ctypes.c_void_p * (len(caches) * layers_n))()
         caps = (c_i64 * len(caches))()
         for s, cache in enumerate(caches):
-            buffers = _buffers(cache)
+            buffers = _buffers(cache, n_layers)
             for b in buffers:
                 b.reserve(ends[s], kv_shape)
             caps[s] = buffers[0].capacity
@@ -214,12 +267,18 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
         return logits
 
     step.rows = rows  # type: ignore[attr-defined]
-    step.keep = (spec, layers, inv_freq)  # type: ignore[attr-defined]
-    return step, "native decode step (one C call a token)"
+    step.keep = (spec, layers, keep)  # type: ignore[attr-defined]
+    # a sliding window needs every key kept (transformers' sliding cache layers drop the
+    # old ones, so positions would not line up): the engine makes plain caches for it
+    step.full_cache = fam.sliding  # type: ignore[attr-defined]
+    step.family = fam  # type: ignore[attr-defined]
+    return step, f"native decode step ({fam.kind}, one C call a token)"
 
 
-def _buffers(cache: Any) -> list[Any]:
+def _buffers(cache: Any, n_layers: int) -> list[Any]:
     layers = cache.layers
+    if len(layers) < n_layers:  # a plain DynamicCache adds its layers as they are updated
+        layers = cache.layers = [*layers, *(_buffer_class()() for _ in range(n_layers - len(layers)))]
     if type(layers[0]) is not _buffer_class():
         cache.layers = layers = [_buffer_class().from_layer(layer) for layer in layers]
     return layers
