@@ -39,10 +39,11 @@ def random_blocks(type_name: str, rows: int, cols: int, rng: np.random.Generator
 
 
 def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
-                    skip: tuple[str, ...] = ()) -> Path:
-    """A two-layer Llama with the tiny test tokenizer; ``types`` maps a tensor's short
-    name (attn_q, ffn_down, token_embd, ...) to its block type (default Q4_K); tensors
-    named in ``skip`` are left out (a broken file)."""
+                    skip: tuple[str, ...] = (), arch: str = "llama") -> Path:
+    """A two-layer model of ``arch`` (llama, qwen3, gemma3, phi3: the tensors and keys
+    llama.cpp's converter writes for it) with the tiny test tokenizer; ``types`` maps a
+    tensor's short name (attn_q, ffn_down, token_embd, ...) to its block type (default
+    Q4_K); tensors named in ``skip`` are left out (a broken file)."""
     import gguf
 
     from tests.conftest import CHAT_TEMPLATE, make_tokenizer
@@ -50,7 +51,7 @@ def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
     tokenizer = make_tokenizer(320)
     vocab = len(tokenizer)
     rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name("tiny-k-quants")
     writer.add_context_length(1024)
     writer.add_embedding_length(HIDDEN)
@@ -59,6 +60,11 @@ def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
     writer.add_head_count(HEADS)
     writer.add_head_count_kv(KV_HEADS)
     writer.add_rope_dimension_count(HEAD_DIM)
+    if arch in ("qwen3", "gemma3"):
+        writer.add_key_length(HEAD_DIM)
+        writer.add_value_length(HEAD_DIM)
+    if arch == "gemma3":
+        writer.add_sliding_window(8)
     writer.add_rope_freq_base(10000.0)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_vocab_size(vocab)
@@ -87,20 +93,30 @@ def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
         writer.add_tensor(name, raw, raw_dtype=gguf.GGMLQuantizationType[type_name])
 
     add("token_embd.weight", "token_embd", vocab, HIDDEN)
-    def norm(name: str) -> None:
-        if name not in skip:
-            writer.add_tensor(name, (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32))
+    def norm(name: str, size: int = HIDDEN) -> None:
+        if name not in skip:  # Gemma's converter stores 1 + w too: values near 1 either way
+            writer.add_tensor(name, (1 + 0.1 * rng.standard_normal(size)).astype(np.float32))
 
     norm("output_norm.weight")
     for i in range(LAYERS):
         norm(f"blk.{i}.attn_norm.weight")
         norm(f"blk.{i}.ffn_norm.weight")
-        add(f"blk.{i}.attn_q.weight", "attn_q", HEADS * HEAD_DIM, HIDDEN)
-        add(f"blk.{i}.attn_k.weight", "attn_k", KV_HEADS * HEAD_DIM, HIDDEN)
-        add(f"blk.{i}.attn_v.weight", "attn_v", KV_HEADS * HEAD_DIM, HIDDEN)
+        if arch in ("qwen3", "gemma3"):
+            norm(f"blk.{i}.attn_q_norm.weight", HEAD_DIM)
+            norm(f"blk.{i}.attn_k_norm.weight", HEAD_DIM)
+        if arch == "gemma3":
+            norm(f"blk.{i}.post_attention_norm.weight")
+            norm(f"blk.{i}.post_ffw_norm.weight")
+        if arch == "phi3":  # the converter keeps Phi-3's fused matrices
+            add(f"blk.{i}.attn_qkv.weight", "attn_qkv", (HEADS + 2 * KV_HEADS) * HEAD_DIM, HIDDEN)
+            add(f"blk.{i}.ffn_up.weight", "ffn_up", 2 * INTER, HIDDEN)
+        else:
+            add(f"blk.{i}.attn_q.weight", "attn_q", HEADS * HEAD_DIM, HIDDEN)
+            add(f"blk.{i}.attn_k.weight", "attn_k", KV_HEADS * HEAD_DIM, HIDDEN)
+            add(f"blk.{i}.attn_v.weight", "attn_v", KV_HEADS * HEAD_DIM, HIDDEN)
+            add(f"blk.{i}.ffn_gate.weight", "ffn_gate", INTER, HIDDEN)
+            add(f"blk.{i}.ffn_up.weight", "ffn_up", INTER, HIDDEN)
         add(f"blk.{i}.attn_output.weight", "attn_output", HIDDEN, HEADS * HEAD_DIM)
-        add(f"blk.{i}.ffn_gate.weight", "ffn_gate", INTER, HIDDEN)
-        add(f"blk.{i}.ffn_up.weight", "ffn_up", INTER, HIDDEN)
         add(f"blk.{i}.ffn_down.weight", "ffn_down", HIDDEN, INTER)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

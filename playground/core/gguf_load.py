@@ -47,6 +47,7 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
         tokenizer = AutoTokenizer.from_pretrained(
             folder, gguf_file=None if source.kind == "default" else gguf.name)
         config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        _head_dim_from_file(config, gguf)
         with init_empty_weights():
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     except Exception as exc:  # a file from outside: one line
@@ -103,6 +104,19 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return models.LoadedModel(model, tokenizer, source, time.perf_counter() - started)
+
+
+def _head_dim_from_file(config: Any, gguf: Path) -> None:
+    """transformers' GGUF config reader skips attention.key_length for some families
+    (Qwen3) and keeps the config class's default head_dim; the file's own value wins."""
+    from gguf import GGUFReader
+    from transformers.modeling_gguf_pytorch_utils import read_field
+
+    reader = GGUFReader(str(gguf))
+    arch = read_field(reader, "general.architecture")[0]
+    key = read_field(reader, f"{arch}.attention.key_length")
+    if key and hasattr(config, "head_dim"):
+        config.head_dim = int(key[0])
 
 
 def _assign(model: Any, name: str, value: Any) -> None:

@@ -107,3 +107,31 @@ def test_a_refused_family_says_which_path_ran_and_why(folders, tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     note = _engine(folder, "int8-weight").info["decode_step"]
     assert "transformers forward" in note and "not the one-call native step: rope type dynamic" in note
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "gemma3", "phi3"])
+def test_a_families_gguf_runs_the_one_call_step_on_its_blocks(tmp_path, arch):
+    """A Q4_K_M-like file of each family as llama.cpp's converter lays it out (Qwen3's
+    q/k norms and key_length, Gemma 3's stored 1 + w norms and window, Phi-3's fused
+    matrices): gguf-native keeps every block, the one-call step runs, and its logits
+    follow transformers' forward over the same loaded model."""
+    from transformers import DynamicCache
+
+    from playground.core.pipeline import build_engine
+    from tests.gguf_files import Q4_K_M, write_tiny_gguf
+
+    path = write_tiny_gguf(tmp_path / f"{arch}.gguf", Q4_K_M, arch=arch)
+    engine = build_engine(RunConfig.parse(f"model={path},quant=gguf-native,max_new_tokens=8"))
+    assert "one native call a token" in engine.info["decode_step"]
+    assert not engine.info.get("gguf_not_native")
+    with torch.inference_mode():
+        prompt = engine.prompt_ids("Hello there, how are you doing today my friend? More text")
+        ref_cache, cache = DynamicCache(config=engine.model.config), engine.make_cache()
+        ref = engine.model(input_ids=torch.tensor([prompt]), cache=ref_cache).logits[0, -1]
+        engine.model(input_ids=torch.tensor([prompt]), cache=cache)
+        token = int(ref.argmax())
+        for _ in range(20):
+            ref = engine.model(input_ids=torch.tensor([[token]]), cache=ref_cache).logits[0, -1]
+            got = engine.decoder.step(token, cache)
+            assert float((got - ref).abs().max()) <= 1e-3 * max(1.0, float(ref.abs().max()))
+            token = int(got.argmax())

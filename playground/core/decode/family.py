@@ -141,8 +141,9 @@ def rope_tables(model: Any) -> list[tuple[Any, float]]:
             inv = getattr(rotary, f"{prefix}inv_freq")
         return inv.float().contiguous().clone(), float(getattr(rotary, f"{prefix}attention_scaling"))
 
-    if isinstance(rotary.rope_type, dict):
-        full, local = table("full_attention_"), table("sliding_attention_")
+    if isinstance(rotary.rope_type, dict):  # only the layer types the model has
+        present = [t for t in ("full_attention", "sliding_attention") if t in rotary.rope_type]
+        full, local = (table(f"{t}_") for t in (present[0], present[-1]))
         return [full, local, full]
     base = table("")
     if rotary.rope_type == "longrope":
