@@ -49,18 +49,24 @@ def test_one_call_step_matches_transformers(folders, kind, quant):
     """Prompt (longer than the windows and longrope's original context) + 30 steps: the
     step's logits against transformers' forward over its own cache (sliding layers
     included), greedy identical."""
-    from transformers import DynamicCache
-
     engine = _engine(folders[kind], quant)
     assert f"({MODEL_TYPES[kind]}, one native call a token)" in engine.info["decode_step"]
+    prompt = engine.prompt_ids(PROMPT)
+    assert len(prompt) > 24
+    _follow(engine, prompt, steps=30)
+
+
+def _follow(engine, prompt, steps):
+    """Prefill, then ``steps`` greedy steps: the native step against transformers'
+    forward over its own cache (DynamicCache with the config: sliding layers included)."""
+    from transformers import DynamicCache
+
     with torch.inference_mode():
-        prompt = engine.prompt_ids(PROMPT)
-        assert len(prompt) > 24
         ref_cache, cache = DynamicCache(config=engine.model.config), engine.make_cache()
         ref = engine.model(input_ids=torch.tensor([prompt]), cache=ref_cache).logits[0, -1]
         engine.model(input_ids=torch.tensor([prompt]), cache=cache)
         token = int(ref.argmax())
-        for _ in range(30):
+        for _ in range(steps):
             ref = engine.model(input_ids=torch.tensor([[token]]), cache=ref_cache).logits[0, -1]
             got = engine.decoder.step(token, cache)
             assert float((got - ref).abs().max()) <= 1e-3 * max(1.0, float(ref.abs().max()))
@@ -115,8 +121,6 @@ def test_a_families_gguf_runs_the_one_call_step_on_its_blocks(tmp_path, arch):
     q/k norms and key_length, Gemma 3's stored 1 + w norms and window, Phi-3's fused
     matrices): gguf-native keeps every block, the one-call step runs, and its logits
     follow transformers' forward over the same loaded model."""
-    from transformers import DynamicCache
-
     from playground.core.pipeline import build_engine
     from tests.gguf_files import Q4_K_M, write_tiny_gguf
 
@@ -124,14 +128,4 @@ def test_a_families_gguf_runs_the_one_call_step_on_its_blocks(tmp_path, arch):
     engine = build_engine(RunConfig.parse(f"model={path},quant=gguf-native,max_new_tokens=8"))
     assert "one native call a token" in engine.info["decode_step"]
     assert not engine.info.get("gguf_not_native")
-    with torch.inference_mode():
-        prompt = engine.prompt_ids("Hello there, how are you doing today my friend? More text")
-        ref_cache, cache = DynamicCache(config=engine.model.config), engine.make_cache()
-        ref = engine.model(input_ids=torch.tensor([prompt]), cache=ref_cache).logits[0, -1]
-        engine.model(input_ids=torch.tensor([prompt]), cache=cache)
-        token = int(ref.argmax())
-        for _ in range(20):
-            ref = engine.model(input_ids=torch.tensor([[token]]), cache=ref_cache).logits[0, -1]
-            got = engine.decoder.step(token, cache)
-            assert float((got - ref).abs().max()) <= 1e-3 * max(1.0, float(ref.abs().max()))
-            token = int(got.argmax())
+    _follow(engine, engine.prompt_ids("Hello there, how are you doing today my friend?"), 20)
