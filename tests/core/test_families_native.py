@@ -129,3 +129,13 @@ def test_a_families_gguf_runs_the_one_call_step_on_its_blocks(tmp_path, arch):
     assert "one native call a token" in engine.info["decode_step"]
     assert not engine.info.get("gguf_not_native")
     _follow(engine, engine.prompt_ids("Hello there, how are you doing today my friend?"), 20)
+
+
+@pytest.mark.parametrize("kind", ["mistral", "llama-yarn"])
+def test_a_one_token_prompt_starts_the_step_on_a_fresh_cache(folders, kind):
+    """A prompt of one token goes straight to the step, on a cache nothing has filled."""
+    engine = _engine(folders[kind], "int8-weight")
+    with torch.inference_mode():
+        ref = engine.model(input_ids=torch.tensor([[7]])).logits[0, -1]
+        got = engine.decoder.step(7, engine.make_cache())
+    assert float((got - ref).abs().max()) <= 1e-3 * max(1.0, float(ref.abs().max()))

@@ -187,6 +187,7 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
                   fam.embed_scale, fam.attn_softcap, fam.final_softcap, scale1, ptr(inv1),
                   ptr(inv_long))
     vocab, n_layers = model.lm_head.out_features, len(core.layers)
+    kv_shape = (kv_heads, head_dim)
     state: dict[str, Any] = {"scratch": None, "cap": 0}
     threads = torch.get_num_threads
     qstep, empty = lib.qstep, torch.empty
@@ -205,8 +206,8 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
         buffers = _buffers(cache, n_layers)
         pos = buffers[0].length
         if pos + 1 > buffers[0].capacity:
-            for b in buffers:
-                b.grow(pos + 1)
+            for b in buffers:  # a fresh cache (a one-token prompt) gets its buffers here
+                b.reserve(pos + 1, kv_shape)
         cap = buffers[0].capacity
         if state["cap"] != cap:
             state["scratch"] = empty(lib.qstep_scratch_floats(ctypes.byref(spec), cap))
@@ -229,7 +230,6 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
         return logits
 
     row_scratch: dict[str, Any] = {"buf": None}
-    kv_shape = (kv_heads, attn0.head_dim)
     qrows, c_i64 = lib.qstep_rows, ctypes.c_int64
 
     def rows(tokens: list[int], positions: list[int], seqs: list[int], caches: list[Any],
