@@ -39,11 +39,13 @@ def random_blocks(type_name: str, rows: int, cols: int, rng: np.random.Generator
 
 
 def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
-                    skip: tuple[str, ...] = (), arch: str = "llama") -> Path:
+                    skip: tuple[str, ...] = (), arch: str = "llama",
+                    rope_freqs: np.ndarray | None = None) -> Path:
     """A two-layer model of ``arch`` (llama, qwen3, gemma3, phi3: the tensors and keys
     llama.cpp's converter writes for it) with the tiny test tokenizer; ``types`` maps a
     tensor's short name (attn_q, ffn_down, token_embd, ...) to its block type (default
-    Q4_K); tensors named in ``skip`` are left out (a broken file)."""
+    Q4_K); tensors named in ``skip`` are left out (a broken file); ``rope_freqs``: Llama
+    3's rope scaling as the converter stores it (a divisor per rotary frequency)."""
     import gguf
 
     from tests.conftest import CHAT_TEMPLATE, make_tokenizer
@@ -98,6 +100,8 @@ def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
             writer.add_tensor(name, (1 + 0.1 * rng.standard_normal(size)).astype(np.float32))
 
     norm("output_norm.weight")
+    if rope_freqs is not None:
+        writer.add_tensor("rope_freqs.weight", rope_freqs.astype(np.float32))
     for i in range(LAYERS):
         norm(f"blk.{i}.attn_norm.weight")
         norm(f"blk.{i}.ffn_norm.weight")

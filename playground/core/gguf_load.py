@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from playground.core import gguf_blocks, memory, models, weight_quant
+from playground.core import gguf_blocks, gguf_meta, memory, models, weight_quant
 
 Progress = models.Progress
 
@@ -47,7 +47,7 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
         tokenizer = AutoTokenizer.from_pretrained(
             folder, gguf_file=None if source.kind == "default" else gguf.name)
         config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        _head_dim_from_file(config, gguf)
+        gguf_meta.fix_config(config, gguf)
         with init_empty_weights():
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     except Exception as exc:  # a file from outside: one line
@@ -95,6 +95,7 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
     replace_linears(model, quantize)
     _drop_pages(next(iter(tensors.values())))
     model.gguf_report = (dict(used), dict(kept))
+    model.gguf_rope_note = gguf_meta.apply_rope_freqs(model, gguf)
     # parameters as the float model counts them (the blocks are buffers, fused views once)
     out = model.get_output_embeddings()
     model.gguf_params = sum(p.numel() for p in model.parameters()) + sum(
@@ -104,19 +105,6 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return models.LoadedModel(model, tokenizer, source, time.perf_counter() - started)
-
-
-def _head_dim_from_file(config: Any, gguf: Path) -> None:
-    """transformers' GGUF config reader skips attention.key_length for some families
-    (Qwen3) and keeps the config class's default head_dim; the file's own value wins."""
-    from gguf import GGUFReader
-    from transformers.modeling_gguf_pytorch_utils import read_field
-
-    reader = GGUFReader(str(gguf))
-    arch = read_field(reader, "general.architecture")[0]
-    key = read_field(reader, f"{arch}.attention.key_length")
-    if key and hasattr(config, "head_dim"):
-        config.head_dim = int(key[0])
 
 
 def _assign(model: Any, name: str, value: Any) -> None:

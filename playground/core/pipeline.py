@@ -120,6 +120,8 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
         or sum(p.numel() for p in loaded.model.parameters()),
         weights_mb_loaded=memory.weights_mb(loaded.model),
     )
+    if getattr(loaded.model, "gguf_rope_note", None):
+        ctx.notes.append(loaded.model.gguf_rope_note)
     for opt in (o for o in wanted if o.stage == "model"):
         progress(f"Applying {opt.name}…")
         note = opt.apply(ctx)

@@ -212,3 +212,51 @@ def test_a_file_missing_a_tensor_is_one_line(tmp_path):
         _engine(broken, "quant=gguf-native")
     assert "no tensor for model.layers.1.post_attention_layernorm.weight" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def _llama3_factors(head_dim: int, base: float = 10000.0) -> tuple:
+    """rope_freqs as llama.cpp's converter computes it for Llama 3.x (factor 32, low 1,
+    high 4, original 64 positions: small, so the tiny model's frequencies span all three
+    cases), and the rope parameters transformers would compute from."""
+    import math
+
+    import numpy as np
+
+    factor, low, high, old = 32.0, 1.0, 4.0, 64
+    freqs = 1.0 / base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    out = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / high:
+            out.append(1.0)
+        elif wavelen > old / low:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    params = {"rope_type": "llama3", "rope_theta": base, "factor": factor,
+              "low_freq_factor": low, "high_freq_factor": high,
+              "original_max_position_embeddings": old}
+    return np.array(out, dtype=np.float32), params
+
+
+@pytest.mark.parametrize("quant", ["none", "gguf-native"])
+def test_llama3_rope_factors_in_the_file_are_applied(tmp_path, quant):
+    """A Llama 3.x GGUF carries its rope scaling as rope_freqs (transformers' reader drops
+    it): both loaders divide the frequencies by it, as llama.cpp does, which equals
+    transformers' own llama3 rope on the original config; the note says so."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from playground.core.pipeline import build_engine
+    from tests.gguf_files import HEAD_DIM
+
+    factors, params = _llama3_factors(HEAD_DIM)
+    path = write_tiny_gguf(tmp_path / "llama3.gguf", Q4_K_M, rope_freqs=factors)
+    engine = build_engine(RunConfig.parse(f"model={path},quant={quant}"))
+    reference = LlamaRotaryEmbedding(LlamaConfig(hidden_size=256, num_attention_heads=4,
+                                                 rope_parameters=params))
+    got = engine.model.model.rotary_emb.inv_freq
+    assert torch.allclose(got, reference.inv_freq, rtol=1e-5, atol=0)
+    assert not torch.allclose(got, reference.inv_freq * torch.from_numpy(factors))  # it moved
+    assert any("rope_freqs" in n for n in engine.info["notes"])
