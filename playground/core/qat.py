@@ -28,14 +28,14 @@ from typing import Any
 
 from playground.core import distill, paths, quality, registry, smooth, weight_quant
 from playground.core.config import QAT_QUANTS, RunConfig
-from playground.core.models import ModelError, load
+from playground.core.models import load
+from playground.core.qat_registry import QatMissing, available, register, trained_for
+
+__all__ = ["QatMissing", "QatReport", "QatSettings", "available", "qat", "register",
+           "trained_for"]
 
 Progress = Callable[[dict[str, Any]], None]
 SMOOTH_WINDOWS = 24  # calibration windows for SmoothQuant's activation ranges (6k tokens)
-
-
-class QatMissing(ModelError):
-    """No trained weights for this model and quant: the message names the command."""
 
 
 @dataclass
@@ -70,49 +70,6 @@ class QatReport:
     loss_last: float | None
     cancelled: bool = False
     smoothed: dict[str, float] | None = None  # int8-dynamic: after SmoothQuant, before training
-
-
-# -- the registry: (model, quant, group) -> folder of trained float weights -------------
-def _key(cfg: RunConfig) -> str:
-    group = f"/g{cfg.quant_group}" if cfg.quant == "int4-weight" else ""
-    return f"{registry.teacher_key(cfg.model)}|{cfg.quant}{group}"
-
-
-def _table_path() -> Path:
-    return paths.data_dir() / "qat.json"
-
-
-def _table() -> dict[str, str]:
-    try:
-        return dict(json.loads(_table_path().read_text()))
-    except (OSError, ValueError):
-        return {}
-
-
-def register(cfg: RunConfig, folder: Path) -> None:
-    table = _table()
-    table[_key(cfg)] = str(Path(folder).resolve())
-    _table_path().write_text(json.dumps(table, indent=1))
-
-
-def trained_for(cfg: RunConfig) -> str:
-    """The folder of QAT weights for this config's model and quant, or QatMissing."""
-    folder = _table().get(_key(cfg))
-    if folder and (Path(folder) / "config.json").is_file():
-        return folder
-    group = f",quant_group={cfg.quant_group}" if cfg.quant == "int4-weight" else ""
-    raise QatMissing(
-        f"qat: no quantization-aware weights for model={cfg.model} and quant={cfg.quant}"
-        f"{group}; build them with `playground qat --config model={cfg.model},"
-        f"quant={cfg.quant}{group}`")
-
-
-def available(cfg: RunConfig) -> bool:
-    try:
-        trained_for(cfg)
-        return True
-    except QatMissing:
-        return False
 
 
 # -- fake quantization ------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from playground.core import qat_registry
 from playground.core.config import RunConfig
 from playground.core.optimize.base import Build, Optimization
 
@@ -21,18 +22,14 @@ class QatWeights(Optimization):
         return cfg.qat
 
     def check(self, cfg: RunConfig, device: str) -> str | None:
-        from playground.core import qat  # imports distillation: only when asked for
-
         try:
-            qat.trained_for(cfg)
-        except qat.QatMissing as exc:
+            qat_registry.trained_for(cfg)
+        except qat_registry.QatMissing as exc:
             return str(exc)
         return None
 
     def model_override(self, cfg: RunConfig) -> str | None:
-        from playground.core import qat
-
-        return qat.trained_for(cfg)
+        return qat_registry.trained_for(cfg)
 
     def apply(self, ctx: Build) -> str | None:
         note = f"quantization-aware weights for {ctx.config.quant} ({ctx.source.path})"
