@@ -38,6 +38,7 @@ def run_gui(args) -> int:
     window.show()
     close_on_signals(window)
     if self_test:
+        window.resize(1500, 900)  # the screenshot shows the full layout, whatever the screen
         return SelfTest(app, window, getattr(args, "screenshot", None)).run()
     # Load after the first paint: the window appears at once, the model follows.
     QTimer.singleShot(0, window.start)

@@ -43,6 +43,9 @@ def metrics_line(m, config_label: str) -> str:
     return " · ".join(parts) + f" · [{config_label}]"
 
 
+SEND_TIP = "Send the message (Ctrl+Enter)"
+
+
 class ChatView(QWidget):
     send_requested = Signal(str)
     stop_requested = Signal()
@@ -77,6 +80,8 @@ class ChatView(QWidget):
         self.copy.clicked.connect(self.copy_last_reply)
         self.turns: list[ChatTurn] = []
         self.streaming = False
+        self.held: str | None = None  # why Send is off (a model loading), or None
+        self.send.setToolTip(SEND_TIP)
 
     def keyPressEvent(self, event) -> None:  # Ctrl+Enter sends
         from PySide6.QtCore import Qt
@@ -100,9 +105,17 @@ class ChatView(QWidget):
                 out.append({"role": "assistant", "content": turn.reply})
         return out
 
+    def hold(self, reason: str | None) -> None:
+        """Send off while nothing could answer (a model loading, a comparison running),
+        the reason in its tooltip; the typed text stays."""
+        self.held = reason
+        if not self.streaming:
+            self.send.setEnabled(reason is None)
+        self.send.setToolTip(f"Send waits: {reason}" if reason else SEND_TIP)
+
     def _send(self) -> None:
         text = self.input.toPlainText().strip()
-        if not text or self.streaming:
+        if not text or self.streaming or self.held:
             return
         self.input.clear()
         self.turns.append(ChatTurn(user=text))
@@ -124,7 +137,7 @@ class ChatView(QWidget):
 
     def end_reply(self, reply: str | None, line: str, config_label: str, metrics: dict) -> None:
         self.streaming = False
-        self.send.setEnabled(True)
+        self.send.setEnabled(self.held is None)
         self.stop.setEnabled(False)
         if self.turns:
             turn = self.turns[-1]
@@ -138,7 +151,7 @@ class ChatView(QWidget):
     def fail_reply(self, message: str) -> None:
         """The turn failed: keep the user's text in the box, drop the unanswered turn."""
         self.streaming = False
-        self.send.setEnabled(True)
+        self.send.setEnabled(self.held is None)
         self.stop.setEnabled(False)
         if self.turns and not self.turns[-1].metrics_line:
             pending = self.turns.pop()

@@ -22,3 +22,20 @@ def short_label(config: RunConfig) -> str:
         else:
             parts.append(item)
     return ", ".join(parts) or "baseline"
+
+
+def model_name(config: RunConfig) -> str:
+    """The model a config runs, short: a file's or folder's name, or where it is served."""
+    from pathlib import PurePath
+
+    if config.endpoint:
+        return config.endpoint_model or config.endpoint
+    if config.model == "default":
+        return "default model"
+    return PurePath(config.model.rstrip("/\\")).name or config.model
+
+
+def chart_label(config: RunConfig) -> str:
+    """The model and its optimizations: two models with the same settings never share a
+    key in the charts."""
+    return f"{model_name(config)} · {short_label(config)}"

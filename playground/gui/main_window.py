@@ -32,9 +32,9 @@ from playground.gui.compare_view import CompareView
 from playground.gui.controls import ControlsPanel
 from playground.gui.history_view import HistoryDialog
 from playground.gui.job_controller import JobController
-from playground.gui.labels import short_label
+from playground.gui.labels import chart_label
 from playground.gui.serve_view import ServeView
-from playground.gui.settings_store import SettingsStore, settings_path
+from playground.gui.settings_store import SettingsStore, first_size, settings_path
 from playground.gui.training_jobs import DistillJob, QatJob
 from playground.gui.worker import Loaded, TokenEvent, TurnDone
 
@@ -112,7 +112,7 @@ class MainWindow(QMainWindow):
         self.serve = ServeView(self.controls.config)
         self.tabs.addTab(self.serve, "Serve && load")
         self.setCentralWidget(self.tabs)
-        self.resize(1500, 900)
+        self.resize(*first_size(self))
 
         self.status_label = QLabel("Starting…")
         self.progress = QProgressBar()
@@ -151,6 +151,7 @@ class MainWindow(QMainWindow):
         self.serve.status.connect(self.status_label.setText)
 
         self.controls.apply_requested.connect(self.apply_controls)
+        self.controls.model.returnPressed.connect(self.apply_controls)  # Enter applies
         self.chat.send_requested.connect(self.send)
         self.chat.stop_requested.connect(self.stop)
         self.chat.new_chat_requested.connect(self.new_chat)
@@ -211,6 +212,7 @@ class MainWindow(QMainWindow):
         self._request_load(config)
 
     def _request_load(self, config: RunConfig) -> None:
+        self.load_clicked = time.perf_counter()  # the wait a person sees: click to ready
         self._set_busy(f"loading {config.endpoint or config.model}")
         self.requested_config = config
         self.status_label.setText(f"Loading {config.format(only_changed=True) or 'defaults'}…")
@@ -350,7 +352,7 @@ class MainWindow(QMainWindow):
             + f"weights {loaded.weights_mb:.0f} MB · "
             + (f"RSS {info['rss_mb']:.0f} MB, {info['load_peak_rss_mb']:.0f} while loading · "
                if info.get("rss_mb") else "")
-            + f"loaded in {info.get('load_s', 0):.1f} s · {info.get('device')} · "
+            + f"ready in {self._click_to_ready(info):.1f} s · {info.get('device')} · "
             f"{info.get('threads')} thread{'' if info.get('threads') == 1 else 's'} · decode: "
             f"{decode.split(' (')[0]}"  # the path's name; the reason is in the tooltip
             + (f"\n{notes}" if notes else "")
@@ -361,9 +363,15 @@ class MainWindow(QMainWindow):
         self._set_busy(None)
         self.model_ready.emit()
 
+    def _click_to_ready(self, info: dict) -> float:
+        """Seconds from the click (or the start) to this model being ready: the load, its
+        optimizations, the kernels' first compile and any wait behind another job."""
+        clicked = getattr(self, "load_clicked", None)
+        return time.perf_counter() - clicked if clicked else float(info.get("load_s") or 0)
+
     @Slot(float)
     def on_started(self, t: float) -> None:
-        self.charts.turn_started(t, short_label(self.loaded.config) if self.loaded else "")
+        self.charts.turn_started(t, chart_label(self.loaded.config) if self.loaded else "")
 
     @Slot(object)
     def on_token(self, event: TokenEvent) -> None:
@@ -433,6 +441,9 @@ class MainWindow(QMainWindow):
     def _set_busy(self, reason: str | None) -> None:
         self.busy = reason
         self.controls.set_busy(reason)
+        # Send is off, saying why, while nothing could answer it (a reply streaming
+        # disables it on its own)
+        self.chat.hold(None if reason in (None, "a reply is streaming") else reason)
         self.progress.setVisible(reason is not None)
         if reason is None and self.pending_config is not None:
             config, self.pending_config = self.pending_config, None
@@ -535,3 +546,4 @@ class MainWindow(QMainWindow):
         if notice:
             print(notice, file=sys.stderr, flush=True)
         super().closeEvent(event)
+

@@ -11,11 +11,29 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtGui import QGuiApplication
 
 from playground.core import paths
 from playground.core.config import ConfigError, RunConfig
 
 KEYS = ("config", "geometry", "splitter")
+
+
+def first_size(window: Any) -> tuple[int, int]:
+    """1500 x 900, or the screen's free area less the frame where that is smaller: at
+    1024 x 700 a fixed 1500 x 900 put the status bar, Load / apply and two thirds of the
+    charts off-screen."""
+    screen = window.screen() or QGuiApplication.primaryScreen()
+    if screen is None:
+        return 1500, 900
+    area = screen.availableGeometry()
+    return min(1500, area.width() - 16), min(900, area.height() - 40)
+
+
+def fit_screen(window: Any) -> None:
+    width, height = first_size(window)
+    if window.width() > width or window.height() > height:
+        window.resize(min(window.width(), width), min(window.height(), height))
 
 
 def settings_path() -> Path:
@@ -40,6 +58,7 @@ class SettingsStore:
             if geometry is not None:
                 if not isinstance(geometry, QByteArray) or not window.restoreGeometry(geometry):
                     raise ValueError("window geometry is unreadable")
+                fit_screen(window)  # saved on a larger screen: clamped to this one
             sizes = self.settings.value("splitter", None) if self.persist else None
             if sizes is not None and (not isinstance(sizes, QByteArray)
                                       or not window.splitter.restoreState(sizes)):

@@ -11,7 +11,6 @@ training, it ends at the next step and says how far it got.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -77,10 +76,6 @@ class TrainingJob(QObject):
 
     def __init__(self, window: Any) -> None:
         super().__init__(window)
-        # A weak reference: a strong one would make a window <-> job cycle that the
-        # garbage collector may then break from the worker thread, where deleting Qt
-        # widgets deadlocks (seen in the GUI tests).
-        self.window = weakref.proxy(window)
         self.last_report = None
         self.runner = TrainingRunner(window.worker, self.work)  # no GUI objects
         self.runner.moveToThread(window.thread)
@@ -90,6 +85,15 @@ class TrainingJob(QObject):
         self.runner.done.connect(self.on_done)
         self.runner.failed.connect(self.on_failed)
         self.runner.cancelled.connect(self.on_cancelled)
+
+    @property
+    def window(self) -> Any:
+        # The window is this job's Qt parent; no Python reference of our own: a strong one
+        # would make a window <-> job cycle that the garbage collector may then break
+        # from the worker thread, where deleting Qt widgets deadlocks (seen in the GUI
+        # tests), and a weakref.proxy is refused as a dialog's parent by PySide6
+        # (Tools → Build distilled variant… did nothing: TypeError, ProxyType).
+        return self.parent()
 
     def launch(self, settings: Any, busy: str) -> None:
         window = self.window

@@ -47,3 +47,25 @@ def test_distillation_can_be_cancelled(qtbot, window, tmp_path):
         window.start_distill(**small(tmp_path, steps=10_000))
     assert window.distill_job.last_report.cancelled and window.distill_job.last_report.steps < 10_000
     assert "stopped" in window.status_label.text()
+
+
+def test_the_tools_menu_opens_its_dialogs(qtbot, window):
+    """Both Tools entries open their first question as a dialog of the window, triggered
+    as a click on the menu would (a weakref.proxy parent made PySide6 refuse the dialog:
+    the entries did nothing)."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    seen = []
+
+    def answer() -> None:  # runs inside the dialog's own event loop
+        dialog = QApplication.activeModalWidget()
+        seen.append((type(dialog).__name__, dialog.windowTitle(), dialog.parent() is window))
+        dialog.reject()
+
+    tools = next(a.menu() for a in window.menuBar().actions() if a.text().strip("&") == "Tools")
+    for text in ("Build distilled variant…", "Quantization-aware training…"):
+        QTimer.singleShot(0, answer)
+        next(a for a in tools.actions() if a.text() == text).trigger()
+    assert [s[0] for s in seen] == ["QInputDialog", "QInputDialog"]
+    assert seen[0][1] == "Build distilled variant" and all(s[2] for s in seen)

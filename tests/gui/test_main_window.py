@@ -425,3 +425,54 @@ def test_a_stop_belongs_to_its_own_job(qtbot, make_window):
     window.stop()  # nothing runs: a no-op for the finished job
     send(qtbot, window)
     assert window.chat.turns[-1].metrics["new_tokens"] == 12 and not window.chat.turns[-1].stopped
+
+
+def test_send_waits_while_a_model_loads_and_enter_applies(qtbot, make_window, tiny_dir):
+    """Enter in the Model field applies; while the model loads Send is off and says why,
+    the typed text stays; when it is ready Send is back."""
+    from PySide6.QtCore import Qt
+
+    window = make_window()
+    window.chat.input.setPlainText("typed while loading")
+    window.controls.quant.setCurrentText("int8-dynamic")
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS):
+        window.controls.model.setFocus()
+        qtbot.keyClick(window.controls.model, Qt.Key.Key_Return)
+        assert window.busy and window.busy.startswith("loading")
+        assert not window.chat.send.isEnabled()
+        assert window.chat.send.toolTip().startswith("Send waits: loading")
+    assert window.loaded.config.quant == "int8-dynamic"
+    assert window.chat.send.isEnabled() and "Ctrl+Enter" in window.chat.send.toolTip()
+    assert window.chat.input.toPlainText() == "typed while loading"
+    assert "ready in " in window.controls.model_info.text()
+
+
+def test_chart_keys_name_the_model():
+    from playground.gui.labels import chart_label
+
+    a = chart_label(RunConfig.parse("model=/m/Llama-3.2-1B-Q4_K_M.gguf,quant=gguf-native,prefix_cache=on"))
+    b = chart_label(RunConfig.parse("prefix_cache=on"))
+    assert a.startswith("Llama-3.2-1B-Q4_K_M.gguf · ") and b.startswith("default model · ")
+    assert a != b
+
+
+def test_the_window_opens_within_a_small_screen(qtbot, monkeypatch):
+    """A 1024 x 700 screen gets a window inside it, not 1500 x 900."""
+    from PySide6.QtCore import QRect
+
+    from playground.gui import settings_store
+
+    window = MainWindow(RunConfig(), show_dialogs=False)
+    qtbot.addWidget(window)
+
+    class Small:
+        def availableGeometry(self):
+            return QRect(0, 0, 1024, 700)
+
+    monkeypatch.setattr(window, "screen", lambda: Small())
+    width, height = settings_store.first_size(window)
+    assert width <= 1024 and height <= 700
+    window.resize(width, height)
+    assert window.width() <= 1024 and window.height() <= 700  # no minimum pushes it out
+    window.close()
+    qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)
