@@ -166,8 +166,8 @@ def server(tiny_dir):
     started = []
 
     def start(max_queue=64, api_key=None, spec="", batching=True, max_batch=8, chunk=32,
-              prefix_cache=True):
-        base = RunConfig(model=str(tiny_dir), max_new_tokens=8)
+              prefix_cache=True, model=None):
+        base = RunConfig(model=str(model or tiny_dir), max_new_tokens=8)
         engine = build_engine(RunConfig.parse(spec, base=base))
         engine.eos_ids = set()  # random weights: every reply runs to max_tokens
         port = free_port()

@@ -112,6 +112,62 @@ def test_a_client_that_disconnects_frees_the_engine_and_a_full_queue_says_429(se
     assert done.status_code == 200
 
 
+def _ask(base, prompt, results, i, temperature=0.0):
+    """A streamed reply of 24 tokens into results[i] (greedy unless told)."""
+    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 24,
+            "temperature": temperature, "stream": True}
+    text = ""
+    with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:])["choices"]:
+                    text += choice["delta"].get("content") or ""
+    results[i] = text
+
+
+def _all_at_once(base, prompts, temperature=0.0):
+    together = {}
+    threads = [threading.Thread(target=_ask, args=(base, p, together, i, temperature))
+               for i, p in enumerate(prompts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return together
+
+
+def test_a_qwen2_model_replies_alike_alone_and_in_a_batch_of_8(server, tmp_path):
+    """q/k/v biases inside the batched C pass: eight requests at once on a Qwen2 model get
+    the replies each gets alone, greedy and sampled (each request samples from its own
+    seeded generator; sampling also makes the tiny random model's replies differ, so a
+    row answered with another row's logits would show)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from playground.core import weight_quant
+    from tests.conftest import save_tiny
+
+    if weight_quant.backend() != "native":
+        pytest.skip("native kernels unavailable here")
+    folder = save_tiny(tmp_path / "qwen2", arch="qwen2")
+    weights = load_file(folder / "model.safetensors")
+    generator = torch.Generator().manual_seed(1)
+    for name, t in weights.items():
+        if name.endswith("proj.bias"):  # small enough that the prompt still matters
+            weights[name] = torch.randn(t.shape, generator=generator) * 0.05
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    url, engine = server(spec="quant=int8-weight", chunk=6, model=folder, prefix_cache=False)
+    assert "qwen2, one native call" in engine.info["decode_step"]
+    prompts = [f"Question {i}: {w} and the sea?" for i, w in enumerate(
+        ("why", "how", "when", "where", "who", "what", "which", "whose"))]
+    for temperature in (0.0, 1.0):
+        alone = {}
+        for i, prompt in enumerate(prompts):
+            _ask(url, prompt, alone, i, temperature)
+        assert _all_at_once(url, prompts, temperature) == alone
+    assert len(set(alone.values())) > 1
+
+
 def test_batched_requests_get_the_replies_they_get_alone(server):
     """Batching on with the native step: four different prompts at once, their prompts fed
     in chunks beside the others' decoding and their shared beginnings copied from earlier
@@ -125,27 +181,11 @@ def test_batched_requests_get_the_replies_they_get_alone(server):
     prompts = ["Hello there", "Name a colour and then another one, please",
                "Why is the sky blue?", "One more question about the sea and the wind"]
 
-    def ask(prompt, results, i, base=url):
-        body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 24,
-                "temperature": 0, "stream": True}
-        text = ""
-        with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=60) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: {"):
-                    for choice in json.loads(line[6:])["choices"]:
-                        text += choice["delta"].get("content") or ""
-        results[i] = text
-
     alone = {}
     for i, prompt in enumerate(prompts):
-        ask(prompt, alone, i, plain_url)
-    ask(prompts[0], {}, 0)  # the store now holds the template's beginning and prompt 0
-    together = {}
-    threads = [threading.Thread(target=ask, args=(p, together, i)) for i, p in enumerate(prompts)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+        _ask(plain_url, prompt, alone, i)
+    _ask(url, prompts[0], {}, 0)  # the store now holds the template's beginning and prompt 0
+    together = _all_at_once(url, prompts)
     assert together == alone and all(alone.values())
     metrics = httpx.get(url + "/metrics").text
     peak = int(metrics.split("\nplayground_running_batch_size_max ")[1].split()[0])
