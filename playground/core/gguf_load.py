@@ -5,8 +5,9 @@ Q4_K_M file of a 1B model went through 7.2 GB of memory), and gguf-native then t
 those floats away for the file's own blocks. Here the model is built with empty
 parameters (accelerate's ``init_empty_weights``: buffers such as the rotary frequencies
 stay real), and each tensor is read from the memory-mapped file once: matrices of a
-native block type go straight to the kernels' layout, every other tensor (norms,
-biases, the input embedding, types without a kernel) is de-quantized with gguf's own
+native block type go straight to the kernels' layout, the input embedding stays in its
+blocks (gguf_embedding.py), every other tensor (norms, biases, types without a kernel)
+is de-quantized with gguf's own
 code and processed exactly as transformers' loader does (its name map and its per-family
 processors, e.g. Llama's q/k row order), so the model holds the same values either way.
 """
@@ -18,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from playground.core import gguf_blocks, gguf_meta, memory, models, weight_quant
+from playground.core import gguf_blocks, gguf_embedding, gguf_meta, memory, models, weight_quant
 
 Progress = models.Progress
 
@@ -62,7 +63,10 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
     used: Counter[str] = Counter()
     kept: Counter[str] = Counter()
     progress(f"Loading {source.name} from its blocks…")
+    embed_name = _embedding_name(model)
     for name, tensor in tensors.items():  # everything but the Linear layers, in float32
+        if name == embed_name and tensor.type_name in gguf_embedding.KEEP:
+            continue  # kept in its blocks (below)
         if name not in linears:
             _assign(model, name, gguf_blocks.to_float(tensor))
     missing = sorted(n for n, p in model.named_parameters() if p.device.type == "meta"
@@ -86,13 +90,20 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
             memory.release()
         native = gguf_blocks.kernel_weight(tensor, kept)
         if native is None:
-            if key in linears:  # a float layer after all: its values, as transformers has them
-                _assign(model, key, gguf_blocks.to_float(tensor))
+            # a float layer after all: its values, as transformers has them (a tied head
+            # whose table stays in blocks gets a float copy of its own)
+            _assign(model, key if key in linears else f"{name}.weight",
+                    gguf_blocks.to_float(tensor))
             return None
         used[tensor.type_name] += 1
         return native
 
     replace_linears(model, quantize)
+    table = tensors.get(embed_name)
+    embedding = None if table is None else gguf_embedding.from_tensor(
+        table, model.get_input_embeddings())
+    if embedding is not None:
+        model.set_input_embeddings(embedding)
     _drop_pages(next(iter(tensors.values())))
     model.gguf_report = (dict(used), dict(kept))
     model.gguf_rope_note = gguf_meta.apply_rope_freqs(model, gguf)
@@ -100,11 +111,17 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
     out = model.get_output_embeddings()
     model.gguf_params = sum(p.numel() for p in model.parameters()) + sum(
         m.in_features * m.out_features for m in model.modules()
-        if hasattr(m, "kernel") and not (tied and m is out))  # a tied head is the embedding
+        if hasattr(m, "kernel") and not (tied and m is out)) + (  # a tied head is the table
+        0 if embedding is None else embedding.num_embeddings * embedding.embedding_dim)
     tensors.clear()  # the readers and their mappings go with it
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return models.LoadedModel(model, tokenizer, source, time.perf_counter() - started)
+
+
+def _embedding_name(model: Any) -> str:
+    module = model.get_input_embeddings()
+    return next(f"{n}.weight" for n, m in model.named_modules() if m is module)
 
 
 def _assign(model: Any, name: str, value: Any) -> None:

@@ -159,6 +159,10 @@ def _unsupported(model: Any) -> str | None:
         return "transformers forward (sliding-window attention)"
     if getattr(config, "pretraining_tp", 1) > 1:
         return "transformers forward (pretraining_tp > 1)"
+    from playground.core.gguf_embedding import is_block_embedding
+
+    if is_block_embedding(model.get_input_embeddings()):
+        return "transformers forward (the input embedding is kept in the file's blocks)"
     rotary = getattr(getattr(model, "model", None), "rotary_emb", None)
     if getattr(rotary, "rope_type", "default") not in STATIC_ROPE:
         return f"transformers forward (rope type {rotary.rope_type})"

@@ -260,3 +260,35 @@ def test_llama3_rope_factors_in_the_file_are_applied(tmp_path, quant):
     assert torch.allclose(got, reference.inv_freq, rtol=1e-5, atol=0)
     assert not torch.allclose(got, reference.inv_freq * torch.from_numpy(factors))  # it moved
     assert any("rope_freqs" in n for n in engine.info["notes"])
+
+
+@pytest.mark.parametrize("embed_type", ["Q6_K", "Q8_0", "F16", "Q2_K"])
+def test_the_input_embedding_stays_in_its_blocks(tmp_path, embed_type):
+    """The table is not copied to float32: rows are de-quantized as they are looked up,
+    the same bits transformers' loader makes of the whole table; the weights count the
+    blocks; a tied head of a type without a kernel (Q2_K) gets a float copy of its own
+    and the model still answers as the float model does."""
+    from playground.core import gguf_blocks as blocks_
+    from playground.core.gguf_embedding import is_block_embedding
+    from playground.core.pipeline import build_engine
+
+    _needs_native()
+    path = write_tiny_gguf(tmp_path / "e.gguf", {**Q4_K_M, "token_embd": embed_type})
+    base = build_engine(RunConfig.parse(f"model={path},quant=none,max_new_tokens=6"))
+    engine = build_engine(RunConfig.parse(f"model={path},quant=gguf-native,max_new_tokens=6"))
+    table = engine.model.get_input_embeddings()
+    assert is_block_embedding(table) and table.type_name == embed_type
+    ids = [0, 5, 17, table.num_embeddings - 1]
+    whole = base.model.get_input_embeddings().weight
+    assert torch.equal(table(torch.tensor([ids]))[0], whole[ids])
+    tensors = blocks_.read_blocks(path, base.model, keep_readers=True)
+    assert torch.equal(blocks_.to_float(tensors["model.embed_tokens.weight"])[ids], whole[ids])
+    assert engine.weights_mb < base.weights_mb - whole.numel() * 4 / 1e6 * 0.5
+    if embed_type in blocks_.NATIVE:
+        assert "one native call" in engine.info["decode_step"]
+    else:  # the tied head has no kernel: the step is refused, with the reason
+        assert "not the one-call native step: the LM head is not a native layer" in \
+            engine.info["decode_step"]
+    assert base.chat(HELLO).token_ids == engine.chat(HELLO).token_ids
+    with pytest.raises(ValueError, match="outside the embedding table"):
+        table(torch.tensor([[table.num_embeddings]]))

@@ -67,6 +67,9 @@ typedef struct {
     int64_t long_from;  /* positions from here use inv_freq_long (longrope); -1: never */
     float embed_scale, attn_softcap, final_softcap, rope_scale_alt;  /* softcap 0: none */
     const float *inv_freq_alt, *inv_freq_long;
+    /* 1: embed holds this call's rows in order (a table kept in blocks is de-quantized
+     * row by row by the caller), 0: embed is the whole table, indexed by token */
+    int64_t embed_rows;
 } QModel;
 
 static void matmul(const QMat *w, const float *x, float *y, int64_t rows, float *scratch,
@@ -239,7 +242,7 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
     float *scores = sn + R * 2 * rot, *part_out = scores + R * nh * maxcap;
     float *mscratch = part_out + R * (W > 2 * I ? W : 2 * I);
     for (int64_t r = 0; r < R; r++) {
-        memcpy(h + r * H, md->embed + tok[r] * H, H * sizeof(float));
+        memcpy(h + r * H, md->embed + (md->embed_rows ? r : tok[r]) * H, H * sizeof(float));
         if (md->embed_scale != 1.0f)
             for (int64_t i = 0; i < H; i++) h[r * H + i] *= md->embed_scale;
         const float *tables[2] = {

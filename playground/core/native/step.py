@@ -14,7 +14,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from playground.core import native
+from playground.core import gguf_embedding, native
 from playground.core.decode import family
 
 INITIAL_CAPACITY = 256
@@ -48,7 +48,8 @@ class QModel(ctypes.Structure):
                 ("rot_dim", ctypes.c_int64), ("long_from", ctypes.c_int64),
                 ("embed_scale", ctypes.c_float), ("attn_softcap", ctypes.c_float),
                 ("final_softcap", ctypes.c_float), ("rope_scale_alt", ctypes.c_float),
-                ("inv_freq_alt", ctypes.c_void_p), ("inv_freq_long", ctypes.c_void_p)]
+                ("inv_freq_alt", ctypes.c_void_p), ("inv_freq_long", ctypes.c_void_p),
+                ("embed_rows", ctypes.c_int64)]
 
 
 def _qmat(layer: Any) -> QMat | None:
@@ -103,7 +104,8 @@ def _why_not(model: Any, fam: family.Family) -> str | None:
     import torch
 
     core = model.model
-    if core.embed_tokens.weight.dtype != torch.float32:
+    blocks = gguf_embedding.is_block_embedding(core.embed_tokens)
+    if not blocks and core.embed_tokens.weight.dtype != torch.float32:
         return "the model's float weights are not float32"
     eps = {_eps(core.norm)}
     for layer in core.layers:
@@ -180,19 +182,30 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
     heads, kv_heads, head_dim, inter = shape
     (inv0, scale0), (inv1, scale1), (inv_long, _) = family.rope_tables(model)
     attn0 = core.layers[0].self_attn
+    table = core.embed_tokens
+    lookup = table.lookup if gguf_embedding.is_block_embedding(table) else None
     spec = QModel(len(core.layers), model.config.hidden_size, heads, kv_heads, head_dim,
                   inter, _eps(core.norm), attn0.scaling, scale0, 0.0,
-                  core.embed_tokens.weight.data_ptr(), norm(core.norm), ptr(inv0),
+                  None if lookup else table.weight.data_ptr(), norm(core.norm), ptr(inv0),
                   _qmat(model.lm_head), layers, fam.act, 2 * inv0.numel(), fam.long_from,
                   fam.embed_scale, fam.attn_softcap, fam.final_softcap, scale1, ptr(inv1),
-                  ptr(inv_long))
+                  ptr(inv_long), int(lookup is not None))
     vocab, n_layers = model.lm_head.out_features, len(core.layers)
     kv_shape = (kv_heads, head_dim)
     state: dict[str, Any] = {"scratch": None, "cap": 0}
     threads = torch.get_num_threads
     qstep, empty = lib.qstep, torch.empty
 
-    table_rows = core.embed_tokens.weight.shape[0]
+    table_rows = table.num_embeddings
+
+    def embed(tokens: Any) -> Any:
+        """A table kept in blocks: this call's rows, de-quantized (kept alive by the
+        caller until the C call returns)."""
+        if lookup is None:
+            return None
+        rows_ = lookup(tokens)
+        spec.embed = rows_.data_ptr()
+        return rows_
 
     def check_tokens(tokens: Any) -> None:
         # qstep.c copies the token's embedding row without a check of its own
@@ -223,6 +236,7 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
             cache._native_ptrs = held
         kp, vp = held[2], held[3]
         logits = empty(vocab)
+        _rows = embed((token,))  # noqa: F841 (alive through the call)
         qstep(ctypes.byref(spec), token, pos, kp, vp, cap, logits.data_ptr(),
               state["scratch"].data_ptr(), threads(), int(int_act))
         for b in buffers:
@@ -258,6 +272,7 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
         if row_scratch["buf"] is None or row_scratch["buf"].numel() < need:
             row_scratch["buf"] = empty(need)
         logits = empty(len(out), vocab)
+        _rows = embed(tokens)  # noqa: F841 (alive through the call)
         qrows(ctypes.byref(spec), n, (c_i64 * n)(*tokens), (c_i64 * n)(*positions),
               (c_i64 * n)(*seqs), kp, vp, caps, (c_i64 * len(out))(*out), len(out),
               logits.data_ptr(), row_scratch["buf"].data_ptr(), threads(), int(int_act))

@@ -1,0 +1,78 @@
+"""The input embedding kept as the GGUF's own blocks, rows de-quantized as they are looked up.
+
+A lookup reads one row per token, so a float32 copy of the whole table only costs
+memory: 0.40 GB for a Llama-3.2-1B-shaped file with a 49k vocabulary, 1.05 GB with
+Llama 3's real 128k one, beside a 0.7 GB file. Here the table stays in the file's
+blocks (a Q6_K table is 0.82 bytes a weight) and each looked-up row goes through gguf's
+own de-quantization, the function transformers' loader runs over the whole table, so
+the values are the same bits as before. The native step takes the rows it needs from
+``lookup``; transformers' forward calls the module as its embedding (Gemma's scale
+applied there, as its own module does).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+# keep blocks for these; a float32 table stays as it is (nothing to save)
+KEEP = {"F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
+        "Q6_K"}
+
+
+@cache
+def block_embedding_class() -> type:
+    import numpy as np
+    import torch
+    from gguf import GGMLQuantizationType, quants
+
+    class BlockEmbedding(torch.nn.Module):
+        def __init__(self, raw: Any, type_name: str, rows: int, dim: int,
+                     scale: float | None) -> None:
+            super().__init__()
+            self.raw = np.array(raw, copy=True)  # [rows, bytes a row]: not a view of the file
+            # a buffer view of the same bytes, so memory accounting counts the table
+            self.register_buffer("blocks", torch.from_numpy(self.raw), persistent=False)
+            self.type_name, self.qtype = type_name, GGMLQuantizationType[type_name]
+            self.num_embeddings, self.embedding_dim = rows, dim
+            if scale is not None:  # Gemma: the embedding is scaled by sqrt(hidden)
+                self.scalar_embed_scale = scale
+
+        def lookup(self, ids: Any) -> Any:
+            """float32 [len(ids), dim] rows, unscaled (the native step scales them)."""
+            index = np.asarray(ids, dtype=np.int64).reshape(-1)
+            if index.size and (index.min() < 0 or index.max() >= self.num_embeddings):
+                bad = int(index[(index < 0) | (index >= self.num_embeddings)][0])
+                raise ValueError(f"token id {bad} is outside the embedding table "
+                                 f"(0 to {self.num_embeddings - 1})")
+            values = quants.dequantize(self.raw[index], self.qtype)
+            return torch.from_numpy(np.require(values, np.float32, ["C", "W", "O"]))
+
+        def forward(self, input_ids: Any) -> Any:
+            out = self.lookup(input_ids.cpu().numpy()).view(*input_ids.shape, self.embedding_dim)
+            scale = getattr(self, "scalar_embed_scale", None)
+            if scale is not None:  # as Gemma's module: times a float32 scalar
+                out = out * torch.tensor(scale, dtype=torch.float32)
+            return out
+
+        def extra_repr(self) -> str:
+            return f"{self.num_embeddings}, {self.embedding_dim}, blocks={self.type_name}"
+
+    return BlockEmbedding
+
+
+def is_block_embedding(module: Any) -> bool:
+    return type(module).__name__ == "BlockEmbedding"
+
+
+def from_tensor(tensor: Any, old: Any) -> Any | None:
+    """A BlockEmbedding of a GGUF tensor (gguf_blocks.GgufTensor with its reader) in place
+    of ``old`` (the model's embedding module), or None where the table is float32."""
+    import numpy as np
+
+    if tensor.type_name not in KEEP:
+        return None
+    raw = np.ascontiguousarray(tensor.source.data).view(np.uint8)
+    rows, dim = old.num_embeddings, old.embedding_dim
+    return block_embedding_class()(raw.reshape(rows, -1), tensor.type_name, rows, dim,
+                                   getattr(old, "scalar_embed_scale", None))
