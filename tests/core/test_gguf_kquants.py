@@ -31,6 +31,21 @@ def test_k_quant_blocks_decode_bit_exactly(type_name):
     assert np.array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize("type_name", [*K_TYPES, "Q4_0", "Q4_1", "Q8_0"])
+def test_a_tall_matrix_unpacked_in_slices_is_the_same(type_name, monkeypatch):
+    """Slices of rows (as a big head is read) give the same tensors as the whole."""
+    raw = random_blocks(type_name, 21, 512, np.random.default_rng(4))
+    tensor = gguf_blocks.GgufTensor("x.weight", type_name, raw)
+    whole = gguf_blocks.to_qweight(tensor)
+    monkeypatch.setattr(gguf_blocks, "CHUNK_ROWS", 8)
+    sliced = gguf_blocks.to_qweight(tensor)
+    assert (sliced.kind, sliced.group) == (whole.kind, whole.group)
+    for a, b in [(whole.q, sliced.q), (whole.scale, sliced.scale), (whole.zero, sliced.zero),
+                 (whole.offset, sliced.offset),
+                 *zip(whole.two_level or (), sliced.two_level or (), strict=True)]:
+        assert (a is None and b is None) or (a.dtype == b.dtype and torch.equal(a, b))
+
+
 def _isa(want: int) -> None:
     native.library().qblocks_set_isa(want)
 
