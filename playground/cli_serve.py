@@ -25,9 +25,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value < low:
             raise ValueError(f"serve: {flag} {value}; allowed: {low} or more")
     config = RunConfig.parse(args.config)
+    api_key = _api_key(args)
     engine = build_engine(config, progress=status)
     batching = args.batching == "on"
-    app = create_app(engine, api_key=args.api_key, max_queue=args.max_queue,
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    app = create_app(engine, api_key=api_key, max_queue=args.max_queue,
+                     trusted_hosts=["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None,
                      model_name=args.model_name, batching=batching, max_batch=args.max_batch,
                      prefill_chunk=args.prefill_chunk, batch_wait_ms=args.batch_wait_ms,
                      prefix_cache=args.prefix_cache == "on")
@@ -41,6 +44,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"stopped: {m.requests} requests served, {m.failed} failed, {m.rejected} refused",
           file=sys.stderr)
     return 0
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    import os
+
+    if args.api_key_file:
+        try:
+            lines = Path(args.api_key_file).read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(f"--api-key-file: cannot read {args.api_key_file} ({exc.strerror})") from None
+        if not lines or not lines[0].strip():
+            raise ValueError(f"--api-key-file: {args.api_key_file} is empty; put the key on its first line")
+        return lines[0].strip()
+    return args.api_key or os.environ.get("PLAYGROUND_API_KEY") or None
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -148,7 +165,9 @@ def add_parsers(sub: Any) -> None:
                        help="when idle, wait this long for more requests before the first pass")
     serve.add_argument("--max-queue", type=int, default=64,
                        help="requests waiting beyond this get 429 with Retry-After")
-    serve.add_argument("--api-key", help="require this key (Authorization: Bearer KEY)")
+    serve.add_argument("--api-key", help="require this key (Authorization: Bearer KEY); "
+                       "$PLAYGROUND_API_KEY or --api-key-file keep it out of the process list")
+    serve.add_argument("--api-key-file", help="read the key from this file's first line")
     serve.add_argument("--model-name", help="the model id clients use (default: the model's name)")
     serve.set_defaults(func=cmd_serve)
 

@@ -57,16 +57,16 @@ def test_bad_input_gets_openai_errors_and_the_server_keeps_serving(server):
                                                  content=body, headers=headers, timeout=30)
     cases = [
         (post("{not json"), 400, None),
-        (post(json.dumps({"model": "tiny"})), 422, "messages"),
-        (post(json.dumps({"messages": [{"role": "robot", "content": "x"}]})), 422, "messages[0]"),
-        (post(json.dumps({"messages": HELLO, "max_tokens": 0})), 422, "max_tokens"),
+        (post(json.dumps({"model": "tiny"})), 400, "messages"),
+        (post(json.dumps({"messages": [{"role": "robot", "content": "x"}]})), 400, "messages[0]"),
+        (post(json.dumps({"messages": HELLO, "max_tokens": 0})), 400, "max_tokens"),
         (post(json.dumps({"model": "gpt-9", "messages": HELLO})), 404, "model"),
         (post(json.dumps({"messages": [{"role": "user", "content": "word " * 1100}]})), 400,
          "messages"),
         (post(json.dumps({"messages": HELLO}), headers={}), 401, None),
-        (httpx.post(url + "/v1/completions", json={"prompt": ["a", "b"]}, headers=auth), 422,
+        (httpx.post(url + "/v1/completions", json={"prompt": ["a", "b"]}, headers=auth), 400,
          "prompt"),
-        (httpx.post(url + "/v1/completions", json={"prompt": "a", "n": 3}, headers=auth), 422,
+        (httpx.post(url + "/v1/completions", json={"prompt": "a", "n": 3}, headers=auth), 400,
          "n"),
     ]
     for response, status, param in cases:
@@ -77,7 +77,7 @@ def test_bad_input_gets_openai_errors_and_the_server_keeps_serving(server):
     good = post(json.dumps({"messages": HELLO, "max_tokens": 3}))
     assert good.status_code == 200 and good.json()["usage"]["completion_tokens"] == 3
     assert httpx.get(url + "/health").json() == {"status": "ok"}
-    metrics = httpx.get(url + "/metrics").text
+    metrics = httpx.get(url + "/metrics", headers=auth).text
     assert "playground_requests_total 1" in metrics and "playground_ttft_seconds_bucket" in metrics
     server.apps[-1].state.draining = True  # what the first Ctrl+C sets: new work is refused
     late = post(json.dumps({"messages": HELLO}))
@@ -115,7 +115,7 @@ def test_a_client_that_disconnects_frees_the_engine_and_a_full_queue_says_429(se
 def _ask(base, prompt, results, i, temperature=0.0):
     """A streamed reply of 24 tokens into results[i] (greedy unless told)."""
     body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 24,
-            "temperature": temperature, "stream": True}
+            "temperature": temperature, "seed": 42 + i, "stream": True}
     text = ""
     with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=60) as r:
         for line in r.iter_lines():
@@ -139,7 +139,7 @@ def _all_at_once(base, prompts, temperature=0.0):
 def test_a_qwen2_model_replies_alike_alone_and_in_a_batch_of_8(server, tmp_path):
     """q/k/v biases inside the batched C pass: eight requests at once on a Qwen2 model get
     the replies each gets alone, greedy and sampled (each request samples from its own
-    seeded generator; sampling also makes the tiny random model's replies differ, so a
+    generator, seeded by the request; sampling also makes the tiny random model's replies differ, so a
     row answered with another row's logits would show)."""
     import torch
     from safetensors.torch import load_file, save_file
@@ -281,3 +281,96 @@ def test_multi_token_chunks_split_their_gap_and_slos_count():
     assert load.parse_slo("ttft_ms:500,tpot_ms:100") == {"ttft_ms": 500.0, "tpot_ms": 100.0}
     with pytest.raises(ValueError, match="allowed: ttft_ms"):
         load.parse_slo("latency:5")
+
+
+def _chat(url, headers=None, **body):
+    body.setdefault("messages", HELLO)
+    return httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=60)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("n", 2), ("logprobs", True), ("top_logprobs", 3), ("tools", [{"type": "function"}]),
+    ("response_format", {"type": "json_object"}), ("frequency_penalty", 0.5),
+    ("presence_penalty", 1), ("logit_bias", {"5": 10}), ("seed", -1), ("top_p", 0),
+    ("stop", ["a", "b", "c", "d", "e"]), ("stop", [""]), ("temperature", "hot")])
+def test_a_field_that_cannot_be_honoured_is_refused_by_name(server, field, value):
+    url, _ = server()
+    response = _chat(url, **{field: value})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == field
+
+
+def test_sampling_fields_are_honoured(server):
+    """seed: same seed same text, other seeds differ, no seed differs between requests;
+    top_p near 0 is greedy; max_tokens null is the server's default; stop ends the reply
+    before the stop string, streamed or whole."""
+    url, engine = server(batching=False)
+    engine.eos_ids = set()
+
+    def text(**body):
+        reply = _chat(url, max_tokens=16, **body)
+        assert reply.status_code == 200, reply.text
+        return reply.json()["choices"][0]["message"]["content"]
+
+    same = {text(temperature=1.0, seed=7) for _ in range(2)}
+    assert len(same) == 1
+    assert len({text(temperature=1.0, seed=s) for s in (1, 2, 3)}) > 1
+    assert len({text(temperature=1.0) for _ in range(3)}) > 1
+    greedy = text(temperature=0)
+    assert text(temperature=1.0, top_p=1e-9, seed=5) == greedy
+    whole = _chat(url, max_tokens=None).json()
+    assert whole["usage"]["completion_tokens"] == engine.config.max_new_tokens
+    cut = greedy[len(greedy) // 2: len(greedy) // 2 + 2]
+    assert cut and cut in greedy
+    stopped = _chat(url, max_tokens=16, stop=cut).json()["choices"][0]
+    assert stopped["message"]["content"] == greedy[: greedy.index(cut)]
+    assert stopped["finish_reason"] == "stop"
+    streamed = ""
+    body = {"messages": HELLO, "max_tokens": 16, "stop": [cut, "zzzz"], "stream": True}
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:])["choices"]:
+                    streamed += choice["delta"].get("content") or ""
+    assert streamed == greedy[: greedy.index(cut)]
+
+
+def test_openai_message_forms_paths_and_content_types(server):
+    """developer role and content-part arrays are served; unknown paths and methods get
+    OpenAI's error shape; GET /v1/models/{id}; a text/plain body (what any web page can
+    send) is refused; with a key, /metrics and the API description need it too."""
+    url, _ = server(api_key="k")
+    auth = {"Authorization": "Bearer k"}
+    parts = [{"role": "developer", "content": "Be brief."},
+             {"role": "user", "content": [{"type": "text", "text": "Hello, "},
+                                          {"type": "text", "text": "there"}]}]
+    assert _chat(url, auth, messages=parts, max_tokens=2).status_code == 200
+    missing = httpx.get(url + "/v1/nothing", headers=auth)
+    assert missing.status_code == 404 and "no such path" in missing.json()["error"]["message"]
+    wrong = httpx.get(url + "/v1/chat/completions", headers=auth)
+    assert wrong.status_code == 405 and wrong.json()["error"]["message"]
+    assert httpx.get(url + "/v1/models/tiny", headers=auth).json()["id"] == "tiny"
+    assert httpx.get(url + "/v1/models/other", headers=auth).status_code == 404
+    plain = httpx.post(url + "/v1/chat/completions", headers={**auth, "Content-Type": "text/plain"},
+                       content=json.dumps({"messages": HELLO}))
+    assert plain.status_code == 415
+    for path in ("/metrics", "/openapi.json", "/docs"):
+        assert httpx.get(url + path).status_code in (401, 404), path
+    assert httpx.get(url + "/openapi.json", headers=auth).json()["paths"]
+    assert httpx.get(url + "/metrics", headers=auth).status_code == 200
+
+
+def test_a_loopback_server_refuses_other_host_names(tiny_dir):
+    """DNS rebinding: a page served from evil.example resolving to 127.0.0.1 sends
+    Host: evil.example; the loopback server answers only its own names."""
+    from fastapi.testclient import TestClient
+
+    from playground.core.config import RunConfig
+    from playground.core.pipeline import build_engine
+    from playground.core.serve.app import create_app
+
+    engine = build_engine(RunConfig(model=str(tiny_dir), max_new_tokens=2))
+    app = create_app(engine, trusted_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/health", headers={"Host": "evil.example"}).status_code == 400

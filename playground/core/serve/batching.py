@@ -17,7 +17,6 @@ matrix reads; ``describe()`` says which, and the server prints it at start.
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import time
 from dataclasses import dataclass, field
@@ -114,8 +113,7 @@ class BatchScheduler(Scheduler):
 
         job.started_at = time.perf_counter()
         engine = self.engine
-        config = dataclasses.replace(engine.config, max_new_tokens=job.max_tokens,
-                                     temperature=job.temperature)
+        config = job.config(engine.config)
         generator = None
         if not config.greedy:
             generator = torch.Generator(device=engine.device).manual_seed(config.seed)

@@ -33,6 +33,8 @@ class Job:
     max_tokens: int
     temperature: float
     loop: asyncio.AbstractEventLoop
+    top_p: float = 1.0
+    seed: int = 0  # the request's own (a random one when the client sent none)
     pieces: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     result: Any = None
@@ -43,6 +45,12 @@ class Job:
     started_at: float | None = None  # the scheduler took it (out of the waiting line)
     first_at: float | None = None
     done_at: float | None = None
+
+    def config(self, base: Any) -> Any:
+        """The engine's config with this request's sampling."""
+        return dataclasses.replace(base, max_new_tokens=self.max_tokens,
+                                   temperature=self.temperature, top_p=self.top_p,
+                                   seed=self.seed)
 
     def emit(self, item: Any) -> None:
         if item is END:
@@ -116,8 +124,7 @@ class SequentialScheduler(Scheduler):
         # per-request sampling: the engine's config is replaced for this request only
         # (one request at a time, so nothing else sees it)
         base = engine.config
-        engine.config = dataclasses.replace(base, max_new_tokens=job.max_tokens,
-                                            temperature=job.temperature)
+        engine.config = job.config(base)
 
         def on_token(piece: str) -> None:
             job.count_token()
