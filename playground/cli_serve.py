@@ -29,7 +29,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     engine = build_engine(config, progress=status)
     batching = args.batching == "on"
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if not 1 <= args.max_tokens_limit <= 65536:
+        raise ValueError(f"serve: --max-tokens-limit {args.max_tokens_limit}; allowed: 1 to 65536")
     app = create_app(engine, api_key=api_key, max_queue=args.max_queue,
+                     max_tokens_limit=args.max_tokens_limit,
                      trusted_hosts=["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None,
                      model_name=args.model_name, batching=batching, max_batch=args.max_batch,
                      prefill_chunk=args.prefill_chunk, batch_wait_ms=args.batch_wait_ms,
@@ -168,6 +171,8 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--api-key", help="require this key (Authorization: Bearer KEY); "
                        "$PLAYGROUND_API_KEY or --api-key-file keep it out of the process list")
     serve.add_argument("--api-key-file", help="read the key from this file's first line")
+    serve.add_argument("--max-tokens-limit", type=int, default=4096,
+                       help="the most tokens a request may ask for (max_tokens)")
     serve.add_argument("--model-name", help="the model id clients use (default: the model's name)")
     serve.set_defaults(func=cmd_serve)
 

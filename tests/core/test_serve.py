@@ -374,3 +374,70 @@ def test_a_loopback_server_refuses_other_host_names(tiny_dir):
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         assert client.get("/health").status_code == 200
         assert client.get("/health", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_bodies_and_clients_that_would_pin_the_server(server, monkeypatch):
+    """Too large a body is 413 before it is read; a prompt that cannot fit is refused
+    without tokenizing it; a client that sends half a body is not counted in flight (a
+    drain would wait on it); a whole answer whose client left stops generating."""
+    import socket
+    import time
+
+    url, engine = server(batching=False)
+    engine.eos_ids = set()
+    app = server.apps[-1]
+    big = httpx.post(url + "/v1/chat/completions", timeout=30,
+                     content=b'{"messages": [' + b" " * (3 * 2**20) + b"]}",
+                     headers={"Content-Type": "application/json"})
+    assert big.status_code == 413
+    calls = []
+    monkeypatch.setattr(engine, "prompt_ids", lambda p: calls.append(p) or [1])
+    huge = _chat(url, messages=[{"role": "user", "content": "x" * 1_500_000}])
+    assert huge.status_code == 400 and "cannot fit" in huge.text and not calls
+    monkeypatch.undo()
+    host, port = url.split("//")[1].split(":")
+    half = socket.create_connection((host, int(port)))
+    half.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+    try:
+        time.sleep(0.3)  # the server has the headers and one byte
+        assert app.state.in_flight == 0 and not app.state.busy()
+    finally:
+        half.close()
+    logits = engine.decoder.logits
+
+    def slow(*args):  # 990 tokens now take 5 s or more: the client leaves long before
+        time.sleep(0.005)
+        return logits(*args)
+
+    monkeypatch.setattr(engine.decoder, "logits", slow)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url + "/v1/chat/completions", json={"messages": HELLO, "max_tokens": 990},
+                   timeout=httpx.Timeout(30, read=0.1))
+    assert _chat(url, max_tokens=2).status_code == 200  # one at a time: after the other
+    left = next(j for j in app.state.metrics.recent if j.max_tokens == 990)
+    assert left.result.finish_reason == "cancelled" and left.tokens < 990
+
+
+def test_the_prefix_store_is_bounded_by_bytes():
+    import torch
+
+    from playground.core.serve.prefix_store import PrefixStore
+
+    class Layer:
+        def __init__(self, n):
+            self.keys = self.values = torch.zeros(1, 2, n, 8)
+
+    class Cache:
+        def __init__(self, n):
+            self.layers = [Layer(n), Layer(n)]
+
+    per_token = 2 * 2 * (2 * 8 * 4)  # layers x (keys + values) x heads x dims x float32
+    store = PrefixStore(max_bytes=100 * per_token)
+    for start in range(5):
+        ids = list(range(start * 100, start * 100 + 40))
+        store.store(ids, Cache(40))
+        assert store.bytes <= 100 * per_token
+    assert len(store._entries) == 2 and store.bytes == 80 * per_token
+    store.store(list(range(200)), Cache(200))  # larger than the whole budget: not kept
+    assert len(store._entries) == 2

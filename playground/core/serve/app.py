@@ -16,26 +16,17 @@ than text, penalties, logit_bias): a client never gets a 200 that ignored what i
 import asyncio
 import hmac
 import json
-import random
 import time
 import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
-from playground.core.messages import MessageError, check_messages, check_text
 from playground.core.serve.batching import BatchScheduler
 from playground.core.serve.metrics import ServerMetrics
+from playground.core.serve.requests import ApiError, StopText, parse_request
 from playground.core.serve.scheduler import END, Job, QueueFull, SequentialScheduler
 
 FINISH = {"eos": "stop", "length": "length", "cancelled": "stop", "cache": "stop"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.param, self.code = (
-            status, message, kind, param, code)
 
 
 def _error_response(exc: ApiError, headers: dict[str, str] | None = None) -> Any:
@@ -46,165 +37,14 @@ def _error_response(exc: ApiError, headers: dict[str, str] | None = None) -> Any
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
-def context_length(engine: Any) -> int | None:
-    return engine.context_length() if hasattr(engine, "context_length") else None
-
-
-# fields a client may send that change what it gets back: honoured below, or refused here
-# unless at their defaults (OpenAI's and vLLM's 400 on a field they cannot serve)
-REFUSED = {"logprobs": (None, False), "top_logprobs": (None, 0), "tools": (None, []),
-           "tool_choice": (None, "none"), "functions": (None, []), "function_call": (None, "none"),
-           "frequency_penalty": (None, 0, 0.0), "presence_penalty": (None, 0, 0.0),
-           "logit_bias": (None, {}), "best_of": (None, 1), "echo": (None, False),
-           "suffix": (None, "")}
-MAX_STOPS = 4
-
-
-def parse_request(body: Any, engine: Any, model_name: str, kind: str = "chat",
-                  default_max_tokens: int | None = None) -> dict[str, Any]:
-    """Validate a chat (``messages``) or completions (``prompt``) request; the ApiError
-    says which field and what is allowed. ``default_max_tokens`` is the server's, read
-    once at start (the engine's config is swapped per request while one runs)."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    model = body.get("model")
-    if model not in (None, model_name):
-        raise ApiError(404, f"model '{model}' is not served here; served: {model_name}",
-                       param="model", code="model_not_found")
-    _refuse_unserved(body)
-    prompt = _messages(body) if kind == "chat" else _prompt(body)
-    default = default_max_tokens or engine.config.max_new_tokens
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is None:
-        max_tokens = default
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= 8192:
-        raise ApiError(400, "max_tokens: a whole number from 1 to 8192", param="max_tokens")
-    temperature = _number(body, "temperature", 0.0, 0.0, 5.0, "from 0 (greedy) to 5")
-    top_p = _number(body, "top_p", 1.0, 0.0, 1.0, "above 0, up to 1")
-    if top_p == 0:
-        raise ApiError(400, "top_p: above 0, up to 1", param="top_p")
-    seed = body.get("seed")
-    if seed is None:
-        seed = random.randrange(2**31)  # OpenAI's: unseeded requests differ
-    elif not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-        raise ApiError(400, "seed: a whole number from 0 to 2^63 - 1", param="seed")
-    stream = bool(body.get("stream", False))
-    options = body.get("stream_options") or {}
-    context = context_length(engine)
-    if context:
-        length = len(engine.prompt_ids(prompt))
-        if length + max_tokens > context:
-            raise ApiError(400, f"the prompt ({length} tokens) plus max_tokens ({max_tokens}) "
-                           f"exceeds the model's context of {context} tokens",
-                           param="messages" if kind == "chat" else "prompt",
-                           code="context_length_exceeded")
-    return {"prompt": prompt, "max_tokens": max_tokens, "temperature": float(temperature),
-            "top_p": float(top_p), "seed": seed % (2**63), "stop": _stops(body),
-            "stream": stream, "include_usage": bool(isinstance(options, dict)
-                                                    and options.get("include_usage"))}
-
-
-def _refuse_unserved(body: dict[str, Any]) -> None:
-    if body.get("n") not in (None, 1):
-        raise ApiError(400, "n: only 1 choice a request is served", param="n")
-    for key, defaults in REFUSED.items():
-        if key in body and body[key] not in defaults:
-            raise ApiError(400, f"{key}: not served here (only the default, "
-                           f"{json.dumps(defaults[-1])}, is accepted)", param=key)
-    fmt = body.get("response_format")
-    if fmt not in (None, {"type": "text"}):
-        raise ApiError(400, "response_format: only {\"type\": \"text\"} is served",
-                       param="response_format")
-
-
-def _number(body: dict[str, Any], key: str, default: float, low: float, high: float,
-            allowed: str) -> float:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-        raise ApiError(400, f"{key}: a number {allowed}", param=key)
-    return float(value)
-
-
-def _stops(body: dict[str, Any]) -> list[str]:
-    stop = body.get("stop")
-    if stop is None:
-        return []
-    stops = [stop] if isinstance(stop, str) else stop
-    if (not isinstance(stops, list) or not 1 <= len(stops) <= MAX_STOPS
-            or not all(isinstance(x, str) and x for x in stops)):
-        raise ApiError(400, f"stop: a non-empty string or a list of 1 to {MAX_STOPS} of them",
-                       param="stop")
-    return stops
-
-
-class StopText:
-    """Text streamed up to the first stop string: a piece that may begin one is held
-    back until the next piece says whether it does."""
-
-    def __init__(self, stops: list[str]) -> None:
-        self.stops, self.held, self.hit = stops, "", False
-
-    def feed(self, piece: str) -> str:
-        text = self.held + piece
-        found = [i for i in (text.find(s) for s in self.stops) if i >= 0]
-        if found:
-            self.hit, self.held = True, ""
-            return text[: min(found)]
-        keep = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])),
-                   default=0)
-        self.held = text[len(text) - keep:]
-        return text[: len(text) - keep]
-
-    def flush(self) -> str:
-        held, self.held = self.held, ""
-        return held
-
-
-def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
-    messages = body.get("messages")
-    if isinstance(messages, list):  # OpenAI's newer forms, as the plain ones
-        messages = [_plain_message(m) for m in messages]
-    try:
-        return check_messages(messages)
-    except MessageError as exc:
-        raise ApiError(400, str(exc), param=exc.where) from None
-
-
-def _plain_message(m: Any) -> Any:
-    """``developer`` is the system role's newer name; content as a list of text parts is
-    their concatenation (other part types are refused by the check that follows)."""
-    if not isinstance(m, dict):
-        return m
-    m = dict(m)
-    if m.get("role") == "developer":
-        m["role"] = "system"
-    parts = m.get("content")
-    if isinstance(parts, list) and all(isinstance(p, dict) and p.get("type") == "text"
-                                       and isinstance(p.get("text"), str) for p in parts):
-        m["content"] = "".join(p["text"] for p in parts)
-    return m
-
-
-def _prompt(body: dict[str, Any]) -> str:
-    prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        prompt = prompt[0]
-    if not isinstance(prompt, str) or not prompt:
-        raise ApiError(400, "prompt: one non-empty string is required (lists of several "
-                       "prompts and token ids are not served)", param="prompt")
-    try:
-        check_text(prompt, "prompt")
-    except MessageError as exc:
-        raise ApiError(400, str(exc), param="prompt") from None
-    return prompt
+MAX_BODY = 2 * 2**20  # bytes of a request body
 
 
 def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                model_name: str | None = None, batching: bool = True, max_batch: int = 8,
                prefill_chunk: int = 32, batch_wait_ms: float = 0.0,
-               prefix_cache: bool = True, trusted_hosts: list[str] | None = None) -> Any:
+               prefix_cache: bool = True, trusted_hosts: list[str] | None = None,
+               max_tokens_limit: int = 8192) -> Any:
     """``trusted_hosts``: the Host headers accepted (a loopback server gets its loopback
     names, so a web page the user opens cannot reach it under another name: DNS
     rebinding); None accepts any."""
@@ -212,6 +52,7 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import PlainTextResponse, StreamingResponse
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
     name = model_name or str(engine.info.get("model_name") or "playground")
     default_max_tokens = engine.config.max_new_tokens  # before any request swaps it
@@ -311,14 +152,33 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                            param="model", code="model_not_found")
         return served
 
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise ApiError(413, f"the request body is {declared} bytes; at most {MAX_BODY}")
+        chunks, size = [], 0
+        async for part in request.stream():
+            size += len(part)
+            if size > MAX_BODY:
+                raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
+            chunks.append(part)
+        return b"".join(chunks)
+
     async def serve(request: Request, kind: str) -> Any:
         if app.state.draining:
             return _error_response(ApiError(503, "the server is shutting down",
                                             kind="server_error", code="shutting_down"),
                                    headers={"Retry-After": "5"})
+        check_key(request)
+        try:
+            # read before counting the request in flight: a client that sends half a
+            # body never holds a drain up
+            raw = await read_body(request)
+        except ClientDisconnect:
+            return PlainTextResponse("", status_code=400)  # nobody is left to read it
         app.state.in_flight += 1  # until answered; a stream until its last byte is sent
         try:
-            response = await answer(request, kind)
+            response = await answer(request, raw, kind)
         except BaseException:
             app.state.in_flight -= 1
             raise
@@ -326,17 +186,16 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
             app.state.in_flight -= 1
         return response
 
-    async def answer(request: Request, kind: str) -> Any:
-        check_key(request)
+    async def answer(request: Request, raw: bytes, kind: str) -> Any:
         media = request.headers.get("content-type", "application/json").split(";")[0].strip()
         if media.lower() != "application/json":
             # text/plain and form bodies are what a web page may send anywhere unasked
             raise ApiError(415, f"Content-Type {media} is not served; send application/json")
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not valid JSON") from None
-        req = parse_request(body, engine, name, kind, default_max_tokens)
+        req = parse_request(body, engine, name, kind, default_max_tokens, max_tokens_limit)
         job = Job(req["prompt"], req["max_tokens"], req["temperature"], asyncio.get_running_loop(),
                   top_p=req["top_p"], seed=req["seed"])
         stop = StopText(req["stop"]) if req["stop"] else None
@@ -399,13 +258,16 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
 
             return CountedStream(events(), media_type="text/event-stream")
         kept: list[str] = []
+        watcher = asyncio.create_task(watch(job, request))
         try:
             while (item := await job.pieces.get()) is not END:
                 if stop is not None and not stop.hit:
                     kept.append(stop.feed(item))
-                    job.cancelled = stop.hit  # generation ends at the stop string
+                    if stop.hit:
+                        job.cancelled = True  # generation ends at the stop string
         finally:
             job.cancelled = True
+            watcher.cancel()
         if job.error or job.result is None:
             raise ApiError(500, f"generation failed: {job.error}", kind="server_error")
         finish = FINISH.get(job.result.finish_reason, "stop")
@@ -419,6 +281,14 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
             choice = {"index": 0, "text": reply, "logprobs": None, "finish_reason": finish}
         return {"id": rid, "object": obj, "created": created, "model": name,
                 "choices": [choice], "usage": usage()}
+
+    async def watch(job: Job, request: Request) -> None:
+        """A whole (non-streamed) answer's client is checked twice a second: once it has
+        gone, the request is cancelled, so its slot frees and its tokens stop."""
+        while not job.cancelled:
+            await asyncio.sleep(0.5)
+            if await request.is_disconnected():
+                job.cancelled = True
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:

@@ -6,7 +6,9 @@ prompt shares a prefix with a stored one copies those keys and values into its o
 cache and prefills only the rest, as llama.cpp's server (``cache_prompt``) and vLLM's
 automatic prefix caching do. A position's keys and values depend only on the tokens up
 to it and the step's per-row arithmetic, so a reused prefix gives the same bits as a
-recomputed one (with the native step; tested). Entries are evicted least recently used.
+recomputed one (with the native step; tested). Entries are evicted least recently used,
+by count and by bytes: a 2,000-token prompt's float32 keys and values are ~90 MB on a
+135M model, so 32 of them would be 3 GB (and far more on a bigger model).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from playground.core.engine import common_prefix_len
 
 
 class PrefixStore:
-    def __init__(self, max_entries: int = 32, min_tokens: int = 4) -> None:
-        self.max_entries, self.min_tokens = max_entries, min_tokens
+    def __init__(self, max_entries: int = 32, min_tokens: int = 4,
+                 max_bytes: int = 512 * 2**20) -> None:
+        self.max_entries, self.min_tokens, self.max_bytes = max_entries, min_tokens, max_bytes
         self._entries: OrderedDict[tuple[int, ...], list[tuple[Any, Any]]] = OrderedDict()
+        self.bytes = 0
         self.hits = 0
         self.reused_tokens = 0
 
@@ -54,7 +58,17 @@ class PrefixStore:
         if key in self._entries:
             self._entries.move_to_end(key)
             return
-        self._entries[key] = [(layer.keys[:, :, : len(ids)].clone(),
-                               layer.values[:, :, : len(ids)].clone()) for layer in cache.layers]
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        entry = [(layer.keys[:, :, : len(ids)].clone(), layer.values[:, :, : len(ids)].clone())
+                 for layer in cache.layers]
+        size = _nbytes(entry)
+        if size > self.max_bytes:
+            return  # one prompt larger than the whole budget is not kept
+        self._entries[key] = entry
+        self.bytes += size
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, old = self._entries.popitem(last=False)
+            self.bytes -= _nbytes(old)
+
+
+def _nbytes(entry: list[tuple[Any, Any]]) -> int:
+    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in entry)

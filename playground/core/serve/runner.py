@@ -10,11 +10,16 @@ from typing import Any
 
 from playground.core.config import RunConfig
 
+DRAIN_S = 120.0  # the longest a drain waits for requests in flight
+MAX_CONNECTIONS = 512  # beyond this uvicorn answers 503 (half-open connections included)
 
-def draining_server(app: Any, host: str, port: int, log_level: str = "warning") -> Any:
+
+def draining_server(app: Any, host: str, port: int, log_level: str = "warning",
+                    drain_s: float = DRAIN_S) -> Any:
     """A uvicorn server whose first Ctrl+C (or ``drain()``) refuses new requests with 503
-    and stops once the requests in flight have finished; a second Ctrl+C stops at once.
-    uvicorn's own graceful shutdown could drop a stream that was still being written."""
+    and stops once the requests in flight have finished, or after ``drain_s`` whatever
+    is left; a second Ctrl+C stops at once. uvicorn's own graceful shutdown could drop a
+    stream that was still being written."""
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
@@ -27,16 +32,20 @@ def draining_server(app: Any, host: str, port: int, log_level: str = "warning") 
         def drain(self) -> None:
             app.state.draining = True
             self.idle_ticks = 0
+            self.drain_until = time.monotonic() + drain_s
 
         async def on_tick(self, counter: int) -> bool:
             if app.state.draining:
                 # idle for 0.3 s: the last streams have written their final chunks too
                 self.idle_ticks = 0 if app.state.busy() else self.idle_ticks + 1
-                if self.idle_ticks >= 3:
+                if self.idle_ticks >= 3 or time.monotonic() > self.drain_until:
                     return True
             return await super().on_tick(counter)
 
-    return DrainingServer(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    # idle connections (a client that never sends its request included) close after 5 s
+    return DrainingServer(uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                         limit_concurrency=MAX_CONNECTIONS,
+                                         timeout_keep_alive=5))
 
 
 class ServerHandle:
