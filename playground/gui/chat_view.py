@@ -30,8 +30,9 @@ class ChatTurn:
     stopped: bool = False
 
 
-def metrics_line(m, config_label: str) -> str:
-    """TTFT, decode tok/s, tokens, peak memory, cache hit: shown under each reply."""
+def metrics_line(m, config_label: str, prefix_reused: int | None = None) -> str:
+    """TTFT, decode tok/s, tokens, peak memory, the response cache's hit or miss and,
+    with the prefix cache, how many prompt tokens came from it: shown under each reply."""
     def f(v, digits=1):
         return "–" if v is None else f"{v:.{digits}f}"
 
@@ -39,7 +40,9 @@ def metrics_line(m, config_label: str) -> str:
              f"peak {f(m.peak_rss_mb, 0)} MB"]
     if m.cuda_peak_mb is not None:
         parts.append(f"CUDA {f(m.cuda_peak_mb, 0)} MB")
-    parts.append("cache hit" if m.cache_hit else "cache miss")
+    parts.append("response cache: hit" if m.cache_hit else "response cache: miss")
+    if prefix_reused is not None and not m.cache_hit:
+        parts.append(f"prefix: {prefix_reused} of {m.prompt_tokens} prompt tokens reused")
     return " · ".join(parts) + f" · [{config_label}]"
 
 
@@ -79,6 +82,7 @@ class ChatView(QWidget):
         self.new_chat.clicked.connect(self.new_chat_requested)
         self.copy.clicked.connect(self.copy_last_reply)
         self.turns: list[ChatTurn] = []
+        self.earlier: list[list[ChatTurn]] = []  # chats before the last New chat
         self.streaming = False
         self.held: str | None = None  # why Send is off (a model loading), or None
         self.send.setToolTip(SEND_TIP)
@@ -160,8 +164,14 @@ class ChatView(QWidget):
         self.render()
 
     def clear(self) -> None:
+        if self.turns:  # the session keeps them (File → Export writes every chat)
+            self.earlier.append(self.turns)
         self.turns = []
         self.render()
+
+    def session(self) -> list[list[ChatTurn]]:
+        """Every chat of this session, the current one last."""
+        return [*self.earlier, self.turns]
 
     def copy_last_reply(self) -> None:
         replies = [t.reply for t in self.turns if t.reply]

@@ -14,13 +14,15 @@ def export_charts(charts: Any, path: str) -> None:
         raise OSError(f"could not write {path}")
 
 
-def export_turns(turns: list[Any], path: str) -> None:
-    """One row a measured turn; ``.json`` or CSV by the file's name."""
+def export_turns(chats: list[list[Any]], path: str) -> None:
+    """One row a measured turn of every chat of the session (New chat starts the next),
+    numbered through; ``.json`` or CSV by the file's name."""
+    measured = [(c + 1, t) for c, turns in enumerate(chats) for t in turns if t.metrics]
     rows = [
-        {"turn": i + 1, "time": t.finished_at, "stopped": t.stopped, "config": t.config,
-         "prompt": t.user, "reply": t.reply,
+        {"turn": i + 1, "time": t.finished_at, "stopped": t.stopped, "chat": chat,
+         "config": t.config, "prompt": t.user, "reply": t.reply,
          **{k: v for k, v in t.metrics.items() if k != "itl_ms"}}
-        for i, t in enumerate(turns) if t.metrics
+        for i, (chat, t) in enumerate(measured)
     ]
     if path.endswith(".json"):
         Path(path).write_text(json.dumps(rows, indent=1))

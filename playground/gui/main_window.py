@@ -381,7 +381,8 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def on_finished(self, done: TurnDone) -> None:
         label = done.config.format(only_changed=True) or "defaults"
-        line = metrics_line(done.metrics, label)
+        reused = done.prefix_reused if done.config.prefix_cache else None
+        line = metrics_line(done.metrics, label, reused)
         if done.finish_reason == "cancelled":
             line += " (stopped)"
         self.chat.end_reply(done.reply, line, label, done.metrics.to_dict())
@@ -487,7 +488,7 @@ class MainWindow(QMainWindow):
         exports.export_charts(self.charts, path)
 
     def export_turns(self, path: str) -> None:
-        exports.export_turns(self.chat.turns, path)
+        exports.export_turns(self.chat.session(), path)
 
     def export_charts_dialog(self) -> None:
         path = file_dialogs.save_file(self, "Export charts", "charts.png", "PNG (*.png)")

@@ -258,19 +258,23 @@ def test_exports_and_history(qtbot, make_window, tmp_path):
 
     window = make_window()
     send(qtbot, window)
+    window.new_chat()  # a new chat: the earlier one's turns are still the session's
+    send(qtbot, window, "Second chat")
     window.export_turns(str(tmp_path / "t.json"))
     window.export_turns(str(tmp_path / "t.csv"))
     window.export_charts(str(tmp_path / "c.png"))
     rows = json.loads((tmp_path / "t.json").read_text())
     assert rows[0]["prompt"] == "Hello there!" and rows[0]["ttft_ms"] > 0
     assert rows[0]["time"][:2] == "20" and rows[0]["stopped"] is False
+    assert [(r["turn"], r["chat"], r["prompt"]) for r in rows] == [
+        (1, 1, "Hello there!"), (2, 2, "Second chat")]
     header = (tmp_path / "t.csv").read_text().splitlines()[0].split(",")
     assert header[:3] == ["turn", "time", "stopped"] and "ttft_ms" in header
     assert (tmp_path / "c.png").stat().st_size > 1000
     dialog = HistoryDialog(window)
     qtbot.addWidget(dialog)
     assert dialog.table.rowCount() >= 1
-    assert dialog.table.item(0, 6).text() == "Hello there!"
+    assert dialog.table.item(0, 6).text() == "Second chat"  # newest first
     assert dialog.table.item(0, 5).text() == "max tokens"  # how it ended; "stopped" if cut
     assert float(dialog.table.item(0, 2).text()) > 0  # figures before the long spec
     config = dialog.table.item(0, 7)
@@ -476,3 +480,18 @@ def test_the_window_opens_within_a_small_screen(qtbot, monkeypatch):
     assert window.width() <= 1024 and window.height() <= 700  # no minimum pushes it out
     window.close()
     qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)
+
+
+def test_the_reply_line_separates_the_response_cache_from_the_prefix_cache(qtbot, make_window):
+    """"cache miss" used to stand for both: now the response cache's hit or miss and the
+    prompt tokens the prefix cache reused are separate figures."""
+    import re
+
+    window = make_window("max_new_tokens=4,prefix_cache=on")
+    send(qtbot, window)
+    send(qtbot, window, "And once more")
+    first, second = window.chat.turns[0].metrics_line, window.chat.turns[1].metrics_line
+    assert "response cache: miss" in second and "cache miss ·" not in second
+    assert re.search(r"prefix: 0 of \d+ prompt tokens reused", first)
+    reused = re.search(r"prefix: (\d+) of (\d+) prompt tokens reused", second)
+    assert reused and 0 < int(reused[1]) < int(reused[2])
