@@ -64,7 +64,9 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
     kept: Counter[str] = Counter()
     progress(f"Loading {source.name} from its blocks…")
     embed_name = _embedding_name(model)
-    for name, tensor in tensors.items():  # everything but the Linear layers, in float32
+    for i, (name, tensor) in enumerate(tensors.items()):  # all but the Linears, float32
+        if i % 16 == 0:
+            progress(f"Loading {source.name}: tensor {i + 1} of {len(tensors)}…")
         if name == embed_name and tensor.type_name in gguf_embedding.KEEP:
             continue  # kept in its blocks (below)
         if name not in linears:
@@ -78,6 +80,7 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
         model.tie_weights()
 
     done = [0]
+    total = len(linears)
 
     def quantize(name: str, linear: Any) -> Any:
         # read a layer's blocks only when its turn comes: holding every layer's unpacked
@@ -85,6 +88,8 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
         key = head if linear is model.get_output_embeddings() else f"{name}.weight"
         tensor = tensors[key]
         done[0] += 1
+        if done[0] % 4 == 0:  # a stage the loader reports, and where Stop takes effect
+            progress(f"Loading {source.name} from its blocks: {done[0]} of {total} matrices…")
         if done[0] % 8 == 0:  # the file's pages read so far and freed temporaries go back
             _drop_pages(tensor)
             memory.release()

@@ -203,6 +203,8 @@ class MainWindow(QMainWindow):
             # the button says "Stop loading" while a load runs; a second click while the
             # load winds down must not queue the same settings to load again after it
             self.stop()
+            self.controls.apply.setText("Stopping…")  # at once, whatever the load is doing
+            self.status_label.setText("Stopping the load after its current step…")
             return
         if self.busy:
             # Never race the worker: the change waits until the current job is done.

@@ -307,3 +307,24 @@ def test_the_input_embedding_stays_in_its_blocks(tmp_path, embed_type):
     assert base.chat(HELLO).token_ids == engine.chat(HELLO).token_ids
     with pytest.raises(ValueError, match="outside the embedding table"):
         table(torch.tensor([[table.num_embeddings]]))
+
+
+def test_stop_takes_effect_part_way_through_a_gguf_load(q4_k_m_file):
+    """The loader reports every few tensors, and each report is where Stop takes
+    effect: a stop asked during the matrices ends the load before the last of them."""
+    from playground.core import jobs
+    from playground.core.pipeline import build_engine
+
+    seen: list[str] = []
+    stopped = {"now": False}
+
+    def progress(message: str) -> None:
+        seen.append(message)
+        if "4 of" in message and "matrices" in message:
+            stopped["now"] = True  # as a click on Stop loading would, mid-way
+
+    with pytest.raises(jobs.Cancelled):
+        build_engine(RunConfig.parse(f"model={q4_k_m_file},quant=gguf-native"),
+                     progress=progress, should_stop=lambda: stopped["now"])
+    matrices = [m for m in seen if "matrices" in m]
+    assert matrices and "4 of" in matrices[-1]  # nothing after the stop

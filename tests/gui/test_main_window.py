@@ -409,6 +409,8 @@ def test_a_load_can_be_stopped_part_way(qtbot, make_window):
     assert window.controls.apply.text() == "Stop loading" and window.controls.apply.isEnabled()
     assert not window.controls.quant.isEnabled()
     window.controls.apply.click()
+    assert window.controls.apply.text() == "Stopping…"  # acknowledged at once
+    assert window.status_label.text().startswith("Stopping the load")
     window.controls.apply.click()  # a second click while it winds down: no reload queued
     qtbot.waitUntil(lambda: window.busy is None, timeout=WAIT_MS)
     assert window.pending_config is None and window.requested_config is None
