@@ -122,6 +122,13 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
     )
     if getattr(loaded.model, "gguf_rope_note", None):
         ctx.notes.append(loaded.model.gguf_rope_note)
+    if loaded.source.kind == "gguf" and config.quant != "gguf-native":
+        file_mb = (loaded.source.path / loaded.source.gguf_file).stat().st_size / 1e6
+        ctx.notes.append(
+            f"WARNING: this GGUF's blocks were de-quantized to float32 by transformers "
+            f"({ctx.info['weights_mb_loaded']:.0f} MB of weights from a {file_mb:.0f} MB "
+            f"file){'' if config.quant == 'none' else ', then quantized again as ' + config.quant}"
+            "; quant=gguf-native keeps the file's own blocks (its exact weights, smaller, faster)")
     for opt in (o for o in wanted if o.stage == "model"):
         progress(f"Applying {opt.name}…")
         note = opt.apply(ctx)

@@ -361,7 +361,12 @@ class MainWindow(QMainWindow):
         )
         self.controls.model_info.setToolTip(f"Decode path: {decode}")
         self.charts.set_reference(loaded.weights_mb, loaded.bandwidth_bound_tok_s)
-        self.status_label.setText(f"Ready: {loaded.config.format(only_changed=True) or 'defaults'}")
+        ready = f"Ready: {loaded.config.format(only_changed=True) or 'defaults'}"
+        # what costs memory or speed unasked is said where it is seen, not in grey notes
+        loud = [n for n in info.get("notes") or [] if n.startswith("WARNING")
+                or "NOT native" in n]
+        self.controls.model_info.setStyleSheet("color: #b00020;" if loud else "")
+        self.status_label.setText(ready + (f" · {loud[0]}" if loud else ""))
         self._set_busy(None)
         self.model_ready.emit()
 

@@ -328,3 +328,16 @@ def test_stop_takes_effect_part_way_through_a_gguf_load(q4_k_m_file):
                      progress=progress, should_stop=lambda: stopped["now"])
     matrices = [m for m in seen if "matrices" in m]
     assert matrices and "4 of" in matrices[-1]  # nothing after the stop
+
+
+def test_a_gguf_not_on_its_blocks_says_so_loudly(q4_k_m_file):
+    """quant=none on a GGUF de-quantizes it to float32: the notes say so, with the
+    memory it costs and what to pick instead."""
+    from playground.core.pipeline import build_engine
+
+    notes = build_engine(RunConfig.parse(f"model={q4_k_m_file},quant=none")).info["notes"]
+    warning = next(n for n in notes if n.startswith("WARNING"))
+    assert "de-quantized to float32" in warning and "MB file" in warning
+    assert "quant=gguf-native" in warning
+    native_notes = build_engine(RunConfig.parse(f"model={q4_k_m_file},quant=gguf-native")).info
+    assert not any(n.startswith("WARNING") for n in native_notes["notes"])
