@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from playground.core.config import ConfigError, RunConfig
 from playground.core.jobs import Job
-from playground.gui import exports, file_dialogs
+from playground.gui import about, exports, file_dialogs
 from playground.gui.charts import ChartsPanel
 from playground.gui.chat_view import ChatView, metrics_line
 from playground.gui.compare_view import CompareView
@@ -168,13 +168,23 @@ class MainWindow(QMainWindow):
         file_menu.addAction("Export session turns as CSV…", lambda: self.export_turns_dialog("csv"))
         file_menu.addAction("Export session turns as JSON…", lambda: self.export_turns_dialog("json"))
         file_menu.addSeparator()
-        file_menu.addAction("Quit", self.close)
+        file_menu.addAction("Quit", self.close).setShortcut("Ctrl+Q")
         view = self.menuBar().addMenu("&View")
         view.addAction("History…", self.show_history)
         tools = self.menuBar().addMenu("&Tools")
         tools.addAction("Build distilled variant…", lambda: self.distill_job.dialog())
         tools.addAction("Quantization-aware training…", lambda: self.qat_job.dialog())
         tools.addAction("Stop current job", self.stop)
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("Keyboard shortcuts", lambda: self._info_box(
+            "Keyboard shortcuts", about.shortcuts_html()))
+        help_menu.addAction("About Latency Playground", lambda: self._info_box(
+            "About Latency Playground", about.about_html()))
+
+    def _info_box(self, title: str, html: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, title, html,
+                          QMessageBox.StandardButton.Ok, self)
+        box.open()  # not exec(): never block the event loop
 
     # -- settings ----------------------------------------------------------------
     def _restore(self, config: RunConfig | None) -> None:

@@ -497,3 +497,40 @@ def test_the_reply_line_separates_the_response_cache_from_the_prefix_cache(qtbot
     assert re.search(r"prefix: 0 of \d+ prompt tokens reused", first)
     reused = re.search(r"prefix: (\d+) of (\d+) prompt tokens reused", second)
     assert reused and 0 < int(reused[1]) < int(reused[2])
+
+
+def test_every_menu_action_opens_its_dialog_and_cancels(qtbot, make_window):
+    """Each menu entry, triggered as a click would: the dialogs it opens appear as the
+    window's and can be cancelled, nothing fails (the training dialogs once did
+    nothing), and the app is still usable after."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    window = make_window("max_new_tokens=3")
+    seen: dict[str, str] = {}
+
+    def cancel(text: str) -> None:
+        dialog = QApplication.activeModalWidget()
+        if dialog is not None:
+            seen[text] = type(dialog).__name__
+            dialog.reject()
+
+    for menu in (a.menu() for a in window.menuBar().actions()):
+        for action in menu.actions():
+            if action.isSeparator() or action.text() == "Quit":
+                continue
+            text = action.text()
+            timer = QTimer(singleShot=True, interval=0)  # fires in a dialog's own loop
+            timer.timeout.connect(lambda t=text: cancel(t))
+            timer.start()
+            action.trigger()
+            timer.stop()  # not left to fire in the next action's dialog
+            cancel(action.text())  # a dialog opened without blocking (open())
+            qtbot.waitUntil(lambda: QApplication.activeModalWidget() is None, timeout=WAIT_MS)
+    assert seen == {
+        "Export charts as PNG…": "QFileDialog", "Export session turns as CSV…": "QFileDialog",
+        "Export session turns as JSON…": "QFileDialog", "History…": "HistoryDialog",
+        "Build distilled variant…": "QInputDialog", "Quantization-aware training…": "QInputDialog",
+        "Keyboard shortcuts": "QMessageBox", "About Latency Playground": "QMessageBox"}
+    assert not window.errors
+    send(qtbot, window)  # still answers
