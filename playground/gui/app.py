@@ -18,7 +18,7 @@ SELF_TEST_TIMEOUT_S = 600
 
 
 def run_gui(args) -> int:
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
     from playground.core.config import ConfigError, RunConfig
@@ -42,6 +42,9 @@ def run_gui(args) -> int:
         return SelfTest(app, window, getattr(args, "screenshot", None)).run()
     # Load after the first paint: the window appears at once, the model follows.
     QTimer.singleShot(0, window.start)
+    # one line when the first model is ready: scripts (and tests) wait on it, not a sleep
+    window.model_ready.connect(lambda: print("playground: ready", file=sys.stderr, flush=True),
+                               Qt.ConnectionType.SingleShotConnection)
     return app.exec()
 
 

@@ -83,7 +83,11 @@ class ChartsPanel(QWidget):
         dashed = pg.QtCore.Qt.DashLine
         # The reference lines are named in the titles (with their values): a label on
         # the line collided with the turn numbers in a short chart.
-        self.bound_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c62828", style=dashed))
+        # The bandwidth bound of each turn, drawn over that turn's tokens only: the
+        # config (and so the bound) can change between turns, and a line across every
+        # turn put measured speed above a "ceiling" that was not its own
+        self.bound_curve = self.speed.plot(pen=pg.mkPen("#c62828", style=dashed))
+        self.bound_segments: list[list[float]] = []  # [first token, last token, tok/s]
         self.ttft_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#2e7d32")
         self.ttft.addItem(self.ttft_bars)
         self.itl_curve = self.itl.plot(pen=pg.mkPen("#6a1b9a", width=2))
@@ -131,8 +135,7 @@ class ChartsPanel(QWidget):
     def set_reference(self, weights_mb: float | None, bound_tok_s: float | None) -> None:
         self._weights, self._bound = weights_mb or 0.0, bound_tok_s or 0.0
         self.dirty |= {"speed", "memory"}
-        for plot, line, value in ((self.memory, self.weights_line, weights_mb),
-                                  (self.speed, self.bound_line, bound_tok_s)):
+        for plot, line, value in ((self.memory, self.weights_line, weights_mb),):
             if value:
                 line.setValue(value)
                 if line.scene() is None:
@@ -175,6 +178,8 @@ class ChartsPanel(QWidget):
             self._update_key()
         self._turn_labels.append(label)
         self.turn_x.append(float(self.tokens_total))
+        if self._bound:  # this turn's, until its own measured bound replaces it
+            self.bound_segments.append([float(self.tokens_total)] * 2 + [self._bound])
         self._last_token = None
         self._turn_tokens = 0
         self.itl_ms = []
@@ -212,6 +217,8 @@ class ChartsPanel(QWidget):
     def add_token(self, t: float) -> None:
         self._turn_tokens += 1
         self.tokens_total += 1
+        if self.bound_segments and self.turn_x and self.bound_segments[-1][0] == self.turn_x[-1]:
+            self.bound_segments[-1][1] = float(self.tokens_total)
         if self._last_token is not None:
             gap = t - self._last_token
             self.itl_ms.append(gap * 1000.0)
@@ -225,8 +232,14 @@ class ChartsPanel(QWidget):
         self._last_token = t
         self.dirty |= {"speed", "itl"}
 
-    def turn_finished(self, ttft_ms: float | None) -> None:
+    def turn_finished(self, ttft_ms: float | None, bound_tok_s: float | None = None) -> None:
+        """``bound_tok_s``: the turn's own bandwidth bound (bytes it read per token), as
+        its record has it."""
         self.turns += 1
+        if self.bound_segments and self.bound_segments[-1][0] == self.turn_x[-1]:
+            if bound_tok_s:
+                self.bound_segments[-1][2] = bound_tok_s
+            self.dirty.add("speed")
         if ttft_ms is not None:
             self.ttft_turn.append(self.turns)
             self.ttft_ms.append(ttft_ms)
@@ -253,11 +266,16 @@ class ChartsPanel(QWidget):
             inst = np.asarray(self.speed_inst)
             self.inst_curve.setData(t, inst, connect="finite")
             self.avg_curve.setData(t, np.asarray(self.speed_avg), connect="finite")
+            segments = np.asarray(self.bound_segments[-TURNS_SHOWN * 2:], dtype=float)
+            if len(segments):
+                self.bound_curve.setData(segments[:, :2].reshape(-1),
+                                         np.repeat(segments[:, 2], 2), connect="pairs")
             finite = inst[np.isfinite(inst)]
             if len(finite):
-                # The bandwidth-bound line stays in view: the ceiling is the point.
+                # The bandwidth bounds stay in view: the ceiling is the point.
                 # (with headroom: the turn numbers sit above the bound's label)
-                self._grow_y(self.speed, 1.15 * max(float(np.percentile(finite, 99)), self._bound))
+                top = float(segments[:, 2].max()) if len(segments) else 0.0
+                self._grow_y(self.speed, 1.15 * max(float(np.percentile(finite, 99)), top))
         if "itl" in dirty:
             n = len(self.itl_ms)
             self.itl_curve.setData(np.arange(2, n + 2), np.asarray(self.itl_ms))

@@ -403,7 +403,7 @@ class MainWindow(QMainWindow):
         if done.finish_reason == "cancelled":
             line += " (stopped)"
         self.chat.end_reply(done.reply, line, label, done.metrics.to_dict())
-        self.charts.turn_finished(done.metrics.ttft_ms)
+        self.charts.turn_finished(done.metrics.ttft_ms, done.metrics.bandwidth_bound_tok_s)
         self._set_busy(None)
         self.turn_shown.emit()
 

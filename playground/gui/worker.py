@@ -94,7 +94,9 @@ class Worker(QObject):
             engine = self.engine
             self.loaded.emit(
                 Loaded(config, dict(engine.info), engine.weights_mb,
-                       bandwidth_bound(engine.bandwidth_gb_s, engine.weights_mb))
+                       # as each turn's record counts it: the bytes a token reads
+                       bandwidth_bound(engine.bandwidth_gb_s,
+                                       getattr(engine, "read_mb", None) or engine.weights_mb))
             )
         except Cancelled:
             self.cancelled.emit(job, "Loading stopped: no model is loaded; press Load / apply")

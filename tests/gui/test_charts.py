@@ -39,3 +39,23 @@ def test_older_turns_scroll_out_by_turns_not_by_seconds(qtbot):
     _turns(panel, ["fp32"] * (TURNS_SHOWN + 4), tokens=10)
     low, high = panel.speed.getViewBox().viewRange()[0]
     assert low == panel.turn_x[-TURNS_SHOWN] and high > panel.tokens_total
+
+
+def test_each_turn_has_its_own_bound_over_its_own_tokens(qtbot):
+    """The bandwidth bound is drawn per turn, over that turn's tokens, at the value its
+    record has (bytes read per token), not one line across every turn."""
+    panel = ChartsPanel()
+    qtbot.addWidget(panel)
+    panel.set_reference(500.0, 120.0)
+    t = 100.0
+    for label, tokens, measured in (("int8", 10, 150.0), ("fp32", 6, 40.0)):
+        panel.turn_started(t, label)
+        for _ in range(tokens):
+            t += 0.01
+            panel.add_token(t)
+        panel.turn_finished(50.0, measured)
+        panel.set_reference(900.0, 60.0)  # the next config's bound, before its first turn
+    panel.redraw()
+    assert panel.bound_segments == [[0.0, 10.0, 150.0], [10.0, 16.0, 40.0]]
+    x, y = panel.bound_curve.getData()
+    assert list(x) == [0.0, 10.0, 10.0, 16.0] and list(y) == [150.0, 150.0, 40.0, 40.0]

@@ -45,17 +45,21 @@ def test_self_test_on_the_default_model(tmp_path):
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_and_sigterm_close_the_app_cleanly_saving_settings(tmp_path, tiny_dir, signum):
     import signal
-    import time
 
     home = tmp_path / "home"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PLAYGROUND_HOME=str(home))
     proc = subprocess.Popen(
         [sys.executable, "-m", "playground", "gui", "--config", f"model={tiny_dir}"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)  # the window is up (the tiny model loads in about a second after it)
-    assert proc.poll() is None
+    lines = []
+    for line in proc.stderr:  # until the app says its model is ready (or it exits)
+        lines.append(line)
+        if line.startswith("playground: ready"):
+            break
+    assert proc.poll() is None, "".join(lines)
     proc.send_signal(getattr(signal, signum))
-    out, err = proc.communicate(timeout=60)
+    out, rest = proc.communicate(timeout=60)
+    err = "".join(lines) + rest
     assert proc.returncode == 0, err
     assert "Traceback" not in err and f"{signum}: closing the window" in err
     settings = (home / "settings.ini").read_text()
