@@ -18,13 +18,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from playground.core.pipeline import build_engine
     from playground.core.serve.app import create_app
     from playground.core.serve.batching import describe
-    from playground.core.serve.runner import draining_server
+    from playground.core.serve.runner import draining_server, serve_threads
 
     for flag, value, low in (("--max-batch", args.max_batch, 1), ("--prefill-chunk",
                               args.prefill_chunk, 1), ("--batch-wait-ms", args.batch_wait_ms, 0)):
         if value < low:
             raise ValueError(f"serve: {flag} {value}; allowed: {low} or more")
-    config = RunConfig.parse(args.config)
+    config = serve_threads(RunConfig.parse(args.config))
     api_key = _api_key(args)
     engine = build_engine(config, progress=status)
     batching = args.batching == "on"

@@ -441,3 +441,14 @@ def test_the_prefix_store_is_bounded_by_bytes():
     assert len(store._entries) == 2 and store.bytes == 80 * per_token
     store.store(list(range(200)), Cache(200))  # larger than the whole budget: not kept
     assert len(store._entries) == 2
+
+
+def test_a_server_on_auto_threads_leaves_a_core_for_its_event_loop(monkeypatch):
+    from playground.core.config import RunConfig
+    from playground.core.serve import runner
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert runner.serve_threads(RunConfig()).threads == 7
+    assert runner.serve_threads(RunConfig(threads=3)).threads == 3
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert runner.serve_threads(RunConfig()).threads == 1
