@@ -93,6 +93,8 @@ def print_table(results: list[Any]) -> None:
         notes = r.info.get("notes") or []
         for note in notes:
             print(f"    {note}")
+        if r.info.get("decode_step"):  # which decode path ran, and why not a faster one
+            print(f"    decode: {r.info['decode_step']}")
         if s.get("cache_hits"):
             print(f"    response cache hits: {s['cache_hits']} of {len(r.runs)} runs")
 
@@ -237,7 +239,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     messages: list[dict[str, str]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
-    for note in engine.info.get("notes") or []:
+    for note in [*(engine.info.get("notes") or []), f"decode: {engine.info.get('decode_step')}"]:
         _status(note)
     print(f"Chatting with {engine.info.get('model_name')} ({config.format(only_changed=True)}).")
     print("Ctrl-C stops a reply; /new starts over; /quit or Ctrl-D leaves.")

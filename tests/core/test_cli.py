@@ -28,7 +28,9 @@ def test_bench_writes_valid_result_files_and_history(tiny_dir, tmp_path, capsys)
             "peak_rss_mb", "cache_hit", "reply"} <= set(run)
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 1 and float(rows[0]["ttft_ms_mean"]) > 0
-    assert "TTFT ms" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "TTFT ms" in out
+    assert "    decode: " in out  # which decode path ran, named in the table's notes
     assert len(History().recent(kind="bench")) == 4
 
 
