@@ -15,16 +15,17 @@ from playground.cli_outputs import check_writable, finish, status
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from playground.core.config import RunConfig
+    from playground.core.optimize.device import leave_a_core
     from playground.core.pipeline import build_engine
     from playground.core.serve.app import create_app
     from playground.core.serve.batching import describe
-    from playground.core.serve.runner import draining_server, serve_threads
+    from playground.core.serve.runner import draining_server
 
     for flag, value, low in (("--max-batch", args.max_batch, 1), ("--prefill-chunk",
                               args.prefill_chunk, 1), ("--batch-wait-ms", args.batch_wait_ms, 0)):
         if value < low:
             raise ValueError(f"serve: {flag} {value}; allowed: {low} or more")
-    config = serve_threads(RunConfig.parse(args.config))
+    config = leave_a_core(RunConfig.parse(args.config))
     api_key = _api_key(args)
     engine = build_engine(config, progress=status)
     batching = args.batching == "on"

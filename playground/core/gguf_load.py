@@ -48,7 +48,8 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
         tokenizer = AutoTokenizer.from_pretrained(
             folder, gguf_file=None if source.kind == "default" else gguf.name)
         config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        gguf_meta.fix_config(config, gguf)
+        meta = gguf_meta.read(gguf)
+        gguf_meta.fix_config(config, meta)
         with init_empty_weights():
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     except Exception as exc:  # a file from outside: one line
@@ -111,7 +112,7 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
         model.set_input_embeddings(embedding)
     _drop_pages(next(iter(tensors.values())))
     model.gguf_report = (dict(used), dict(kept))
-    model.gguf_rope_note = gguf_meta.apply_rope_freqs(model, gguf)
+    model.gguf_rope_note = gguf_meta.apply_rope_freqs(model, meta)
     # parameters as the float model counts them (the blocks are buffers, fused views once)
     out = model.get_output_embeddings()
     model.gguf_params = sum(p.numel() for p in model.parameters()) + sum(

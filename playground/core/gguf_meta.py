@@ -13,40 +13,46 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
-def _reader(path: Path) -> tuple[Any, str]:
+@dataclass(frozen=True)
+class FileMeta:
+    key_length: int | None  # the head size the file states
+    rope_freqs: Any  # float32 array, one divisor per rotary frequency, or None
+
+
+def read(path: Path) -> FileMeta:
+    """What the file says of both, read once."""
+    import numpy as np
     from gguf import GGUFReader
     from transformers.modeling_gguf_pytorch_utils import read_field
 
     reader = GGUFReader(str(path))
-    return reader, read_field(reader, "general.architecture")[0]
-
-
-def fix_config(config: Any, path: Path) -> None:
-    """The file's head size wins over the config class's default."""
-    from transformers.modeling_gguf_pytorch_utils import read_field
-
-    reader, arch = _reader(path)
+    arch = read_field(reader, "general.architecture")[0]
     key = read_field(reader, f"{arch}.attention.key_length")
-    if key and hasattr(config, "head_dim"):
-        config.head_dim = int(key[0])
+    tensor = next((t for t in reader.tensors if t.name == "rope_freqs.weight"), None)
+    return FileMeta(int(key[0]) if key else None,
+                    None if tensor is None else np.array(tensor.data, dtype=np.float32).reshape(-1))
 
 
-def apply_rope_freqs(model: Any, path: Path) -> str | None:
+def fix_config(config: Any, meta: FileMeta) -> None:
+    """The file's head size wins over the config class's default."""
+    if meta.key_length is not None and hasattr(config, "head_dim"):
+        config.head_dim = meta.key_length
+
+
+def apply_rope_freqs(model: Any, meta: FileMeta) -> str | None:
     """Divide the model's rotary frequencies by the file's ``rope_freqs`` as llama.cpp
     does; a note saying so, or None when the file has none."""
-    import numpy as np
     import torch
 
-    reader, _ = _reader(path)
-    tensor = next((t for t in reader.tensors if t.name == "rope_freqs.weight"), None)
     rotary = getattr(getattr(model, "model", None), "rotary_emb", None)
-    if tensor is None or rotary is None or not hasattr(rotary, "inv_freq"):
+    if meta.rope_freqs is None or rotary is None or not hasattr(rotary, "inv_freq"):
         return None
-    factors = torch.from_numpy(np.array(tensor.data, dtype=np.float32).reshape(-1))
+    factors = torch.from_numpy(meta.rope_freqs)
     if factors.numel() != rotary.inv_freq.numel():
         raise ValueError(f"rope_freqs has {factors.numel()} factors for "
                          f"{rotary.inv_freq.numel()} rotary frequencies")

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from playground.core.decode import family
+
 Step = Callable[[int, Any], Any]  # (token id, DynamicCache) -> logits of the next token
 Call = tuple[Callable[..., Any], tuple[Any, ...]]  # fn(x, *args)
 
@@ -150,15 +152,14 @@ def _unsupported(model: Any) -> str | None:
     kind = getattr(config, "model_type", None)
     if kind not in SUPPORTED:
         return f"transformers forward ({kind} is not in the lean step's families)"
-    if getattr(config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
-        return f"transformers forward (attention {config._attn_implementation})"
+    why = family.computed_elsewhere(model)
+    if why:
+        return f"transformers forward ({why})"
     layer_types = getattr(config, "layer_types", None) or []
     if getattr(config, "use_sliding_window", False) or any(
         t != "full_attention" for t in layer_types
     ):
         return "transformers forward (sliding-window attention)"
-    if getattr(config, "pretraining_tp", 1) > 1:
-        return "transformers forward (pretraining_tp > 1)"
     from playground.core.gguf_embedding import is_block_embedding
 
     if is_block_embedding(model.get_input_embeddings()):
@@ -166,10 +167,6 @@ def _unsupported(model: Any) -> str | None:
     rotary = getattr(getattr(model, "model", None), "rotary_emb", None)
     if getattr(rotary, "rope_type", "default") not in STATIC_ROPE:
         return f"transformers forward (rope type {rotary.rope_type})"
-    for module in model.modules():
-        # Hooks (accelerate offload, user hooks) would be skipped by the lean step.
-        if module._forward_hooks or module._forward_pre_hooks or hasattr(module, "_hf_hook"):
-            return "transformers forward (the model has forward hooks)"
     for layer in model.model.layers:
         attn = layer.self_attn
         if any(hasattr(attn, name) for name in ("q_norm", "k_norm")):

@@ -272,7 +272,6 @@ def load(
         source.path = ensure_default_model(progress)
     if source.kind == "gguf":
         kwargs["gguf_file"] = source.gguf_file
-        gguf_path = source.path / source.gguf_file
     else:
         _check_weights(source.path, allow_pickle)
         _check_causal(source.path, trust_remote_code)
@@ -288,11 +287,12 @@ def load(
 
             from playground.core import gguf_meta
 
+            meta = gguf_meta.read(source.path / source.gguf_file)
             kwargs["config"] = AutoConfig.from_pretrained(source.path, gguf_file=source.gguf_file)
-            gguf_meta.fix_config(kwargs["config"], gguf_path)
+            gguf_meta.fix_config(kwargs["config"], meta)
         loaded = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
         if source.kind == "gguf":
-            loaded.gguf_rope_note = gguf_meta.apply_rope_freqs(loaded, gguf_path)
+            loaded.gguf_rope_note = gguf_meta.apply_rope_freqs(loaded, meta)
     except Exception as exc:  # files from outside: any library error is one line here
         if isinstance(exc, pickle.UnpicklingError):
             raise ModelError(f"model: the pickle weights in {source.path} are damaged or hold "

@@ -57,10 +57,10 @@ def auto_threads_text() -> str:
     """What threads=0 runs in the app, said where it is chosen (the worker's policy)."""
     import os
 
-    from playground.gui.worker import gui_threads
+    from playground.core.optimize.device import leave_a_core
 
     cores = os.cpu_count() or 1
-    auto = gui_threads(RunConfig()).threads
+    auto = leave_a_core(RunConfig()).threads
     return f"auto: {auto} of {cores} cores" + (" (1 for the window)" if auto < cores else "")
 
 

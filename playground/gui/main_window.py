@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self.requested_config: RunConfig | None = None
         self.good_config: RunConfig | None = None
         self.load_error: str | None = None
+        self.load_clicked: float | None = None  # when the running load was asked for
         self.errors: list[str] = []
 
         self.controls = ControlsPanel(available_devices())
@@ -383,7 +384,7 @@ class MainWindow(QMainWindow):
     def _click_to_ready(self, info: dict) -> float:
         """Seconds from the click (or the start) to this model being ready: the load, its
         optimizations, the kernels' first compile and any wait behind another job."""
-        clicked = getattr(self, "load_clicked", None)
+        clicked = self.load_clicked
         return time.perf_counter() - clicked if clicked else float(info.get("load_s") or 0)
 
     @Slot(float)
@@ -470,12 +471,13 @@ class MainWindow(QMainWindow):
     def _mark_unapplied(self) -> None:
         """Controls that differ from the loaded config in more than sampling keys are not
         in effect until Load / apply: say so on the button and in the status bar."""
-        from playground.gui.worker import gui_threads, unapplied_keys
+        from playground.core.optimize.device import leave_a_core
+        from playground.gui.worker import unapplied_keys
 
         if self.loaded is None or self.busy:
             return
         try:
-            wanted = gui_threads(self.controls.config())
+            wanted = leave_a_core(self.controls.config())
         except ConfigError:
             return
         running = self.loaded.config

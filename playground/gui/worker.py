@@ -8,8 +8,6 @@ the failure and stop signals, so the window knows which job ended how.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from playground.core.config import RunConfig
 from playground.core.jobs import Cancelled, Job
+from playground.core.optimize.device import leave_a_core
 
 # Keys that change only how we sample: no reload needed when just these differ.
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "seed")
@@ -75,7 +74,7 @@ class Worker(QObject):
 
     @Slot(object, object)
     def load(self, job: Job, config: RunConfig) -> None:
-        config = gui_threads(config)
+        config = leave_a_core(config)
         from playground.core import memory
         from playground.core.metrics import bandwidth_bound
         from playground.core.pipeline import build_engine, preflight
@@ -116,8 +115,8 @@ class Worker(QObject):
             self.failed.emit(job, "no model is loaded yet; wait for loading to finish or pick a model")
             return
         if sampling is not None and _only_sampling_changed(self.engine.config,
-                                                           gui_threads(sampling)):
-            self.engine.config = gui_threads(sampling)
+                                                           leave_a_core(sampling)):
+            self.engine.config = leave_a_core(sampling)
         self.started.emit(time.perf_counter())
         try:
             result = self.engine.chat(
@@ -139,7 +138,7 @@ class Worker(QObject):
 
         # one thread policy in the app: comparisons run as the chat does (cores - 1 when
         # threads=auto), and each result's spec says how many
-        configs = [gui_threads(c) for c in configs]
+        configs = [leave_a_core(c) for c in configs]
         self.engine = None
         try:
             outcome = run_compare(
@@ -163,7 +162,7 @@ class Worker(QObject):
         same cores would slow both and make the figures meaningless)."""
         from playground.core.pipeline import build_engine, preflight
 
-        configs = [gui_threads(c) for c in configs]  # as the chat and Compare run
+        configs = [leave_a_core(c) for c in configs]  # as the chat and Compare run
         self.engine = None
         try:
             for config in configs:
@@ -218,14 +217,6 @@ class Worker(QObject):
                 self.progress.emit(history.notice or "history not written yet")
         except Exception as exc:  # history must never cost the user a reply
             self.progress.emit(f"history not saved: {_one_line(exc)}")
-
-
-def gui_threads(config: RunConfig) -> RunConfig:
-    """threads=0 in the app means cores − 1: one core stays free for the window
-    (measured on 2 cores: one torch thread decodes as fast as two while the GUI runs)."""
-    if config.threads or config.endpoint:  # a remote server chooses its own
-        return config
-    return dataclasses.replace(config, threads=max(1, (os.cpu_count() or 1) - 1))
 
 
 def unapplied_keys(running: RunConfig, wanted: RunConfig) -> list[str]:

@@ -445,10 +445,10 @@ def test_the_prefix_store_is_bounded_by_bytes():
 
 def test_a_server_on_auto_threads_leaves_a_core_for_its_event_loop(monkeypatch):
     from playground.core.config import RunConfig
-    from playground.core.serve import runner
+    from playground.core.optimize.device import leave_a_core
 
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert runner.serve_threads(RunConfig()).threads == 7
-    assert runner.serve_threads(RunConfig(threads=3)).threads == 3
+    assert leave_a_core(RunConfig()).threads == 7
+    assert leave_a_core(RunConfig(threads=3)).threads == 3
     monkeypatch.setattr("os.cpu_count", lambda: 1)
-    assert runner.serve_threads(RunConfig()).threads == 1
+    assert leave_a_core(RunConfig()).threads == 1

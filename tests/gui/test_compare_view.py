@@ -34,9 +34,9 @@ def test_compare_runs_and_shows_table_and_charts(qtbot, window, tmp_path):
         view.run.click()
     assert view.table.rowCount() == 2
     assert view.table.item(0, 2).text() == "×1.00"
-    from playground.gui.worker import gui_threads
+    from playground.core.optimize.device import leave_a_core
 
-    expected = gui_threads(RunConfig()).threads  # the chat's thread policy, stated
+    expected = leave_a_core(RunConfig()).threads  # the chat's thread policy, stated
     assert all(r.config["threads"] == expected for r in view.results)
     assert view.table.item(0, 8).text() == "0"  # the baseline's KL
     assert float(view.table.item(1, 8).text()) > 0

@@ -64,13 +64,9 @@ def describe(model: Any) -> tuple[Family | None, str]:
     core = getattr(model, "model", None)
     if core is None or not hasattr(core, "layers"):
         return None, "the model has no decoder layers where transformers puts them"
-    if getattr(config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
-        return None, f"attention {config._attn_implementation}"
-    if getattr(config, "pretraining_tp", 1) > 1:
-        return None, "pretraining_tp > 1"
-    for module in model.modules():
-        if module._forward_hooks or module._forward_pre_hooks or hasattr(module, "_hf_hook"):
-            return None, "the model has forward hooks (offload or user hooks)"
+    why = computed_elsewhere(model)
+    if why:
+        return None, why
     act_name = getattr(config, "hidden_activation", None) or config.hidden_act
     if act_name not in ACTIVATIONS:
         return None, f"activation {act_name} (the step has {', '.join(ACTIVATIONS)})"
@@ -91,6 +87,21 @@ def describe(model: Any) -> tuple[Family | None, str]:
         final_softcap=float(getattr(config, "final_logit_softcapping", None) or 0.0),
         windows=windows, rope_tables=tables, long_from=long_from,
     ), ""
+
+
+def computed_elsewhere(model: Any) -> str | None:
+    """Why a step of our own would not compute what transformers' forward does, whatever
+    the family: another attention kernel, split matrices (pretraining_tp) or hooks that
+    a step skipping the modules' forward would skip too. Both decode steps ask."""
+    config = model.config
+    if getattr(config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
+        return f"attention {config._attn_implementation}"
+    if getattr(config, "pretraining_tp", 1) > 1:
+        return "pretraining_tp > 1"
+    for module in model.modules():
+        if module._forward_hooks or module._forward_pre_hooks or hasattr(module, "_hf_hook"):
+            return "the model has forward hooks (offload or user hooks)"
+    return None
 
 
 def _windows(model: Any) -> tuple[tuple[int, ...], str]:

@@ -38,6 +38,19 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
+def leave_a_core(config: RunConfig) -> RunConfig:
+    """threads=0 (auto) in a process whose other threads need a core means cores − 1: the
+    app's window (on 2 cores one torch thread decodes as fast as two while the GUI runs),
+    a server's event loop and sockets (a compute thread they preempt stalls the other at
+    every barrier of a step: one stream on 2 cores 74–90 tok/s on 2 threads, 125–154 on
+    1; BENCHMARKS.md). A remote endpoint chooses its own."""
+    import dataclasses
+
+    if config.threads or config.endpoint:
+        return config
+    return dataclasses.replace(config, threads=max(1, default_threads() - 1))
+
+
 class Device(Optimization):
     name = "device"
 

@@ -199,6 +199,14 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         job = Job(req["prompt"], req["max_tokens"], req["temperature"], asyncio.get_running_loop(),
                   top_p=req["top_p"], seed=req["seed"])
         stop = StopText(req["stop"]) if req["stop"] else None
+
+        def until_stop(piece: str) -> str:
+            """The part of ``piece`` to send before any stop string; at one, generation
+            ends (streamed and whole answers alike)."""
+            text = stop.feed(piece)
+            if stop.hit:
+                job.cancelled = True
+            return text
         try:
             state["scheduler"].submit(job)
         except QueueFull as exc:
@@ -235,12 +243,8 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                     while (item := await job.pieces.get()) is not END:
                         if stop is None:
                             yield chunk(item)
-                        elif not stop.hit:
-                            text = stop.feed(item)
-                            if stop.hit:
-                                job.cancelled = True  # generation ends here
-                            if text:
-                                yield chunk(text)
+                        elif not stop.hit and (text := until_stop(item)):
+                            yield chunk(text)
                     if stop is not None and not stop.hit and (rest := stop.flush()):
                         yield chunk(rest)
                     if job.error or job.result is None:
@@ -262,9 +266,7 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         try:
             while (item := await job.pieces.get()) is not END:
                 if stop is not None and not stop.hit:
-                    kept.append(stop.feed(item))
-                    if stop.hit:
-                        job.cancelled = True  # generation ends at the stop string
+                    kept.append(until_stop(item))
         finally:
             job.cancelled = True
             watcher.cancel()

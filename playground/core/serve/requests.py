@@ -85,7 +85,7 @@ def parse_request(body: Any, engine: Any, model_name: str, kind: str = "chat",
                            param="messages" if kind == "chat" else "prompt",
                            code="context_length_exceeded")
     return {"prompt": prompt, "max_tokens": max_tokens, "temperature": float(temperature),
-            "top_p": float(top_p), "seed": seed % (2**63), "stop": _stops(body),
+            "top_p": float(top_p), "seed": seed, "stop": _stops(body),
             "stream": stream, "include_usage": bool(isinstance(options, dict)
                                                     and options.get("include_usage"))}
 

@@ -9,21 +9,11 @@ import time
 from typing import Any
 
 from playground.core.config import RunConfig
+from playground.core.optimize.device import leave_a_core
 
 DRAIN_S = 120.0  # the longest a drain waits for requests in flight
 
 
-def serve_threads(config: RunConfig) -> RunConfig:
-    """threads=0 (auto) for a server means cores − 1: the event loop, the sockets and a
-    local client need a core too, and a compute thread they preempt stalls the other at
-    every barrier of a step (measured on 2 cores, default model, gguf-native, one stream:
-    2 threads 74–90 tok/s with passes of 12 ms, 1 thread 125–154 tok/s; BENCHMARKS.md)."""
-    import dataclasses
-    import os
-
-    if config.threads:
-        return config
-    return dataclasses.replace(config, threads=max(1, (os.cpu_count() or 1) - 1))
 MAX_CONNECTIONS = 512  # beyond this uvicorn answers 503 (half-open connections included)
 
 
@@ -70,7 +60,7 @@ class ServerHandle:
         from playground.core.serve.app import create_app
         from playground.core.serve.batching import describe
 
-        config = serve_threads(config)
+        config = leave_a_core(config)
         self.config, self.host, self.port, self.batching = config, host, port, batching
         self.engine = build_engine(config, progress=progress)
         self.app = create_app(self.engine, batching=batching, **options)
