@@ -21,6 +21,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from playground.core.serve.batching import describe
     from playground.core.serve.runner import draining_server
 
+    if not 1 <= args.max_tokens_limit <= 65536:  # before a model is loaded for nothing
+        raise ValueError(f"serve: --max-tokens-limit {args.max_tokens_limit}; allowed: 1 to 65536")
     for flag, value, low in (("--max-batch", args.max_batch, 1), ("--prefill-chunk",
                               args.prefill_chunk, 1), ("--batch-wait-ms", args.batch_wait_ms, 0)):
         if value < low:
@@ -30,8 +32,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     engine = build_engine(config, progress=status)
     batching = args.batching == "on"
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
-    if not 1 <= args.max_tokens_limit <= 65536:
-        raise ValueError(f"serve: --max-tokens-limit {args.max_tokens_limit}; allowed: 1 to 65536")
     app = create_app(engine, api_key=api_key, max_queue=args.max_queue,
                      max_tokens_limit=args.max_tokens_limit,
                      trusted_hosts=["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None,
