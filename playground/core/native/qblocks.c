@@ -37,7 +37,9 @@ void qgemv_group_sums(const float *x, float *xsum, int64_t M, int64_t K, int64_t
 
 /* the codes a few runs ahead (they run on into the next block of rows, which follows in
  * memory): the hardware prefetcher alone left a thread's stream at ~8 GB/s from DRAM */
+#ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 2048
+#endif
 #define PREFETCH_CODES(P, BYTES)                                                      \
     for (int pf = 0; pf < (BYTES); pf += 64)                                         \
         _mm_prefetch((const char *)(P) + PREFETCH_AHEAD + pf, _MM_HINT_T0)
@@ -82,7 +84,9 @@ scale8(const void *p, const float *sup, int64_t g, int gshift, int fmt) {
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512vnni")
 #define NAME(f) f##_vnni
 #define MADD_ADD(acc, w, x) _mm256_dpwssd_epi32(acc, w, x)
+#define WIDE
 #include "qblocks_impl.h"
+#undef WIDE
 #undef NAME
 #undef MADD_ADD
 

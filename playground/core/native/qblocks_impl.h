@@ -12,9 +12,20 @@
  * pair for the buffer when all of it sat in L1). */
 #define PAIRS_INTO(ACC, W, KP)                                                        \
     for (int t = 0; t < T; t++)                                                      \
-        ACC[t] = MADD_ADD(ACC[t], W, XPAIR(t, KP))
+        ACC[((KP) & (SETS - 1)) * T + t] = MADD_ADD(ACC[((KP) & (SETS - 1)) * T + t], W, XPAIR(t, KP))
 #define PAIRS(W, KP) PAIRS_INTO(acc, W, KP)
 #define XPAIR(t, KP) _mm256_set1_epi32(xq32[(t) * (K / 2) + b * 16 + (KP)])
+
+/* A run's pairs go into SETS independent integer sums per row, added at the run's end
+ * (integers: the same sum, the same bits): with one sum, one or two rows of x make every
+ * multiply-add wait for the one before (vpdpwssd's latency, 16 in a chain a run), and a
+ * decode step (one row) ran at that latency instead of the units' throughput. */
+#define SETS (T == 1 ? 4 : T == 2 ? 2 : 1)
+#define ZERO_SETS(ACC)                                                                \
+    for (int i = 0; i < SETS * T; i++) ACC[i] = _mm256_setzero_si256()
+#define ADD_SETS(ACC)                                                                 \
+    for (int s = 1; s < SETS; s++)                                                   \
+        for (int t = 0; t < T; t++) ACC[t] = _mm256_add_epi32(ACC[t], ACC[s * T + t])
 
 /* every run of 32 inputs: BODY adds each row's products into acc (with PAIRS), in
  * integers; at the run's end they are scaled by the 8 rows' d and the row's x scale */
@@ -24,30 +35,38 @@
     for (int64_t b = 0, g = 0, u = 0; b < nb;                                        \
          b++, u = u + 1 == runs ? 0 : u + 1, g += u == 0) {                          \
         PREFETCH_CODES(blk + b * RUN_BYTES, RUN_BYTES);                                \
-        __m256i acc[TMAX];                                                           \
-        for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_si256();                 \
+        __m256i acc[4 * TMAX];                                                       \
+        ZERO_SETS(acc);                                                              \
         BODY;                                                                        \
+        ADD_SETS(acc);                                                               \
         const __m256 d8 = scale8(db, ds, g, gshift, fmt);                            \
         for (int t = 0; t < T; t++)                                                  \
             accf[t] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(xd[t * nb + b])), \
                                       _mm256_cvtepi32_ps(acc[t]), accf[t]);           \
     }
 
-/* the offsets after the runs, so their sums do not hold registers through them */
-#define ADD_OFFSETS_AND_STORE()                                                       \
-    for (int t = 0; t < T; t++) {                                                    \
-        __m256 off = _mm256_setzero_ps();                                            \
-        if (fmt & FMT_MINUS8D) /* Q4_0: m = -8d, read from d (no offsets stored) */   \
-            for (int64_t g = 0; g < groups; g++)                                     \
-                off = _mm256_fmadd_ps(scale8(db, ds, g, gshift, fmt),                   \
-                                      _mm256_set1_ps(-8.0f * xsum[t * groups + g]), off); \
-        else if (mb)                                                                 \
-            for (int64_t g = 0; g < groups; g++)                                     \
-                off = _mm256_fmadd_ps(scale8(mb, ms, g, gshift, fmt),                   \
-                                      _mm256_set1_ps(xsum[t * groups + g]), off);    \
-        _mm256_storeu_ps(y + t * N, (mb || (fmt & FMT_MINUS8D)) ? _mm256_add_ps(accf[t], off) \
-                                                                : accf[t]);          \
+/* the offsets after the runs, so their sums do not hold registers through them; then the
+ * 8 rows' results of each row of x */
+static inline __attribute__((always_inline)) void
+NAME(finish)(const __m256 *accf, const float *xsum, const void *db, const void *mb,
+             const float *ds, const float *ms, float *y, int64_t N, int64_t groups, int gshift,
+             int fmt, const int T) {
+    for (int t = 0; t < T; t++) {
+        __m256 off = _mm256_setzero_ps();
+        if (fmt & FMT_MINUS8D) /* Q4_0: m = -8d, read from d (no offsets stored) */
+            for (int64_t g = 0; g < groups; g++)
+                off = _mm256_fmadd_ps(scale8(db, ds, g, gshift, fmt),
+                                      _mm256_set1_ps(-8.0f * xsum[t * groups + g]), off);
+        else if (mb)
+            for (int64_t g = 0; g < groups; g++)
+                off = _mm256_fmadd_ps(scale8(mb, ms, g, gshift, fmt),
+                                      _mm256_set1_ps(xsum[t * groups + g]), off);
+        _mm256_storeu_ps(y + t * N, (mb || (fmt & FMT_MINUS8D)) ? _mm256_add_ps(accf[t], off)
+                                                                : accf[t]);
     }
+}
+#define ADD_OFFSETS_AND_STORE() \
+    NAME(finish)(accf, xsum, db, mb, ds, ms, y, N, groups, (int)gshift, fmt, T)
 
 static inline __attribute__((always_inline)) void
 NAME(q4_block)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
@@ -56,7 +75,7 @@ NAME(q4_block)(const int32_t *xq32, const float *xd, const float *xsum, const ui
     const int64_t groups = K / G, runs = G / 32, nb = K / 32, gshift = super_shift(G);
     const __m256i low = _mm256_set1_epi16(0x0f);
     enum { RUN_BYTES = 128 };
-    FOR_RUNS(for (int j = 0; j < 4; j++) {
+    FOR_RUNS(_Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
         const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + b * 128 + j * 32));
         PAIRS(_mm256_and_si256(v, low), 4 * j);
         PAIRS(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), 4 * j + 1);
@@ -79,11 +98,14 @@ NAME(q8_block)(const int32_t *xq32, const float *xd, const float *xsum, const in
         __m256 accf[TMAX];
         for (int t = 0; t < T; t++) accf[t] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
-            __m256i lo[TMAX], hi[TMAX];
-            for (int t = 0; t < T; t++) lo[t] = hi[t] = _mm256_setzero_si256();
+            __m256i lo[4 * TMAX], hi[4 * TMAX];
+            ZERO_SETS(lo);
+            ZERO_SETS(hi);
             PREFETCH_CODES(blk + b * 256, 256);
-            for (int p = 0; p < 8; p++) PAIRS_INTO(lo, Q8_VEC(p), p);
-            for (int p = 8; p < 16; p++) PAIRS_INTO(hi, Q8_VEC(p), p);
+            _Pragma("GCC unroll 8") for (int p = 0; p < 8; p++) PAIRS_INTO(lo, Q8_VEC(p), p);
+            _Pragma("GCC unroll 8") for (int p = 8; p < 16; p++) PAIRS_INTO(hi, Q8_VEC(p), p);
+            ADD_SETS(lo);
+            ADD_SETS(hi);
             const __m256 dlo = scale8(db, ds, 2 * b, gshift, fmt);
             const __m256 dhi = scale8(db, ds, 2 * b + 1, gshift, fmt);
             for (int t = 0; t < T; t++) {
@@ -97,15 +119,139 @@ NAME(q8_block)(const int32_t *xq32, const float *xd, const float *xsum, const in
     }
     const int64_t runs = G / 32;
     enum { RUN_BYTES = 256 };
-    FOR_RUNS(for (int p = 0; p < 16; p++) PAIRS(Q8_VEC(p), p))
+    FOR_RUNS(_Pragma("GCC unroll 16") for (int p = 0; p < 16; p++) PAIRS(Q8_VEC(p), p))
     ADD_OFFSETS_AND_STORE();
 }
+
+#ifdef WIDE
+/* 16 rows at once in 512-bit registers: two neighbouring blocks of 8 rows, A in the low
+ * half, B in the high half, against the same broadcast pair of x (x's layout and the
+ * blocks' stay as they are). Half the multiply-adds and broadcasts a weight of the 8-row
+ * form; each row's integer sums and float steps are the 8-row form's, so the same bits. */
+#define PAIRS16(W, KP)                                                                \
+    for (int t = 0; t < T; t++)                                                      \
+        acc[((KP) & (SETS - 1)) * T + t] = _mm512_dpwssd_epi32(                      \
+            acc[((KP) & (SETS - 1)) * T + t], W,                                     \
+            _mm512_set1_epi32(xq32[(t) * (K / 2) + b * 16 + (KP)]))
+#define PAIRS16_INTO(ACC, W, KP)                                                      \
+    for (int t = 0; t < T; t++)                                                      \
+        ACC[((KP) & (SETS - 1)) * T + t] = _mm512_dpwssd_epi32(                      \
+            ACC[((KP) & (SETS - 1)) * T + t], W,                                     \
+            _mm512_set1_epi32(xq32[(t) * (K / 2) + b * 16 + (KP)]))
+#define ZERO_SETS16(ACC)                                                              \
+    for (int i = 0; i < SETS * T; i++) ACC[i] = _mm512_setzero_si512()
+#define ADD_SETS16(ACC)                                                               \
+    for (int s = 1; s < SETS; s++)                                                   \
+        for (int t = 0; t < T; t++) ACC[t] = _mm512_add_epi32(ACC[t], ACC[s * T + t])
+/* a run's integer sums of A's and B's rows into their float sums, as the 8-row form does */
+#define SCALE_INTO16(ACC, DA, DB)                                                     \
+    for (int t = 0; t < T; t++) {                                                    \
+        const __m256 xs = _mm256_set1_ps(xd[t * nb + b]);                            \
+        accA[t] = _mm256_fmadd_ps(_mm256_mul_ps(DA, xs),                             \
+                                  _mm256_cvtepi32_ps(_mm512_castsi512_si256(ACC[t])), accA[t]); \
+        accB[t] = _mm256_fmadd_ps(_mm256_mul_ps(DB, xs),                             \
+                                  _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(ACC[t], 1)), accB[t]); \
+    }
+/* B's scales, offsets and outputs: the next block of 8 rows */
+#define B_ARGS16                                                                      \
+    const void *dbB = (const char *)db + 8 * groups * scale_bytes(fmt);             \
+    const void *mbB = mb ? (const char *)mb + 8 * groups * scale_bytes(fmt) : NULL; \
+    const float *dsB = ds ? ds + 8 * (K / 256) : NULL, *msB = ms ? ms + 8 * (K / 256) : NULL
+#define FINISH16()                                                                    \
+    NAME(finish)(accA, xsum, db, mb, ds, ms, y, N, groups, (int)gshift, fmt, T);    \
+    NAME(finish)(accB, xsum, dbB, mbB, dsB, msB, y + 8, N, groups, (int)gshift, fmt, T)
+
+static inline __attribute__((always_inline)) void
+NAME(q4_block16)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
+                 const void *db, const void *mb, const float *ds, const float *ms, float *y,
+                 int64_t N, int64_t K, int64_t G, int fmt, const int T) {
+    const int64_t groups = K / G, runs = G / 32, nb = K / 32, gshift = super_shift(G);
+    const uint8_t *blkB = blk + 8 * (K / 2);
+    B_ARGS16;
+    const __m512i low = _mm512_set1_epi16(0x0f);
+    __m256 accA[TMAX], accB[TMAX];
+    for (int t = 0; t < T; t++) accA[t] = accB[t] = _mm256_setzero_ps();
+    for (int64_t b = 0, g = 0, u = 0; b < nb; b++, u = u + 1 == runs ? 0 : u + 1, g += u == 0) {
+        PREFETCH_CODES(blk + b * 128, 128);
+        PREFETCH_CODES(blkB + b * 128, 128);
+        __m512i acc[4 * TMAX];
+        ZERO_SETS16(acc);
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+            const __m512i v = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + b * 128 + j * 32))),
+                _mm256_loadu_si256((const __m256i *)(blkB + b * 128 + j * 32)), 1);
+            PAIRS16(_mm512_and_si512(v, low), 4 * j);
+            PAIRS16(_mm512_and_si512(_mm512_srli_epi16(v, 4), low), 4 * j + 1);
+            PAIRS16(_mm512_and_si512(_mm512_srli_epi16(v, 8), low), 4 * j + 2);
+            PAIRS16(_mm512_srli_epi16(v, 12), 4 * j + 3);
+        }
+        ADD_SETS16(acc);
+        const __m256 dA = scale8(db, ds, g, gshift, fmt), dB = scale8(dbB, dsB, g, gshift, fmt);
+        SCALE_INTO16(acc, dA, dB);
+    }
+    FINISH16();
+}
+
+#define Q8_VEC16(P)                                                                   \
+    _mm512_cvtepi8_epi16(_mm256_inserti128_si256(                                    \
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + b * 256 + (P) * 16))), \
+        _mm_loadu_si128((const __m128i *)(blkB + b * 256 + (P) * 16)), 1))
+
+static inline __attribute__((always_inline)) void
+NAME(q8_block16)(const int32_t *xq32, const float *xd, const float *xsum, const int8_t *blk,
+                 const void *db, const void *mb, const float *ds, const float *ms, float *y,
+                 int64_t N, int64_t K, int64_t G, int fmt, const int T) {
+    const int64_t groups = K / G, nb = K / 32, gshift = super_shift(G);
+    const int64_t runs = G == 16 ? 1 : G / 32;
+    const int8_t *blkB = blk + 8 * K;
+    B_ARGS16;
+    __m256 accA[TMAX], accB[TMAX];
+    for (int t = 0; t < T; t++) accA[t] = accB[t] = _mm256_setzero_ps();
+    for (int64_t b = 0, g = 0, u = 0; b < nb; b++, u = u + 1 == runs ? 0 : u + 1, g += u == 0) {
+        PREFETCH_CODES(blk + b * 256, 256);
+        PREFETCH_CODES(blkB + b * 256, 256);
+        if (G == 16) { /* Q6_K: two sums a run, as the 8-row form */
+            __m512i lo[4 * TMAX], hi[4 * TMAX];
+            ZERO_SETS16(lo);
+            ZERO_SETS16(hi);
+            _Pragma("GCC unroll 8") for (int p = 0; p < 8; p++) PAIRS16_INTO(lo, Q8_VEC16(p), p);
+            _Pragma("GCC unroll 8") for (int p = 8; p < 16; p++) PAIRS16_INTO(hi, Q8_VEC16(p), p);
+            ADD_SETS16(lo);
+            ADD_SETS16(hi);
+            SCALE_INTO16(lo, scale8(db, ds, 2 * b, gshift, fmt), scale8(dbB, dsB, 2 * b, gshift, fmt));
+            SCALE_INTO16(hi, scale8(db, ds, 2 * b + 1, gshift, fmt),
+                         scale8(dbB, dsB, 2 * b + 1, gshift, fmt));
+        } else {
+            __m512i acc[4 * TMAX];
+            ZERO_SETS16(acc);
+            _Pragma("GCC unroll 16") for (int p = 0; p < 16; p++) PAIRS16(Q8_VEC16(p), p);
+            ADD_SETS16(acc);
+            SCALE_INTO16(acc, scale8(db, ds, g, gshift, fmt), scale8(dbB, dsB, g, gshift, fmt));
+        }
+    }
+    FINISH16();
+}
+#undef PAIRS16
+#undef PAIRS16_INTO
+#undef ZERO_SETS16
+#undef ADD_SETS16
+#undef SCALE_INTO16
+#undef B_ARGS16
+#undef FINISH16
+#undef Q8_VEC16
+#define ROW_STEP 16
+#define CALL16(CALL, T) CALL(16, T)
+#else
+#define ROW_STEP 8
+#define CALL16(CALL, T) CALL(, T) /* never reached: ROW_STEP is 8 */
+#endif
 
 /* Within one parallel region: the threads prepare x's rows between them (int16 runs,
  * their scales, group sums where there are offsets), then take blocks of 8 rows of W, each against x's rows
  * in tiles of up to 4 (T a constant in each case, so the accumulators stay in registers:
  * with 8, sixteen of them do not fit in AVX2's 16 registers and spill). */
 #define PREPARE_AND_TILE(CALL)                                                        \
+    const int64_t step = M > 2 ? ROW_STEP : 8;                                       \
     _Pragma("omp parallel num_threads(threads) if (threads > 1)")                    \
     {                                                                                \
         _Pragma("omp for schedule(static)")                                          \
@@ -114,12 +260,18 @@ NAME(q8_block)(const int32_t *xq32, const float *xd, const float *xsum, const in
             qgemv_int16_rows(x + r * K, xq + r * K, xd + r * nb, 1, K);              \
         }                                                                            \
         _Pragma("omp for schedule(static)")                                          \
-        for (int64_t n0 = 0; n0 < N; n0 += 8)                                        \
+        for (int64_t n0 = 0; n0 < N; n0 += step)                                     \
             for (int64_t r0 = 0; r0 < M; r0 += TMAX) {                               \
-                switch (M - r0 < TMAX ? M - r0 : TMAX) {                             \
-                case 1: CALL(1); break; case 2: CALL(2); break;                      \
-                case 3: CALL(3); break; default: CALL(4); break;                     \
-                }                                                                    \
+                if (step == 16 && n0 + 16 <= N)                                      \
+                    switch (M - r0 < TMAX ? M - r0 : TMAX) {                         \
+                    case 1: CALL16(CALL, 1); break; case 2: CALL16(CALL, 2); break;          \
+                    case 3: CALL16(CALL, 3); break; default: CALL16(CALL, 4); break;         \
+                    }                                                                \
+                else                                                                 \
+                    switch (M - r0 < TMAX ? M - r0 : TMAX) {                         \
+                    case 1: CALL(, 1); break; case 2: CALL(, 2); break;              \
+                    case 3: CALL(, 3); break; default: CALL(, 4); break;             \
+                    }                                                                \
             }                                                                        \
     }
 
@@ -130,7 +282,7 @@ static void NAME(q4_blocks_matmul)(const float *x, const uint8_t *qs, const void
     const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
     float *xsum = scratch, *xd = scratch + M * gs;
     int16_t *xq = (int16_t *)(xd + M * nb);
-#define Q4_CALL(T) NAME(q4_block)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs,            \
+#define Q4_CALL(W, T) NAME(q4_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs,            \
                                   qs + n0 * (K / 2), (const char *)d + n0 * gs * ss,          \
                                   m ? (const char *)m + n0 * gs * ss : NULL,                  \
                                   dsup ? dsup + n0 * sups : NULL,                             \
@@ -147,7 +299,7 @@ static void NAME(q8_blocks_matmul)(const float *x, const int8_t *qs, const void 
     const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
     float *xsum = scratch, *xd = scratch + M * gs;
     int16_t *xq = (int16_t *)(xd + M * nb);
-#define Q8_CALL(T) NAME(q8_block)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, qs + n0 * K, \
+#define Q8_CALL(W, T) NAME(q8_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, qs + n0 * K, \
                                   (const char *)d + n0 * gs * ss,                              \
                                   m ? (const char *)m + n0 * gs * ss : NULL,                   \
                                   dsup ? dsup + n0 * sups : NULL,                              \
@@ -158,9 +310,14 @@ static void NAME(q8_blocks_matmul)(const float *x, const int8_t *qs, const void 
 }
 
 #undef PAIRS_INTO
+#undef SETS
+#undef ZERO_SETS
+#undef ADD_SETS
 #undef XPAIR
 #undef PAIRS
 #undef FOR_RUNS
 #undef ADD_OFFSETS_AND_STORE
 #undef Q8_VEC
 #undef PREPARE_AND_TILE
+#undef ROW_STEP
+#undef CALL16

@@ -1,0 +1,116 @@
+"""The blocked kernels of two (or more) git revisions, A/B on one GGUF's matrices, in one
+process, rounds alternating: every matrix of the chosen layers as the decode step (one
+row of x) or a prompt (many rows) multiplies it, and whether each revision gives the
+same bits. Each revision's qgemv.c/qblocks.c/qstep.c are compiled from git into a
+temporary folder with the app's own flags.
+
+    .venv/bin/python benchmarks/kernel_ab.py benchmarks/out/ladder/llama-3.2-1b/Q4_K_M.gguf \\
+        --revs 2e98a42,HEAD --rows 1,4 --rounds 41
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NATIVE = "playground/core/native"
+
+
+def build(rev: str, folder: Path) -> ctypes.CDLL:
+    from playground.core import native
+
+    src = folder / rev.replace("/", "_")
+    src.mkdir()
+    for name in ("qgemv.c", "qblocks.c", "qstep.c", "qblocks_impl.h"):
+        text = subprocess.run(["git", "show", f"{rev}:{NATIVE}/{name}"], cwd=ROOT, check=True,
+                              capture_output=True).stdout
+        (src / name).write_bytes(text)
+    out = src / "kernels.so"
+    subprocess.run(["cc", *native.FLAGS, *(str(src / n) for n in ("qgemv.c", "qblocks.c",
+                    "qstep.c")), "-lm", "-o", str(out)], check=True)
+    lib = ctypes.CDLL(str(out))
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    for fn in (lib.q4_blocks_matmul, lib.q8_blocks_matmul):
+        fn.argtypes = [ptr] * 8 + [i64] * 4 + [ctypes.c_int] * 2
+        fn.restype = None
+    return lib
+
+
+def matrices(path: Path, layers: set[int]) -> list:
+    import numpy as np
+    from gguf import GGUFReader
+
+    from playground.core import gguf_blocks, weight_quant
+
+    out = []
+    for t in GGUFReader(str(path)).tensors:
+        parts = t.name.split(".")
+        if parts[0] != "blk" or int(parts[1]) not in layers or t.tensor_type.name == "F32":
+            continue
+        raw = np.ascontiguousarray(t.data).view(np.uint8)
+        out.append(weight_quant.pack([gguf_blocks.to_qweight(
+            gguf_blocks.GgufTensor(t.name, t.tensor_type.name, raw))]))
+    return out
+
+
+def main() -> None:
+    import torch
+
+    from playground.core import native
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("gguf", type=Path)
+    parser.add_argument("--revs", default="HEAD~1,HEAD")
+    parser.add_argument("--layers", help="e.g. 0,1 (default: all)")
+    parser.add_argument("--rows", default="1,4")
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    native.library()  # torch's OpenMP first, as the app loads it
+    with tempfile.TemporaryDirectory() as tmp:
+        libs = {rev: build(rev, Path(tmp)) for rev in args.revs.split(",")}
+        layers = set(map(int, args.layers.split(","))) if args.layers else set(range(1000))
+        mats = matrices(args.gguf, layers)
+        weights = sum(m.out_features * m.in_features for m in mats)
+        print(f"{len(mats)} matrices, {weights / 1e6:.0f} M weights, {args.threads} threads")
+        for rows in map(int, args.rows.split(",")):
+            xs = {m.in_features: torch.randn(rows, m.in_features) for m in mats}
+            times: dict[str, list[float]] = {rev: [] for rev in libs}
+            outs: dict[str, list] = {}
+            for _ in range(args.rounds):
+                for rev, lib in libs.items():
+                    ys, t0 = [], time.perf_counter()
+                    for m in mats:
+                        ys.append(_call(lib, m, xs[m.in_features], args.threads))
+                    times[rev].append(time.perf_counter() - t0)
+                    outs[rev] = ys
+            first = next(iter(outs.values()))
+            same = all(all(torch.equal(a, b) for a, b in zip(first, ys, strict=True))
+                       for ys in outs.values())
+            cells = "  ".join(f"{rev}: {statistics.median(v) * 1e3:.2f} ms (min {min(v) * 1e3:.2f})"
+                              for rev, v in times.items())
+            print(f"rows={rows}  {cells}  {'same bits' if same else 'DIFFERENT BITS'}")
+
+
+def _call(lib, m, x, threads: int):
+    import torch
+
+    n, k, g = m.out_features, m.in_features, m.group
+    y = torch.empty(x.shape[0], n)
+    scratch = torch.empty(x.shape[0] * (k // g + k // 32 + k // 2) + 16)
+    ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+    fn = lib.q4_blocks_matmul if m.kind == "int4" else lib.q8_blocks_matmul
+    fn(x.data_ptr(), m.codes.data_ptr(), m.scales.data_ptr(), ptr(m.offsets),
+       ptr(m.scale_super), ptr(m.offset_super), y.data_ptr(), scratch.data_ptr(),
+       x.shape[0], n, k, g, threads, m.fmt)
+    return y
+
+
+if __name__ == "__main__":
+    main()
