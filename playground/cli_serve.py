@@ -24,7 +24,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 1 <= args.max_tokens_limit <= 65536:  # before a model is loaded for nothing
         raise ValueError(f"serve: --max-tokens-limit {args.max_tokens_limit}; allowed: 1 to 65536")
     for flag, value, low in (("--max-batch", args.max_batch, 1), ("--prefill-chunk",
-                              args.prefill_chunk, 1), ("--batch-wait-ms", args.batch_wait_ms, 0)):
+                              args.prefill_chunk, 1), ("--batch-wait-ms", args.batch_wait_ms, 0),
+                             ("--prefix-cache-mb", args.prefix_cache_mb, 0),
+                             ("--drain-timeout", args.drain_timeout, 0)):
         if value < low:
             raise ValueError(f"serve: {flag} {value}; allowed: {low} or more")
     config = leave_a_core(RunConfig.parse(args.config))
@@ -37,13 +39,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      trusted_hosts=["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None,
                      model_name=args.model_name, batching=batching, max_batch=args.max_batch,
                      prefill_chunk=args.prefill_chunk, batch_wait_ms=args.batch_wait_ms,
-                     prefix_cache=args.prefix_cache == "on")
+                     prefix_cache=args.prefix_cache == "on", prefix_cache_mb=args.prefix_cache_mb)
     how = describe(engine, batching, args.max_batch, args.prefill_chunk)
     print(f"serving {engine.info.get('model_name')} ({config.format(only_changed=True) or 'defaults'})"
           f" on http://{args.host}:{args.port}/v1 — {how}", file=sys.stderr)
     # Ctrl+C: new requests get 503 while the running ones finish (drain), then the app's
     # shutdown closes the scheduler; a second Ctrl+C stops at once.
-    draining_server(app, args.host, args.port).run()
+    draining_server(app, args.host, args.port, drain_s=args.drain_timeout).run()
     m = app.state.metrics
     print(f"stopped: {m.requests} requests served, {m.failed} failed, {m.rejected} refused",
           file=sys.stderr)
@@ -165,6 +167,12 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--prefix-cache", choices=("on", "off"), default="on",
                        help="reuse the keys/values of prompts' shared beginnings across "
                             "requests (batching on)")
+    serve.add_argument("--prefix-cache-mb", type=float, default=512,
+                       help="the most memory the shared prefixes' keys/values may hold "
+                            "(MB; the oldest go first; in /metrics)")
+    serve.add_argument("--drain-timeout", type=float, default=120,
+                       help="on Ctrl+C / SIGTERM, wait at most this many seconds for the "
+                            "requests in flight")
     serve.add_argument("--batch-wait-ms", type=float, default=0.0,
                        help="when idle, wait this long for more requests before the first pass")
     serve.add_argument("--max-queue", type=int, default=64,

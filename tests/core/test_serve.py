@@ -66,7 +66,7 @@ def test_bad_input_gets_openai_errors_and_the_server_keeps_serving(server):
         (post(json.dumps({"messages": HELLO}), headers={}), 401, None),
         (httpx.post(url + "/v1/completions", json={"prompt": ["a", "b"]}, headers=auth), 400,
          "prompt"),
-        (httpx.post(url + "/v1/completions", json={"prompt": "a", "n": 3}, headers=auth), 400,
+        (httpx.post(url + "/v1/completions", json={"prompt": "a", "n": 9}, headers=auth), 400,
          "n"),
     ]
     for response, status, param in cases:
@@ -289,7 +289,8 @@ def _chat(url, headers=None, **body):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("n", 2), ("logprobs", True), ("top_logprobs", 3), ("tools", [{"type": "function"}]),
+    ("n", 0), ("n", 9), ("n", 1.5), ("logprobs", True), ("top_logprobs", 3),
+    ("tools", [{"type": "function"}]),
     ("response_format", {"type": "json_object"}), ("frequency_penalty", 0.5),
     ("presence_penalty", 1), ("logit_bias", {"5": 10}), ("seed", -1), ("top_p", 0),
     ("stop", ["a", "b", "c", "d", "e"]), ("stop", [""]), ("temperature", "hot")])
@@ -333,6 +334,56 @@ def test_sampling_fields_are_honoured(server):
                 for choice in json.loads(line[6:])["choices"]:
                     streamed += choice["delta"].get("content") or ""
     assert streamed == greedy[: greedy.index(cut)]
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_n_choices_through_the_official_client(server, batching):
+    """n sequences, each its own seed (seed, seed + 1, ...): sampled choices differ and
+    repeat with the same seed, greedy ones equal the single reply; streamed, every index
+    gets its text and its finish; usage counts the prompt once and every choice's tokens."""
+    openai = pytest.importorskip("openai")
+    url, engine = server(batching=batching)
+    engine.eos_ids = set()
+    client = openai.OpenAI(base_url=url + "/v1", api_key="none")
+
+    def ask(**kw):
+        return client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=8, **kw)
+
+    sampled = ask(n=3, temperature=1.0, seed=11)
+    assert [c.index for c in sampled.choices] == [0, 1, 2]
+    texts = [c.message.content for c in sampled.choices]
+    assert len(set(texts)) > 1
+    assert [c.message.content for c in ask(n=3, temperature=1.0, seed=11).choices] == texts
+    assert ask(temperature=1.0, seed=12).choices[0].message.content == texts[1]
+    assert sampled.usage.completion_tokens == 24
+    assert sampled.usage.prompt_tokens == ask().usage.prompt_tokens
+    single = ask(temperature=0).choices[0].message.content
+    assert [c.message.content for c in ask(n=2, temperature=0).choices] == [single, single]
+    streamed, finishes = {}, {}
+    for chunk in ask(n=3, temperature=1.0, seed=11, stream=True):
+        for c in chunk.choices:
+            streamed[c.index] = streamed.get(c.index, "") + (c.delta.content or "")
+            if c.finish_reason:
+                finishes[c.index] = c.finish_reason
+    assert [streamed[i] for i in range(3)] == texts
+    assert finishes == {0: "length", 1: "length", 2: "length"}
+
+
+def test_usage_says_which_prompt_tokens_came_from_the_prefix_cache(server):
+    """usage.prompt_tokens_details.cached_tokens: 0 the first time, the shared prefix the
+    second (and the same reply); /metrics shows the store's bytes and its budget."""
+    url, _ = server(prefix_cache_mb=3)
+    long = [{"role": "user", "content": "tell me about the lighthouse keeper " * 6}]
+    first = _chat(url, messages=long, max_tokens=4).json()
+    again = _chat(url, messages=long, max_tokens=4).json()
+    assert first["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    cached = again["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert 0 < cached < again["usage"]["prompt_tokens"]
+    assert again["choices"][0]["message"] == first["choices"][0]["message"]
+    metrics = httpx.get(url + "/metrics", timeout=10).text
+    assert f"playground_prefix_cache_budget_bytes {3 * 2**20}" in metrics
+    stored = int(metrics.split("\nplayground_prefix_cache_bytes ")[1].split()[0])
+    assert 0 < stored <= 3 * 2**20
 
 
 def test_openai_message_forms_paths_and_content_types(server):

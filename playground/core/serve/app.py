@@ -6,9 +6,9 @@ or whole), ``GET /v1/models``, ``GET /health``,
 ``GET /metrics``. Bad input is an OpenAI-style JSON error (400 malformed, too long or
 a field out of range, 401 key, 404 model or path, 415 not JSON, 429 queue full with
 Retry-After), never a 500: the server keeps serving after each. Every request field is
-honoured (model, messages/prompt, max_tokens, temperature, top_p, seed, stop, stream,
-stream_options) or refused by name (n > 1, logprobs, tools, response formats other
-than text, penalties, logit_bias): a client never gets a 200 that ignored what it asked.
+honoured (model, messages/prompt, max_tokens, temperature, top_p, seed, stop, n, stream,
+stream_options) or refused by name (logprobs, tools, response formats other than text,
+penalties, logit_bias): a client never gets a 200 that ignored what it asked.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route functions'
@@ -21,6 +21,7 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
+from playground.core.serve import schema
 from playground.core.serve.batching import BatchScheduler
 from playground.core.serve.metrics import ServerMetrics
 from playground.core.serve.requests import ApiError, StopText, parse_request
@@ -37,13 +38,69 @@ def _error_response(exc: ApiError, headers: dict[str, str] | None = None) -> Any
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
+class Choice:
+    """One of a request's n sequences: its job, and its text up to a stop string (a
+    piece that may begin one is held back; at one, its generation ends)."""
+
+    def __init__(self, job: Job, stops: list[str]) -> None:
+        self.job, self.stop, self.kept = job, StopText(stops) if stops else None, []
+        self.streamed = ""  # the engine's pieces so far
+
+    def keep(self, piece: str) -> str:
+        self.streamed += piece
+        if self.stop is None:
+            return piece
+        if self.stop.hit:
+            return ""
+        text = self.stop.feed(piece)
+        if self.stop.hit:
+            self.job.cancelled = True
+        return text
+
+    def rest(self) -> str:
+        """After the last piece: what the whole reply has beyond the pieces (a character
+        the detokenizer held back as incomplete UTF-8), then any held stop prefix."""
+        reply = self.job.result.reply if self.job.result is not None else ""
+        tail = reply[len(self.streamed):] if reply.startswith(self.streamed) else ""
+        text = self.keep(tail) if tail else ""
+        return text + ("" if self.stop is None or self.stop.hit else self.stop.flush())
+
+
+async def pieces(choices: list[Choice]) -> Any:
+    """(index, piece) as each choice's pieces arrive, (index, END) after a choice's last;
+    one choice is read directly (no task between the engine and the socket)."""
+    if len(choices) == 1:
+        while (item := await choices[0].job.pieces.get()) is not END:
+            yield 0, item
+        yield 0, END
+        return
+    merged: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i: int, job: Job) -> None:
+        while (item := await job.pieces.get()) is not END:
+            merged.put_nowait((i, item))
+        merged.put_nowait((i, END))
+
+    tasks = [asyncio.create_task(pump(i, c.job)) for i, c in enumerate(choices)]
+    try:
+        left = len(choices)
+        while left:
+            i, item = await merged.get()
+            left -= item is END
+            yield i, item
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 MAX_BODY = 2 * 2**20  # bytes of a request body
 
 
 def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                model_name: str | None = None, batching: bool = True, max_batch: int = 8,
                prefill_chunk: int = 32, batch_wait_ms: float = 0.0,
-               prefix_cache: bool = True, trusted_hosts: list[str] | None = None,
+               prefix_cache: bool = True, prefix_cache_mb: float = 512,
+               trusted_hosts: list[str] | None = None,
                max_tokens_limit: int = 8192) -> Any:
     """``trusted_hosts``: the Host headers accepted (a loopback server gets its loopback
     names, so a web page the user opens cannot reach it under another name: DNS
@@ -62,7 +119,7 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
     def make_scheduler() -> Any:
         if batching:
             return BatchScheduler(engine, metrics, max_queue, max_batch, prefill_chunk,
-                                  batch_wait_ms, prefix_cache)
+                                  batch_wait_ms, prefix_cache, prefix_cache_mb)
         return SequentialScheduler(engine, metrics, max_queue)
 
     @asynccontextmanager
@@ -124,7 +181,14 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
             check_key(request)
             return app.openapi()
 
-    @app.get("/health")
+    plain_openapi = app.openapi
+
+    def openapi_doc() -> dict[str, Any]:
+        return schema.add_request_schemas(plain_openapi(), max_tokens_limit)
+
+    app.openapi = openapi_doc
+
+    @app.get("/health", **schema.HEALTH_ROUTE)
     async def health() -> Any:
         from fastapi.responses import JSONResponse
 
@@ -132,19 +196,19 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
             return JSONResponse({"status": "draining"}, status_code=503)
         return {"status": "ok"}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, **schema.METRICS_ROUTE)
     async def prometheus(request: Request) -> Any:
         check_key(request)
         return PlainTextResponse(metrics.prometheus(), media_type="text/plain; version=0.0.4")
 
     served = {"id": name, "object": "model", "created": 0, "owned_by": "latency-playground"}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", **schema.MODELS_ROUTE)
     async def list_models(request: Request) -> dict[str, Any]:
         check_key(request)
         return {"object": "list", "data": [served]}
 
-    @app.get("/v1/models/{model_id:path}")
+    @app.get("/v1/models/{model_id:path}", **schema.MODEL_ROUTE)
     async def one_model(model_id: str, request: Request) -> dict[str, Any]:
         check_key(request)
         if model_id != name:
@@ -196,20 +260,20 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not valid JSON") from None
         req = parse_request(body, engine, name, kind, default_max_tokens, max_tokens_limit)
-        job = Job(req["prompt"], req["max_tokens"], req["temperature"], asyncio.get_running_loop(),
-                  top_p=req["top_p"], seed=req["seed"])
-        stop = StopText(req["stop"]) if req["stop"] else None
-
-        def until_stop(piece: str) -> str:
-            """The part of ``piece`` to send before any stop string; at one, generation
-            ends (streamed and whole answers alike)."""
-            text = stop.feed(piece)
-            if stop.hit:
-                job.cancelled = True
-            return text
+        # n choices are n requests through the batch, seeds seed, seed + 1, ... (greedy
+        # ones are alike, as OpenAI's are)
+        choices = [Choice(Job(req["prompt"], req["max_tokens"], req["temperature"],
+                              asyncio.get_running_loop(), top_p=req["top_p"],
+                              seed=(req["seed"] + i) % 2**63), req["stop"])
+                   for i in range(req["n"])]
+        submitted: list[Choice] = []
         try:
-            state["scheduler"].submit(job)
+            for c in choices:
+                state["scheduler"].submit(c.job)
+                submitted.append(c)
         except QueueFull as exc:
+            for c in submitted:
+                c.job.cancelled = True
             return _error_response(ApiError(429, str(exc), kind="rate_limit_error",
                                             code="queue_full"), headers={"Retry-After": "1"})
         chat = kind == "chat"
@@ -218,85 +282,98 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         obj = "chat.completion" if chat else "text_completion"
         chunk_obj = obj + (".chunk" if chat else "")  # the object of a streamed event
 
-        def chunk(text: str | None, finish: str | None = None, first: bool = False) -> str:
+        def chunk(index: int, text: str | None, finish: str | None = None,
+                  first: bool = False) -> str:
             if chat:
                 delta = {"role": "assistant", "content": ""} if first else (
                     {} if text is None else {"content": text})
-                choice = {"index": 0, "delta": delta, "finish_reason": finish}
+                choice = {"index": index, "delta": delta, "finish_reason": finish}
             else:
-                choice = {"index": 0, "text": text or "", "logprobs": None,
+                choice = {"index": index, "text": text or "", "logprobs": None,
                           "finish_reason": finish}
             data = {"id": rid, "object": chunk_obj, "created": created, "model": name,
                     "choices": [choice]}
             return f"data: {json.dumps(data)}\n\n"
 
-        def usage() -> dict[str, int]:
-            m = job.result.metrics
-            return {"prompt_tokens": m.prompt_tokens, "completion_tokens": m.new_tokens,
-                    "total_tokens": m.prompt_tokens + m.new_tokens}
+        def usage() -> dict[str, Any]:
+            first = choices[0].job.result
+            new = sum(c.job.result.metrics.new_tokens for c in choices)
+            prompt = first.metrics.prompt_tokens
+            prefilled = getattr(first.timeline, "prefilled_tokens", None)
+            # the prompt is counted once (OpenAI's), each choice's tokens; the prompt's
+            # tokens taken from the prefix cache rather than computed, as OpenAI reports them
+            return {"prompt_tokens": prompt, "completion_tokens": new,
+                    "total_tokens": prompt + new, "prompt_tokens_details": {
+                        "cached_tokens": 0 if prefilled is None else prompt - prefilled}}
+
+        def failed() -> str | None:
+            return next((c.job.error or "cancelled" for c in choices
+                         if c.job.error or c.job.result is None), None)
 
         if req["stream"]:
             async def events():
                 try:
                     if chat:
-                        yield chunk(None, first=True)
-                    while (item := await job.pieces.get()) is not END:
-                        if stop is None:
-                            yield chunk(item)
-                        elif not stop.hit and (text := until_stop(item)):
-                            yield chunk(text)
-                    if stop is not None and not stop.hit and (rest := stop.flush()):
-                        yield chunk(rest)
-                    if job.error or job.result is None:
-                        error = {"message": job.error or "cancelled", "type": "server_error"}
-                        yield f"data: {json.dumps({'error': error})}\n\n"
-                    else:
-                        yield chunk(None, FINISH.get(job.result.finish_reason, "stop"))
-                        if req["include_usage"]:
-                            data = {"id": rid, "object": chunk_obj, "created": created,
-                                    "model": name, "choices": [], "usage": usage()}
-                            yield f"data: {json.dumps(data)}\n\n"
+                        for i in range(len(choices)):
+                            yield chunk(i, None, first=True)
+                    async for i, item in pieces(choices):
+                        c = choices[i]
+                        if item is not END:
+                            if text := c.keep(item):
+                                yield chunk(i, text)
+                        elif c.job.result is not None and not c.job.error:
+                            if rest := c.rest():
+                                yield chunk(i, rest)
+                            yield chunk(i, None, FINISH.get(c.job.result.finish_reason, "stop"))
+                    if error := failed():
+                        yield f"data: {json.dumps({'error': {'message': error, 'type': 'server_error'}})}\n\n"
+                    elif req["include_usage"]:
+                        data = {"id": rid, "object": chunk_obj, "created": created,
+                                "model": name, "choices": [], "usage": usage()}
+                        yield f"data: {json.dumps(data)}\n\n"
                     yield "data: [DONE]\n\n"
                 finally:
-                    job.cancelled = True  # a client that left frees its slot at once
+                    for c in choices:  # a client that left frees its slots at once
+                        c.job.cancelled = True
 
             return CountedStream(events(), media_type="text/event-stream")
-        kept: list[str] = []
-        watcher = asyncio.create_task(watch(job, request))
+        watcher = asyncio.create_task(watch([c.job for c in choices], request))
         try:
-            while (item := await job.pieces.get()) is not END:
-                if stop is not None and not stop.hit:
-                    kept.append(until_stop(item))
+            async for i, item in pieces(choices):
+                if item is not END:
+                    choices[i].kept.append(choices[i].keep(item))
         finally:
-            job.cancelled = True
+            for c in choices:
+                c.job.cancelled = True
             watcher.cancel()
-        if job.error or job.result is None:
-            raise ApiError(500, f"generation failed: {job.error}", kind="server_error")
-        finish = FINISH.get(job.result.finish_reason, "stop")
-        reply = job.result.reply
-        if stop is not None:
-            reply = "".join(kept) + ("" if stop.hit else stop.flush())
-        if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": reply},
-                      "finish_reason": finish}
-        else:
-            choice = {"index": 0, "text": reply, "logprobs": None, "finish_reason": finish}
+        if error := failed():
+            raise ApiError(500, f"generation failed: {error}", kind="server_error")
+        out = []
+        for i, c in enumerate(choices):
+            finish = FINISH.get(c.job.result.finish_reason, "stop")
+            reply = c.job.result.reply if c.stop is None else "".join(c.kept) + c.rest()
+            out.append({"index": i, "message": {"role": "assistant", "content": reply},
+                        "finish_reason": finish} if chat else
+                       {"index": i, "text": reply, "logprobs": None, "finish_reason": finish})
         return {"id": rid, "object": obj, "created": created, "model": name,
-                "choices": [choice], "usage": usage()}
+                "choices": out, "usage": usage()}
 
-    async def watch(job: Job, request: Request) -> None:
+    async def watch(jobs: list[Job], request: Request) -> None:
         """A whole (non-streamed) answer's client is checked twice a second: once it has
-        gone, the request is cancelled, so its slot frees and its tokens stop."""
-        while not job.cancelled:
+        gone, the request is cancelled, so its slots free and its tokens stop."""
+        while not all(job.cancelled for job in jobs):
             await asyncio.sleep(0.5)
             if await request.is_disconnected():
-                job.cancelled = True
+                for job in jobs:
+                    job.cancelled = True
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions",
+              **schema.completion_route(schema.ChatRequest, schema.ChatCompletion))
     async def chat_completions(request: Request) -> Any:
         return await serve(request, "chat")
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions",
+              **schema.completion_route(schema.CompletionRequest, schema.Completion))
     async def completions(request: Request) -> Any:
         return await serve(request, "completions")
 

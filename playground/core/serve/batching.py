@@ -50,13 +50,14 @@ class _Seq:
 class BatchScheduler(Scheduler):
     def __init__(self, engine: Any, metrics: ServerMetrics, max_queue: int = 64,
                  max_batch: int = 8, prefill_chunk: int = 32, batch_wait_ms: float = 0.0,
-                 prefix_cache: bool = True) -> None:
+                 prefix_cache: bool = True, prefix_cache_mb: float = 512) -> None:
         if max_batch < 1 or prefill_chunk < 1 or batch_wait_ms < 0:
             raise ValueError("max_batch and prefill_chunk must be at least 1, batch_wait_ms >= 0")
         self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
         self.batch_wait_s = batch_wait_ms / 1000.0
         self.rows = batched_rows(engine)
-        self.prefixes = PrefixStore() if prefix_cache else None
+        self.prefixes = (PrefixStore(max_bytes=int(prefix_cache_mb * 2**20))
+                         if prefix_cache else None)
         metrics.prefix_store = self.prefixes
         self._closing = False
         super().__init__(engine, metrics, max_queue)

@@ -32,6 +32,7 @@ REFUSED = {"logprobs": (None, False), "top_logprobs": (None, 0), "tools": (None,
            "logit_bias": (None, {}), "best_of": (None, 1), "echo": (None, False),
            "suffix": (None, "")}
 MAX_STOPS = 4
+MAX_N = 8  # choices a request: each is a sequence in the batch
 # No token is longer than this many characters in practice: a longer prompt than the
 # context times this is refused without tokenizing it (a 10 MB prompt's tokenization
 # held the event loop, so every client, for 7.6 s)
@@ -69,6 +70,11 @@ def parse_request(body: Any, engine: Any, model_name: str, kind: str = "chat",
         seed = random.randrange(2**31)  # OpenAI's: unseeded requests differ
     elif not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise ApiError(400, "seed: a whole number from 0 to 2^63 - 1", param="seed")
+    n = body.get("n")
+    if n is None:
+        n = 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
+        raise ApiError(400, f"n: a whole number from 1 to {MAX_N}", param="n")
     stream = bool(body.get("stream", False))
     options = body.get("stream_options") or {}
     context = context_length(engine)
@@ -85,14 +91,12 @@ def parse_request(body: Any, engine: Any, model_name: str, kind: str = "chat",
                            param="messages" if kind == "chat" else "prompt",
                            code="context_length_exceeded")
     return {"prompt": prompt, "max_tokens": max_tokens, "temperature": float(temperature),
-            "top_p": float(top_p), "seed": seed, "stop": _stops(body),
+            "top_p": float(top_p), "seed": seed, "stop": _stops(body), "n": n,
             "stream": stream, "include_usage": bool(isinstance(options, dict)
                                                     and options.get("include_usage"))}
 
 
 def _refuse_unserved(body: dict[str, Any]) -> None:
-    if body.get("n") not in (None, 1):
-        raise ApiError(400, "n: only 1 choice a request is served", param="n")
     for key, defaults in REFUSED.items():
         if key in body and body[key] not in defaults:
             raise ApiError(400, f"{key}: not served here (only the default, "
