@@ -8,6 +8,7 @@ import sys
 SHORTCUTS = (
     ("Ctrl+Enter", "send the message (in the message box)"),
     ("Enter", "load / apply the settings (in the Model field)"),
+    ("Ctrl+O", "the models on this machine: pick one to load"),
     ("Ctrl+Q", "quit (settings and the last working config are saved)"),
 )
 

@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from playground.gui.markdown import reply_html
+
 
 @dataclass
 class ChatTurn:
@@ -86,6 +88,7 @@ class ChatView(QWidget):
         self.streaming = False
         self.held: str | None = None  # why Send is off (a model loading), or None
         self.send.setToolTip(SEND_TIP)
+        self.markdown = True  # finished replies read as Markdown (View menu)
 
     def keyPressEvent(self, event) -> None:  # Ctrl+Enter sends
         from PySide6.QtCore import Qt
@@ -173,6 +176,11 @@ class ChatView(QWidget):
         """Every chat of this session, the current one last."""
         return [*self.earlier, self.turns]
 
+    def set_markdown(self, on: bool) -> None:
+        self.markdown = on
+        if not self.streaming:
+            self.render()
+
     def copy_last_reply(self) -> None:
         replies = [t.reply for t in self.turns if t.reply]
         if replies:
@@ -180,14 +188,18 @@ class ChatView(QWidget):
 
     def render(self) -> None:
         parts = []
-        for turn in self.turns:
+        for i, turn in enumerate(self.turns):
             parts.append(f"<p><b>You:</b> {html.escape(turn.user)}</p>")
-            body = html.escape(turn.reply).replace("\n", "<br>")
-            parts.append(f"<p><b>Model:</b> {body}")
+            if i == len(self.turns) - 1 and not turn.metrics_line:  # plain until it ends
+                body = html.escape(turn.reply).replace("\n", "<br>")
+                parts.append(f"<p><b>Model:</b> {body}")
+                continue
+            parts.append(f"<p><b>Model:</b></p>{reply_html(turn.reply) if self.markdown else ''}")
+            if not self.markdown:
+                parts.append(f"<p>{html.escape(turn.reply).replace(chr(10), '<br>')}</p>")
             if turn.metrics_line:
-                parts.append(f"<br><span style='color:#666; font-size:small'>"
-                             f"{html.escape(turn.metrics_line)}</span>")
-            parts.append("</p>")
-        # The last paragraph stays open so streamed pieces land inside it.
+                parts.append(f"<p><span style='color:#666; font-size:small'>"
+                             f"{html.escape(turn.metrics_line)}</span></p>")
+        # A streaming reply's paragraph stays open so its pieces land inside it.
         self.transcript.setHtml("".join(parts))
         self.transcript.moveCursor(QTextCursor.MoveOperation.End)

@@ -93,6 +93,11 @@ class ControlsPanel(QWidget):
         self.open_gguf = QPushButton("GGUF…")
         self.open_folder.clicked.connect(self._pick_folder)
         self.open_gguf.clicked.connect(self._pick_gguf)
+        self.browse = QPushButton("Models…")
+        self.browse.setToolTip("the GGUF files and model folders on this machine, with size, "
+                               "format, parameters, fast path and whether each fits in free RAM")
+        self.browse.clicked.connect(self.pick_model)
+        buttons.addWidget(self.browse)
         buttons.addWidget(self.open_folder)
         buttons.addWidget(self.open_gguf)
         form.addRow(buttons)
@@ -388,6 +393,21 @@ class ControlsPanel(QWidget):
         folder = file_dialogs.open_folder(self, "Hugging Face model folder")
         if folder:
             self.model.setText(folder)
+
+    def pick_model(self, roots=None) -> None:
+        from playground.gui.model_picker import ModelPicker
+
+        picker = ModelPicker(self.window(), roots)
+        picker.chosen.connect(self._use_model)
+        picker.open()  # not exec(): the scan and the app keep running
+        self.picker = picker
+
+    def _use_model(self, path: str, quant: str) -> None:
+        self.model.setText(path)
+        self.quant.setCurrentText(quant)
+        self.refresh_student()
+        self.refresh_qat()
+        self.apply_requested.emit()  # Use loads it, as Enter in the Model field does
 
     def _pick_gguf(self) -> None:
         path = file_dialogs.open_file(self, "GGUF model", "GGUF (*.gguf)")

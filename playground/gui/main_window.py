@@ -165,6 +165,7 @@ class MainWindow(QMainWindow):
     # -- menus -------------------------------------------------------------------
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction("Models on this machine…", self.controls.pick_model).setShortcut("Ctrl+O")
         file_menu.addAction("Export charts as PNG…", self.export_charts_dialog)
         file_menu.addAction("Export session turns as CSV…", lambda: self.export_turns_dialog("csv"))
         file_menu.addAction("Export session turns as JSON…", lambda: self.export_turns_dialog("json"))
@@ -172,6 +173,10 @@ class MainWindow(QMainWindow):
         file_menu.addAction("Quit", self.close).setShortcut("Ctrl+Q")
         view = self.menuBar().addMenu("&View")
         view.addAction("History…", self.show_history)
+        markdown = view.addAction("Replies as Markdown")
+        markdown.setCheckable(True)
+        markdown.setChecked(self.chat.markdown)
+        markdown.toggled.connect(self.chat.set_markdown)
         tools = self.menuBar().addMenu("&Tools")
         tools.addAction("Build distilled variant…", lambda: self.distill_job.dialog())
         tools.addAction("Quantization-aware training…", lambda: self.qat_job.dialog())

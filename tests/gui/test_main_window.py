@@ -118,6 +118,7 @@ def test_chatting_with_a_remote_endpoint_fills_the_same_charts(qtbot, make_windo
 def test_a_turn_streams_into_the_chat_and_every_chart(qtbot, make_window):
     window = make_window()
     assert "decode: lean decode step" in window.controls.model_info.text()  # tiny Llama
+    window.chat.set_markdown(False)  # random tokens: Markdown would fold their whitespace
     send(qtbot, window)
     turn = window.chat.turns[-1]
     assert turn.reply and turn.reply in window.chat.transcript.toPlainText()
@@ -528,6 +529,7 @@ def test_every_menu_action_opens_its_dialog_and_cancels(qtbot, make_window):
             cancel(action.text())  # a dialog opened without blocking (open())
             qtbot.waitUntil(lambda: QApplication.activeModalWidget() is None, timeout=WAIT_MS)
     assert seen == {
+        "Models on this machine…": "ModelPicker",
         "Export charts as PNG…": "QFileDialog", "Export session turns as CSV…": "QFileDialog",
         "Export session turns as JSON…": "QFileDialog", "History…": "HistoryDialog",
         "Build distilled variant…": "QInputDialog", "Quantization-aware training…": "QInputDialog",

@@ -1,0 +1,207 @@
+"""The models on this machine, found before loading any: GGUF files and model folders in
+the places users keep them (LM Studio's, GPT4All's, Ollama's blobs, the Hugging Face
+cache, Downloads, ~/models and the folders of models used before), each with its size,
+format, parameter count, whether the fast path (gguf-native, the one-call native step)
+applies and why not, and whether it fits in the RAM free now. Read from headers only:
+a GGUF's metadata and tensor table, a folder's config.json and safetensors headers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playground.core.gguf_blocks import NATIVE
+
+# GGUF architectures whose files run the one-call step (decode/family.py's families;
+# Mistral's files say "llama")
+FAST_ARCHS = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3")
+FAST_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3")
+BASE_MB = 550  # the process before any weight: Python, torch, transformers, a tokenizer
+MAX_DEPTH = 5
+MAX_ENTRIES = 20000  # directory entries looked at per root: a home folder can be huge
+
+
+@dataclass
+class FoundModel:
+    path: Path
+    kind: str  # "gguf" or "folder"
+    name: str
+    size_mb: float
+    arch: str = "?"
+    fmt: str = "?"  # a GGUF's file type (Q4_K_M, ...), a folder's dtype
+    params: int | None = None
+    fast: str | None = None  # None: the fast path applies; else why not
+    need_mb: float | None = None  # RAM it takes loaded (estimate, before the KV cache)
+    types: Counter = field(default_factory=Counter)  # a GGUF's matrices by block type
+    problem: str | None = None  # unreadable: why
+
+    def fits(self, free_mb: float) -> bool | None:
+        return None if self.need_mb is None else self.need_mb <= free_mb
+
+    def spec(self) -> str:
+        """The RunConfig spec that loads it the fastest faithful way."""
+        quant = ",quant=gguf-native" if self.kind == "gguf" and self.fast is None else ""
+        return f"model={self.path}{quant}"
+
+
+def default_roots(extra: list[Path] | None = None) -> list[Path]:
+    home = Path.home()
+    roots = [*(extra or []), home / "models", home / "Downloads",
+             home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models",
+             home / ".local" / "share" / "nomic.ai" / "GPT4All",
+             home / ".ollama" / "models" / "blobs",
+             Path(os.environ.get("HF_HUB_CACHE", home / ".cache" / "huggingface" / "hub"))]
+    from playground.core import paths
+
+    roots.append(paths.cache_dir() / "models")
+    seen, out = set(), []
+    for root in roots:
+        key = str(root.expanduser().resolve()) if root.exists() else None
+        if key and key not in seen:
+            seen.add(key)
+            out.append(root)
+    return out
+
+
+def scan(roots: list[Path] | None = None) -> list[FoundModel]:
+    """Every GGUF file and model folder under ``roots`` (default_roots()), largest first."""
+    found: dict[str, FoundModel] = {}
+    for root in roots if roots is not None else default_roots():
+        for path in _walk(Path(root).expanduser()):
+            key = str(path.resolve())
+            if key not in found:
+                found[key] = describe(path)
+    return sorted(found.values(), key=lambda m: -m.size_mb)
+
+
+def _walk(root: Path):
+    if root.is_file():
+        if _is_gguf(root):
+            yield root
+        return
+    stack, looked = [(root, 0)], 0
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        names = {e.name for e in entries}
+        if "config.json" in names and any(n.endswith(".safetensors") for n in names):
+            yield folder
+        for entry in entries:
+            looked += 1
+            if looked > MAX_ENTRIES:
+                return
+            try:
+                if entry.is_dir(follow_symlinks=False) and depth < MAX_DEPTH \
+                        and not entry.name.startswith("."):
+                    stack.append((Path(entry.path), depth + 1))
+                elif entry.is_file() and _is_gguf(Path(entry.path)):
+                    yield Path(entry.path)
+            except OSError:
+                continue
+
+
+def _is_gguf(path: Path) -> bool:
+    if path.suffix.lower() == ".gguf":
+        return True
+    # Ollama keeps GGUFs as sha256-named blobs: the magic says which are models
+    if path.name.startswith("sha256"):
+        try:
+            with path.open("rb") as f:
+                return f.read(4) == b"GGUF"
+        except OSError:
+            return False
+    return False
+
+
+def describe(path: Path) -> FoundModel:
+    """One file's or folder's entry; unreadable ones say why (never raise)."""
+    try:
+        return _gguf(path) if path.is_file() else _folder(path)
+    except Exception as exc:  # a damaged file is a row that says so, not a failed scan
+        size = path.stat().st_size / 1e6 if path.is_file() else 0.0
+        return FoundModel(path, "gguf" if path.is_file() else "folder", path.name, size,
+                          problem=f"unreadable: {type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def _gguf(path: Path) -> FoundModel:
+    from gguf import GGUFReader, LlamaFileType
+
+    reader = GGUFReader(str(path))
+
+    def field_value(key: str):
+        f = reader.fields.get(key)
+        return None if f is None else f.contents()
+
+    arch = str(field_value("general.architecture") or "?")
+    name = str(field_value("general.name") or path.stem)
+    ftype = field_value("general.file_type")
+    try:
+        fmt = LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_") if ftype is not None else "?"
+    except ValueError:
+        fmt = f"type {ftype}"
+    params = sum(int(t.n_elements) for t in reader.tensors)
+    types = Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) >= 2)
+    size_mb = path.stat().st_size / 1e6
+    slow = sorted(t for t in types if t not in NATIVE and t not in ("F32",))
+    if arch not in FAST_ARCHS:
+        fast = f"architecture {arch}: not on the one-call step (transformers' forward)"
+    elif slow:
+        fast = ("no native kernel for " + ", ".join(f"{types[t]} {t}" for t in slow)
+                + ": those run from float32 copies")
+    else:
+        fast = None
+    floats = sum(int(t.n_elements) for t in reader.tensors if t.tensor_type.name in slow)
+    # kept in blocks: about the file; a matrix without a kernel becomes float32 (4 bytes)
+    need = BASE_MB + size_mb + floats * 4 / 1e6
+    return FoundModel(path, "gguf", name, size_mb, arch, fmt, params, fast, need, types)
+
+
+def _folder(path: Path) -> FoundModel:
+    config = json.loads((path / "config.json").read_text())
+    kind = str(config.get("model_type") or "?")
+    files = list(path.glob("*.safetensors"))
+    size_mb = sum(f.stat().st_size for f in files) / 1e6
+    params, dtypes = 0, Counter()
+    for f in files:
+        for info in _safetensors_header(f).values():
+            if isinstance(info, dict) and "shape" in info:
+                n = 1
+                for d in info["shape"]:
+                    n *= int(d)
+                params += n
+                dtypes[info.get("dtype", "?")] += n
+    fmt = dtypes.most_common(1)[0][0] if dtypes else "?"
+    fast = None if kind in FAST_MODEL_TYPES else f"model type {kind}: not on the one-call step"
+    # transformers loads a folder in float32: 4 bytes a parameter
+    need = BASE_MB + params * 4 / 1e6 if params else None
+    name = path.parent.parent.name.removeprefix("models--").replace("--", "/") \
+        if path.parent.name == "snapshots" else path.name
+    return FoundModel(path, "folder", name, size_mb, kind, fmt, params or None, fast, need)
+
+
+def _safetensors_header(path: Path) -> dict:
+    with path.open("rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        if length > 100 * 2**20:
+            raise ValueError(f"{path.name}: a header of {length} bytes")
+        return json.loads(f.read(length))
+
+
+def free_mb() -> float:
+    import psutil
+
+    return psutil.virtual_memory().available / 1e6
+
+
+def human_params(n: int | None) -> str:
+    if not n:
+        return "?"
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
