@@ -411,6 +411,18 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{row['model']:<40} {size:>9}  {row['where']}")
         if row.get("converted_mb"):
             print(f"{'  (converted, float32)':<40} {_fmt(row['converted_mb']):>9}")
+    from playground.core import model_scan
+
+    roots = [Path(p) for p in args.dirs] if args.dirs else None
+    found = model_scan.scan(roots)
+    free = model_scan.free_mb()
+    print(f"\n{len(found)} GGUF files and model folders found; {free / 1e3:.1f} GB of RAM free")
+    for m in found:
+        fits = m.fits(free)
+        print(f"{m.name[:40]:<40} {m.size_mb:>9.0f}  {m.fmt:<8} "
+              f"{model_scan.human_params(m.params):>7}  fast path: "
+              f"{m.problem or ('yes' if m.fast is None else 'no (' + m.fast + ')')}  "
+              f"fits: {'?' if fits is None else 'yes' if fits else 'no'}  {m.spec()}")
     return 0
 
 
@@ -501,7 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     qat_cmd.add_argument("--out", help="output folder (default: in the data folder)")
     qat_cmd.set_defaults(func=cmd_qat)
 
-    models = sub.add_parser("models", help="list the default model and cached models")
+    models = sub.add_parser("models", help="list the default model, cached models and the "
+                            "GGUF files and model folders on this machine")
+    models.add_argument("dirs", nargs="*", help="folders to look in (default: the usual places)")
     models.set_defaults(func=cmd_models)
     from playground import cli_serve
 

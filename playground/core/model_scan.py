@@ -141,7 +141,10 @@ def _gguf(path: Path) -> FoundModel:
         return None if f is None else f.contents()
 
     arch = str(field_value("general.architecture") or "?")
-    name = str(field_value("general.name") or path.stem)
+    # the file's name is what users know it by (converters often write "Hf" or the
+    # folder's name as general.name); Ollama's blobs have only the metadata's
+    name = path.name if not path.name.startswith("sha256") else str(
+        field_value("general.name") or path.name)
     ftype = field_value("general.file_type")
     try:
         fmt = LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_") if ftype is not None else "?"

@@ -72,6 +72,19 @@ def test_models_lists_the_default(capsys):
     assert "default" in out and "SmolLM2-135M-Instruct" in out
 
 
+def test_models_lists_the_files_in_a_folder_with_the_fast_paths_verdict(tmp_path, capsys):
+    from gguf_files import write_tiny_gguf
+
+    fast = write_tiny_gguf(tmp_path / "mine.gguf", {})
+    write_tiny_gguf(tmp_path / "half.gguf", {"ffn_down": "F16"})
+    assert main(["models", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    mine = next(line for line in lines if line.startswith("mine.gguf"))
+    half = next(line for line in lines if line.startswith("half.gguf"))
+    assert "fast path: yes" in mine and f"model={fast},quant=gguf-native" in mine
+    assert "fast path: no" in half and "F16" in half
+
+
 def test_distill_command_builds_registers_and_reports(tiny4_dir, tmp_path, capsys):
     """The whole command on the shipped prompt set, a tiny teacher and a few steps."""
     from playground.core import registry
