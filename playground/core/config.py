@@ -154,6 +154,8 @@ def _convert(key: str, value: str) -> Any:
             return float(value)
         except ValueError:
             raise ConfigError(f"{key}: '{value}' is not a number") from None
+    if key == "threads" and value == "auto":
+        return 0  # what the app and the server show as "auto"
     if key in ("threads", "max_new_tokens", "seed", "quant_group"):
         try:
             return int(value)

@@ -17,6 +17,10 @@ def test_architecture_example_parses_and_round_trips():
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_threads_auto_is_the_default_count():
+    assert RunConfig.parse("threads=auto").threads == 0 == RunConfig().threads
+
+
 def test_every_key_is_in_the_spec_string():
     text = RunConfig().format()
     assert [part.split("=")[0] for part in text.split(",")] == list(KEYS)
