@@ -22,7 +22,7 @@ serve on 8013 --batching on
 serve on-noprefix 8014 --batching on --prefix-cache off
 serve off 8011 --batching off
 LLAMA=benchmarks/out/llamacpp/bin/llama-server
-if [ "$NAME" = gguf ] && [ -x $LLAMA ]; then
+if [[ "$NAME" == gguf* ]] && [ -x $LLAMA ]; then
   GGUF=$(.venv/bin/python -c "from playground.core.models import default_gguf_path as d; print(d())")
   $LLAMA -m "$GGUF" -t 2 -np 8 -c 8192 --port 8012 > $OUT/llama-server.log 2>&1 &
   PIDS="$PIDS $!"; SERVERS="$SERVERS llamacpp:8012"

@@ -74,6 +74,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     if args.requests is None:
         raise ValueError("load: --requests N is required (a load run is always bounded)")
+    if args.timeout <= 0:
+        raise ValueError(f"load: --timeout {args.timeout}; allowed: seconds above 0")
     if args.plot and Path(args.plot).suffix.lower() != ".svg":
         raise ValueError(f"--plot: '{args.plot}' must end in .svg (drawn without Qt)")
     for name in args.compare_with or []:
@@ -88,7 +90,8 @@ def cmd_load(args: argparse.Namespace) -> int:
         api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
         concurrency=_numbers(args.concurrency, int, "--concurrency"),
         rates=_numbers(args.rate, float, "--rate") if args.rate else None,
-        arrivals=args.arrivals, slo=parse_slo(args.goodput))
+        arrivals=args.arrivals, slo=parse_slo(args.goodput), timeout_s=args.timeout,
+        unique_prefix=args.unique_prefix)
     steps = run_load(settings, progress=_print_step)
     result = {"schema": 1, "kind": "load", "endpoint": args.endpoint, "model": args.model,
               "label": args.label,
@@ -138,6 +141,12 @@ def _print_step(step: dict[str, Any]) -> None:
           f"{step['output_tok_s']:.1f} output tok/s · {step['req_s']:.2f} req/s · TTFT p50 "
           f"{fmt(t['p50'])} p99 {fmt(t['p99'])} ms · ITL p50 {fmt(i['p50'])} p99 {fmt(i['p99'])} ms"
           f" · goodput {step['goodput']:.0%}", flush=True)
+    cached = step.get("cached_tokens")
+    if step.get("prompt_tokens"):
+        print(f"{'':<16} prompt tokens {step['prompt_tokens']}, from the server's cache: "
+              f"{'not reported' if cached is None else cached}", flush=True)
+    for why in step.get("error_samples") or []:
+        print(f"{'':<16} failed: {why}", flush=True)
 
 
 def _write_csv(path: Path, steps: list[dict[str, Any]]) -> None:
@@ -195,6 +204,11 @@ def add_parsers(sub: Any) -> None:
     load.add_argument("--requests", type=int, help="requests per step (required)")
     load.add_argument("--prompts", help="prompt file (.txt one per line, or .jsonl)")
     load.add_argument("--max-tokens", type=int, default=64)
+    load.add_argument("--timeout", type=float, default=120.0,
+                      help="seconds a request may take before it counts as failed")
+    load.add_argument("--unique-prefix", action="store_true",
+                      help="begin every request with its own tag, so no prompt shares a "
+                           "prefix with another: measures prefill, not a prefix cache")
     load.add_argument("--goodput", help="SLOs, e.g. ttft_ms:500,tpot_ms:100")
     load.add_argument("--json", help="write the result (schema 1, a load section)")
     load.add_argument("--csv", help="write one row per step")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,8 @@ class RequestResult:
     itl_s: list[float] = field(default_factory=list)
     e2e_s: float | None = None
     output_tokens: int = 0
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None  # None: the server did not say
 
     @property
     def tpot_s(self) -> float | None:
@@ -56,6 +59,9 @@ class LoadSettings:
     timeout_s: float = 120.0  # per request
     step_timeout_s: float = 900.0  # per step: requests not done by then count as errors
     seed: int = 0
+    # a unique first line per request, so no two share a prefix: the step measures
+    # computing prompts, not a server's prefix cache
+    unique_prefix: bool = False
 
 
 # -- pure metric functions ----------------------------------------------------------
@@ -116,7 +122,18 @@ def summarize(results: list[RequestResult], wall_s: float, slo: dict[str, float]
         "goodput": (sum(meets_slo(r, slo) for r in results) / len(results)) if results else 0.0,
         "wall_s": wall_s,
         "error_samples": sorted({r.error for r in results if r.error})[:3],
+        "prompt_tokens": sum(r.prompt_tokens or 0 for r in ok),
+        # None when the server reports no cached tokens (its prefix reuse is then unknown)
+        "cached_tokens": (sum(r.cached_tokens for r in ok if r.cached_tokens is not None)
+                          if any(r.cached_tokens is not None for r in ok) else None),
     }
+
+
+def cached_tokens(usage: dict[str, Any] | None) -> int | None:
+    """OpenAI's ``usage.prompt_tokens_details.cached_tokens``; None where absent."""
+    details = (usage or {}).get("prompt_tokens_details") or {}
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def parse_slo(text: str | None) -> dict[str, float]:
@@ -177,13 +194,17 @@ async def one_request(client: Any, settings: LoadSettings, messages: list[dict[s
     start = time.perf_counter()
     times: list[float] = []
     texts: list[str] = []
-    usage_tokens = None
+    usage: dict[str, Any] = {}
     try:
         async with client.stream("POST", url, json=body, headers=headers,
                                  timeout=settings.timeout_s) as response:
             if response.status_code != 200:
                 detail = (await response.aread()).decode(errors="replace")[:200]
                 return RequestResult(False, f"HTTP {response.status_code}: {detail}")
+            media = response.headers.get("content-type", "").split(";")[0].strip()
+            if media != "text/event-stream":
+                return RequestResult(False, f"the answer is {media or 'untyped'}, not a stream "
+                                     "of server-sent events (text/event-stream)")
             async for line in response.aiter_lines():
                 event = parse_event(line)
                 if event is None:
@@ -191,7 +212,7 @@ async def one_request(client: Any, settings: LoadSettings, messages: list[dict[s
                 if event.done:
                     break
                 if event.usage:
-                    usage_tokens = event.usage.get("completion_tokens")
+                    usage = event.usage
                 for content in event.pieces:
                     times.append(time.perf_counter())
                     texts.append(content)
@@ -200,9 +221,11 @@ async def one_request(client: Any, settings: LoadSettings, messages: list[dict[s
     end = time.perf_counter()
     if not times:
         return RequestResult(False, "no content in the stream")
-    counts = tokens_per_chunk(texts, usage_tokens)
+    counts = tokens_per_chunk(texts, usage.get("completion_tokens"))
+    prompt = usage.get("prompt_tokens")
     return RequestResult(True, None, times[0] - start, chunk_itls(times, counts), end - start,
-                         sum(counts))
+                         sum(counts), int(prompt) if isinstance(prompt, int) else None,
+                         cached_tokens(usage))
 
 
 async def _step(settings: LoadSettings, concurrency: int | None, rate: float | None,
@@ -211,6 +234,9 @@ async def _step(settings: LoadSettings, concurrency: int | None, rate: float | N
 
     rng = random.Random(settings.seed)
     jobs = [settings.prompts[i % len(settings.prompts)] for i in range(settings.requests)]
+    if settings.unique_prefix:
+        nonce = os.urandom(8).hex()  # fresh each step and run: never in a server's cache
+        jobs = [_unique(messages, f"{nonce}-{i}") for i, messages in enumerate(jobs)]
     results: list[RequestResult] = []
     limits = httpx.Limits(max_connections=max(concurrency or 0, 64))
     async with httpx.AsyncClient(limits=limits, timeout=settings.timeout_s) as client:
@@ -225,12 +251,13 @@ async def _step(settings: LoadSettings, concurrency: int | None, rate: float | N
             tasks = [asyncio.create_task(worker()) for _ in range(concurrency or 1)]
         else:
             tasks = []
-            for messages in jobs:
+            for i, messages in enumerate(jobs):
                 if should_stop():
                     break
                 tasks.append(asyncio.create_task(one_request(client, settings, messages)))
-                gap = rng.expovariate(rate) if settings.arrivals == "poisson" else 1.0 / rate
-                await asyncio.sleep(gap)
+                if i + 1 < len(jobs):  # the step ends with its requests, not a gap after them
+                    gap = rng.expovariate(rate) if settings.arrivals == "poisson" else 1.0 / rate
+                    await _arrival_gap(gap)
         done, pending = await asyncio.wait(tasks, timeout=settings.step_timeout_s)
         for task in pending:
             task.cancel()
@@ -240,6 +267,16 @@ async def _step(settings: LoadSettings, concurrency: int | None, rate: float | N
                     range(settings.requests - len(results))] if not should_stop() else []
         wall = time.perf_counter() - start
     return summarize(results, wall, settings.slo, concurrency, rate)
+
+
+async def _arrival_gap(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+def _unique(messages: list[dict[str, str]], tag: str) -> list[dict[str, str]]:
+    first = dict(messages[0])
+    first["content"] = f"[request {tag}] {first['content']}"
+    return [first, *messages[1:]]
 
 
 def run_load(settings: LoadSettings, progress: Callable[[dict[str, Any]], None] = lambda s: None,

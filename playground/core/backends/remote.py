@@ -21,7 +21,7 @@ from typing import Any
 
 from playground.core.config import RunConfig
 from playground.core.engine import GenerationError, Message, OnToken, ShouldStop, TurnResult
-from playground.core.load import parse_event, tokens_per_chunk
+from playground.core.load import cached_tokens, parse_event, tokens_per_chunk
 from playground.core.metrics import TokenTimeline, turn_metrics
 
 CONNECT_TIMEOUT_S = 5.0
@@ -109,9 +109,15 @@ class RemoteEngine:
                                   else None)
         timeline.token_times = _spread(times, counts)
         timeline.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        cached = cached_tokens(usage)
+        # prefill speed only where the server says how much of the prompt it computed: a
+        # server's prefix cache would otherwise read as an impossibly fast prefill
+        timeline.prefilled_tokens = 0 if cached is None else timeline.prompt_tokens - cached
         metrics = turn_metrics(timeline)
         result = TurnResult("".join(texts), [], timeline, metrics, finish, cfg)
         result.extra["chunks"] = len(times)
+        result.extra["cached_tokens"] = cached
+        result.prefix_reused = cached or 0
         return result
 
 
