@@ -47,6 +47,14 @@ _COLUMNS = ("created", "kind", "session", "config", "hardware", "metrics", "prom
 _INSERT = f"INSERT INTO turns ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
+@dataclass
+class ChatSummary:
+    session: str
+    first_prompt: str
+    turns: int
+    last: float  # time.time() of its last turn
+
+
 class _LeaveAlone(sqlite3.DatabaseError):
     """A readable database this app must not change (newer schema, a foreign table)."""
 
@@ -215,6 +223,27 @@ class History:
             args = (kind,)
         query += " ORDER BY id DESC LIMIT ?"
         rows = self.conn.execute(query, (*args, limit)).fetchall()
+        return [_turn(r) for r in rows]
+
+    def chats(self, limit: int = 50) -> list[ChatSummary]:
+        """The saved chats (chat turns sharing a ``session``: one chat of the app), the
+        latest first: their first prompt, turn count and when the last turn ended."""
+        rows = self.conn.execute(
+            "SELECT session, COUNT(*), MAX(created), MIN(id) FROM turns WHERE kind = 'chat' "
+            "AND session IS NOT NULL GROUP BY session ORDER BY MAX(id) DESC LIMIT ?",
+            (limit,)).fetchall()
+        out = []
+        for session, count, last, first_id in rows:
+            (prompt,) = self.conn.execute("SELECT prompt FROM turns WHERE id = ?",
+                                          (first_id,)).fetchone()
+            out.append(ChatSummary(session, prompt or "", int(count), float(last)))
+        return out
+
+    def chat(self, session: str) -> list[Turn]:
+        """One saved chat's turns, in order."""
+        rows = self.conn.execute(
+            f"SELECT id, {', '.join(_COLUMNS)} FROM turns WHERE kind = 'chat' AND session = ? "
+            "ORDER BY id", (session,)).fetchall()
         return [_turn(r) for r in rows]
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ class Job:
     kind: str  # "load", "reply", "compare", "ab", "distill", "qat"
     token: CancelToken = field(default_factory=CancelToken)
     id: int = field(default_factory=lambda: next(_ids))
+    chat: str | None = None  # a reply's chat (its turns' history session)
 
     def cancel(self) -> None:
         self.token.cancel()

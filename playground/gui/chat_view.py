@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -48,6 +49,22 @@ def metrics_line(m, config_label: str, prefix_reused: int | None = None) -> str:
     return " · ".join(parts) + f" · [{config_label}]"
 
 
+def saved_turn(prompt: str, reply: str, metrics: dict | None, config: str, created: float
+               ) -> ChatTurn:
+    """A turn read back from the history, its line from the figures recorded then."""
+    m = metrics or {}
+
+    def f(key: str, digits: int = 1) -> str:
+        v = m.get(key)
+        return "–" if v is None else f"{v:.{digits}f}"
+
+    when = datetime.fromtimestamp(created).isoformat(timespec="seconds")
+    line = (f"TTFT {f('ttft_ms')} ms · {f('decode_tok_s')} tok/s · {m.get('new_tokens', '–')} "
+            f"tokens · peak {f('peak_rss_mb', 0)} MB · saved {when.replace('T', ' ')}")
+    return ChatTurn(user=prompt, reply=reply, metrics_line=line, config=config, metrics=m,
+                    finished_at=when)
+
+
 SEND_TIP = "Send the message (Ctrl+Enter)"
 
 
@@ -89,6 +106,7 @@ class ChatView(QWidget):
         self.held: str | None = None  # why Send is off (a model loading), or None
         self.send.setToolTip(SEND_TIP)
         self.markdown = True  # finished replies read as Markdown (View menu)
+        self.chat_id = uuid.uuid4().hex  # this chat's turns in the history (its session)
 
     def keyPressEvent(self, event) -> None:  # Ctrl+Enter sends
         from PySide6.QtCore import Qt
@@ -170,6 +188,14 @@ class ChatView(QWidget):
         if self.turns:  # the session keeps them (File → Export writes every chat)
             self.earlier.append(self.turns)
         self.turns = []
+        self.chat_id = uuid.uuid4().hex
+        self.render()
+
+    def restore(self, chat_id: str, turns: list[ChatTurn]) -> None:
+        """A saved chat back in the window: its turns shown, later turns added to it."""
+        if self.turns:
+            self.earlier.append(self.turns)
+        self.turns, self.chat_id = list(turns), chat_id
         self.render()
 
     def session(self) -> list[list[ChatTurn]]:

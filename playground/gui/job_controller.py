@@ -59,8 +59,10 @@ class JobController(QObject):
         self.load_request.emit(job, config)
         return job
 
-    def generate(self, messages: list[dict[str, str]], sampling: RunConfig | None) -> Job:
+    def generate(self, messages: list[dict[str, str]], sampling: RunConfig | None,
+                 chat: str | None = None) -> Job:
         job = self.begin("reply")
+        job.chat = chat
         self.generate_request.emit(job, messages, sampling)
         return job
 

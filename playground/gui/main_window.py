@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from playground.core.config import ConfigError, RunConfig
 from playground.core.jobs import Job
-from playground.gui import about, exports, file_dialogs
+from playground.gui import about, exports, file_dialogs, saved_chats
 from playground.gui.charts import ChartsPanel
 from playground.gui.chat_view import ChatView, metrics_line
 from playground.gui.compare_view import CompareView
@@ -173,6 +173,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction("Quit", self.close).setShortcut("Ctrl+Q")
         view = self.menuBar().addMenu("&View")
         view.addAction("History…", self.show_history)
+        view.addAction("Saved chats…", self.show_saved_chats)
         markdown = view.addAction("Replies as Markdown")
         markdown.setCheckable(True)
         markdown.setChecked(self.chat.markdown)
@@ -204,8 +205,31 @@ class MainWindow(QMainWindow):
 
     # -- actions -----------------------------------------------------------------
     def start(self) -> None:
-        """Load the model of the controls in the background (the window is already shown)."""
+        """Load the model of the controls in the background (the window is already shown),
+        with the last chat back in the chat pane."""
+        self._reopen_last_chat()
         self.apply_controls()
+
+    def _reopen_last_chat(self) -> None:
+        try:
+            last = saved_chats.last_chat()
+        except Exception as exc:  # an unreadable history costs the old chat, nothing else
+            self.status_label.setText(f"the last chat could not be read back: {exc}")
+            return
+        if last is not None and not self.chat.turns:
+            self.chat.restore(*last)
+
+    def show_saved_chats(self) -> None:
+        dialog = saved_chats.SavedChats(self)
+        dialog.chosen.connect(self.open_chat)
+        dialog.open()
+
+    @Slot(str)
+    def open_chat(self, session: str) -> None:
+        if self.chat.streaming:
+            self.stop()
+        self.chat.restore(session, saved_chats.load_chat(session))
+        self.jobs.new_chat()  # the engine's cached conversation is another one
 
     @Slot()
     def apply_controls(self) -> None:
@@ -254,7 +278,7 @@ class MainWindow(QMainWindow):
         self.chat.begin_reply()
         # sampling keys (max new tokens, temperature, top-p, seed) apply without a reload;
         # other changed controls stay marked as unapplied (see _mark_unapplied)
-        self.jobs.generate(self.chat.messages(), controls)
+        self.jobs.generate(self.chat.messages(), controls, self.chat.chat_id)
 
     @Slot(object)
     def run_compare(self, configs: list[RunConfig]) -> None:

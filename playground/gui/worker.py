@@ -127,7 +127,7 @@ class Worker(QObject):
         except Exception as exc:
             self.failed.emit(job, _one_line(exc))
             return
-        self._record(messages, result)
+        self._record(messages, result, job.chat)
         self.finished.emit(TurnDone.of(result))
 
     @Slot(object, object, object, int, int)
@@ -208,12 +208,13 @@ class Worker(QObject):
         if self.engine is not None:
             self.engine.reset()
 
-    def _record(self, messages, result) -> None:
+    def _record(self, messages, result, chat: str | None = None) -> None:
         try:
             metrics = {**result.metrics.to_dict(), "finish_reason": result.finish_reason}
             history = self._open_history()
             if history.add("chat", result.config.format(), metrics=metrics,
-                           prompt=messages[-1]["content"], reply=result.reply) is None:
+                           prompt=messages[-1]["content"], reply=result.reply,
+                           session=chat) is None:
                 self.progress.emit(history.notice or "history not written yet")
         except Exception as exc:  # history must never cost the user a reply
             self.progress.emit(f"history not saved: {_one_line(exc)}")

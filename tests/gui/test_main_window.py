@@ -532,6 +532,7 @@ def test_every_menu_action_opens_its_dialog_and_cancels(qtbot, make_window):
         "Models on this machine…": "ModelPicker",
         "Export charts as PNG…": "QFileDialog", "Export session turns as CSV…": "QFileDialog",
         "Export session turns as JSON…": "QFileDialog", "History…": "HistoryDialog",
+        "Saved chats…": "SavedChats",
         "Build distilled variant…": "QInputDialog", "Quantization-aware training…": "QInputDialog",
         "Keyboard shortcuts": "QMessageBox", "About Latency Playground": "QMessageBox"}
     assert not window.errors

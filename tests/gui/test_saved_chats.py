@@ -1,0 +1,49 @@
+"""Chats survive a restart: every turn is saved under its chat, the last chat is back in
+the window at start, File → Saved chats lists them and opens one, and a turn sent after
+opening it joins that chat."""
+
+from test_main_window import WAIT_MS, send
+
+from playground.core.config import RunConfig
+from playground.core.history import History
+
+
+def test_the_last_chat_comes_back_and_saved_chats_reopen(qtbot, open_window, tiny_dir):
+    config = RunConfig(model=str(tiny_dir), max_new_tokens=3)
+    first = open_window(config)
+    first.worker.engine.eos_ids = set()
+    send(qtbot, first, "What is a lighthouse?")
+    reply = first.chat.turns[-1].reply
+    first.new_chat()
+    send(qtbot, first, "Name a colour")
+    first.close()
+    qtbot.waitUntil(first.thread.isFinished, timeout=WAIT_MS)
+
+    again = open_window(config)  # the same user folder: a restart
+    assert [t.user for t in again.chat.turns] == ["Name a colour"]
+    assert "saved" in again.chat.turns[0].metrics_line
+    dialog = None
+
+    def opened():
+        nonlocal dialog
+        from PySide6.QtWidgets import QApplication
+
+        dialog = QApplication.activeModalWidget()
+        return dialog is not None
+
+    again.show_saved_chats()
+    qtbot.waitUntil(opened, timeout=WAIT_MS)
+    assert dialog.table.rowCount() == 2
+    assert dialog.table.item(1, 0).text() == "What is a lighthouse?"
+    dialog.table.selectRow(1)
+    dialog.open_button.click()
+    assert [(t.user, t.reply) for t in again.chat.turns] == [("What is a lighthouse?", reply)]
+    again.worker.engine.eos_ids = set()
+    send(qtbot, again, "And its light?")
+    assert len(again.chat.messages()) == 4  # the reopened turn is the context
+    history = History()
+    try:
+        assert [t.prompt for t in history.chat(again.chat.chat_id)] == [
+            "What is a lighthouse?", "And its light?"]
+    finally:
+        history.close()
