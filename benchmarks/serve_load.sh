@@ -2,7 +2,8 @@
 # playground serve with batching on (prefix store on and off) and off, and llama.cpp's
 # server where built: the same prompts and concurrency steps, 2 threads each, rounds
 # alternating servers (the machine is shared and noisy).
-# Usage: bash benchmarks/serve_load.sh [CONFIG] [ROUNDS] [NAME]
+# Usage: bash benchmarks/serve_load.sh [CONFIG] [ROUNDS] [NAME] [LOAD FLAGS...]
+# (e.g. --unique-prefix as the last argument: a cold run, no prompt shares a prefix)
 # Writes benchmarks/out/load-NAME-<server>-r<round>.json/.csv, the on-server's pass-time
 # metrics, and load-NAME.svg (latency against throughput, last round).
 set -u
@@ -11,6 +12,8 @@ OUT=benchmarks/out; mkdir -p $OUT
 CONFIG=${1:-quant=gguf-native,threads=2,max_new_tokens=64}
 ROUNDS=${2:-2}
 NAME=${3:-gguf}
+shift $(( $# < 3 ? $# : 3 ))
+LOADFLAGS="$*"
 PIDS=""
 serve() {  # name port flags...
   local name=$1 port=$2; shift 2
@@ -36,7 +39,7 @@ for round in $(seq $ROUNDS); do
     name=${s%%:*}; port=${s##*:}
     echo "== round $round: $NAME $name"
     .venv/bin/playground load --endpoint http://127.0.0.1:$port/v1 --concurrency 1,2,4,8 \
-       --requests 16 --max-tokens 64 --goodput ttft_ms:1000,tpot_ms:50 --label "$NAME $name" \
+       --requests 16 --max-tokens 64 --goodput ttft_ms:1000,tpot_ms:50 --label "$NAME $name" $LOADFLAGS \
        --json $OUT/load-$NAME-$name-r$round.json --csv $OUT/load-$NAME-$name-r$round.csv
   done
 done

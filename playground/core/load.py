@@ -274,9 +274,14 @@ async def _arrival_gap(seconds: float) -> None:
 
 
 def _unique(messages: list[dict[str, str]], tag: str) -> list[dict[str, str]]:
-    first = dict(messages[0])
-    first["content"] = f"[request {tag}] {first['content']}"
-    return [first, *messages[1:]]
+    """The tag at the front of the system message (a chat template puts the system
+    message first, its own default one when there is none): only the template's first
+    few tokens stay shared."""
+    if messages and messages[0]["role"] == "system":
+        first = {"role": "system", "content": f"{tag} {messages[0]['content']}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": f"{tag} You are a helpful assistant."},
+            *messages]
 
 
 def run_load(settings: LoadSettings, progress: Callable[[dict[str, Any]], None] = lambda s: None,

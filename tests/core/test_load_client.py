@@ -27,7 +27,8 @@ def test_cached_tokens_are_read_and_unique_prefixes_stay_out_of_the_cache(server
     assert warm["errors"] == 0 and warm["prompt_tokens"] > 0
     assert 0 < warm["cached_tokens"] < warm["prompt_tokens"]  # the 2nd and 3rd reuse the 1st
     (cold,) = load.run_load(_settings(url, unique_prefix=True))
-    assert cold["errors"] == 0 and cold["cached_tokens"] < warm["cached_tokens"]
+    # only the template's opening ("<|im_start|>system\n") is shared
+    assert cold["errors"] == 0 and cold["cached_tokens"] <= warm["cached_tokens"] / 5
     assert cli.main(["load", "--endpoint", url + "/v1", "--requests", "2", "--max-tokens", "2",
                      "--unique-prefix", "--timeout", "30"]) == 0
     assert "from the server's cache:" in capsys.readouterr().out
