@@ -235,8 +235,8 @@ async def _step(settings: LoadSettings, concurrency: int | None, rate: float | N
     rng = random.Random(settings.seed)
     jobs = [settings.prompts[i % len(settings.prompts)] for i in range(settings.requests)]
     if settings.unique_prefix:
-        nonce = os.urandom(8).hex()  # fresh each step and run: never in a server's cache
-        jobs = [_unique(messages, f"{nonce}-{i}") for i, messages in enumerate(jobs)]
+        # fresh for every request, step and run: no two share even the tag's first token
+        jobs = [_unique(messages, os.urandom(8).hex()) for messages in jobs]
     results: list[RequestResult] = []
     limits = httpx.Limits(max_connections=max(concurrency or 0, 64))
     async with httpx.AsyncClient(limits=limits, timeout=settings.timeout_s) as client:
