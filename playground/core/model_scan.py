@@ -9,6 +9,7 @@ a GGUF's metadata and tensor table, a folder's config.json and safetensors heade
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections import Counter
@@ -131,14 +132,85 @@ def describe(path: Path) -> FoundModel:
                           problem=f"unreadable: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
-def _gguf(path: Path) -> FoundModel:
-    from gguf import GGUFReader, LlamaFileType
+# GGUF's value types: struct formats of the scalars, 8 a string, 9 an array
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
+            12: "d"}
 
-    reader = GGUFReader(str(path))
+
+class _Header:
+    """A GGUF's metadata scalars and tensor table, read straight from the header: the
+    gguf package's reader turns every vocabulary entry into an array first (2 s for a
+    3B file, each time the picker opens)."""
+
+    def __init__(self, path: Path) -> None:
+        self.fields: dict[str, object] = {}
+        self.tensors: list[tuple[str, tuple[int, ...], int]] = []  # name, shape, ggml type
+        with path.open("rb") as f:
+            self.f = f
+            if f.read(4) != b"GGUF":
+                raise ValueError("not a GGUF file (no GGUF magic)")
+            version, n_tensors, n_fields = self._read("<IQQ")
+            if version < 2:
+                raise ValueError(f"GGUF version {version} is too old")
+            for _ in range(n_fields):
+                key = self._string()
+                (kind,) = self._read("<I")
+                value = self._value(kind)
+                if value is not None:
+                    self.fields[key] = value
+            for _ in range(n_tensors):
+                name = self._string()
+                (dims,) = self._read("<I")
+                shape = self._read(f"<{dims}Q")
+                kind, _offset = self._read("<IQ")
+                self.tensors.append((name, tuple(shape), kind))
+
+    def _read(self, fmt: str) -> tuple:
+        size = struct.calcsize(fmt)
+        data = self.f.read(size)
+        if len(data) != size:
+            raise ValueError("the header ends early (a truncated file)")
+        return struct.unpack(fmt, data)
+
+    def _string(self) -> str:
+        (n,) = self._read("<Q")
+        if n > 2**24:
+            raise ValueError(f"a header string of {n} bytes")
+        return self.f.read(n).decode("utf-8", errors="replace")
+
+    def _value(self, kind: int):
+        if kind in _SCALARS:
+            return self._read("<" + _SCALARS[kind])[0]
+        if kind == 8:
+            return self._string()
+        if kind == 9:  # arrays (the vocabulary, merges, ...): skipped, not kept
+            item, count = self._read("<IQ")
+            if item in _SCALARS:
+                self.f.seek(struct.calcsize(_SCALARS[item]) * count, 1)
+            elif item == 8:
+                for _ in range(count):
+                    (n,) = self._read("<Q")
+                    self.f.seek(n, 1)
+            else:
+                for _ in range(count):
+                    self._value(item)
+            return None
+        raise ValueError(f"unknown GGUF value type {kind}")
+
+
+def _gguf(path: Path) -> FoundModel:
+    from gguf import GGMLQuantizationType, LlamaFileType
+
+    header = _Header(path)
 
     def field_value(key: str):
-        f = reader.fields.get(key)
-        return None if f is None else f.contents()
+        return header.fields.get(key)
+
+    def type_name(kind: int) -> str:
+        try:
+            return GGMLQuantizationType(kind).name
+        except ValueError:
+            return f"type {kind}"
 
     arch = str(field_value("general.architecture") or "?")
     # the file's name is what users know it by (converters often write "Hf" or the
@@ -150,8 +222,9 @@ def _gguf(path: Path) -> FoundModel:
         fmt = LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_") if ftype is not None else "?"
     except ValueError:
         fmt = f"type {ftype}"
-    params = sum(int(t.n_elements) for t in reader.tensors)
-    types = Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) >= 2)
+    sizes = [(type_name(kind), math.prod(shape), len(shape)) for _n, shape, kind in header.tensors]
+    params = sum(n for _t, n, _d in sizes)
+    types = Counter(t for t, _n, dims in sizes if dims >= 2)
     size_mb = path.stat().st_size / 1e6
     slow = sorted(t for t in types if t not in NATIVE and t not in ("F32",))
     if arch not in FAST_ARCHS:
@@ -161,7 +234,7 @@ def _gguf(path: Path) -> FoundModel:
                 + ": those run from float32 copies")
     else:
         fast = None
-    floats = sum(int(t.n_elements) for t in reader.tensors if t.tensor_type.name in slow)
+    floats = sum(n for t, n, _d in sizes if t in slow)
     # kept in blocks: about the file; a matrix without a kernel becomes float32 (4 bytes)
     need = BASE_MB + size_mb + floats * 4 / 1e6
     return FoundModel(path, "gguf", name, size_mb, arch, fmt, params, fast, need, types)

@@ -23,6 +23,13 @@ def test_files_and_folders_are_found_with_what_a_user_needs_to_choose(tmp_path, 
     assert f.kind == "gguf" and f.arch == "llama" and f.params and f.params > 0
     assert f.fast is None and f.spec().endswith(",quant=gguf-native")
     assert f.need_mb > f.size_mb and f.fits(1e9) and not f.fits(1.0)
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(fast))  # the header read by hand says what gguf's reader says
+    assert f.params == sum(int(t.n_elements) for t in reader.tensors)
+    assert f.types == Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) >= 2)
     assert by_path["broken.gguf"].problem.startswith("unreadable")
     folder = by_path[tiny_dir.name]
     assert folder.kind == "folder" and folder.params and folder.fmt.startswith("F")
