@@ -21,21 +21,24 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
+from playground.gui import theme
+
 HISTORY = 2000  # points kept per time series
 REDRAW_MS = 100
 WINDOW_S = 120.0  # visible time span of the scrolling charts
 ONE_COLUMN_BELOW_PX = 440  # a chart under ~220 px wide cuts its title and axis labels
 STEP_S = 10.0  # the time axes jump by this much: repainting axes on every tick is what costs
 TURNS_SHOWN = 8  # the tokens/sec and TTFT charts keep this many recent turns in view
+WEIGHTS_GREY = "#8a8a8a"  # readable on the light and the dark theme's charts
 KEY_CHARS = 48  # one config's name in the key, before eliding
 
 
 def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
     plot = pg.PlotWidget(title=title)
-    plot.setBackground("w")
     plot.showGrid(x=True, y=True, alpha=0.25)
     plot.setLabel("left", left)
     plot.setLabel("bottom", bottom)
+    theme.style_chart(plot)
     return plot
 
 
@@ -93,7 +96,7 @@ class ChartsPanel(QWidget):
         self.itl_curve = self.itl.plot(pen=pg.mkPen("#6a1b9a", width=2))
         self.rss_curve = self.memory.plot(pen=pg.mkPen("#ef6c00", width=2))
         self.cuda_curve = None  # created on the first CUDA sample: CPU runs do not name it
-        self.weights_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#555", style=dashed))
+        self.weights_line = pg.InfiniteLine(angle=0, pen=pg.mkPen(WEIGHTS_GREY, style=dashed))
         self._turn_tokens = 0
         self._first_token = 0.0
         self._last_token: float | None = None
@@ -158,7 +161,7 @@ class ChartsPanel(QWidget):
         if self._cuda:
             memory.append(("#00838f", ("CUDA", "CUDA", None)))
         if self._weights:  # the dashed line; the tiny title's name already says MB
-            memory.append(("#555", (f"weights {weights} MB", f"weights {weights} MB",
+            memory.append((WEIGHTS_GREY, (f"weights {weights} MB", f"weights {weights} MB",
                                     f"weights {weights}")))
         for plot, names, series in ((self.speed, ("Tokens / second", "Tok/s", "Tok/s"), speed),
                                     (self.memory, ("Memory", "Memory", "MB"), memory)):
@@ -194,7 +197,7 @@ class ChartsPanel(QWidget):
                 pos=x, angle=90, pen=pg.mkPen(color, style=pg.QtCore.Qt.DotLine),
                 label=text, labelOpts={"position": height, "color": color,
                                        "anchors": [(0, 0), (0, 0)],
-                                       "fill": (255, 255, 255, 220)}))
+                                       "fill": (*theme.chart_colors()[0].getRgb()[:3], 220)}))
         self.dirty |= {"speed", "memory", "itl"}
 
     def _update_key(self) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pyqtgraph as pg
 
 from playground.core.compare import pareto_front, row_spread
+from playground.gui import theme
 
 # Short titles: a pyqtgraph title sets its plot's minimum width, and at 1024 px long
 # ones pushed the second column of charts out of the window.
@@ -31,7 +32,6 @@ KL_FLOOR = 1e-4  # the log axis shows KL below this (the baseline's 0) at the fl
 class CompareCharts(pg.GraphicsLayoutWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setBackground("w")
         self.plots = {}
         for i, (key, title) in enumerate(PANELS):
             plot = self.addPlot(row=i // 2, col=i % 2, title=title)
@@ -43,6 +43,7 @@ class CompareCharts(pg.GraphicsLayoutWidget):
         self.tradeoff.showGrid(x=True, y=True, alpha=0.25)
         self.tradeoff.setLabel("bottom", "KL to baseline, nats (log; ↓ better)")
         self.tradeoff.setLabel("left", "decode × baseline")
+        theme.style_chart(self)
 
     def set_rows(self, rows: list[dict[str, Any]]) -> None:
         ticks = [(i, f"{chr(65 + i)}") for i in range(len(rows))]
@@ -62,10 +63,11 @@ class CompareCharts(pg.GraphicsLayoutWidget):
                     x=np.array(xs, dtype=float), y=np.array([heights[i] for i in xs]),
                     top=np.array([lo_hi[i][1] - heights[i] for i in xs]),
                     bottom=np.array([heights[i] - lo_hi[i][0] for i in xs]),
-                    beam=0.2, pen=pg.mkPen("#222", width=1.5)))
+                    beam=0.2, pen=pg.mkPen(theme.chart_colors()[1], width=1.5)))
                 tops = [max(h, lo_hi[i][1] or h) for i, h in enumerate(heights)]
             for i, v in enumerate(values):
-                text = pg.TextItem("n/a" if v is None else f"{v:.3g}", color="#222",
+                text = pg.TextItem("n/a" if v is None else f"{v:.3g}",
+                                   color=theme.chart_colors()[1],
                                    anchor=(0.5, 1.0))
                 text.setPos(i, tops[i])
                 plot.addItem(text)

@@ -13,6 +13,7 @@ import time
 
 import psutil
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QActionGroup, QGuiApplication
 from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
@@ -25,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from playground.core.config import ConfigError, RunConfig
 from playground.core.jobs import Job
-from playground.gui import about, exports, file_dialogs, saved_chats
+from playground.gui import about, exports, file_dialogs, saved_chats, theme
 from playground.gui.charts import ChartsPanel
 from playground.gui.chat_view import ChatView, metrics_line
 from playground.gui.compare_view import CompareView
@@ -161,6 +162,11 @@ class MainWindow(QMainWindow):
         self.memory_timer.timeout.connect(self._sample_memory)
         self.memory_timer.start(MEMORY_SAMPLE_MS)
         self._restore(config)
+        saved_theme = self.store.settings.value("theme", "system")
+        self.theme = saved_theme if saved_theme in theme.THEMES else "system"
+        theme.apply(self.theme, self)
+        self.theme_actions[self.theme].setChecked(True)
+        QGuiApplication.styleHints().colorSchemeChanged.connect(self._system_scheme_changed)
 
     # -- menus -------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -174,6 +180,16 @@ class MainWindow(QMainWindow):
         view = self.menuBar().addMenu("&View")
         view.addAction("History…", self.show_history)
         view.addAction("Saved chats…", self.show_saved_chats)
+        themes = view.addMenu("Theme")
+        group = QActionGroup(self)
+        self.theme_actions = {}
+        for name in theme.THEMES:
+            action = themes.addAction(name.capitalize() + (" (follows the desktop)"
+                                                           if name == "system" else ""))
+            action.setCheckable(True)
+            group.addAction(action)
+            action.triggered.connect(lambda _=False, n=name: self.set_theme(n))
+            self.theme_actions[name] = action
         markdown = view.addAction("Replies as Markdown")
         markdown.setCheckable(True)
         markdown.setChecked(self.chat.markdown)
@@ -218,6 +234,15 @@ class MainWindow(QMainWindow):
             return
         if last is not None and not self.chat.turns:
             self.chat.restore(*last)
+
+    def set_theme(self, name: str) -> None:
+        self.theme = name
+        theme.apply(name, self)
+        self.store.settings.setValue("theme", name)
+
+    def _system_scheme_changed(self, *_args) -> None:
+        if self.theme == "system":
+            theme.apply("system", self)
 
     def show_saved_chats(self) -> None:
         dialog = saved_chats.SavedChats(self)

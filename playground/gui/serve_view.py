@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.core.config import RunConfig
+from playground.gui import theme
 
 COLUMNS = ("#", "state", "wait ms", "TTFT ms", "tokens", "tok/s", "e2e s")
 SERIES_COLORS = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a")
@@ -151,7 +152,6 @@ class ServeView(QWidget):
         left_layout.addWidget(requests_box, 1)
 
         self.charts = pg.GraphicsLayoutWidget()
-        self.charts.setBackground("w")
         self.plots = {}
         for i, (key, title) in enumerate(PANELS):
             plot = self.charts.addPlot(row=i, col=0, title=title)
@@ -160,6 +160,7 @@ class ServeView(QWidget):
             # TTFT spans 20 ms (batched) to seconds (queued): a log axis shows both
             plot.setLogMode(x=True, y=key == "ttft_ms")
             self.plots[key] = plot
+        theme.style_chart(self.charts)
         self.legend = QLabel("Run a sweep: each one is a series (start the server with "
                              "batching off and sweep again to compare).")
         self.legend.setWordWrap(True)
