@@ -7,10 +7,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+SIZE = (1600, 960)  # the exported image, whatever the panel's size on screen
+
 
 def export_charts(charts: Any, path: str) -> None:
-    charts.redraw()
-    if not charts.grab().save(path):
+    """The charts panel laid out at a readable size (2 x 2 and the config key) for the
+    grab, then given back its size: a grab as it stood was as narrow as the window's
+    column (266 px at 1024 wide)."""
+    old = charts.size()
+    try:
+        charts.resize(*SIZE)  # a visible widget gets its resize event at once: 2 x 2
+        charts.layout().activate()
+        charts.redraw()
+        image = charts.grab()
+    finally:
+        charts.resize(old)
+        charts.layout().activate()
+    if not image.save(path):
         raise OSError(f"could not write {path}")
 
 

@@ -271,15 +271,33 @@ def test_exports_and_history(qtbot, make_window, tmp_path):
         (1, 1, "Hello there!"), (2, 2, "Second chat")]
     header = (tmp_path / "t.csv").read_text().splitlines()[0].split(",")
     assert header[:3] == ["turn", "time", "stopped"] and "ttft_ms" in header
-    assert (tmp_path / "c.png").stat().st_size > 1000
+    from PySide6.QtGui import QImage
+
+    png = QImage(str(tmp_path / "c.png"))  # every chart at a readable size, not the column
+    assert (png.width(), png.height()) == (1600, 960)
+    from playground.core.history import History
+
+    history = History()  # a compared config: its medians and quality, not empty cells
+    history.add("compare", "quant=int8-dynamic", metrics={
+        "summary": {"ttft_ms": {"p50": 12.5}, "decode_tok_s": {"p50": 150.0},
+                    "peak_rss_mb": 730.0},
+        "quality": {"kl_mean": 0.0123, "top1_agreement": 0.955}})
+    history.close()
     dialog = HistoryDialog(window)
     qtbot.addWidget(dialog)
-    assert dialog.table.rowCount() >= 1
-    assert dialog.table.item(0, 6).text() == "Second chat"  # newest first
-    assert dialog.table.item(0, 5).text() == "max tokens"  # how it ended; "stopped" if cut
-    assert float(dialog.table.item(0, 2).text()) > 0  # figures before the long spec
-    config = dialog.table.item(0, 7)
+    column = {dialog.table.horizontalHeaderItem(c).text(): c
+              for c in range(dialog.table.columnCount())}
+    cell = lambda row, name: dialog.table.item(row, column[name]).text()  # noqa: E731
+    assert [cell(0, k) for k in ("kind", "TTFT ms", "decode tok/s", "peak MB", "KL", "top-1")] \
+        == ["compare", "12.5", "150.0", "730", "0.012", "95.5%"]
+    assert cell(1, "prompt") == "Second chat"  # newest first
+    assert cell(1, "ended") == "max tokens"  # how it ended; "stopped" if cut
+    assert float(cell(1, "TTFT ms")) > 0 and float(cell(1, "peak MB")) > 0
+    config = dialog.table.item(1, column["config"])
     assert config.toolTip().startswith("model=") and len(config.text()) <= 60
+    dialog.show_details(1)  # double-click: everything recorded with the row
+    assert "Second chat" in dialog.details.text() and "ttft_ms" in dialog.details.text()
+    dialog.details.close()
 
 
 def test_auto_threads_says_what_runs(qtbot, monkeypatch):
