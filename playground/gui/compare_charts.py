@@ -40,6 +40,7 @@ class CompareCharts(pg.GraphicsLayoutWidget):
         self.tradeoff = self.addPlot(row=2, col=0, colspan=2,
                                      title="Speed-up vs KL (line: Pareto frontier)")
         self.tradeoff.setLogMode(x=True, y=False)
+        self.tradeoff.getAxis("bottom").enableAutoSIPrefix(False)  # "(x0.001)" on a log axis
         self.tradeoff.showGrid(x=True, y=True, alpha=0.25)
         self.tradeoff.setLabel("bottom", "KL to baseline, nats (log; ↓ better)")
         self.tradeoff.setLabel("left", "decode × baseline")
@@ -103,7 +104,9 @@ class CompareCharts(pg.GraphicsLayoutWidget):
         low = math.floor(math.log10(min(p[1] for p in points)))
         high = math.ceil(math.log10(max(p[1] for p in points)))
         plot.setXRange(low - 0.1, max(high, low + 1) + 0.1, padding=0)
-        plot.getAxis("bottom").setTicks([[(k, f"{10.0 ** k:g}")
+        floor = round(math.log10(KL_FLOOR))  # KL = 0 (the baseline's) is drawn there
+        plot.getAxis("bottom").setTicks([[(k, f"≤{10.0 ** k:g} (0)" if k == floor else
+                                           f"{10.0 ** k:g}")
                                           for k in range(low, max(high, low + 1) + 1)], []])
 
 

@@ -41,13 +41,24 @@ from playground.gui.compare_charts import CompareCharts
 from playground.gui.labels import short_label
 
 MIN_CONFIGS, MAX_CONFIGS = 2, 6
+# two-line headers, so every column fits beside the charts at 1024 px (a header's
+# tooltip says it in full)
 COLUMNS = (
-    ("config", "config"), ("ttft_ms", "TTFT ms p50 (min–max)"), ("ttft_x", "× base"),
-    ("decode_tok_s", "decode tok/s p50 (min–max)"), ("decode_x", "× base"),
-    ("weights_mb", "weights MB"), ("weights_x", "× base"), ("peak_rss_mb", "peak RSS MB"),
-    ("kl_mean", "KL nats"), ("top1_agreement", "top-1"), ("ppl", "ppl"),
-    ("greedy_match", "greedy ="), ("note", "note"),
+    ("config", "config"), ("ttft_ms", "TTFT ms\np50 (range)"), ("ttft_x", "×\nbase"),
+    ("decode_tok_s", "decode tok/s\np50 (range)"), ("decode_x", "×\nbase"),
+    ("weights_mb", "weights\nMB"), ("weights_x", "×\nbase"), ("peak_rss_mb", "peak\nRSS MB"),
+    ("kl_mean", "KL\nnats"), ("top1_agreement", "top-1\nagree"), ("ppl", "ppl"),
+    ("greedy_match", "greedy\n= base"), ("note", "note"),
 )
+HEADER_TIPS = {
+    "ttft_ms": "time to first token, median over the runs (fastest–slowest run)",
+    "decode_tok_s": "decode tokens per second, median over the runs (slowest–fastest run)",
+    "ttft_x": "this config's figure divided by the baseline's", "decode_x": "ditto, decode",
+    "weights_x": "ditto, weights", "peak_rss_mb": "peak resident memory while it ran",
+    "kl_mean": "mean KL divergence from the baseline's next-token distribution (0: same)",
+    "top1_agreement": "share of positions where the most likely next token is the baseline's",
+    "ppl": "perplexity on the calibration text", "greedy_match":
+        "share of prompts whose greedy reply is the baseline's, word for word"}
 
 
 class CompareView(QWidget):
@@ -152,6 +163,9 @@ class CompareView(QWidget):
         right.setOrientation(right.orientation().Vertical)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([title for _, title in COLUMNS])
+        for c, (key, _title) in enumerate(COLUMNS):
+            if key in HEADER_TIPS:
+                self.table.horizontalHeaderItem(c).setToolTip(HEADER_TIPS[key])
         self.charts = CompareCharts()
         right.addWidget(self.table)
         right.addWidget(self.charts)

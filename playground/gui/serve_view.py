@@ -43,6 +43,9 @@ from playground.gui import theme
 COLUMNS = ("#", "state", "wait ms", "TTFT ms", "tokens", "tok/s", "e2e s")
 SERIES_COLORS = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a")
 MAX_SERIES = 5
+# log-axis ticks for milliseconds, 0.1 ms to 100 s (the axis holds log10 values)
+LOG_MS_TICKS = [(math.log10(m * 10.0 ** e), f"{m * 10.0 ** e:g}")
+                for e in range(-1, 6) for m in (1, 2, 5)]
 PANELS = (("ttft_ms", "TTFT ms, log scale (p50 solid, p99 dashed)"),
           ("itl_ms", "ITL ms (p50 solid, p99 dashed)"),
           ("output_tok_s", "Output tok/s (all requests)"))
@@ -84,6 +87,9 @@ class ServeView(QWidget):
         # a long status line wraps; it must not widen the column (buttons would move)
         self.server_status.setSizePolicy(QSizePolicy.Policy.Ignored,
                                          QSizePolicy.Policy.Preferred)
+        # room for the serving line (four lines at 1024 px) from the start: the form stays put
+        self.server_status.setMinimumHeight(4 * self.server_status.fontMetrics().lineSpacing())
+        self.server_status.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         spec_row = QHBoxLayout()
         spec_row.addWidget(self.spec, 1)
         spec_row.addWidget(from_controls)
@@ -109,6 +115,9 @@ class ServeView(QWidget):
                               "arrival to the first token; tok/s: after the first token")
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.totals = QLabel("")
+        self.totals.setWordWrap(True)  # the counts wrap; they never widen the column
+        self.totals.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.totals.setMinimumHeight(2 * self.totals.fontMetrics().lineSpacing())
         requests_box = QGroupBox("Requests (latest first)")
         requests_layout = QVBoxLayout(requests_box)
         requests_layout.addWidget(self.totals)
@@ -159,6 +168,8 @@ class ServeView(QWidget):
             plot.setLabel("bottom", "concurrency")
             # TTFT spans 20 ms (batched) to seconds (queued): a log axis shows both
             plot.setLogMode(x=True, y=key == "ttft_ms")
+            if key == "ttft_ms":  # 1-2-5 a decade: pyqtgraph labelled every minor tick
+                plot.getAxis("left").setTicks([LOG_MS_TICKS, []])
             self.plots[key] = plot
         theme.style_chart(self.charts)
         self.legend = QLabel("Run a sweep: each one is a series (start the server with "

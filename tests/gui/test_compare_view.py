@@ -117,3 +117,17 @@ def test_new_chat_does_not_cancel_a_running_comparison(qtbot, window):
     with qtbot.waitSignal(window.compare_shown, timeout=WAIT_MS):
         view.run.click()
     assert view.progress_label.text().startswith("Done: 2 configs")
+
+
+def test_the_speed_kl_chart_names_its_floor_as_zero(qtbot):
+    """KL = 0 (the baseline) is drawn at the log axis' floor: its tick says so, and no SI
+    prefix rescales the decades."""
+    from playground.gui.compare_charts import CompareCharts
+
+    charts = CompareCharts()
+    qtbot.addWidget(charts)
+    charts.set_rows([{"config": "A", "kl_mean": 0.0, "decode_x": 1.0, "ttft_ms": 10.0},
+                     {"config": "B", "kl_mean": 0.02, "decode_x": 3.0, "ttft_ms": 8.0}])
+    axis = charts.tradeoff.getAxis("bottom")
+    labels = [text for _value, text in axis._tickLevels[0]]
+    assert labels[0] == "≤0.0001 (0)" and "0.01" in labels and not axis.autoSIPrefix
