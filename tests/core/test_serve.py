@@ -136,6 +136,24 @@ def _all_at_once(base, prompts, temperature=0.0):
     return together
 
 
+def test_batching_off_is_one_slot_of_the_same_scheduler(server):
+    """Requests at once on --batching off: one runs at a time, each with its own
+    sampling, the replies those of the batched server, the engine's config untouched."""
+    url, engine = server(batching=False)
+    before = engine.config
+    prompts = ["Hello there", "Name a colour", "Count to three"]
+    together = _all_at_once(url, prompts, temperature=0.0)
+    assert len(together) == 3
+    metrics = httpx.get(url + "/metrics", timeout=10).text
+    assert "\nplayground_running_batch_size_max 1\n" in metrics
+    assert engine.config is before  # never swapped per request
+    again = _chat(url, messages=[{"role": "user", "content": "Hello there"}], max_tokens=2)
+    # the batch scheduler's prefix store serves batching off too (one code path)
+    assert again.json()["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+    batched_url, _ = server(batching=True)
+    assert _all_at_once(batched_url, prompts) == together
+
+
 def test_a_qwen2_model_replies_alike_alone_and_in_a_batch_of_8(server, tmp_path):
     """q/k/v biases inside the batched C pass: eight requests at once on a Qwen2 model get
     the replies each gets alone, greedy and sampled (each request samples from its own

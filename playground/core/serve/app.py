@@ -25,7 +25,7 @@ from playground.core.serve import schema
 from playground.core.serve.batching import BatchScheduler
 from playground.core.serve.metrics import ServerMetrics
 from playground.core.serve.requests import ApiError, StopText, parse_request
-from playground.core.serve.scheduler import END, Job, QueueFull, SequentialScheduler
+from playground.core.serve.scheduler import END, Job, QueueFull
 
 FINISH = {"eos": "stop", "length": "length", "cancelled": "stop", "cache": "stop"}
 
@@ -117,10 +117,11 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
     state: dict[str, Any] = {}
 
     def make_scheduler() -> Any:
-        if batching:
-            return BatchScheduler(engine, metrics, max_queue, max_batch, prefill_chunk,
-                                  batch_wait_ms, prefix_cache, prefix_cache_mb)
-        return SequentialScheduler(engine, metrics, max_queue)
+        # --batching off is the same scheduler with one slot: one code path, each
+        # request's own sampling, nothing shared swapped (the engine's config is never
+        # replaced while the event loop reads it)
+        return BatchScheduler(engine, metrics, max_queue, max_batch if batching else 1,
+                              prefill_chunk, batch_wait_ms, prefix_cache, prefix_cache_mb)
 
     @asynccontextmanager
     async def lifespan(_app: Any):

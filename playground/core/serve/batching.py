@@ -217,7 +217,8 @@ def describe(engine: Any, batching: bool = True, max_batch: int = 8,
              prefill_chunk: int = 32) -> str:
     """How this server handles concurrent requests, in words (printed at start)."""
     if not batching:
-        return "batching off: one request at a time, in arrival order"
+        return ("batching off: one request at a time, in arrival order (the batch "
+                "scheduler with one slot)")
     if batched_rows(engine) is not None:
         return (f"batching on: up to {max_batch} requests share each pass "
                 f"(prompts in chunks of {prefill_chunk} tokens, shared prefixes reused)")

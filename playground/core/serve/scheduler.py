@@ -1,11 +1,11 @@
 """Requests to one engine, from an asyncio server: a queue and a worker thread.
 
-``Scheduler`` is the queue and the thread; ``SequentialScheduler`` (``--batching off``)
-runs one request at a time, in arrival order (the comparison point for batching;
-``batching.py`` has the continuous one). The engine runs in the worker thread; tokens
-come back to the request's asyncio queue with ``call_soon_threadsafe``. A request whose client went away is
-marked cancelled: the engine stops between tokens (or the request is skipped if it
-has not started), so its slot is free at once. A full queue refuses new requests.
+``Scheduler`` is the queue and the thread; ``batching.py``'s continuous scheduler runs
+on it (``--batching off`` is that scheduler with one slot). The engine runs in the worker
+thread; tokens come back to the request's asyncio queue with ``call_soon_threadsafe``. A
+request whose client went away is marked cancelled: the engine stops between tokens (or
+the request is skipped if it has not started), so its slot is free at once. A full queue
+refuses new requests.
 """
 
 from __future__ import annotations
@@ -97,46 +97,3 @@ class Scheduler:
 
     def _run(self) -> None:
         raise NotImplementedError
-
-
-class SequentialScheduler(Scheduler):
-    """``--batching off``: one request at a time, in arrival order."""
-
-    def _run(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            self.metrics.queued -= 1
-            if job.cancelled:
-                job.emit(END)
-                continue
-            self.metrics.set_running(1)
-            job.started_at = time.perf_counter()
-            try:
-                self._serve(job)
-            finally:
-                self.metrics.set_running(0)
-                job.emit(END)
-
-    def _serve(self, job: Job) -> None:
-        engine = self.engine
-        # per-request sampling: the engine's config is replaced for this request only
-        # (one request at a time, so nothing else sees it)
-        base = engine.config
-        engine.config = job.config(base)
-
-        def on_token(piece: str) -> None:
-            job.count_token()
-            if piece:
-                job.emit(piece)
-
-        try:
-            job.result = engine.chat(job.messages, on_token=on_token,
-                                     should_stop=lambda: job.cancelled)
-            self.metrics.record(job.result, job)
-        except Exception as exc:  # one failed request must not stop the server
-            job.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self.metrics.failed += 1
-        finally:
-            engine.config = base
