@@ -307,7 +307,8 @@ def _chat(url, headers=None, **body):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("n", 0), ("n", 9), ("n", 1.5), ("logprobs", True), ("top_logprobs", 3),
+    ("n", 0), ("n", 9), ("n", 1.5), ("logprobs", "yes"), ("top_logprobs", 3),
+    ("top_logprobs", 21),
     ("tools", [{"type": "function"}]),
     ("response_format", {"type": "json_object"}), ("frequency_penalty", 0.5),
     ("presence_penalty", 1), ("logit_bias", {"5": 10}), ("seed", -1), ("top_p", 0),
@@ -385,6 +386,39 @@ def test_n_choices_through_the_official_client(server, batching):
                 finishes[c.index] = c.finish_reason
     assert [streamed[i] for i in range(3)] == texts
     assert finishes == {0: "length", 1: "length", 2: "length"}
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_logprobs_through_the_official_client(server, batching):
+    """Each token's log-probability and its top alternatives, whole and streamed: greedy
+    tokens are the most likely ones, one entry a token, the same whole and streamed;
+    /v1/completions refuses logprobs by name."""
+    openai = pytest.importorskip("openai")
+    url, engine = server(batching=batching)
+    engine.eos_ids = set()
+    client = openai.OpenAI(base_url=url + "/v1", api_key="none")
+    whole = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=6,
+                                           temperature=0, logprobs=True, top_logprobs=3)
+    content = whole.choices[0].logprobs.content
+    assert len(content) == whole.usage.completion_tokens == 6
+    for entry in content:
+        assert len(entry.top_logprobs) == 3 and entry.logprob <= 0
+        assert entry.top_logprobs[0].logprob == entry.logprob  # greedy: the top token
+        assert [t.logprob for t in entry.top_logprobs] == sorted(
+            (t.logprob for t in entry.top_logprobs), reverse=True)
+        assert entry.bytes == list(entry.token.encode())
+    plain = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=6)
+    assert plain.choices[0].logprobs is None
+    streamed = []
+    for chunk in client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=6,
+                                                temperature=0, logprobs=True, top_logprobs=3,
+                                                stream=True):
+        for c in chunk.choices:
+            streamed += (c.logprobs.content or []) if c.logprobs else []
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+    refused = httpx.post(url + "/v1/completions", json={"prompt": "a", "logprobs": 2},
+                         timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"
 
 
 def test_usage_says_which_prompt_tokens_came_from_the_prefix_cache(server):

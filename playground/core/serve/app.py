@@ -7,8 +7,8 @@ or whole), ``GET /v1/models``, ``GET /health``,
 a field out of range, 401 key, 404 model or path, 415 not JSON, 429 queue full with
 Retry-After), never a 500: the server keeps serving after each. Every request field is
 honoured (model, messages/prompt, max_tokens, temperature, top_p, seed, stop, n, stream,
-stream_options) or refused by name (logprobs, tools, response formats other than text,
-penalties, logit_bias): a client never gets a 200 that ignored what it asked.
+stream_options, logprobs and top_logprobs on chat) or refused by name (tools, response
+formats other than text, penalties, logit_bias): a client never gets a 200 that ignored what it asked.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route functions'
@@ -45,6 +45,7 @@ class Choice:
     def __init__(self, job: Job, stops: list[str]) -> None:
         self.job, self.stop, self.kept = job, StopText(stops) if stops else None, []
         self.streamed = ""  # the engine's pieces so far
+        self.logprobs_sent = 0
 
     def keep(self, piece: str) -> str:
         self.streamed += piece
@@ -56,6 +57,12 @@ class Choice:
         if self.stop.hit:
             self.job.cancelled = True
         return text
+
+    def new_logprobs(self) -> list:
+        """The tokens' logprobs not streamed yet (none when they were not asked for)."""
+        entries = self.job.logprobs[self.logprobs_sent:]
+        self.logprobs_sent += len(entries)
+        return entries
 
     def rest(self) -> str:
         """After the last piece: what the whole reply has beyond the pieces (a character
@@ -265,7 +272,8 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         # ones are alike, as OpenAI's are)
         choices = [Choice(Job(req["prompt"], req["max_tokens"], req["temperature"],
                               asyncio.get_running_loop(), top_p=req["top_p"],
-                              seed=(req["seed"] + i) % 2**63), req["stop"])
+                              seed=(req["seed"] + i) % 2**63,
+                              top_logprobs=req["top_logprobs"]), req["stop"])
                    for i in range(req["n"])]
         submitted: list[Choice] = []
         try:
@@ -289,6 +297,8 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                 delta = {"role": "assistant", "content": ""} if first else (
                     {} if text is None else {"content": text})
                 choice = {"index": index, "delta": delta, "finish_reason": finish}
+                if not first and (entries := choices[index].new_logprobs()):
+                    choice["logprobs"] = {"content": entries}
             else:
                 choice = {"index": index, "text": text or "", "logprobs": None,
                           "finish_reason": finish}
@@ -354,6 +364,8 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
             finish = FINISH.get(c.job.result.finish_reason, "stop")
             reply = c.job.result.reply if c.stop is None else "".join(c.kept) + c.rest()
             out.append({"index": i, "message": {"role": "assistant", "content": reply},
+                        "logprobs": None if c.job.top_logprobs is None else {
+                            "content": c.job.logprobs},
                         "finish_reason": finish} if chat else
                        {"index": i, "text": reply, "logprobs": None, "finish_reason": finish})
         return {"id": rid, "object": obj, "created": created, "model": name,

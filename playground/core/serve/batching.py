@@ -24,6 +24,7 @@ from typing import Any
 
 from playground.core.engine import Detokenizer, TurnResult, _sample
 from playground.core.metrics import TokenTimeline, turn_metrics
+from playground.core.serve import logprobs
 from playground.core.serve.metrics import ServerMetrics
 from playground.core.serve.prefix_store import PrefixStore
 from playground.core.serve.scheduler import END, Job, Scheduler
@@ -191,6 +192,9 @@ class BatchScheduler(Scheduler):
             self._finish(seq, "eos")
             return
         seq.new.append(token)
+        if seq.job.top_logprobs is not None:  # before the piece: a stream sends them with it
+            seq.job.logprobs.append(logprobs.entry(logits, token, seq.job.top_logprobs,
+                                                   self.engine.tokenizer))
         seq.job.count_token()
         piece = seq.pieces.piece(seq.new)
         seq.timeline.token_times.append(time.perf_counter())

@@ -10,6 +10,7 @@ import random
 from typing import Any
 
 from playground.core.messages import MessageError, check_messages, check_text
+from playground.core.serve.logprobs import MAX_TOP
 
 
 class ApiError(Exception):
@@ -26,7 +27,7 @@ def context_length(engine: Any) -> int | None:
 
 # fields a client may send that change what it gets back: honoured below, or refused here
 # unless at their defaults (OpenAI's and vLLM's 400 on a field they cannot serve)
-REFUSED = {"logprobs": (None, False), "top_logprobs": (None, 0), "tools": (None, []),
+REFUSED = {"tools": (None, []),
            "tool_choice": (None, "none"), "functions": (None, []), "function_call": (None, "none"),
            "frequency_penalty": (None, 0, 0.0), "presence_penalty": (None, 0, 0.0),
            "logit_bias": (None, {}), "best_of": (None, 1), "echo": (None, False),
@@ -70,6 +71,7 @@ def parse_request(body: Any, engine: Any, model_name: str, kind: str = "chat",
         seed = random.randrange(2**31)  # OpenAI's: unseeded requests differ
     elif not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise ApiError(400, "seed: a whole number from 0 to 2^63 - 1", param="seed")
+    top_logprobs = _logprobs(body, kind)
     n = body.get("n")
     if n is None:
         n = 1
@@ -92,6 +94,7 @@ def parse_request(body: Any, engine: Any, model_name: str, kind: str = "chat",
                            code="context_length_exceeded")
     return {"prompt": prompt, "max_tokens": max_tokens, "temperature": float(temperature),
             "top_p": float(top_p), "seed": seed, "stop": _stops(body), "n": n,
+            "top_logprobs": top_logprobs,
             "stream": stream, "include_usage": bool(isinstance(options, dict)
                                                     and options.get("include_usage"))}
 
@@ -105,6 +108,25 @@ def _refuse_unserved(body: dict[str, Any]) -> None:
     if fmt not in (None, {"type": "text"}):
         raise ApiError(400, "response_format: only {\"type\": \"text\"} is served",
                        param="response_format")
+
+
+def _logprobs(body: dict[str, Any], kind: str) -> int | None:
+    """None (no logprobs), or how many alternatives each token lists."""
+    asked, top = body.get("logprobs"), body.get("top_logprobs")
+    if kind != "chat":
+        if asked not in (None, 0, False):
+            raise ApiError(400, "logprobs: served on /v1/chat/completions only",
+                           param="logprobs")
+        return None
+    if asked not in (None, True, False):
+        raise ApiError(400, "logprobs: true or false", param="logprobs")
+    if top is not None and (not isinstance(top, int) or isinstance(top, bool)
+                            or not 0 <= top <= MAX_TOP):
+        raise ApiError(400, f"top_logprobs: a whole number from 0 to {MAX_TOP}",
+                       param="top_logprobs")
+    if top and not asked:
+        raise ApiError(400, "top_logprobs: needs logprobs: true", param="top_logprobs")
+    return (top or 0) if asked else None
 
 
 def _number(body: dict[str, Any], key: str, default: float, low: float, high: float,

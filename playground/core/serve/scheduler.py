@@ -35,6 +35,8 @@ class Job:
     loop: asyncio.AbstractEventLoop
     top_p: float = 1.0
     seed: int = 0  # the request's own (a random one when the client sent none)
+    top_logprobs: int | None = None  # None: no logprobs asked; else how many alternatives
+    logprobs: list = field(default_factory=list)  # one entry a token (serve/logprobs.py)
     pieces: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     result: Any = None

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from playground.core.serve.logprobs import MAX_TOP
 from playground.core.serve.requests import MAX_N, MAX_STOPS
 
 
@@ -50,6 +51,9 @@ class _Sampling(_Open):
 
 class ChatRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
+    logprobs: bool | None = Field(None, description="each token's log-probability under "
+                                  "the model's own distribution (before temperature)")
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP, description="needs logprobs")
 
 
 class CompletionRequest(_Sampling):
@@ -72,9 +76,24 @@ class ChatMessage(_Open):
     content: str
 
 
+class TopLogprob(_Open):
+    token: str
+    logprob: float = Field(le=0)
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class Logprobs(_Open):
+    content: list[TokenLogprob]
+
+
 class ChatChoice(_Open):
     index: int
     message: ChatMessage
+    logprobs: Logprobs | None = None
     finish_reason: Literal["stop", "length"]
 
 

@@ -1,0 +1,29 @@
+"""OpenAI's ``logprobs`` for a chat reply: per generated token, its log-probability under
+the model's own next-token distribution (the raw logits' log-softmax, before temperature
+and top-p, as vLLM reports them by default) and the ``top_logprobs`` most likely tokens.
+Computed in the scheduler's thread from the logits the batch pass already has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_TOP = 20  # OpenAI's limit for top_logprobs
+
+
+def entry(logits: Any, token: int, top: int, tokenizer: Any) -> dict[str, Any]:
+    """``{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}`` for ``token``."""
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+
+    def item(t: int) -> dict[str, Any]:
+        text = tokenizer.decode([t])
+        return {"token": text, "logprob": float(logp[t]), "bytes": list(text.encode("utf-8"))}
+
+    out = item(token)
+    if top:
+        values, ids = torch.topk(logp, top)
+        out["top_logprobs"] = [item(int(i)) for i in ids]
+    else:
+        out["top_logprobs"] = []
+    return out
