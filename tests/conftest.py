@@ -184,9 +184,11 @@ def server(tiny_dir):
             time.sleep(0.05)
         started.append((srv, thread))
         start.apps.append(app)
+        start.servers.append(srv)
         return f"http://127.0.0.1:{port}", engine
 
     start.apps = []
+    start.servers = []
     yield start
     for srv, thread in started:
         srv.should_exit = True

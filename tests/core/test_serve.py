@@ -503,7 +503,16 @@ def test_bodies_and_clients_that_would_pin_the_server(server, monkeypatch):
     half.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
     try:
-        time.sleep(0.3)  # the server has the headers and one byte
+        connections = server.servers[-1].server_state.connections
+
+        def waiting_for_body() -> bool:  # the app is awaiting the rest of the body
+            cycles = [getattr(c, "cycle", None) for c in list(connections)]
+            return any(c is not None and c.message_event._waiters for c in cycles)
+
+        deadline = time.monotonic() + 30
+        while not waiting_for_body():
+            assert time.monotonic() < deadline, "the app never started reading the body"
+            time.sleep(0.01)  # polling the server's own state, not waiting a fixed time
         assert app.state.in_flight == 0 and not app.state.busy()
     finally:
         half.close()
