@@ -486,12 +486,13 @@ class MainWindow(QMainWindow):
             self.load_error = message
             if self.worker.engine is None:  # released before the failure: nothing to chat with
                 self._no_model("the last load failed")
-            elif self.loaded is not None:  # the old model is kept: so is its path in the field
-                self.controls.model.setText(self.loaded.config.model)
-                self.controls.endpoint.setText(self.loaded.config.endpoint)
         if self.chat.streaming:
             self.chat.fail_reply(message)
         self._set_busy(None)
+        if job.kind == "load":
+            # the old model is kept; the field keeps what was typed, so a typo can be
+            # fixed, and the button says that is not what runs
+            self._mark_unapplied()
         self.show_error(message)
         if self.side_job:
             self._after_side_job()

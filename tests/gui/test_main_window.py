@@ -167,7 +167,8 @@ def test_worker_errors_show_a_message_and_the_window_stays_usable(qtbot, make_wi
         window.apply_controls()
     assert "does not exist" in error.args[0]
     assert "does not exist" in window.status_label.text()
-    assert window.controls.model.text() == window.loaded.config.model  # the one that runs
+    assert window.controls.model.text() == "/no/such/model"  # kept, to fix the typo
+    assert "unapplied" in window.controls.apply.text()
     send(qtbot, window, "Still there?")  # the previous model is kept
     assert len(window.chat.turns) == 2
 
@@ -555,3 +556,16 @@ def test_every_menu_action_opens_its_dialog_and_cancels(qtbot, make_window):
         "Keyboard shortcuts": "QMessageBox", "About Latency Playground": "QMessageBox"}
     assert not window.errors
     send(qtbot, window)  # still answers
+
+
+def test_a_wrong_model_path_keeps_the_typo_to_fix(qtbot, make_window):
+    """A model that cannot load is an error; the Model field keeps what was typed (the
+    old model stays loaded), so the typo can be fixed instead of typed again."""
+    window = make_window("max_new_tokens=3")
+    window.controls.model.setText("/nope/my-modle.gguf")
+    with qtbot.waitSignal(window.error_shown, timeout=WAIT_MS) as error:
+        window.apply_controls()
+    assert "/nope/my-modle.gguf" in error.args[0]
+    assert window.controls.model.text() == "/nope/my-modle.gguf"
+    assert "unapplied" in window.controls.apply.text()  # the field is not what runs
+    send(qtbot, window)  # the model that was loaded still answers
