@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from PySide6.QtCore import Signal
-from PySide6.QtGui import QGuiApplication, QTextCursor
+from PySide6.QtCore import QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
@@ -68,6 +68,26 @@ def saved_turn(prompt: str, reply: str, metrics: dict | None, config: str, creat
 SEND_TIP = "Send the message (Ctrl+Enter)"
 
 
+class Transcript(QTextBrowser):
+    """The chat's text. A reply is the model's (or a remote server's) text: its Markdown
+    images and links must not make the app read files (a QTextBrowser loads any local
+    path it is pointed at, on the GUI thread: /dev/zero, a FIFO) or replace the
+    transcript with one. Images load nothing; only http(s) links open, in the browser."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setOpenLinks(False)
+        self.anchorClicked.connect(self._open)
+
+    def loadResource(self, kind: int, name: QUrl) -> object:  # noqa: N802 (Qt's name)
+        return None
+
+    @staticmethod
+    def _open(url: QUrl) -> None:
+        if url.scheme() in ("http", "https"):
+            QDesktopServices.openUrl(url)
+
+
 class ChatView(QWidget):
     send_requested = Signal(str)
     stop_requested = Signal()
@@ -79,8 +99,7 @@ class ChatView(QWidget):
         self.system = QLineEdit()
         self.system.setPlaceholderText("System prompt (optional)")
         layout.addWidget(self.system)
-        self.transcript = QTextBrowser()
-        self.transcript.setOpenExternalLinks(False)
+        self.transcript = Transcript()
         layout.addWidget(self.transcript, 1)
         self.input = QPlainTextEdit()
         self.input.setPlaceholderText("Type a message and press Send (Ctrl+Enter)")
@@ -193,7 +212,7 @@ class ChatView(QWidget):
 
     def restore(self, chat_id: str, turns: list[ChatTurn]) -> None:
         """A saved chat back in the window: its turns shown, later turns added to it."""
-        if self.turns:
+        if self.turns and chat_id != self.chat_id:  # the open chat again: not twice
             self.earlier.append(self.turns)
         self.turns, self.chat_id = list(turns), chat_id
         self.render()

@@ -403,6 +403,7 @@ class ControlsPanel(QWidget):
         self.picker = picker
 
     def _use_model(self, path: str, quant: str) -> None:
+        self.endpoint.setText("")  # a remote endpoint would run instead of the picked model
         self.model.setText(path)
         self.quant.setCurrentText(quant)
         self.refresh_student()

@@ -161,6 +161,7 @@ class MainWindow(QMainWindow):
         self.memory_timer = QTimer(self)
         self.memory_timer.timeout.connect(self._sample_memory)
         self.memory_timer.start(MEMORY_SAMPLE_MS)
+        self.pending_chat: str | None = None  # a saved chat to open once a reply ends
         self._restore(config)
         saved_theme = self.store.settings.value("theme", "system")
         self.theme = saved_theme if saved_theme in theme.THEMES else "system"
@@ -252,9 +253,18 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def open_chat(self, session: str) -> None:
         if self.chat.streaming:
+            # the reply ends in its own chat first (its pieces are still on their way),
+            # then the saved chat opens: see _open_pending_chat
+            self.pending_chat = session
             self.stop()
+            return
         self.chat.restore(session, saved_chats.load_chat(session))
         self.jobs.new_chat()  # the engine's cached conversation is another one
+
+    def _open_pending_chat(self) -> None:
+        session, self.pending_chat = self.pending_chat, None
+        if session is not None:
+            self.open_chat(session)
 
     @Slot()
     def apply_controls(self) -> None:
@@ -460,6 +470,7 @@ class MainWindow(QMainWindow):
         self.chat.end_reply(done.reply, line, label, done.metrics.to_dict())
         self.charts.turn_finished(done.metrics.ttft_ms, done.metrics.bandwidth_bound_tok_s)
         self._set_busy(None)
+        self._open_pending_chat()
         self.turn_shown.emit()
 
     @Slot(object, str)
@@ -489,6 +500,7 @@ class MainWindow(QMainWindow):
         if self.chat.streaming:
             self.chat.fail_reply(message)
         self._set_busy(None)
+        self._open_pending_chat()
         if job.kind == "load":
             # the old model is kept; the field keeps what was typed, so a typo can be
             # fixed, and the button says that is not what runs

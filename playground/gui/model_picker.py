@@ -27,6 +27,7 @@ COLUMNS = ("Model", "Format", "Parameters", "Size", "Fast path", "Fits in free R
 
 class _Scan(QObject):
     done = Signal(list, float)
+    failed = Signal(str)
 
 
 class ModelPicker(QDialog):
@@ -39,8 +40,11 @@ class ModelPicker(QDialog):
         self.setWindowTitle("Models on this machine")
         self.resize(900, 420)
         layout = QVBoxLayout(self)
-        self.status = QLabel("Looking in " + ", ".join(str(r) for r in (
-            roots if roots is not None else model_scan.default_roots())) + " …")
+        try:
+            where = roots if roots is not None else model_scan.default_roots()
+        except OSError:
+            where = []
+        self.status = QLabel("Looking in " + ", ".join(str(r) for r in where) + " …")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -62,9 +66,16 @@ class ModelPicker(QDialog):
         self.found: list[model_scan.FoundModel] = []
         self._scan = _Scan(self)
         self._scan.done.connect(self._show)
-        scan, done = self._scan, self._scan.done
-        threading.Thread(target=lambda: done.emit(model_scan.scan(roots), model_scan.free_mb()),
-                         daemon=True, name="model-scan").start()
+        self._scan.failed.connect(self.status.setText)
+        scan, done, failed = self._scan, self._scan.done, self._scan.failed
+
+        def run() -> None:
+            try:
+                done.emit(model_scan.scan(roots), model_scan.free_mb())
+            except Exception as exc:  # the dialog says so instead of "Looking in" forever
+                failed.emit(f"The scan failed: {type(exc).__name__}: {exc}")
+
+        threading.Thread(target=run, daemon=True, name="model-scan").start()
         self._keep = scan  # the signal's owner lives as long as the dialog
 
     def _show(self, found: list, free: float) -> None:

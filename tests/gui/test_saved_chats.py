@@ -2,7 +2,7 @@
 the window at start, File → Saved chats lists them and opens one, and a turn sent after
 opening it joins that chat."""
 
-from test_main_window import WAIT_MS, send
+from test_main_window import WAIT_MS, make_window, send  # noqa: F401 (a fixture)
 
 from playground.core.config import RunConfig
 from playground.core.history import History
@@ -47,3 +47,34 @@ def test_the_last_chat_comes_back_and_saved_chats_reopen(qtbot, open_window, tin
             "What is a lighthouse?", "And its light?"]
     finally:
         history.close()
+
+
+def test_opening_a_saved_chat_mid_reply_waits_for_the_reply_to_end(qtbot, make_window):  # noqa: F811
+    """The reply that streams ends in its own chat; then the saved chat opens, its turns
+    as saved (a late piece of the other reply never lands in it)."""
+    window = make_window("max_new_tokens=400")
+    send(qtbot, window, "First chat")
+    first_id, first_turns = window.chat.chat_id, [(t.user, t.reply) for t in window.chat.turns]
+    window.new_chat()
+    send(qtbot, window, "Second chat", wait=False)
+    qtbot.waitUntil(lambda: window.chat.streaming and bool(window.chat.turns[-1].reply),
+                    timeout=WAIT_MS)
+    with qtbot.waitSignal(window.turn_shown, timeout=WAIT_MS):
+        window.open_chat(first_id)
+    assert window.chat.chat_id == first_id
+    assert [(t.user, t.reply) for t in window.chat.turns] == first_turns
+    second = window.chat.earlier[-1]
+    assert second[-1].user == "Second chat" and second[-1].stopped
+
+
+def test_reply_images_and_links_never_read_local_files(qtbot, tmp_path):
+    from PySide6.QtCore import QUrl
+
+    from playground.gui.chat_view import ChatView
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the transcript")
+    assert view.transcript.loadResource(2, QUrl.fromLocalFile(str(secret))) is None
+    assert not view.transcript.openLinks()
