@@ -30,6 +30,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value < low:
             raise ValueError(f"serve: {flag} {value}; allowed: {low} or more")
     config = leave_a_core(RunConfig.parse(args.config))
+    if config.draft != "none":  # before the model loads: one line, not a 500 a request
+        raise ValueError(f"serve: draft={config.draft} (speculative decoding) decodes one "
+                         "sequence its own way and cannot share the server's passes; "
+                         "serve without draft=, or measure it with playground bench")
     api_key = _api_key(args)
     engine = build_engine(config, progress=status)
     batching = args.batching == "on"

@@ -25,6 +25,11 @@ FAST_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text
 BASE_MB = 550  # the process before any weight: Python, torch, transformers, a tokenizer
 MAX_DEPTH = 5
 MAX_ENTRIES = 20000  # directory entries looked at per root: a home folder can be huge
+# a header from outside is data, not instructions: counts past these are a damaged file
+MAX_TENSORS = MAX_FIELDS = 2**20
+MAX_DIMS = 8
+MAX_HEADER_BYTES = 256 * 2**20  # the vocabulary of a 256k-token model is ~5 MB
+MAX_CONFIG_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -62,7 +67,10 @@ def default_roots(extra: list[Path] | None = None) -> list[Path]:
     roots.append(paths.cache_dir() / "models")
     seen, out = set(), []
     for root in roots:
-        key = str(root.expanduser().resolve()) if root.exists() else None
+        try:
+            key = str(root.expanduser().resolve()) if root.exists() else None
+        except OSError:  # a folder that cannot be searched: left out
+            key = None
         if key and key not in seen:
             seen.add(key)
             out.append(root)
@@ -81,9 +89,12 @@ def scan(roots: list[Path] | None = None) -> list[FoundModel]:
 
 
 def _walk(root: Path):
-    if root.is_file():
-        if _is_gguf(root):
-            yield root
+    try:
+        if root.is_file():
+            if _is_gguf(root):
+                yield root
+            return
+    except OSError:
         return
     stack, looked = [(root, 0)], 0
     while stack:
@@ -110,10 +121,12 @@ def _walk(root: Path):
 
 
 def _is_gguf(path: Path) -> bool:
+    if not _regular(path):  # FIFOs and devices are never read
+        return False
     if path.suffix.lower() == ".gguf":
         return True
     # Ollama keeps GGUFs as sha256-named blobs: the magic says which are models
-    if path.name.startswith("sha256"):
+    if path.name.startswith("sha256") and not path.name.endswith("-partial"):
         try:
             with path.open("rb") as f:
                 return f.read(4) == b"GGUF"
@@ -127,7 +140,10 @@ def describe(path: Path) -> FoundModel:
     try:
         return _gguf(path) if path.is_file() else _folder(path)
     except Exception as exc:  # a damaged file is a row that says so, not a failed scan
-        size = path.stat().st_size / 1e6 if path.is_file() else 0.0
+        try:
+            size = path.stat().st_size / 1e6 if path.is_file() else 0.0
+        except OSError:
+            size = 0.0
         return FoundModel(path, "gguf" if path.is_file() else "folder", path.name, size,
                           problem=f"unreadable: {type(exc).__name__}: {exc}".splitlines()[0])
 
@@ -145,6 +161,7 @@ class _Header:
     def __init__(self, path: Path) -> None:
         self.fields: dict[str, object] = {}
         self.tensors: list[tuple[str, tuple[int, ...], int]] = []  # name, shape, ggml type
+        self.size = path.stat().st_size
         with path.open("rb") as f:
             self.f = f
             if f.read(4) != b"GGUF":
@@ -152,6 +169,8 @@ class _Header:
             version, n_tensors, n_fields = self._read("<IQQ")
             if version < 2:
                 raise ValueError(f"GGUF version {version} is too old")
+            if n_tensors > MAX_TENSORS or n_fields > MAX_FIELDS:
+                raise ValueError(f"a header of {n_tensors} tensors and {n_fields} fields")
             for _ in range(n_fields):
                 key = self._string()
                 (kind,) = self._read("<I")
@@ -161,16 +180,25 @@ class _Header:
             for _ in range(n_tensors):
                 name = self._string()
                 (dims,) = self._read("<I")
+                if dims > MAX_DIMS:
+                    raise ValueError(f"tensor {name!r} has {dims} dimensions")
                 shape = self._read(f"<{dims}Q")
                 kind, _offset = self._read("<IQ")
                 self.tensors.append((name, tuple(shape), kind))
 
     def _read(self, fmt: str) -> tuple:
         size = struct.calcsize(fmt)
+        if self.f.tell() + size > min(self.size, MAX_HEADER_BYTES):
+            raise ValueError("the header runs past the file (or past 256 MB)")
         data = self.f.read(size)
         if len(data) != size:
             raise ValueError("the header ends early (a truncated file)")
         return struct.unpack(fmt, data)
+
+    def _skip(self, n: int) -> None:
+        if self.f.tell() + n > min(self.size, MAX_HEADER_BYTES):
+            raise ValueError("the header runs past the file (or past 256 MB)")
+        self.f.seek(n, 1)
 
     def _string(self) -> str:
         (n,) = self._read("<Q")
@@ -178,22 +206,25 @@ class _Header:
             raise ValueError(f"a header string of {n} bytes")
         return self.f.read(n).decode("utf-8", errors="replace")
 
-    def _value(self, kind: int):
+    def _value(self, kind: int, depth: int = 0):
         if kind in _SCALARS:
             return self._read("<" + _SCALARS[kind])[0]
         if kind == 8:
             return self._string()
         if kind == 9:  # arrays (the vocabulary, merges, ...): skipped, not kept
             item, count = self._read("<IQ")
+            # every item takes a byte or more: a count the file cannot hold is damage
+            if depth > 1 or count > self.size - self.f.tell():
+                raise ValueError(f"an array of {count} items (nested {depth + 1} deep)")
             if item in _SCALARS:
-                self.f.seek(struct.calcsize(_SCALARS[item]) * count, 1)
+                self._skip(struct.calcsize(_SCALARS[item]) * count)
             elif item == 8:
                 for _ in range(count):
                     (n,) = self._read("<Q")
-                    self.f.seek(n, 1)
+                    self._skip(n)
             else:
                 for _ in range(count):
-                    self._value(item)
+                    self._value(item, depth + 1)
             return None
         raise ValueError(f"unknown GGUF value type {kind}")
 
@@ -240,10 +271,20 @@ def _gguf(path: Path) -> FoundModel:
     return FoundModel(path, "gguf", name, size_mb, arch, fmt, params, fast, need, types)
 
 
+def _regular(path: Path, limit: int | None = None) -> bool:
+    """A plain file (not a FIFO, a device or a link to one), within ``limit`` bytes."""
+    import stat
+
+    info = path.stat()
+    return stat.S_ISREG(info.st_mode) and (limit is None or info.st_size <= limit)
+
+
 def _folder(path: Path) -> FoundModel:
+    if not _regular(path / "config.json", MAX_CONFIG_BYTES):
+        raise ValueError("config.json is not a plain file of at most 16 MB")
     config = json.loads((path / "config.json").read_text())
     kind = str(config.get("model_type") or "?")
-    files = list(path.glob("*.safetensors"))
+    files = [f for f in path.glob("*.safetensors") if _regular(f)]
     size_mb = sum(f.stat().st_size for f in files) / 1e6
     params, dtypes = 0, Counter()
     for f in files:

@@ -40,3 +40,21 @@ def test_a_file_without_native_blocks_says_which_types_and_what_happens(tmp_path
     (m,) = model_scan.scan([tmp_path])
     assert m.fast and "F16" in m.fast and "float32" in m.fast
     assert m.spec() == f"model={path}"
+
+
+def test_a_hostile_header_is_a_row_that_says_so_not_a_hang(tmp_path):
+    """Counts a file cannot hold, too many dimensions, a FIFO named .gguf: refused from
+    the header's own numbers, fast, with no large allocation."""
+    import os
+    import struct
+
+    huge_tensors = tmp_path / "many.gguf"
+    huge_tensors.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 2**63, 0) + b"\0" * 64)
+    huge_array = tmp_path / "array.gguf"
+    key = b"tokenizer.ggml.tokens"
+    huge_array.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key))
+                           + key + struct.pack("<IIQ", 9, 8, 2**62) + b"\0" * 64)
+    os.mkfifo(tmp_path / "pipe.gguf")  # would block a reader forever
+    found = {m.path.name: m for m in model_scan.scan([tmp_path])}
+    assert set(found) == {"many.gguf", "array.gguf"}
+    assert all(m.problem and m.problem.startswith("unreadable") for m in found.values())

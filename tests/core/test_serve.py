@@ -416,9 +416,10 @@ def test_logprobs_through_the_official_client(server, batching):
         for c in chunk.choices:
             streamed += (c.logprobs.content or []) if c.logprobs else []
     assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
-    refused = httpx.post(url + "/v1/completions", json={"prompt": "a", "logprobs": 2},
-                         timeout=30)
-    assert refused.status_code == 400 and refused.json()["error"]["param"] == "logprobs"
+    for field, value in (("logprobs", 2), ("logprobs", 0), ("top_logprobs", 1)):
+        refused = httpx.post(url + "/v1/completions", json={"prompt": "a", field: value},
+                             timeout=30)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == field
 
 
 def test_usage_says_which_prompt_tokens_came_from_the_prefix_cache(server):
@@ -564,3 +565,17 @@ def test_a_server_on_auto_threads_leaves_a_core_for_its_event_loop(monkeypatch):
     assert leave_a_core(RunConfig(threads=3)).threads == 3
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert leave_a_core(RunConfig()).threads == 1
+
+
+def test_serve_refuses_a_draft_config_before_loading_it(capsys):
+    from playground import cli
+
+    assert cli.main(["serve", "--config", "draft=distilled"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "draft=distilled" in err and "without draft=" in err
+
+
+def test_n_above_the_queue_is_a_400_not_a_429_retried_forever(server):
+    url, _ = server(max_queue=2)
+    response = _chat(url, n=3, max_tokens=2)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "n"

@@ -275,6 +275,9 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                               seed=(req["seed"] + i) % 2**63,
                               top_logprobs=req["top_logprobs"]), req["stop"])
                    for i in range(req["n"])]
+        if len(choices) > max_queue:  # could never all wait: a 429 would be retried forever
+            raise ApiError(400, f"n: at most {max_queue} (this server's --max-queue)",
+                           param="n")
         submitted: list[Choice] = []
         try:
             for c in choices:

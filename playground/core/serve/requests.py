@@ -114,9 +114,9 @@ def _logprobs(body: dict[str, Any], kind: str) -> int | None:
     """None (no logprobs), or how many alternatives each token lists."""
     asked, top = body.get("logprobs"), body.get("top_logprobs")
     if kind != "chat":
-        if asked not in (None, 0, False):
-            raise ApiError(400, "logprobs: served on /v1/chat/completions only",
-                           param="logprobs")
+        for key, value in (("logprobs", asked), ("top_logprobs", top)):
+            if value is not None and value is not False:
+                raise ApiError(400, f"{key}: served on /v1/chat/completions only", param=key)
         return None
     if asked not in (None, True, False):
         raise ApiError(400, "logprobs: true or false", param="logprobs")

@@ -158,6 +158,9 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 REF = "#/components/schemas/{model}"
+# one server-sent event of a stream: its data is a JSON chunk, an error, or [DONE]
+SSE_EVENT = {"type": "object", "required": ["data"],
+             "properties": {"data": {"type": "string"}, "event": {"type": "string"}}}
 
 
 def completion_route(request: type[BaseModel], answer: type[BaseModel]) -> dict[str, Any]:
@@ -169,7 +172,7 @@ def completion_route(request: type[BaseModel], answer: type[BaseModel]) -> dict[
             "schema": {"$ref": REF.format(model=request.__name__)}}}}},
         "responses": {200: {"model": answer, "description": "the completion; with stream: "
                             "server-sent events", "content": {"text/event-stream": {
-                                "schema": {"type": "string"}}}},
+                                "schema": SSE_EVENT}}},
                       **_errors(400, 401, 404, 413, 415, 429, 500, 503)},
     }
 
