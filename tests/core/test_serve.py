@@ -567,6 +567,18 @@ def test_a_server_on_auto_threads_leaves_a_core_for_its_event_loop(monkeypatch):
     assert leave_a_core(RunConfig()).threads == 1
 
 
+def test_the_largest_seed_is_served_and_the_server_serves_on(server):
+    """OpenAI's seeds are int64: the largest one is served (folded into the generator's
+    32 bits), and the next request is answered (a seed above 2^32 - 1 once killed the
+    scheduler's thread: every later request hung)."""
+    url, _ = server()
+    for seed in (2**63 - 1, 2**32, 7):
+        reply = _chat(url, max_tokens=2, temperature=1.0, seed=seed)
+        assert reply.status_code == 200, reply.text
+    assert _chat(url, max_tokens=2, temperature=1.0, seed=2**32 + 7).json()["choices"][0] == \
+        _chat(url, max_tokens=2, temperature=1.0, seed=7).json()["choices"][0]
+
+
 def test_serve_refuses_a_draft_config_before_loading_it(capsys):
     from playground import cli
 

@@ -38,7 +38,7 @@ def test_the_server_keeps_to_its_own_openapi_document(server, mode):
         @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         def check(case):
-            response = case.call(base_url=url, timeout=60)
+            response = case.call(base_url=url, timeout=30)
             case.validate_response(response, checks=CHECKS)
 
         check()

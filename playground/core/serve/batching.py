@@ -106,7 +106,12 @@ class BatchScheduler(Scheduler):
             if job.cancelled:
                 job.emit(END)
                 continue
-            active.append(self._start(job))
+            try:
+                active.append(self._start(job))
+            except Exception as exc:  # one request that cannot start fails alone
+                job.error = f"could not start: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+                self.metrics.failed += 1
+                job.emit(END)
         self.metrics.set_running(len(active))
         return bool(active) or not self._closing
 

@@ -49,10 +49,14 @@ class Job:
     done_at: float | None = None
 
     def config(self, base: Any) -> Any:
-        """The engine's config with this request's sampling."""
+        """The engine's config with this request's sampling. OpenAI's seed is any int64;
+        the engine's generator seeds take 32 bits, so larger seeds fold into them (a
+        seed above 2^32 - 1 raised in the scheduler's thread, which then served nobody)."""
+        from playground.core.config import MAX_SEED
+
         return dataclasses.replace(base, max_new_tokens=self.max_tokens,
                                    temperature=self.temperature, top_p=self.top_p,
-                                   seed=self.seed)
+                                   seed=self.seed % (MAX_SEED + 1))
 
     def emit(self, item: Any) -> None:
         if item is END:
