@@ -229,15 +229,13 @@ class History:
         """The saved chats (chat turns sharing a ``session``: one chat of the app), the
         latest first: their first prompt, turn count and when the last turn ended."""
         rows = self.conn.execute(
-            "SELECT session, COUNT(*), MAX(created), MIN(id) FROM turns WHERE kind = 'chat' "
-            "AND session IS NOT NULL GROUP BY session ORDER BY MAX(id) DESC LIMIT ?",
-            (limit,)).fetchall()
-        out = []
-        for session, count, last, first_id in rows:
-            (prompt,) = self.conn.execute("SELECT prompt FROM turns WHERE id = ?",
-                                          (first_id,)).fetchone()
-            out.append(ChatSummary(session, prompt or "", int(count), float(last)))
-        return out
+            "SELECT c.session, first.prompt, c.turns, c.last FROM ("
+            "  SELECT session, COUNT(*) AS turns, MAX(created) AS last, MIN(id) AS first_id,"
+            "  MAX(id) AS last_id FROM turns WHERE kind = 'chat' AND session IS NOT NULL"
+            "  GROUP BY session) AS c JOIN turns AS first ON first.id = c.first_id "
+            "ORDER BY c.last_id DESC LIMIT ?", (limit,)).fetchall()
+        return [ChatSummary(session, prompt or "", int(turns), float(last))
+                for session, prompt, turns, last in rows]
 
     def chat(self, session: str) -> list[Turn]:
         """One saved chat's turns, in order."""

@@ -59,8 +59,8 @@ class LoadSettings:
     timeout_s: float = 120.0  # per request
     step_timeout_s: float = 900.0  # per step: requests not done by then count as errors
     seed: int = 0
-    # a unique first line per request, so no two share a prefix: the step measures
-    # computing prompts, not a server's prefix cache
+    # a fresh tag opening each request's system message, so no two share a prefix: the
+    # step measures computing prompts, not a server's prefix cache
     unique_prefix: bool = False
 
 

@@ -55,9 +55,9 @@ class FoundModel:
         return f"model={self.path}{quant}"
 
 
-def default_roots(extra: list[Path] | None = None) -> list[Path]:
+def default_roots() -> list[Path]:
     home = Path.home()
-    roots = [*(extra or []), home / "models", home / "Downloads",
+    roots = [home / "models", home / "Downloads",
              home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models",
              home / ".local" / "share" / "nomic.ai" / "GPT4All",
              home / ".ollama" / "models" / "blobs",
@@ -121,18 +121,19 @@ def _walk(root: Path):
 
 
 def _is_gguf(path: Path) -> bool:
-    if not _regular(path):  # FIFOs and devices are never read
+    # by name first: a stat only for the candidates, not for every file in Downloads
+    gguf = path.suffix.lower() == ".gguf"
+    blob = path.name.startswith("sha256") and not path.name.endswith("-partial")
+    if not (gguf or blob) or not _regular(path):  # FIFOs and devices are never read
         return False
-    if path.suffix.lower() == ".gguf":
+    if gguf:
         return True
     # Ollama keeps GGUFs as sha256-named blobs: the magic says which are models
-    if path.name.startswith("sha256") and not path.name.endswith("-partial"):
-        try:
-            with path.open("rb") as f:
-                return f.read(4) == b"GGUF"
-        except OSError:
-            return False
-    return False
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def describe(path: Path) -> FoundModel:

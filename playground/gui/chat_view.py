@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from types import SimpleNamespace
 
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor
@@ -19,6 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from playground.core.config import ConfigError, RunConfig
+from playground.core.metrics import TurnMetrics
 from playground.gui.markdown import reply_html
 
 
@@ -51,16 +54,17 @@ def metrics_line(m, config_label: str, prefix_reused: int | None = None) -> str:
 
 def saved_turn(prompt: str, reply: str, metrics: dict | None, config: str, created: float
                ) -> ChatTurn:
-    """A turn read back from the history, its line from the figures recorded then."""
+    """A turn read back from the history, its line (metrics_line's) from the figures
+    recorded then, and when."""
     m = metrics or {}
-
-    def f(key: str, digits: int = 1) -> str:
-        v = m.get(key)
-        return "–" if v is None else f"{v:.{digits}f}"
-
+    figures = {f.name: m.get(f.name) for f in fields(TurnMetrics)}
+    figures["new_tokens"] = m.get("new_tokens", "–")
+    try:  # the live line names only the changed keys: so does this one
+        label = RunConfig.parse(config).format(only_changed=True) or "defaults"
+    except ConfigError:  # a spec an older version wrote: as it was stored
+        label = config
     when = datetime.fromtimestamp(created).isoformat(timespec="seconds")
-    line = (f"TTFT {f('ttft_ms')} ms · {f('decode_tok_s')} tok/s · {m.get('new_tokens', '–')} "
-            f"tokens · peak {f('peak_rss_mb', 0)} MB · saved {when.replace('T', ' ')}")
+    line = f"{metrics_line(SimpleNamespace(**figures), label)} · saved {when.replace('T', ' ')}"
     return ChatTurn(user=prompt, reply=reply, metrics_line=line, config=config, metrics=m,
                     finished_at=when)
 
@@ -235,13 +239,12 @@ class ChatView(QWidget):
         parts = []
         for i, turn in enumerate(self.turns):
             parts.append(f"<p><b>You:</b> {html.escape(turn.user)}</p>")
+            plain = html.escape(turn.reply).replace("\n", "<br>")
             if i == len(self.turns) - 1 and not turn.metrics_line:  # plain until it ends
-                body = html.escape(turn.reply).replace("\n", "<br>")
-                parts.append(f"<p><b>Model:</b> {body}")
+                parts.append(f"<p><b>Model:</b> {plain}")
                 continue
-            parts.append(f"<p><b>Model:</b></p>{reply_html(turn.reply) if self.markdown else ''}")
-            if not self.markdown:
-                parts.append(f"<p>{html.escape(turn.reply).replace(chr(10), '<br>')}</p>")
+            body = reply_html(turn.reply) if self.markdown else f"<p>{plain}</p>"
+            parts.append(f"<p><b>Model:</b></p>{body}")
             if turn.metrics_line:
                 parts.append(f"<p><span style='color:#666; font-size:small'>"
                              f"{html.escape(turn.metrics_line)}</span></p>")

@@ -40,7 +40,7 @@ class ModelPicker(QDialog):
         self.setWindowTitle("Models on this machine")
         self.resize(900, 420)
         layout = QVBoxLayout(self)
-        try:
+        try:  # found once: shown here and scanned below
             where = roots if roots is not None else model_scan.default_roots()
         except OSError:
             where = []
@@ -67,16 +67,15 @@ class ModelPicker(QDialog):
         self._scan = _Scan(self)
         self._scan.done.connect(self._show)
         self._scan.failed.connect(self.status.setText)
-        scan, done, failed = self._scan, self._scan.done, self._scan.failed
+        done, failed = self._scan.done, self._scan.failed
 
         def run() -> None:
             try:
-                done.emit(model_scan.scan(roots), model_scan.free_mb())
+                done.emit(model_scan.scan(where), model_scan.free_mb())
             except Exception as exc:  # the dialog says so instead of "Looking in" forever
                 failed.emit(f"The scan failed: {type(exc).__name__}: {exc}")
 
         threading.Thread(target=run, daemon=True, name="model-scan").start()
-        self._keep = scan  # the signal's owner lives as long as the dialog
 
     def _show(self, found: list, free: float) -> None:
         self.found = found

@@ -4,6 +4,7 @@ chats… lists them all (how each began, its turns, when) and opens the one pick
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import datetime
 
 from PySide6.QtCore import Signal
@@ -22,23 +23,22 @@ from playground.core.history import History
 from playground.gui.chat_view import ChatTurn, saved_turn
 
 
+def _turns(history: History, session: str) -> list[ChatTurn]:
+    return [saved_turn(t.prompt or "", t.reply or "", t.metrics, t.config, t.created)
+            for t in history.chat(session)]
+
+
 def load_chat(session: str) -> list[ChatTurn]:
-    history = History()
-    try:
-        return [saved_turn(t.prompt or "", t.reply or "", t.metrics, t.config, t.created)
-                for t in history.chat(session)]
-    finally:
-        history.close()
+    with closing(History()) as history:
+        return _turns(history, session)
 
 
 def last_chat() -> tuple[str, list[ChatTurn]] | None:
-    """The latest chat's session and turns, or None (no chat saved yet)."""
-    history = History()
-    try:
+    """The latest chat's session and turns, or None (no chat saved yet): one opening of
+    the history for both."""
+    with closing(History()) as history:
         chats = history.chats(limit=1)
-    finally:
-        history.close()
-    return (chats[0].session, load_chat(chats[0].session)) if chats else None
+        return (chats[0].session, _turns(history, chats[0].session)) if chats else None
 
 
 class SavedChats(QDialog):
@@ -49,11 +49,8 @@ class SavedChats(QDialog):
         self.setWindowTitle("Saved chats")
         self.resize(720, 380)
         layout = QVBoxLayout(self)
-        history = History()
-        try:
+        with closing(History()) as history:
             self.chats = history.chats(limit=200)
-        finally:
-            history.close()
         self.table = QTableWidget(len(self.chats), 3)
         self.table.setHorizontalHeaderLabels(("Began with", "Turns", "Last turn"))
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)

@@ -268,16 +268,16 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not valid JSON") from None
         req = parse_request(body, engine, name, kind, default_max_tokens, max_tokens_limit)
-        # n choices are n requests through the batch, seeds seed, seed + 1, ... (greedy
-        # ones are alike, as OpenAI's are)
-        choices = [Choice(Job(req["prompt"], req["max_tokens"], req["temperature"],
-                              asyncio.get_running_loop(), top_p=req["top_p"],
-                              seed=(req["seed"] + i) % 2**63,
-                              top_logprobs=req["top_logprobs"]), req["stop"])
-                   for i in range(req["n"])]
-        if len(choices) > max_queue:  # could never all wait: a 429 would be retried forever
+        if req["n"] > max_queue:  # could never all wait: a 429 would be retried forever
             raise ApiError(400, f"n: at most {max_queue} (this server's --max-queue)",
                            param="n")
+        # n choices are n requests through the batch, seeds seed, seed + 1, ... (greedy
+        # ones are alike, as OpenAI's are; Job.config folds a seed into the engine's range)
+        choices = [Choice(Job(req["prompt"], req["max_tokens"], req["temperature"],
+                              asyncio.get_running_loop(), top_p=req["top_p"],
+                              seed=req["seed"] + i, top_logprobs=req["top_logprobs"]),
+                          req["stop"])
+                   for i in range(req["n"])]
         submitted: list[Choice] = []
         try:
             for c in choices:

@@ -77,7 +77,7 @@ class BatchScheduler(Scheduler):
                 try:
                     self._pass(active)
                 except Exception as exc:  # one failed pass must not stop the server
-                    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    message = _first_line(exc)
                     for seq in (s for s in active if s.finish is None):  # others were answered
                         seq.job.error = f"generation failed: {message}"
                         self.metrics.failed += 1
@@ -109,7 +109,7 @@ class BatchScheduler(Scheduler):
             try:
                 active.append(self._start(job))
             except Exception as exc:  # one request that cannot start fails alone
-                job.error = f"could not start: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+                job.error = f"could not start: {_first_line(exc)}"
                 self.metrics.failed += 1
                 job.emit(END)
         self.metrics.set_running(len(active))
@@ -220,6 +220,11 @@ class BatchScheduler(Scheduler):
         self.metrics.record(seq.job.result, seq.job)
         seq.cache = None
         seq.job.emit(END)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def describe(engine: Any, batching: bool = True, max_batch: int = 8,
