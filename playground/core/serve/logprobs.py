@@ -22,7 +22,7 @@ def entry(logits: Any, token: int, top: int, tokenizer: Any) -> dict[str, Any]:
 
     out = item(token)
     if top:
-        values, ids = torch.topk(logp, top)
+        _values, ids = torch.topk(logp, top)
         out["top_logprobs"] = [item(int(i)) for i in ids]
     else:
         out["top_logprobs"] = []
