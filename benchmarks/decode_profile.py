@@ -19,8 +19,8 @@ import time
 import torch
 from common import save
 
-from playground.core import lean_decode
 from playground.core.config import RunConfig
+from playground.core.decode import lean_decode
 from playground.core.native import step as native_step
 from playground.core.pipeline import build_engine
 
@@ -68,7 +68,7 @@ def main() -> None:
     layer = model.model.layers[0]
     parts = {"q/k/v": layer.self_attn.__dict__["fused_qkv"], "o": layer.self_attn.o_proj,
              "gate/up": layer.mlp.__dict__["fused_gate_up"], "down": layer.mlp.down_proj}
-    from playground.core import weight_quant
+    from playground.core.quant import weight_quant
 
     # the Python call overhead: the same wrapper on a 32x32 layer
     small = weight_quant.pack([weight_quant.quantize_int8(torch.randn(32, 32))])

@@ -46,7 +46,7 @@ def matrices(path: Path, layers: set[int]) -> list:
     import numpy as np
     from gguf import GGUFReader
 
-    from playground.core import gguf_blocks, weight_quant
+    from playground.core.quant import gguf_blocks, weight_quant
 
     out = []
     for t in GGUFReader(str(path)).tensors:

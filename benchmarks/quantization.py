@@ -18,7 +18,8 @@ import subprocess
 
 from common import OUT, alternating_rounds, bench_parser, cpu_name, engines, prompts, save
 
-from playground.core import models, quality, weight_quant
+from playground.core import models, quality
+from playground.core.quant import weight_quant
 
 CONFIGS = {
     "fp32": "quant=none",

@@ -376,7 +376,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_qat(args: argparse.Namespace) -> int:
-    from playground.core.qat import QatSettings, qat
+    from playground.core.quant.qat import QatSettings, qat
 
     settings = QatSettings(config=args.config, minutes=args.minutes, steps=args.steps,
                            batch=args.batch, lr=args.lr, out=args.out)
@@ -411,7 +411,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{row['model']:<40} {size:>9}  {row['where']}")
         if row.get("converted_mb"):
             print(f"{'  (converted, float32)':<40} {_fmt(row['converted_mb']):>9}")
-    from playground.core import model_scan
+    from playground.core.formats import model_scan
 
     roots = [Path(p) for p in args.dirs] if args.dirs else None
     found = model_scan.scan(roots)

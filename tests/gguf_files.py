@@ -91,6 +91,12 @@ def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
                 np.float32 if type_name == "F32" else np.float16)
             writer.add_tensor(name, data)
             return
+        if type_name == "BF16":  # numpy has no bfloat16: the top halves of float32s
+            values = (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
+            bits = (values.view(np.uint32) >> 16).astype(np.uint16)
+            writer.add_tensor(name, bits.view(np.uint8).reshape(rows, cols * 2),
+                              raw_dtype=gguf.GGMLQuantizationType.BF16)
+            return
         raw = random_blocks(type_name, rows, cols, rng)
         writer.add_tensor(name, raw, raw_dtype=gguf.GGMLQuantizationType[type_name])
 

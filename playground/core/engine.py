@@ -3,7 +3,7 @@
 The decode loop is our own (not ``generate()``) so that every token is timed where
 it becomes text, the KV cache can be carried across chat turns, and cancel is checked
 between tokens. What computes the tokens is the engine's ``Decoder``
-(playground/core/decoders.py), chosen once at build: the loop here is the same for all.
+(playground/core/decode/decoders.py), chosen once at build: the loop here is the same for all.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.core import decoders, lean_decode, memory
+from playground.core import memory
 from playground.core.config import RunConfig
-from playground.core.decoders import Decoder
+from playground.core.decode import decoders, lean_decode
+from playground.core.decode.decoders import Decoder
 from playground.core.jobs import ShouldStop
 from playground.core.metrics import TokenTimeline, TurnMetrics, turn_metrics
 from playground.core.optimize.response_cache import ResponseCache

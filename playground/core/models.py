@@ -285,7 +285,7 @@ def load(
         if source.kind == "gguf":
             from transformers import AutoConfig
 
-            from playground.core import gguf_meta
+            from playground.core.formats import gguf_meta
 
             meta = gguf_meta.read(source.path / source.gguf_file)
             kwargs["config"] = AutoConfig.from_pretrained(source.path, gguf_file=source.gguf_file)

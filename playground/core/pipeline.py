@@ -162,7 +162,7 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
 def _load_gguf_blocks(config: RunConfig, progress: Progress) -> models.LoadedModel | None:
     """gguf-native on a GGUF: the model built from the file's blocks directly, never as a
     float32 model first (see gguf_load); None where that path does not apply."""
-    from playground.core import gguf_load
+    from playground.core.formats import gguf_load
 
     if config.quant != "gguf-native" or config.backend != "torch" or gguf_load.available():
         return None

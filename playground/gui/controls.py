@@ -44,9 +44,9 @@ QUANT_TIPS = {
     "int4-weight": "int4 weights in groups (Quant group) with a scale and zero each; "
                    "activations stay high precision: smallest and fastest, some quality cost",
     "gguf-native": "a GGUF model's own quantized blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, "
-                   "Q5_K, Q6_K) computed as they are: the file's exact weights, loaded without "
-                   "a float copy (model=default or a .gguf); any other type (F16, Q2_K, Q3_K, "
-                   "IQ*) is computed in float32 and named in the model panel",
+                   "Q5_K, Q6_K) and F16/BF16 matrices computed as they are: the file's exact "
+                   "weights, loaded without a float copy (model=default or a .gguf); any other "
+                   "type (Q2_K, Q3_K, IQ*) is computed in float32 and named in the model panel",
     "bnb-8bit": "bitsandbytes LLM.int8 weights (slower than float32 on a CPU)",
     "bnb-4bit-nf4": "bitsandbytes 4-bit NormalFloat weights, float compute",
     "bnb-4bit-fp4": "bitsandbytes 4-bit float weights, float compute",
@@ -317,7 +317,7 @@ class ControlsPanel(QWidget):
     def refresh_qat(self) -> None:
         """Enable 'QAT weights' only where `playground qat` trained weights for this model,
         quant and group; the tooltip says which command builds them otherwise."""
-        from playground.core import qat
+        from playground.core.quant import qat
 
         quant = self.quant.currentText()
         self.qat_reason = f"QAT trains for {', '.join(QAT_QUANTS)}, not {quant}"

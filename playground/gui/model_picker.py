@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.core import model_scan
+from playground.core.formats import model_scan
 
 COLUMNS = ("Model", "Format", "Parameters", "Size", "Fast path", "Fits in free RAM", "Where")
 

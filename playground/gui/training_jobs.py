@@ -220,12 +220,12 @@ class QatJob(TrainingJob):
 
     @staticmethod
     def work(settings: Any, progress: Any, should_stop: Any) -> Any:
-        from playground.core.qat import qat
+        from playground.core.quant.qat import qat
 
         return qat(settings, progress=progress, should_stop=should_stop)
 
     def dialog(self) -> None:
-        from playground.core.qat import QatSettings
+        from playground.core.quant.qat import QatSettings
 
         title = "Quantization-aware training"
         quant, ok = QInputDialog.getItem(
@@ -240,7 +240,7 @@ class QatJob(TrainingJob):
             self.start(quant=quant, minutes=minutes)
 
     def start(self, quant: str, **overrides: Any) -> None:
-        from playground.core.qat import QatSettings
+        from playground.core.quant.qat import QatSettings
 
         window = self.window
         if window._refuse_if_busy():

@@ -5,7 +5,7 @@ float rounding; and a prompt fed as rows equals transformers' prefill."""
 import pytest
 import torch
 
-from playground.core import weight_quant
+from playground.core.quant import weight_quant
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 PROMPTS = [HELLO, [{"role": "user", "content": "Name a colour, please, and then another"}],

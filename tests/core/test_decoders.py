@@ -4,7 +4,7 @@ that stops never computes past its last token."""
 import copy
 import threading
 
-from playground.core.decoders import (
+from playground.core.decode.decoders import (
     AssistedDecoder,
     ForwardDecoder,
     LeanDecoder,

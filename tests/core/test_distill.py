@@ -4,7 +4,7 @@ import pytest
 
 from playground.core import registry
 from playground.core.config import RunConfig
-from playground.core.decoders import AssistedDecoder
+from playground.core.decode.decoders import AssistedDecoder
 from playground.core.distill import DistillSettings, distill, keep_layers, lr_at, pick_layers
 from playground.core.models import load
 from playground.core.optimize import OptimizationError

@@ -146,7 +146,7 @@ def test_a_prompt_past_the_context_is_refused_before_any_prefill(tiny_engine):
 
 
 def test_a_long_prompt_is_prefilled_in_chunks_and_stop_works_between_them(tiny_engine):
-    from playground.core.decoders import PREFILL_CHUNK
+    from playground.core.decode.decoders import PREFILL_CHUNK
 
     engine = tiny_engine("max_new_tokens=8,prefix_cache=off")
     engine.eos_ids = set()

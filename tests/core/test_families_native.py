@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from playground.core import weight_quant
 from playground.core.config import RunConfig
 from playground.core.decode import family
+from playground.core.quant import weight_quant
 from tests.families import FAMILIES, save_family
 
 PROMPT = [{"role": "user", "content": "Hello, how are you today? Tell me more about it"}]

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from playground.core import gguf_blocks, native, weight_quant
+from playground.core import memory, native
 from playground.core.config import RunConfig
+from playground.core.quant import gguf_blocks, weight_quant
 from tests.gguf_files import Q4_K_M, random_blocks, write_tiny_gguf
 
 K_TYPES = ["Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q5_1"]
@@ -100,6 +101,26 @@ def _engine(path, spec=""):
     return build_engine(RunConfig.parse(f"model={path},max_new_tokens=12,{spec}".rstrip(",")))
 
 
+def _steps_match(base, native_, steps: int, tolerance: float) -> None:
+    """After the same prefill, the one-call step's logits match transformers' forward of
+    the float model step by step (relative to the largest logit), with the same argmax,
+    and both chat the same greedy reply."""
+    prompt = base.prompt_ids(HELLO)
+    with torch.inference_mode():
+        caches = [base.make_cache(), native_.make_cache()]
+        base.model(input_ids=torch.tensor([prompt]), cache=caches[0], use_cache=True)
+        native_.model(input_ids=torch.tensor([prompt]), cache=caches[1], use_cache=True)
+        token = 7
+        for _ in range(steps):
+            ref = base.model(input_ids=torch.tensor([[token]]), cache=caches[0],
+                             use_cache=True).logits[0, -1]
+            got = native_.decoder.step(token, caches[1])
+            assert float((got - ref).abs().max()) <= tolerance * max(1.0, float(ref.abs().max()))
+            assert int(got.argmax()) == int(ref.argmax())
+            token = int(ref.argmax()) if token != int(ref.argmax()) else (token * 31 + 5) % 300
+    assert base.chat(HELLO).token_ids == native_.chat(HELLO).token_ids
+
+
 @pytest.mark.parametrize("mix,kept", [
     (Q4_K_M, {"Q4_K": 8, "Q5_K": 2, "Q6_K": 5}),
     (FALLBACKS, {"Q5_0": 4, "Q5_1": 6, "Q8_0": 3, "Q4_K": 2}),
@@ -116,20 +137,7 @@ def test_a_users_file_runs_the_one_call_step_on_its_own_blocks(tmp_path, mix, ke
     assert native_.info["gguf_not_native"] == {}
     assert "NOT native" not in native_.info["notes"][0]
     assert "one native call" in native_.info["decode_step"]
-    prompt = base.prompt_ids(HELLO)
-    with torch.inference_mode():
-        caches = [base.make_cache(), native_.make_cache()]
-        base.model(input_ids=torch.tensor([prompt]), cache=caches[0], use_cache=True)
-        native_.model(input_ids=torch.tensor([prompt]), cache=caches[1], use_cache=True)
-        token = 7
-        for _ in range(30):
-            ref = base.model(input_ids=torch.tensor([[token]]), cache=caches[0],
-                             use_cache=True).logits[0, -1]
-            got = native_.decoder.step(token, caches[1])
-            assert float((got - ref).abs().max()) <= 2e-3 * max(1.0, float(ref.abs().max()))
-            assert int(got.argmax()) == int(ref.argmax())
-            token = int(ref.argmax()) if token != int(ref.argmax()) else (token * 31 + 5) % 300
-    assert base.chat(HELLO).token_ids == native_.chat(HELLO).token_ids
+    _steps_match(base, native_, steps=30, tolerance=2e-3)
 
 
 def test_k_quant_rows_get_the_same_bits_alone_or_batched(q4_k_m_file):
@@ -148,18 +156,55 @@ def test_k_quant_rows_get_the_same_bits_alone_or_batched(q4_k_m_file):
 
 
 def test_other_block_types_are_named_with_what_happens_to_them(tmp_path):
-    """A Q2_K and an F16 tensor: the note says NOT native, names both types and what was
-    done with them, the result's info counts them, and the decode path says why the
-    one-call step was refused."""
+    """A Q2_K tensor: the note says NOT native, names the type and what was done with it,
+    the result's info counts it, and the decode path says why the one-call step was
+    refused; an F16 matrix beside it stays in half precision."""
     _needs_native()
     path = write_tiny_gguf(tmp_path / "mixed.gguf", {**Q4_K_M, "ffn_down": "Q2_K",
                                                       "attn_output": "F16"})
     engine = _engine(path, "quant=gguf-native")
     note = engine.info["notes"][0]
-    assert "NOT native" in note and "Q2_K" in note and "F16" in note
-    assert sum(engine.info["gguf_not_native"].values()) == 4  # 2 layers × 2 tensors
+    assert "NOT native" in note and "Q2_K" in note
+    assert sum(engine.info["gguf_not_native"].values()) == 2  # 2 layers' ffn_down
+    assert engine.info["gguf_blocks"]["F16"] == 2
     assert "not the one-call native step: o_proj or down_proj" in engine.info["decode_step"]
     assert engine.chat(HELLO).token_ids  # still runs, on the exact values
+
+
+HALF_MIX = {short: None for short in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
+                                      "ffn_up", "ffn_down", "token_embd")}
+
+
+@pytest.mark.parametrize("kind", ["f16", "bf16"])
+def test_half_kernels_multiply_by_the_stored_weights(kind):
+    """qhalf.c against float64 products of the same half-precision weights: every shape
+    of tile (rows of W not a multiple of 4, inputs not a multiple of 8, 1-50 rows of x)."""
+    _needs_native()
+    dtype = torch.float16 if kind == "f16" else torch.bfloat16
+    gen = torch.Generator().manual_seed(3)
+    for n, k, m in ((64, 96, 1), (37, 100, 2), (300, 2048, 3), (8, 8, 4), (130, 264, 50)):
+        w = (torch.randn(n, k, generator=gen) * 0.05).to(dtype)
+        part = weight_quant.QWeight(kind, w.view(torch.int16).clone(), None)
+        assert torch.equal(part.dequantize(), w.float())
+        layer = weight_quant.pack([part], [None])
+        x = torch.randn(m, k, generator=gen)
+        ref = (x.double() @ w.double().t()).float()
+        assert float((layer(x) - ref).abs().max()) <= 2e-6 * float(ref.abs().max()) * k ** 0.5
+
+
+@pytest.mark.parametrize("type_name", ["F16", "BF16"])
+def test_a_half_precision_file_runs_the_one_call_step_in_half_precision(tmp_path, type_name):
+    """Every matrix of an F16 (BF16) file stays two bytes a weight, the one-call C step
+    runs, and its logits over a prefill and 20 steps match the float model transformers
+    de-quantized from the same file (the same weights, sums in another order)."""
+    _needs_native()
+    path = write_tiny_gguf(tmp_path / "half.gguf", dict.fromkeys(HALF_MIX, type_name))
+    base, native_ = _engine(path), _engine(path, "quant=gguf-native")
+    assert native_.info["gguf_blocks"] == {type_name: 15}  # 2 layers × 7, and the head
+    assert native_.info["gguf_not_native"] == {}
+    assert "one native call" in native_.info["decode_step"]
+    assert memory.weights_mb(native_.model) < 0.6 * memory.weights_mb(base.model)
+    _steps_match(base, native_, steps=20, tolerance=1e-4)
 
 
 def test_torch_kernels_say_the_k_quants_stay_de_quantized(q4_k_m_file, monkeypatch):
@@ -283,9 +328,9 @@ def test_the_input_embedding_stays_in_its_blocks(tmp_path, embed_type):
     the same bits transformers' loader makes of the whole table; the weights count the
     blocks; a tied head of a type without a kernel (Q2_K) gets a float copy of its own
     and the model still answers as the float model does."""
-    from playground.core import gguf_blocks as blocks_
-    from playground.core.gguf_embedding import is_block_embedding
     from playground.core.pipeline import build_engine
+    from playground.core.quant import gguf_blocks as blocks_
+    from playground.core.quant.gguf_embedding import is_block_embedding
 
     _needs_native()
     path = write_tiny_gguf(tmp_path / "e.gguf", {**Q4_K_M, "token_embd": embed_type})
@@ -299,7 +344,7 @@ def test_the_input_embedding_stays_in_its_blocks(tmp_path, embed_type):
     tensors = blocks_.read_blocks(path, base.model, keep_readers=True)
     assert torch.equal(blocks_.to_float(tensors["model.embed_tokens.weight"])[ids], whole[ids])
     assert engine.weights_mb < base.weights_mb - whole.numel() * 4 / 1e6 * 0.5
-    if embed_type in blocks_.NATIVE:
+    if embed_type in blocks_.NATIVE + blocks_.HALF:  # F16: the head in half precision
         assert "one native call" in engine.info["decode_step"]
     else:  # the tied head has no kernel: the step is refused, with the reason
         assert "not the one-call native step: the LM head is not a native layer" in \

@@ -2,7 +2,7 @@
 
 import pytest
 
-from playground.core import lean_decode
+from playground.core.decode import lean_decode
 
 HELLO = [{"role": "user", "content": "Hello, how are you today?"}]
 

@@ -4,7 +4,7 @@ verdict and the RAM they need; a damaged file is a row that says so."""
 
 from gguf_files import write_tiny_gguf
 
-from playground.core import model_scan
+from playground.core.formats import model_scan
 
 
 def test_files_and_folders_are_found_with_what_a_user_needs_to_choose(tmp_path, tiny_dir):
@@ -36,10 +36,16 @@ def test_files_and_folders_are_found_with_what_a_user_needs_to_choose(tmp_path, 
 
 
 def test_a_file_without_native_blocks_says_which_types_and_what_happens(tmp_path):
-    path = write_tiny_gguf(tmp_path / "half.gguf", {"ffn_down": "F16"})
+    path = write_tiny_gguf(tmp_path / "q2.gguf", {"ffn_down": "Q2_K"})
     (m,) = model_scan.scan([tmp_path])
-    assert m.fast and "F16" in m.fast and "float32" in m.fast
+    assert m.fast and "Q2_K" in m.fast and "float32" in m.fast
     assert m.spec() == f"model={path}"
+
+
+def test_half_precision_matrices_are_on_the_fast_path(tmp_path):
+    write_tiny_gguf(tmp_path / "half.gguf", {"ffn_down": "F16", "attn_q": "BF16"})
+    (m,) = model_scan.scan([tmp_path])
+    assert m.fast is None
 
 
 def test_a_hostile_header_is_a_row_that_says_so_not_a_hang(tmp_path):

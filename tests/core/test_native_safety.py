@@ -7,8 +7,9 @@ import subprocess
 import pytest
 import torch
 
-from playground.core import native, weight_quant
+from playground.core import native
 from playground.core.config import RunConfig
+from playground.core.quant import weight_quant
 
 HELLO = [{"role": "user", "content": "Hello, how are you today?"}]
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from playground.core import qat
 from playground.core.config import RunConfig
 from playground.core.optimize import OptimizationError
 from playground.core.pipeline import build_engine, check
+from playground.core.quant import qat
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,9 @@ def test_smoothing_keeps_the_float_model_and_lowers_int8_dynamic_kl(peaky_dir, t
     import torch
     from transformers import AutoModelForCausalLM
 
-    from playground.core import quality, smooth
+    from playground.core import quality
     from playground.core.models import load
+    from playground.core.quant import smooth
 
     loaded = load(str(peaky_dir))
     model, tokenizer = loaded.model.eval(), loaded.tokenizer

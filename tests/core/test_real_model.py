@@ -50,8 +50,9 @@ def test_gguf_native_computes_with_the_files_exact_weights(engine):
     as transformers does, the Q8_0 embedding included), and its replies match fp32."""
     import torch
 
-    from playground.core import gguf_blocks, quality
+    from playground.core import quality
     from playground.core.models import default_gguf_path
+    from playground.core.quant import gguf_blocks
 
     float_model = engine.model
     tensors = gguf_blocks.read_blocks(default_gguf_path(), float_model)

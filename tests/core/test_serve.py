@@ -162,7 +162,7 @@ def test_a_qwen2_model_replies_alike_alone_and_in_a_batch_of_8(server, tmp_path)
     import torch
     from safetensors.torch import load_file, save_file
 
-    from playground.core import weight_quant
+    from playground.core.quant import weight_quant
     from tests.conftest import save_tiny
 
     if weight_quant.backend() != "native":
@@ -190,7 +190,7 @@ def test_batched_requests_get_the_replies_they_get_alone(server):
     """Batching on with the native step: four different prompts at once, their prompts fed
     in chunks beside the others' decoding and their shared beginnings copied from earlier
     requests, reply exactly as each does alone on a server that reuses nothing."""
-    from playground.core import weight_quant
+    from playground.core.quant import weight_quant
 
     if weight_quant.backend() != "native":
         pytest.skip("native kernels unavailable here")

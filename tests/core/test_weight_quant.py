@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from playground.core import gguf_blocks, quality, weight_quant
+from playground.core import quality
 from playground.core.config import ConfigError, RunConfig
+from playground.core.quant import gguf_blocks, weight_quant
 
 HELLO = [{"role": "user", "content": "Hello, how are you today?"}]
 

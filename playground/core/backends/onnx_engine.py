@@ -21,7 +21,7 @@ from typing import Any
 from playground.core import memory, models
 from playground.core.backends import onnx_export
 from playground.core.config import RunConfig
-from playground.core.decoders import Decoder
+from playground.core.decode.decoders import Decoder
 from playground.core.engine import Engine
 from playground.core.optimize.device import default_threads
 

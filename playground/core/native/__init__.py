@@ -24,7 +24,7 @@ from pathlib import Path
 
 from playground.core import paths
 
-SOURCES = [Path(__file__).with_name(name) for name in ("qgemv.c", "qblocks.c", "qstep.c")]
+SOURCES = [Path(__file__).with_name(name) for name in ("qgemv.c", "qblocks.c", "qhalf.c", "qstep.c")]
 HEADERS = [Path(__file__).with_name("qblocks_impl.h")]  # included by qblocks.c, hashed too
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 PORTABLE_FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
@@ -120,6 +120,8 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.q4_blocks_matmul.restype = None
     lib.q8_blocks_matmul.argtypes = [ptr] * 8 + [i64] * 4 + [ctypes.c_int] * 2
     lib.q8_blocks_matmul.restype = None
+    lib.half_matmul.argtypes = [ptr] * 3 + [i64] * 3 + [ctypes.c_int] * 2
+    lib.half_matmul.restype = None
     lib.qblocks_set_isa.argtypes = [ctypes.c_int]
     lib.qblocks_set_isa.restype = ctypes.c_int
     lib.qblocks_isa.restype = ctypes.c_int

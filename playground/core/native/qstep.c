@@ -27,11 +27,14 @@ void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const vo
 void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m,
                       const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt);
+void half_matmul(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K,
+                 int threads, int bf16);
 
 /* kinds: 4: int4 codes + scale + offset, 8: int8 codes + scale, in rows (fp16 scales);
  * 14 and 18: the same in qblocks.c's blocks of 8 rows (int16 activations only), where
  * scales are stored as fmt says (qblocks.c: fp16, float32, or int8 sub-scales times a
- * float32 per super-block dsup/msup), int8 codes may have offsets (m), groups may be 16 */
+ * float32 per super-block dsup/msup), int8 codes may have offsets (m), groups may be 16;
+ * 16 and 17: F16 and BF16 weights as stored (qhalf.c), no scales */
 typedef struct {
     int64_t kind;
     const void *codes;
@@ -85,6 +88,10 @@ static void matmul(const QMat *w, const float *x, float *y, int64_t rows, float 
     case 18:
         q8_blocks_matmul(x, q8, w->d, w->m, w->dsup, w->msup, y, scratch, rows, w->N, w->K, w->G,
                          threads, (int)w->fmt);
+        break;
+    case 16:
+    case 17:
+        half_matmul(x, (const uint16_t *)w->codes, y, rows, w->N, w->K, threads, w->kind == 17);
         break;
 #endif
     case 4:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from playground.core import gguf_embedding, native
+from playground.core import native
 from playground.core.decode import family
+from playground.core.quant import gguf_embedding
 
 INITIAL_CAPACITY = 256
 
@@ -60,11 +61,15 @@ def _qmat(layer: Any) -> QMat | None:
     if layer.bias is not None and (layer.bias.dtype != torch.float32
                                    or not layer.bias.is_contiguous()):
         return None
-    kind = (4 if layer.kind == "int4" else 8) + (10 if layer.blocked else 0)  # see qstep.c
+    if layer.kind in ("f16", "bf16"):
+        kind = 16 if layer.kind == "f16" else 17  # see qstep.c
+    else:
+        kind = (4 if layer.kind == "int4" else 8) + (10 if layer.blocked else 0)
+
     def ptr(t: Any) -> int | None:
         return None if t is None else t.data_ptr()
 
-    return QMat(kind, layer.codes.data_ptr(), layer.scales.data_ptr(), ptr(layer.offsets),
+    return QMat(kind, layer.codes.data_ptr(), ptr(layer.scales), ptr(layer.offsets),
                 layer.out_features, layer.in_features, layer.group, layer.fmt,
                 ptr(layer.scale_super), ptr(layer.offset_super), ptr(layer.bias))
 

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from playground.core.config import RunConfig
-from playground.core.decoders import ForwardDecoder
+from playground.core.decode.decoders import ForwardDecoder
 from playground.core.optimize.base import Build, Optimization
 
 MAX_CACHE_LEN = 2048

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from playground.core import registry
 from playground.core.config import RunConfig
-from playground.core.decoders import AssistedDecoder
+from playground.core.decode.decoders import AssistedDecoder
 from playground.core.models import load
 from playground.core.optimize.base import Build, Optimization, OptimizationError
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from playground.core import qat_registry
 from playground.core.config import RunConfig
 from playground.core.optimize.base import Build, Optimization
+from playground.core.quant import qat_registry
 
 
 class QatWeights(Optimization):

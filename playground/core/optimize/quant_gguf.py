@@ -19,11 +19,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from playground.core import gguf_blocks, models, weight_quant
+from playground.core import models
 from playground.core.config import RunConfig
 from playground.core.optimize.base import Build, Optimization
 from playground.core.optimize.quant_weight import check_cpu_kernels, replace_linears
-from playground.core.weight_quant import QWeight
+from playground.core.quant import gguf_blocks, weight_quant
+from playground.core.quant.weight_quant import QWeight
 
 
 def gguf_path(source: models.ModelSource) -> Path:

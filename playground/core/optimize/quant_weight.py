@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from playground.core import weight_quant
 from playground.core.config import RunConfig
 from playground.core.optimize.base import Build, Optimization
-from playground.core.weight_quant import QWeight
+from playground.core.quant import weight_quant
+from playground.core.quant.weight_quant import QWeight
 
 KINDS = ("int8-weight", "int4-weight")
 FUSED = {"self_attn": ("fused_qkv", ("q_proj", "k_proj", "v_proj")),

@@ -3,7 +3,7 @@
 Every pass of the worker thread takes one row per running request (its last token)
 plus up to ``prefill_chunk`` prompt tokens of requests still being prefilled, and runs
 them together through the engine's batched rows (the native step's, playground/core/
-native/step.py, or the float models', playground/core/lean_rows.py): each weight matrix
+native/step.py, or the float models', playground/core/decode/lean_rows.py): each weight matrix
 is read once for the whole pass instead of once per request, which is where a CPU
 decode step spends its time. A request joins between passes and leaves
 the pass after its last token; its prompt goes in as chunks, so a long prompt stalls
@@ -245,15 +245,15 @@ def describe(engine: Any, batching: bool = True, max_batch: int = 8,
 
 def batched_rows(engine: Any) -> Any:
     """The engine's batched step (rows of many sequences in one pass), or None: the native
-    step's rows, else the float rows (playground/core/lean_rows.py) where they apply."""
-    from playground.core.decoders import LeanDecoder
+    step's rows, else the float rows (playground/core/decode/lean_rows.py) where they apply."""
+    from playground.core.decode.decoders import LeanDecoder
 
     decoder = getattr(engine, "decoder", None)
     if not isinstance(decoder, LeanDecoder):
         return None  # no lean step for this model, or compile=on replaced it
     step = decoder.step
     if not hasattr(step, "rows"):
-        from playground.core import lean_rows
+        from playground.core.decode import lean_rows
 
         step.rows = lean_rows.build(engine.model)  # once: the scheduler and explain() ask
     return step.rows

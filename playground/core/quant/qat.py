@@ -26,10 +26,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from playground.core import distill, paths, quality, registry, smooth, weight_quant
+from playground.core import distill, paths, quality, registry
 from playground.core.config import QAT_QUANTS, RunConfig
 from playground.core.models import load
-from playground.core.qat_registry import QatMissing, available, register, trained_for
+from playground.core.quant import smooth, weight_quant
+from playground.core.quant.qat_registry import QatMissing, available, register, trained_for
 
 __all__ = ["QatMissing", "QatReport", "QatSettings", "available", "qat", "register",
            "trained_for"]

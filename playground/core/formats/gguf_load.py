@@ -19,7 +19,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from playground.core import gguf_blocks, gguf_embedding, gguf_meta, memory, models, weight_quant
+from playground.core import memory, models
+from playground.core.formats import gguf_meta
+from playground.core.quant import gguf_blocks, gguf_embedding, weight_quant
 
 Progress = models.Progress
 

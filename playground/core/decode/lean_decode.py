@@ -11,7 +11,7 @@ fp32 29.3 -> 35.4 tok/s, int8-dynamic 56.4 -> 76.0 tok/s (BENCHMARKS.md).
 Activations stay 2-D ([1, width]) so quantized kernels take them as they are; a
 layer is called as ``fn(x, *args)`` (F.linear, or a weight-only kernel with its
 packed weights) with no Python wrapper in between; where the quantizer packed q/k/v
-or gate/up together (playground/core/weight_quant.py), one kernel call computes
+or gate/up together (playground/core/quant/weight_quant.py), one kernel call computes
 them all. Where every Linear runs on our native kernels (int8-weight,
 int4-weight, gguf-native), the whole step is one C call instead
 (playground/core/native/step.py), for more families than this Python step
@@ -42,8 +42,8 @@ def build(model: Any) -> tuple[Step | None, str]:
     if any(type(m).__name__ == "NativeWeightLinear" for m in model.modules()):
         # weight-only layers: the whole step in C where the family fits (decode/family.py),
         # else the reason it did not
-        from playground.core import weight_quant
         from playground.core.native import step as native_step
+        from playground.core.quant import weight_quant
 
         whole, why = native_step.build(model, weight_quant.INT_ACT)
         if whole is not None:
@@ -160,7 +160,7 @@ def _unsupported(model: Any) -> str | None:
         t != "full_attention" for t in layer_types
     ):
         return "transformers forward (sliding-window attention)"
-    from playground.core.gguf_embedding import is_block_embedding
+    from playground.core.quant.gguf_embedding import is_block_embedding
 
     if is_block_embedding(model.get_input_embeddings()):
         return "transformers forward (the input embedding is kept in the file's blocks)"

@@ -31,6 +31,7 @@ FUSE_ROW_MULTIPLE = 64  # row views of a packed int4 matrix must start on a 64-r
 INT_ACT = os.environ.get("PLAYGROUND_NATIVE_ACT", "int16") != "f32"
 BLOCK_ROWS = 8  # qblocks.c's blocks of output rows
 FMT_FP16, FMT_F32, FMT_SUPER, FMT_MINUS8D = 0, 1, 2, 4  # qblocks.c's scale formats
+HALF = ("f16", "bf16")  # half-precision weights as stored (qhalf.c): q holds their bits
 
 
 @dataclass
@@ -43,7 +44,8 @@ class QWeight:
     −dmin·sub-min, products that fp16 cannot hold); q is then 0..15 (int4) or the file's
     own codes as int8 (Q5_K: 0..31, Q6_K: −32..31 in groups of 16)."""
 
-    kind: str  # "int8", "int4", or "q8_0" (int8 in groups of 16 or 32: a GGUF's blocks)
+    kind: str  # "int8", "int4", "q8_0" (int8 in groups of 16 or 32: a GGUF's blocks),
+    # or "f16"/"bf16": q is int16 [N, K] holding the half-precision bits, no scale
     q: Any
     scale: Any
     zero: Any = None
@@ -63,6 +65,10 @@ class QWeight:
 
     def dequantize(self) -> Any:
         """The float32 weights these integers and scales stand for."""
+        import torch
+
+        if self.kind in HALF:
+            return self.q.view(torch.float16 if self.kind == "f16" else torch.bfloat16).float()
         if self.kind == "int8":
             return self.q.float() * self.scale.float()[:, None]
         n, k = self.q.shape
@@ -192,6 +198,12 @@ def pack(parts: list[QWeight], biases: list[Any] | None = None) -> Any:
     if biases and any(b is not None for b in biases):
         bias = torch.cat([(b if b is not None else torch.zeros(p.rows)).detach().float()
                           for p, b in zip(parts, biases, strict=True)])
+    if parts[0].kind in HALF:
+        if backend() != "native":
+            raise ValueError(f"pack: {parts[0].kind} weights need the native kernels")
+        q = torch.cat([p.q for p in parts]) if len(parts) > 1 else parts[0].q
+        return _native_class()(parts[0].kind, q.contiguous(), None, None, 0, int(q.shape[0]),
+                               parts[0].cols, bias)
     if any(blocked_only(p) for p in parts):
         why = blocks_refused(parts)
         if why:
@@ -360,6 +372,12 @@ def _native_class() -> type:
                       scratch.data_ptr(), rows, n, k, g, threads(), int_act)
         return y
 
+    def half(x: Any, codes: Any, n: int, k: int, bf16: int) -> Any:
+        y = empty(x.shape[0], n)
+        lib.half_matmul(x.data_ptr(), codes.data_ptr(), y.data_ptr(), x.shape[0], n, k,
+                        threads(), bf16)
+        return y
+
     def q4_blocks(x: Any, codes: Any, d: Any, m: Any, dsup: Any, msup: Any, n: int, k: int,
                   g: int, fmt: int) -> Any:
         rows = x.shape[0]
@@ -384,7 +402,9 @@ def _native_class() -> type:
         scales and offsets are in qblocks.c's blocks of 8 rows (the same bytes, reordered
         within each block), multiplied with int16 activations; there the scales may also be
         float32 or a K-quant's int8 sub-scales with float32 per super-block (``fmt``,
-        qblocks.c's FMT_*), and Q4_0's offsets are computed from d instead of stored."""
+        qblocks.c's FMT_*), and Q4_0's offsets are computed from d instead of stored.
+        Kinds "f16"/"bf16" (qhalf.c): ``codes`` are a file's half-precision weights as
+        stored (int16 bits), with no scales; float32 activations."""
 
         def __init__(self, kind: str, codes: Any, scales: Any, offsets: Any, group: int,
                      rows: int, cols: int, bias: Any = None, blocked: bool = False,
@@ -400,6 +420,8 @@ def _native_class() -> type:
 
         def kernel(self) -> tuple[Any, tuple[Any, ...]]:
             n, k, g, a = self.out_features, self.in_features, self.group, int(INT_ACT)
+            if self.kind in HALF:
+                return half, (self.codes, n, k, int(self.kind == "bf16"))
             if self.blocked:
                 args = (self.codes, self.scales, self.offsets, self.scale_super,
                         self.offset_super, n, k, g, self.fmt)
@@ -415,7 +437,7 @@ def _native_class() -> type:
             def rows(t: Any) -> Any:
                 return None if t is None else t[start:stop]
 
-            return type(self)(self.kind, self.codes[start:stop], self.scales[start:stop],
+            return type(self)(self.kind, self.codes[start:stop], rows(self.scales),
                               rows(self.offsets), self.group, stop - start, self.in_features,
                               rows(self.bias), self.blocked, self.fmt, rows(self.scale_super),
                               rows(self.offset_super))

@@ -7,7 +7,7 @@ loop (gpt-fast's shape: the model step is one function, the loop is plain). The 
 - ``ForwardDecoder``: transformers' forward with a KV cache (also the compiled forward
   with a static cache, compile=on) — one token per chunk;
 - ``LeanDecoder``: the same, with one-token steps through the lean step
-  (playground/core/lean_decode.py; one C call a token on the native kernels);
+  (playground/core/decode/lean_decode.py; one C call a token on the native kernels);
 - ``NoCacheDecoder``: kv_cache=off, the whole sequence every token (its "cache" is the
   token list, so the loop is the same);
 - ``AssistedDecoder``: transformers' assisted generation with a draft model

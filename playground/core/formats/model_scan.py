@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playground.core.gguf_blocks import NATIVE
+from playground.core.quant.gguf_blocks import HALF, NATIVE
 
 # GGUF architectures whose files run the one-call step (decode/family.py's families;
 # Mistral's files say "llama")
@@ -258,7 +258,7 @@ def _gguf(path: Path) -> FoundModel:
     params = sum(n for _t, n, _d in sizes)
     types = Counter(t for t, _n, dims in sizes if dims >= 2)
     size_mb = path.stat().st_size / 1e6
-    slow = sorted(t for t in types if t not in NATIVE and t not in ("F32",))
+    slow = sorted(t for t in types if t not in NATIVE + HALF and t not in ("F32",))
     if arch not in FAST_ARCHS:
         fast = f"architecture {arch}: not on the one-call step (transformers' forward)"
     elif slow:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from playground.core import lean_decode
+from playground.core.decode import lean_decode
 
 Rows = Any  # (tokens, positions, seqs, caches, out) -> logits [len(out), vocab]
 

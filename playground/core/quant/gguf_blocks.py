@@ -27,7 +27,9 @@ d·sc needs up to 17 significant bits, more than fp16 holds: the kernels read th
 own int8 sub-scales and float32 d per super-block and form d·sc in float32, where it is
 exact (qblocks.c's FMT_SUPER). Q4_K's codes go to the
 int4 kernel; Q5_K's and Q6_K's to the int8 one (Q5_K with offsets, Q6_K in groups of 16).
-Every other type (F16, BF16, Q2_K, Q3_K, IQ*, ...) is named by ``not_native``.
+F16 and BF16 matrices stay in their two bytes a weight (kinds "f16"/"bf16": qhalf.c widens
+each weight to float32 as it reads it). Every other type (Q2_K, Q3_K, IQ*, ...) is named
+by ``not_native``.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from playground.core.weight_quant import QWeight
+from playground.core.quant.weight_quant import QWeight
 
 BLOCK = 32
 QK_K = 256
 NATIVE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
+HALF = ("F16", "BF16")  # matrices computed from their half-precision values as stored
 FLOAT = ("F32", "F16", "BF16", "F64")
 FLOAT_CHUNK_ROWS = 4096
 CHUNK_ROWS = 8192  # rows unpacked at a time into a tall matrix's kernel form
@@ -78,7 +81,7 @@ def read_blocks(path: Path, model: Any, keep_readers: bool = False) -> dict[str,
             continue
         type_name = tensor.tensor_type.name
         raw = None
-        if type_name in NATIVE:
+        if type_name in NATIVE or (type_name in HALF and len(tensor.shape) == 2):
             rows = np.ascontiguousarray(tensor.data).view(np.uint8)
             # Only the row order changes (Llama's q/k permutation): blocks stay whole.
             raw = processor.process(weights=rows, name=tensor.name).weights
@@ -141,6 +144,9 @@ def _rows_qweight(type_name: str, raw: Any) -> QWeight:
     import torch
 
     rows = raw.shape[0]
+    if type_name in HALF:  # the bits as they are; the kernel widens them
+        bits = np.ascontiguousarray(raw).view(np.int16).reshape(rows, -1)
+        return QWeight(type_name.lower(), torch.from_numpy(bits.copy()), None)
     if type_name == "Q4_1":
         blocks = raw.reshape(rows, -1, 20)
         d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
@@ -253,8 +259,9 @@ def _k_quant(type_name: str, raw: Any) -> QWeight:
 
 def not_native(type_name: str) -> str:
     """What happens to a tensor of a type with no native kernel, in words."""
-    if type_name in ("F16", "BF16"):
-        return f"{type_name}: computed from a float32 copy (no half-precision kernel yet)"
+    if type_name in HALF:
+        return (f"{type_name}: computed from a float32 copy (the half-precision kernel needs "
+                "the native kernels)")
     if type_name in FLOAT:
         return f"{type_name}: float32 as stored"
     return (f"{type_name}: de-quantized to float32 by transformers' loader (no native kernel "
@@ -265,9 +272,9 @@ def kernel_weight(tensor: GgufTensor, kept: Any) -> QWeight | None:
     """The tensor's blocks as the kernels here take them, or None: a type with no kernel
     (counted in ``kept`` with what happens to it) or blocks the kernels here cannot take
     (torch's fallback, f32 activations: counted with why)."""
-    from playground.core import weight_quant
+    from playground.core.quant import weight_quant
 
-    if tensor.raw is None:
+    if tensor.raw is None or (tensor.type_name in HALF and weight_quant.backend() != "native"):
         kept[not_native(tensor.type_name)] += 1
         return None
     blocks = to_qweight(tensor)

@@ -1,0 +1,2 @@
+"""Quantized weights: the block formats, the kernels' weight layouts, the
+scales' smoothing and quantization-aware training."""
