@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -41,24 +42,29 @@ from playground.gui.compare_charts import CompareCharts
 from playground.gui.labels import short_label
 
 MIN_CONFIGS, MAX_CONFIGS = 2, 6
-# two-line headers, so every column fits beside the charts at 1024 px (a header's
-# tooltip says it in full)
+# ten columns that fit beside the config list at 1024 px: each speed and size figure
+# carries the rounds' range and its ratio to the baseline on lines below it (each ratio
+# was a column of its own, and the quality columns sat past the right edge); a header's
+# tooltip says it in full
 COLUMNS = (
-    ("config", "config"), ("ttft_ms", "TTFT ms\np50 (range)"), ("ttft_x", "×\nbase"),
-    ("decode_tok_s", "decode tok/s\np50 (range)"), ("decode_x", "×\nbase"),
-    ("weights_mb", "weights\nMB"), ("weights_x", "×\nbase"), ("peak_rss_mb", "peak\nRSS MB"),
-    ("kl_mean", "KL\nnats"), ("top1_agreement", "top-1\nagree"), ("ppl", "ppl"),
-    ("greedy_match", "greedy\n= base"), ("note", "note"),
+    ("config", "config"), ("decode_tok_s", "decode\ntok/s"), ("ttft_ms", "TTFT\nms"),
+    ("kl_mean", "KL\nnats"),
+    ("top1_agreement", "top-1\nagree"), ("greedy_match", "greedy\n= base"), ("ppl", "ppl"),
+    ("weights_mb", "weights\nMB"), ("peak_rss_mb", "peak\nRSS MB"), ("note", "note"),
 )
+RATIO_OF = {"decode_tok_s": "decode_x", "ttft_ms": "ttft_x", "weights_mb": "weights_x"}
 HEADER_TIPS = {
-    "ttft_ms": "time to first token, median over the runs (fastest–slowest run)",
-    "decode_tok_s": "decode tokens per second, median over the runs (slowest–fastest run)",
-    "ttft_x": "this config's figure divided by the baseline's", "decode_x": "ditto, decode",
-    "weights_x": "ditto, weights", "peak_rss_mb": "peak resident memory while it ran",
+    "ttft_ms": "time to first token, median over the runs; below it, the fastest–slowest "
+               "run and × the baseline's",
+    "decode_tok_s": "decode tokens per second, median over the runs; below it, the "
+                    "slowest–fastest run and × the baseline's",
+    "weights_mb": "weights as stored; below it, × the baseline's",
+    "peak_rss_mb": "peak resident memory while it ran",
     "kl_mean": "mean KL divergence from the baseline's next-token distribution (0: same)",
     "top1_agreement": "share of positions where the most likely next token is the baseline's",
     "ppl": "perplexity on the calibration text", "greedy_match":
         "share of prompts whose greedy reply is the baseline's, word for word"}
+CONFIG_WIDTH = 90  # the full spec is the cell's tooltip
 
 
 class CompareView(QWidget):
@@ -163,6 +169,10 @@ class CompareView(QWidget):
         right.setOrientation(right.orientation().Vertical)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([title for _, title in COLUMNS])
+        # the note takes what the figures leave (it may be elided: its tooltip has it)
+        self.table.horizontalHeader().setSectionResizeMode(len(COLUMNS) - 1,
+                                                           QHeaderView.ResizeMode.Stretch)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         for c, (key, _title) in enumerate(COLUMNS):
             if key in HEADER_TIPS:
                 self.table.horizontalHeaderItem(c).setToolTip(HEADER_TIPS[key])
@@ -172,7 +182,7 @@ class CompareView(QWidget):
         right.setSizes([250, 550])
         left_widget = QWidget()
         left_widget.setLayout(left)
-        left_widget.setMaximumWidth(430)  # the table and charts need the rest at 1024 px
+        left_widget.setMaximumWidth(390)  # the table and charts need the rest at 1024 px
         outer.addWidget(left_widget)
         outer.addWidget(right, 1)
 
@@ -335,7 +345,12 @@ class CompareView(QWidget):
         self.table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
             for c, (key, _) in enumerate(COLUMNS):
-                item = QTableWidgetItem(_cell(key, row.get(key), r, row))
+                text = _cell(key, row.get(key), r, row)
+                if key in RATIO_OF and row.get(RATIO_OF[key]) is not None:
+                    value, _, spread = text.partition(" (")  # the range on a line of its own
+                    ratio = _cell(RATIO_OF[key], row[RATIO_OF[key]], r, row)
+                    text = "\n".join(x for x in (value, spread.rstrip(")"), ratio) if x)
+                item = QTableWidgetItem(text)
                 if key == "config":
                     item.setToolTip(row["config"])
                 if key == "note" and item.text():
@@ -343,6 +358,8 @@ class CompareView(QWidget):
                     item.setForeground(QColor("#b35900"))
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(0, min(self.table.columnWidth(0), CONFIG_WIDTH))
+        self.table.resizeRowsToContents()
         self.charts.set_rows(self.rows)
 
     # -- export ---------------------------------------------------------------------
@@ -383,7 +400,8 @@ def _cell(key: str, value: Any, row: int, data: dict[str, Any] | None = None) ->
         lo, hi = row_spread(data, key)
         digits = 0 if key == "ttft_ms" else 1
         if lo is not None and hi is not None and hi > lo:
-            return f"{value:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
+            wide = 0 if hi >= 100 else digits  # a range's tenths past 100 only widen it
+            return f"{value:.{digits}f} ({lo:.{wide}f}–{hi:.{wide}f})"
         return f"{value:.{digits}f}"
     if key == "config":
         try:
@@ -399,4 +417,6 @@ def _cell(key: str, value: Any, row: int, data: dict[str, Any] | None = None) ->
         return f"{100 * value:.0f}%"
     if key == "kl_mean":
         return "0" if value == 0 else f"{value:.3g}"
+    if key in ("weights_mb", "peak_rss_mb"):
+        return f"{value:.0f}"
     return f"{value:.1f}"

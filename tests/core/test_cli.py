@@ -76,13 +76,13 @@ def test_models_lists_the_files_in_a_folder_with_the_fast_paths_verdict(tmp_path
     from gguf_files import write_tiny_gguf
 
     fast = write_tiny_gguf(tmp_path / "mine.gguf", {})
-    write_tiny_gguf(tmp_path / "half.gguf", {"ffn_down": "F16"})
+    write_tiny_gguf(tmp_path / "q2.gguf", {"ffn_down": "Q2_K"})
     assert main(["models", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     mine = next(line for line in lines if line.startswith("mine.gguf"))
-    half = next(line for line in lines if line.startswith("half.gguf"))
+    slow = next(line for line in lines if line.startswith("q2.gguf"))
     assert "fast path: yes" in mine and f"model={fast},quant=gguf-native" in mine
-    assert "fast path: no" in half and "F16" in half
+    assert "fast path: no" in slow and "Q2_K" in slow
 
 
 def test_distill_command_builds_registers_and_reports(tiny4_dir, tmp_path, capsys):

@@ -90,6 +90,10 @@ FALLBACKS = {"attn_q": "Q5_0", "attn_k": "Q5_1", "attn_v": "Q8_0", "attn_output"
              "ffn_gate": "Q5_1", "ffn_up": "Q5_1", "ffn_down": "Q5_0", "token_embd": "Q8_0"}
 
 
+HALF_MIX = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+            "token_embd")  # every matrix
+
+
 @pytest.fixture
 def q4_k_m_file(tmp_path):
     return write_tiny_gguf(tmp_path / "tiny-q4_k_m.gguf", Q4_K_M)
@@ -140,13 +144,15 @@ def test_a_users_file_runs_the_one_call_step_on_its_own_blocks(tmp_path, mix, ke
     _steps_match(base, native_, steps=30, tolerance=2e-3)
 
 
-def test_k_quant_rows_get_the_same_bits_alone_or_batched(q4_k_m_file):
-    """The batched step (serve --batching on) over K-quant blocks: three sequences in one
-    pass get the bits each gets alone."""
+@pytest.mark.parametrize("mix", ["Q4_K_M", "F16"])
+def test_k_quant_rows_get_the_same_bits_alone_or_batched(tmp_path, mix):
+    """The batched step (serve --batching on) over K-quant blocks or F16 matrices: three
+    sequences in one pass get the bits each gets alone."""
     _needs_native()
     from tests.core.test_batched_step import PROMPTS, _run
 
-    engine = _engine(q4_k_m_file, "quant=gguf-native")
+    types = Q4_K_M if mix == "Q4_K_M" else dict.fromkeys(HALF_MIX, "F16")
+    engine = _engine(write_tiny_gguf(tmp_path / "rows.gguf", types), "quant=gguf-native")
     together, logits_together, _ = _run(engine, PROMPTS, steps=10, chunk=5)
     for i, prompt in enumerate(PROMPTS):
         alone, logits_alone, _ = _run(engine, [prompt], steps=10, chunk=64)
@@ -169,10 +175,6 @@ def test_other_block_types_are_named_with_what_happens_to_them(tmp_path):
     assert engine.info["gguf_blocks"]["F16"] == 2
     assert "not the one-call native step: o_proj or down_proj" in engine.info["decode_step"]
     assert engine.chat(HELLO).token_ids  # still runs, on the exact values
-
-
-HALF_MIX = {short: None for short in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
-                                      "ffn_up", "ffn_down", "token_embd")}
 
 
 @pytest.mark.parametrize("kind", ["f16", "bf16"])
@@ -204,6 +206,13 @@ def test_a_half_precision_file_runs_the_one_call_step_in_half_precision(tmp_path
     assert native_.info["gguf_not_native"] == {}
     assert "one native call" in native_.info["decode_step"]
     assert memory.weights_mb(native_.model) < 0.6 * memory.weights_mb(base.model)
+    table, head = native_.model.get_input_embeddings(), native_.model.get_output_embeddings()
+    # the tied table is looked up from the head's own bytes: one copy, counted once
+    assert table.blocks.data_ptr() == head.codes.data_ptr()
+    assert memory.weights_mb(native_.model) == pytest.approx(
+        2 * sum(m.codes.numel() for m in native_.model.modules() if hasattr(m, "codes")
+                and m.codes.data_ptr() != head.codes.data_ptr()) / 1e6
+        + 2 * head.codes.numel() / 1e6, rel=0.05)
     _steps_match(base, native_, steps=20, tolerance=1e-4)
 
 

@@ -88,3 +88,24 @@ def test_onnx_runtime_fp32_answers_as_torch_and_int4_says_what_it_costs(engine):
     kl = float(quality.kl_divergence(want, quality.score(int4.model, windows)).mean())
     assert 1e-3 < kl < 2.0
     assert "Paris" in int4.chat(messages).reply
+
+
+def test_an_endpoint_replying_as_the_baseline_scores_top1_of_one(engine):
+    """The baseline's own greedy replies, scored as an endpoint's: every step agrees,
+    although re-reading a reply's text gives other tokens than the model chose (the old
+    teacher-forced re-tokenization scored such replies below 100%)."""
+    from playground.core import quality
+
+    conversations = [[{"role": "user", "content": c}] for c in (
+        "Write a haiku about the sea.", "List three uses of a paperclip.",
+        "What is 17 times 23? Show your work.", "Translate 'good morning' into French.")]
+    replies, counts, resplit = [], [], 0
+    for messages in conversations:
+        result = engine.chat(messages)
+        replies.append(result.reply)
+        counts.append(len(result.token_ids))
+        again = engine.tokenizer(result.reply, add_special_tokens=False)["input_ids"]
+        resplit += list(again) != list(result.token_ids)
+    top1, note = quality.top1_on_replies(engine, conversations, replies, counts)
+    assert top1 == 1.0, note
+    assert resplit  # the case the old scoring got wrong is among these prompts

@@ -422,6 +422,63 @@ def test_logprobs_through_the_official_client(server, batching):
         assert refused.status_code == 400 and refused.json()["error"]["param"] == field
 
 
+def test_streamed_logprobs_come_with_their_text_and_a_stop_strings_tokens_go(server):
+    """Each streamed chunk carries the entries of the tokens whose text it has sent, never
+    one ahead of its text (the scheduler computes entries before the text); each entry's
+    bytes are its token's own; with a stop string, the tokens from the stop on are not
+    given, whole or streamed."""
+    url, engine = server(batching=True)
+    engine.eos_ids = set()
+    body = {"messages": HELLO, "max_tokens": 16, "temperature": 1.0, "seed": 3,
+            "logprobs": True, "top_logprobs": 1}  # seeded: varied text, the same each time
+    whole = _chat(url, **body).json()["choices"][0]
+    entries = whole["logprobs"]["content"]
+    assert len(entries) == 16
+
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    from playground.core.engine import Detokenizer
+
+    table = bytes_to_unicode()
+
+    def starts(entries):
+        """Where each token's text begins, as the server's detokenizer gives its pieces
+        (a partial character waits): the tokens read back from their bytes."""
+        tokenizer, out, ids, chars = engine.tokenizer, [], [], 0
+        pieces = Detokenizer(tokenizer)
+        for e in entries:
+            out.append(chars)
+            ids.append(tokenizer.convert_tokens_to_ids("".join(table[b] for b in e["bytes"])))
+            chars += len(pieces.piece(ids))
+        return out
+
+    def streamed(**extra):
+        text, given = "", []
+        with httpx.stream("POST", url + "/v1/chat/completions", timeout=60,
+                          json={**body, **extra, "stream": True}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    for c in json.loads(line[6:])["choices"]:
+                        text += c["delta"].get("content") or ""
+                        given += (c.get("logprobs") or {}).get("content") or []
+                        ahead = [s for s in starts(given) if s >= len(text)]
+                        assert not ahead or c["finish_reason"], f"entries ahead: {ahead}"
+        return text, given
+
+    text, given = streamed()
+    assert text == whole["message"]["content"]
+    assert [(e["token"], e["logprob"]) for e in given] == [(e["token"], e["logprob"])
+                                                           for e in entries]
+    cut = text[8:10]
+    assert cut.strip() and text.index(cut) == 8
+    stopped = _chat(url, **body, stop=[cut]).json()["choices"][0]
+    assert stopped["message"]["content"] == text[:8]
+    kept = stopped["logprobs"]["content"]
+    assert kept == entries[: len(kept)] and max(starts(kept)) < 8 <= starts(entries)[len(kept)]
+    text, given = streamed(stop=[cut])
+    assert text == text[:8] and given == kept
+
+
 def test_usage_says_which_prompt_tokens_came_from_the_prefix_cache(server):
     """usage.prompt_tokens_details.cached_tokens: 0 the first time, the shared prefix the
     second (and the same reply); /metrics shows the store's bytes and its budget."""

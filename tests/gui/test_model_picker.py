@@ -11,14 +11,14 @@ def test_use_loads_the_picked_gguf_on_its_own_blocks(qtbot, open_window, tiny_di
     from playground.core.config import RunConfig
 
     path = write_tiny_gguf(tmp_path / "mine.gguf", {})
-    half = write_tiny_gguf(tmp_path / "half.gguf", {"ffn_down": "F16"})
+    half = write_tiny_gguf(tmp_path / "q2.gguf", {"ffn_down": "Q2_K"})
     window = open_window(RunConfig(model=str(tiny_dir), max_new_tokens=4))
     window.controls.pick_model(roots=[tmp_path])
     picker = window.controls.picker
     qtbot.waitUntil(lambda: picker.table.rowCount() == 2, timeout=WAIT_MS)
     rows = {picker.table.item(r, 6).text(): r for r in range(2)}
     assert picker.table.item(rows[str(half)], 4).text() == "no"
-    assert "F16" in picker.table.item(rows[str(half)], 4).toolTip()
+    assert "Q2_K" in picker.table.item(rows[str(half)], 4).toolTip()
     assert picker.table.item(rows[str(path)], 4).text() == "yes"
     assert picker.table.item(rows[str(path)], 5).text().startswith("yes")
     picker.table.selectRow(rows[str(path)])

@@ -108,15 +108,18 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
 
     replace_linears(model, quantize)
     table = tensors.get(embed_name)
+    out = model.get_output_embeddings()
+    half = None if table is None else table.type_name.lower()
+    head_codes = out.codes if (tied and half in weight_quant.HALF
+                               and getattr(out, "kind", None) == half) else None
     embedding = None if table is None else gguf_embedding.from_tensor(
-        table, model.get_input_embeddings())
+        table, model.get_input_embeddings(), head_codes)
     if embedding is not None:
         model.set_input_embeddings(embedding)
     _drop_pages(next(iter(tensors.values())))
     model.gguf_report = (dict(used), dict(kept))
     model.gguf_rope_note = gguf_meta.apply_rope_freqs(model, meta)
     # parameters as the float model counts them (the blocks are buffers, fused views once)
-    out = model.get_output_embeddings()
     model.gguf_params = sum(p.numel() for p in model.parameters()) + sum(
         m.in_features * m.out_features for m in model.modules()
         if hasattr(m, "kernel") and not (tied and m is out)) + (  # a tied head is the table

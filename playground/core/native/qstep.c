@@ -27,8 +27,8 @@ void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const vo
 void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m,
                       const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt);
-void half_matmul(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K,
-                 int threads, int bf16);
+void half_rows(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K,
+               int threads, int bf16);
 
 /* kinds: 4: int4 codes + scale + offset, 8: int8 codes + scale, in rows (fp16 scales);
  * 14 and 18: the same in qblocks.c's blocks of 8 rows (int16 activations only), where
@@ -91,7 +91,7 @@ static void matmul(const QMat *w, const float *x, float *y, int64_t rows, float 
         break;
     case 16:
     case 17:
-        half_matmul(x, (const uint16_t *)w->codes, y, rows, w->N, w->K, threads, w->kind == 17);
+        half_rows(x, (const uint16_t *)w->codes, y, rows, w->N, w->K, threads, w->kind == 17);
         break;
 #endif
     case 4:

@@ -28,9 +28,11 @@ def block_embedding_class() -> type:
 
     class BlockEmbedding(torch.nn.Module):
         def __init__(self, raw: Any, type_name: str, rows: int, dim: int,
-                     scale: float | None) -> None:
+                     scale: float | None, copy: bool = True) -> None:
             super().__init__()
-            self.raw = np.array(raw, copy=True)  # [rows, bytes a row]: not a view of the file
+            # [rows, bytes a row]: a copy, not a view of the file (or, not copied, the
+            # bytes of a tied head that holds the same table)
+            self.raw = np.array(raw, copy=True) if copy else raw
             # a buffer view of the same bytes, so memory accounting counts the table
             self.register_buffer("blocks", torch.from_numpy(self.raw), persistent=False)
             self.type_name, self.qtype = type_name, GGMLQuantizationType[type_name]
@@ -65,14 +67,21 @@ def is_block_embedding(module: Any) -> bool:
     return type(module).__name__ == "BlockEmbedding"
 
 
-def from_tensor(tensor: Any, old: Any) -> Any | None:
+def from_tensor(tensor: Any, old: Any, head_codes: Any = None) -> Any | None:
     """A BlockEmbedding of a GGUF tensor (gguf_blocks.GgufTensor with its reader) in place
-    of ``old`` (the model's embedding module), or None where the table is float32."""
+    of ``old`` (the model's embedding module), or None where the table is float32.
+    ``head_codes``: a tied F16/BF16 head's codes, the table's own bytes: the lookup reads
+    them instead of a second copy (a 1B model's 49k-row table: 201 MB)."""
     import numpy as np
 
     if tensor.type_name not in KEEP:
         return None
     raw = np.ascontiguousarray(tensor.source.data).view(np.uint8)
     rows, dim = old.num_embeddings, old.embedding_dim
-    return block_embedding_class()(raw.reshape(rows, -1), tensor.type_name, rows, dim,
-                                   getattr(old, "scalar_embed_scale", None))
+    raw = raw.reshape(rows, -1)
+    shared = None if head_codes is None else head_codes.numpy().view(np.uint8)
+    if shared is not None and (shared.shape != raw.shape or not np.array_equal(shared, raw)):
+        shared = None  # not the same bytes after all: a copy of the file's
+    return block_embedding_class()(raw if shared is None else shared, tensor.type_name, rows,
+                                   dim, getattr(old, "scalar_embed_scale", None),
+                                   copy=shared is None)

@@ -46,6 +46,7 @@ class Choice:
         self.job, self.stop, self.kept = job, StopText(stops) if stops else None, []
         self.streamed = ""  # the engine's pieces so far
         self.logprobs_sent = 0
+        self.released_chars = 0  # characters of the text the client has been given
 
     def keep(self, piece: str) -> str:
         self.streamed += piece
@@ -58,11 +59,26 @@ class Choice:
             self.job.cancelled = True
         return text
 
-    def new_logprobs(self) -> list:
-        """The tokens' logprobs not streamed yet (none when they were not asked for)."""
-        entries = self.job.logprobs[self.logprobs_sent:]
-        self.logprobs_sent += len(entries)
-        return entries
+    def released(self, text: str) -> None:
+        self.released_chars += len(text)
+
+    def new_logprobs(self, final: bool = False) -> list:
+        """The logprobs of the tokens whose text the client now has, not sent yet (the
+        scheduler computes them ahead of the text, and a stop string's tokens are never
+        given); at the end (``final``) without a stop, whatever is left."""
+        entries, starts, out = self.job.logprobs, self.job.logprob_starts, []
+        while self.logprobs_sent < len(entries):
+            start = starts[self.logprobs_sent]  # appended before its entry
+            if start >= self.released_chars and not (final and self.stop is None):
+                break
+            out.append(entries[self.logprobs_sent])
+            self.logprobs_sent += 1
+        return out
+
+    def whole_logprobs(self, reply: str) -> list:
+        """A whole answer's entries: the tokens of ``reply`` (a stop string's left out)."""
+        self.released(reply)
+        return self.new_logprobs(final=True)
 
     def rest(self) -> str:
         """After the last piece: what the whole reply has beyond the pieces (a character
@@ -300,7 +316,9 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                 delta = {"role": "assistant", "content": ""} if first else (
                     {} if text is None else {"content": text})
                 choice = {"index": index, "delta": delta, "finish_reason": finish}
-                if not first and (entries := choices[index].new_logprobs()):
+                if text:
+                    choices[index].released(text)
+                if not first and (entries := choices[index].new_logprobs(finish is not None)):
                     choice["logprobs"] = {"content": entries}
             else:
                 choice = {"index": index, "text": text or "", "logprobs": None,
@@ -368,7 +386,7 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
             reply = c.job.result.reply if c.stop is None else "".join(c.kept) + c.rest()
             out.append({"index": i, "message": {"role": "assistant", "content": reply},
                         "logprobs": None if c.job.top_logprobs is None else {
-                            "content": c.job.logprobs},
+                            "content": c.whole_logprobs(reply)},
                         "finish_reason": finish} if chat else
                        {"index": i, "text": reply, "logprobs": None, "finish_reason": finish})
         return {"id": rid, "object": obj, "created": created, "model": name,

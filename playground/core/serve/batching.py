@@ -42,6 +42,7 @@ class _Seq:
     fed: int = 0  # prompt tokens already in the cache
     new: list[int] = field(default_factory=list)
     finish: str | None = None
+    emitted: int = 0  # characters of the pieces given so far
 
     @property
     def prefilling(self) -> bool:
@@ -197,13 +198,15 @@ class BatchScheduler(Scheduler):
             self._finish(seq, "eos")
             return
         seq.new.append(token)
-        if seq.job.top_logprobs is not None:  # before the piece: a stream sends them with it
+        if seq.job.top_logprobs is not None:  # where its text starts, then the entry
+            seq.job.logprob_starts.append(seq.emitted)
             seq.job.logprobs.append(logprobs.entry(logits, token, seq.job.top_logprobs,
                                                    self.engine.tokenizer))
         seq.job.count_token()
         piece = seq.pieces.piece(seq.new)
         seq.timeline.token_times.append(time.perf_counter())
         if piece:
+            seq.emitted += len(piece)
             seq.job.emit(piece)
         if len(seq.new) >= seq.config.max_new_tokens:
             self._finish(seq, "length")

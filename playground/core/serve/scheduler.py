@@ -37,6 +37,9 @@ class Job:
     seed: int = 0  # the request's own (a random one when the client sent none)
     top_logprobs: int | None = None  # None: no logprobs asked; else how many alternatives
     logprobs: list = field(default_factory=list)  # one entry a token (serve/logprobs.py)
+    # where each entry's token begins in the reply's text (characters of the pieces before
+    # it): the server sends an entry once the text from there on has been sent
+    logprob_starts: list = field(default_factory=list)
     pieces: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     result: Any = None
