@@ -479,6 +479,27 @@ def test_streamed_logprobs_come_with_their_text_and_a_stop_strings_tokens_go(ser
     assert text == text[:8] and given == kept
 
 
+def test_n_choices_compute_their_prompt_once(server):
+    """n = 3: the first choice computes the prompt, the other two wait for it and take it
+    from the prefix store (each computes only its last token), and the sampled replies
+    are what they were (each its own seed)."""
+    url, _ = server(prefix_cache_mb=8)
+    long = [{"role": "user", "content": "tell me about the lighthouse keeper " * 6}]
+
+    def reused():
+        text = httpx.get(url + "/metrics", timeout=10).text
+        return int(text.split("\nplayground_prefix_cache_tokens_total ")[1].split()[0])
+
+    before = reused()
+    answer = _chat(url, messages=long, n=3, max_tokens=3, temperature=1.0, seed=5).json()
+    prompt = answer["usage"]["prompt_tokens"]
+    assert prompt > 40 and len(answer["choices"]) == 3
+    assert reused() - before == 2 * (prompt - 1)
+    alone = [_chat(url, messages=long, max_tokens=3, temperature=1.0, seed=5 + i).json()
+             ["choices"][0]["message"]["content"] for i in range(3)]
+    assert [c["message"]["content"] for c in answer["choices"]] == alone
+
+
 def test_usage_says_which_prompt_tokens_came_from_the_prefix_cache(server):
     """usage.prompt_tokens_details.cached_tokens: 0 the first time, the shared prefix the
     second (and the same reply); /metrics shows the store's bytes and its budget."""

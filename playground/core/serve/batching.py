@@ -43,6 +43,9 @@ class _Seq:
     new: list[int] = field(default_factory=list)
     finish: str | None = None
     emitted: int = 0  # characters of the pieces given so far
+    # another choice of the same request (n > 1) whose prompt is being computed: this one
+    # waits, then takes the prompt from the prefix store instead of computing it again
+    follows: Any = None
 
     @property
     def prefilling(self) -> bool:
@@ -108,7 +111,11 @@ class BatchScheduler(Scheduler):
                 job.emit(END)
                 continue
             try:
-                active.append(self._start(job))
+                seq = self._start(job)
+                if self.prefixes is not None and seq.fed == 0 and PrefixStore.usable(seq.cache):
+                    seq.follows = next((a for a in active if a.follows is None and a.prefilling
+                                        and a.ids == seq.ids), None)
+                active.append(seq)
             except Exception as exc:  # one request that cannot start fails alone
                 job.error = f"could not start: {_first_line(exc)}"
                 self.metrics.failed += 1
@@ -141,6 +148,13 @@ class BatchScheduler(Scheduler):
         for s, seq in enumerate(active):
             if seq.job.cancelled:
                 continue
+            if seq.follows is not None:
+                leader = seq.follows
+                if leader.timeline.t_first_logits is None and leader.finish is None:
+                    continue  # the same prompt is being computed (and stored after): wait
+                seq.follows = None
+                seq.fed = self.prefixes.seed(seq.ids, seq.cache)
+                seq.timeline.prefilled_tokens = len(seq.ids) - seq.fed
             if seq.prefilling:
                 if budget == 0:
                     continue
