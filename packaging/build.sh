@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 VERSION=$($PY -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
-$PY -m pip install -q 'pyinstaller>=6.10,<7'
+$PY -m pip install -q -c requirements.lock pyinstaller
+# what gets bundled is what CI tested: every package at requirements.lock's version
+$PY packaging/check_lock.py
 started=$(date +%s)
 # The native kernels, for any x86-64 CPU with AVX2/FMA/F16C (not -march=native: the
 # app runs on other machines); the app checks the CPU before loading them.
