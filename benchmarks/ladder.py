@@ -240,7 +240,9 @@ def main() -> None:
             row["prefill ratio"] = round(row["playground prefill"][1] / row["llama.cpp prefill"][1], 2)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "rounds"}), flush=True)
-    out = OUT / "ladder.json"
+    # another backend's rows go to their own file (the gguf-native ladder stays as it is)
+    out = OUT / ("ladder.json" if args.spec == "quant=gguf-native" else
+                 f"ladder-{args.spec.replace('=', '-').replace(',', '_')}.json")
     existing = json.loads(out.read_text()) if out.is_file() else {"rows": []}
     keep = [r for r in existing["rows"] if (r["rung"], r["format"]) not in
             {(r2["rung"], r2["format"]) for r2 in rows}]

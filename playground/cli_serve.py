@@ -34,6 +34,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError(f"serve: draft={config.draft} (speculative decoding) decodes one "
                          "sequence its own way and cannot share the server's passes; "
                          "serve without draft=, or measure it with playground bench")
+    if config.backend == "llamacpp" and args.batching == "on":
+        raise ValueError("serve: backend=llamacpp keeps one llama.cpp context here, so it "
+                         "answers one request at a time: add --batching off")
     api_key = _api_key(args)
     engine = build_engine(config, progress=status)
     batching = args.batching == "on"

@@ -206,3 +206,9 @@ def pytest_runtest_makereport(item, call):
         if "native kernels unavailable" in reason:
             report.outcome = "failed"
             report.longrepr = f"PLAYGROUND_REQUIRE_NATIVE=1 but skipped: {reason}"
+    # the same for the optional llama.cpp backend where CI builds it (make llamacpp)
+    if report.skipped and os.environ.get("PLAYGROUND_REQUIRE_LLAMACPP") == "1":
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "llama-cpp-python is not installed" in reason:
+            report.outcome = "failed"
+            report.longrepr = f"PLAYGROUND_REQUIRE_LLAMACPP=1 but skipped: {reason}"

@@ -193,7 +193,8 @@ def run_compare(
     if reference is not None:
         reference.discard()
     if remote and reference is not None and out.complete:
-        _score_remote(configs[0], conversations, remote, out.results, build, status)
+        _score_remote(configs[0], conversations, remote, out.results, build, status,
+                      should_stop)
     return out
 
 
@@ -234,15 +235,21 @@ def _merged(index: int, config_rounds: list[ConfigResult],
 
 def _score_remote(baseline: RunConfig, conversations: list[Any], remote: list[Any],
                   results: list[ConfigResult], build: Callable[..., Any],
-                  status: Callable[[str], None]) -> None:
+                  status: Callable[[str], None], should_stop: Callable[[], bool]) -> None:
     """Endpoints have no local logits: load the baseline once more and read how often its
     top next token is the one each endpoint chose along its replies."""
     status("scoring the endpoints' replies against the baseline")
     engine = build(baseline, progress=status)
     for index, replies, counted in remote:
         units = len(conversations)
-        top1, note = quality.top1_on_replies(engine, conversations, replies[:units],
-                                             counted[:units])
+        try:
+            top1, note = quality.top1_on_replies(engine, conversations, replies[:units],
+                                                 counted[:units], should_stop)
+        except jobs.Cancelled:
+            raise
+        except Exception as exc:  # a scoring failure must not lose the timed results
+            line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            top1, note = None, f"not available: scoring the replies failed ({line})"
         results[index].quality.update(top1_agreement=top1, note=note)
     del engine
     memory.release()

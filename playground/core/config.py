@@ -23,7 +23,8 @@ QUANT_GROUPS = (32, 64, 128)
 # quant values that quantization-aware training (`playground qat`) can train for
 QAT_QUANTS = ("int8-dynamic", "int8-weight", "int4-weight")
 VARIANTS = ("base", "distilled")
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "llamacpp")
+KV_TYPES = ("f16", "q8_0", "q4_0")  # llama.cpp's KV cache precision
 # quant values ONNX Runtime GenAI's model builder can produce (none: fp32)
 ONNX_QUANTS = ("none", "int8-weight", "int4-weight")
 PRUNE_METHODS = ("magnitude", "structured")
@@ -41,7 +42,7 @@ class RunConfig:
     quant: str = "none"
     quant_group: int = 32  # int4-weight: inputs per scale/zero group
     qat: bool = False  # use weights trained for ``quant`` by `playground qat`
-    backend: str = "torch"  # or "onnxruntime": the model exported once, run by ORT GenAI
+    backend: str = "torch"  # or "onnxruntime" (ORT GenAI), "llamacpp" (llama-cpp-python)
     prune: float = 0.0
     prune_method: str = "magnitude"
     device: str = "cpu"
@@ -63,6 +64,12 @@ class RunConfig:
     endpoint: str = ""
     endpoint_model: str = ""
     api_key_env: str = "OPENAI_API_KEY"
+    # backend=llamacpp only: the KV cache's precision, flash attention, layers offloaded
+    # to a GPU (-1: all; spec "all"), the prompt's batch size
+    kv_type: str = "f16"
+    flash_attn: bool = False
+    gpu_layers: int = 0
+    batch: int = 512
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -85,7 +92,7 @@ class RunConfig:
     def format(self, only_changed: bool = False) -> str:
         """The spec string; with ``only_changed`` just the keys that differ from defaults."""
         keys = self.changed_keys() if only_changed else KEYS
-        return ",".join(f"{key}={_show(getattr(self, key))}" for key in keys)
+        return ",".join(f"{key}={_show(getattr(self, key), key)}" for key in keys)
 
     def changed_keys(self, other: RunConfig | None = None) -> list[str]:
         """The keys whose values differ from ``other``'s (the defaults'), in field order."""
@@ -95,7 +102,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: numbers stay numbers, switches are "on"/"off" as in the spec string."""
         return {
-            f.name: _show(v) if isinstance(v, bool) else v
+            f.name: _show(v, f.name) if isinstance(v, bool) or f.name == "gpu_layers" else v
             for f in fields(self)
             for v in [getattr(self, f.name)]
         }
@@ -135,9 +142,11 @@ def _split(spec: str) -> list[str]:
     return parts
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, key: str = "") -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
+    if key == "gpu_layers" and value == -1:
+        return "all"
     return str(value)
 
 
@@ -156,7 +165,9 @@ def _convert(key: str, value: str) -> Any:
             raise ConfigError(f"{key}: '{value}' is not a number") from None
     if key == "threads" and value == "auto":
         return 0  # what the app and the server show as "auto"
-    if key in ("threads", "max_new_tokens", "seed", "quant_group"):
+    if key == "gpu_layers" and value == "all":
+        return -1
+    if key in ("threads", "max_new_tokens", "seed", "quant_group", "gpu_layers", "batch"):
         try:
             return int(value)
         except ValueError:
@@ -201,6 +212,7 @@ def _validate(cfg: RunConfig) -> None:
     _check_choice("backend", cfg.backend, BACKENDS)
     if cfg.backend == "onnxruntime":
         _check_onnx(cfg)
+    _check_llamacpp(cfg)
     if not 0.0 <= cfg.prune <= MAX_PRUNE:
         raise ConfigError(f"prune: {cfg.prune} is out of range; allowed: 0.0 to {MAX_PRUNE}")
     if not valid_device(cfg.device):
@@ -263,6 +275,42 @@ def _check_onnx(cfg: RunConfig) -> None:
                 "quant (none, int8-weight, int4-weight), quant_group, variant, qat, threads, "
                 "device, prefix_cache and response_cache"
             )
+
+
+LLAMACPP_KEYS = ("kv_type", "flash_attn", "gpu_layers", "batch")
+
+
+def _check_llamacpp(cfg: RunConfig) -> None:
+    _check_choice("kv_type", cfg.kv_type, KV_TYPES)
+    if cfg.gpu_layers < -1:
+        raise ConfigError(f"gpu_layers: {cfg.gpu_layers}; allowed: 0 to the model's layers, or all")
+    if not 1 <= cfg.batch <= 8192:
+        raise ConfigError(f"batch: {cfg.batch}; allowed: 1 to 8192 (prompt tokens a pass)")
+    if cfg.backend != "llamacpp":
+        own = [f.name for f in fields(cfg) if f.name in LLAMACPP_KEYS
+               and getattr(cfg, f.name) != f.default]
+        if own:
+            raise ConfigError(f"{own[0]}: a llama.cpp setting; it needs backend=llamacpp")
+        return
+    if not (cfg.model == "default" or cfg.model.endswith(".gguf")):
+        raise ConfigError("backend: llamacpp runs a GGUF file; give model=default or a .gguf")
+    if cfg.quant != "none":
+        raise ConfigError(f"quant: backend=llamacpp runs the file's own blocks (quant=none); "
+                          f"{cfg.quant} is not offered on it yet")
+    if cfg.kv_type != "f16" and not cfg.flash_attn:
+        raise ConfigError(f"kv_type: {cfg.kv_type} needs flash_attn=on (llama.cpp quantizes "
+                          "the V cache only with flash attention)")
+    if cfg.gpu_layers != 0 and not cfg.device.startswith(("cuda", "mps")):
+        raise ConfigError("gpu_layers: offloading layers needs device=cuda or mps "
+                          "(and a GPU build of llama-cpp-python)")
+    unsupported = [("prune", cfg.prune > 0), ("compile", cfg.compile),
+                   ("draft", cfg.draft != "none"), ("kv_cache", not cfg.kv_cache),
+                   ("variant", cfg.variant != "base"), ("qat", cfg.qat)]
+    for key, bad in unsupported:
+        if bad:
+            raise ConfigError(
+                f"{key}: not on backend=llamacpp; it supports kv_type, flash_attn, gpu_layers, "
+                "batch, threads, device, prefix_cache, response_cache and sampling")
 
 
 def valid_device(device: str) -> bool:

@@ -38,6 +38,12 @@ def check(config: RunConfig) -> str:
         reason = onnx_engine.check(config, device)
         if reason:
             raise OptimizationError(reason)
+    if config.backend == "llamacpp":
+        from playground.core.backends import llamacpp_engine
+
+        reason = llamacpp_engine.check(config, device)
+        if reason:
+            raise OptimizationError(reason)
     return device
 
 
@@ -96,6 +102,8 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
         return remote.build(config, progress)  # type: ignore[return-value]
     if config.backend == "onnxruntime":
         return _build_onnx(config, device, progress)
+    if config.backend == "llamacpp":
+        return _build_llamacpp(config, device, progress)
     wanted = _wanted(config)
     load_kwargs: dict[str, Any] = {}
     for opt in wanted:
@@ -187,6 +195,17 @@ def _build_onnx(config: RunConfig, device: str, progress: Progress) -> Engine:
         info["notes"].append(f"{opt.name}: {source.name}")
     engine = onnx_engine.build(config, source.path, device, info, progress)
     info["architecture"] = _architecture(source.path)
+    info["build_s"] = time.perf_counter() - started
+    progress("Ready")
+    return engine
+
+
+def _build_llamacpp(config: RunConfig, device: str, progress: Progress) -> Engine:
+    from playground.core.backends import llamacpp_engine
+
+    started = time.perf_counter()
+    info: dict[str, Any] = {"notes": []}
+    engine = llamacpp_engine.build(config, device, info, progress)
     info["build_s"] = time.perf_counter() - started
     progress("Ready")
     return engine

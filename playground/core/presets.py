@@ -5,6 +5,7 @@ from __future__ import annotations
 from playground.core.config import RunConfig
 
 FAITHFUL = "Faithful and fast"
+LLAMACPP = "llama.cpp (file's own blocks)"
 PRESETS: dict[str, str] = {
     "Baseline": "",
     # gguf-native where the model is a GGUF (the default is), else int8 weights: both
@@ -18,6 +19,10 @@ PRESETS: dict[str, str] = {
     "Pruned 30%": "prune=0.3,prune_method=structured",
     "Distilled": "variant=distilled",
     "Teacher + draft": "draft=distilled",
+    # llama.cpp on the same GGUF (make llamacpp): the file's own blocks, then its KV cache
+    # in 8 bits (with flash attention, which that needs)
+    LLAMACPP: "backend=llamacpp,prefix_cache=on",
+    "llama.cpp q8_0 KV": "backend=llamacpp,kv_type=q8_0,flash_attn=on,prefix_cache=on",
 }
 
 
@@ -34,6 +39,12 @@ def preset(name: str, base: RunConfig | None = None) -> RunConfig:
     config = RunConfig.parse(PRESETS[name], base=neutral)
     if name == FAITHFUL and (config.model == "default" or config.model.endswith(".gguf")):
         config = config.replace(quant="gguf-native")
+    if config.backend == "llamacpp":
+        from playground.core.backends.llamacpp_engine import available
+
+        why = available()
+        if why:  # one line that names the command, before anything loads
+            raise ValueError(f"preset: '{name}' runs on llama.cpp; {why}")
     if config.variant != "base" or config.draft != "none":
         from playground.core import registry
 

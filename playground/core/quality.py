@@ -170,14 +170,15 @@ def greedy_match(baseline_replies: list[str], replies: list[str]) -> float | Non
 
 
 def top1_on_replies(engine: Any, conversations: list[Any], replies: list[str],
-                    reply_tokens: list[int | None]) -> tuple[float | None, str]:
+                    reply_tokens: list[int | None],
+                    should_stop: ShouldStop | None = None) -> tuple[float | None, str]:
     """For a remote endpoint (no local logits): how often the local baseline's top next
     token is the token the endpoint chose, along the endpoint's own greedy replies. The
-    reply is walked as text: a step is a hit when the reply goes on with the baseline's
-    top token, whatever tokens a re-read of the text would make (a model's greedy path
-    is often not its tokenizer's split: re-tokenized, a byte-identical reply scored 96%).
-    Needs the same tokenizer on both sides: when the reply's token count is not the
-    endpoint's, the figure is not available, and the reason says so."""
+    reply is walked as bytes: a step is a hit when the reply goes on with the baseline's
+    top token's bytes, whatever tokens a re-read of the text would make (a model's greedy
+    path is often not its tokenizer's split: re-tokenized, a byte-identical reply scored
+    97.8%). Needs the same tokenizer on both sides: when the reply's token count is not
+    the endpoint's, the figure is not available, and the reason says so."""
     hits = total = 0
     for messages, reply, counted in zip(conversations, replies, reply_tokens, strict=True):
         target = list(engine.tokenizer(reply, add_special_tokens=False)["input_ids"])
@@ -185,64 +186,58 @@ def top1_on_replies(engine: Any, conversations: list[Any], replies: list[str],
             return None, (f"not available: the endpoint counted {counted} tokens where the "
                           f"baseline's tokenizer reads {len(target)} (another tokenizer)")
         if reply:
-            got, steps = _walk(engine, engine.prompt_ids(messages), reply)
+            got, steps = _walk(engine, engine.prompt_ids(messages), reply, target, should_stop)
             hits, total = hits + got, total + steps
     if not total:
         return None, "not available: the endpoint returned no reply text"
     return hits / total, "top-1 on the endpoint's own replies (no logits from a remote server)"
 
 
-def _walk(engine: Any, prompt: list[int], reply: str) -> tuple[int, int]:
-    """(hits, steps) along ``reply`` after ``prompt``: each step takes the baseline's top
-    token where the reply's text goes on with it (a hit), else the token the reply's own
-    tokenization has there; a character split across tokens is matched once whole."""
+def _walk(engine: Any, prompt: list[int], reply: str, target: list[int],
+          should_stop: ShouldStop | None) -> tuple[int, int]:
+    """(hits, steps) along ``reply``'s bytes after ``prompt``: each step takes the
+    baseline's top token where the reply's bytes go on with it (a hit), else the reply's
+    own token starting there (``target``, the reply read by the tokenizer), else the
+    token of the next byte alone; every step moves on, so it ends."""
     import torch
     from transformers import DynamicCache
 
+    from playground.core.tokens import byte_token, token_bytes
+
     tokenizer, model = engine.tokenizer, engine.model
+    data = reply.encode("utf-8")
+    starts, at = {}, 0
+    for token in target:  # the reply's own split, by where each token's bytes begin
+        starts.setdefault(at, token)
+        at += len(token_bytes(tokenizer, token))
     cache = DynamicCache(config=model.config)
-    path: list[int] = []
-    text, hits, steps = "", 0, 0
+    pos, hits, steps = 0, 0, 0
     with torch.inference_mode():
         logits = model(input_ids=torch.tensor([prompt]), past_key_values=cache,
                        use_cache=True).logits[0, -1]
-        while len(text) < len(reply) and steps <= 4 * len(reply):
+        while pos < len(data):
+            jobs.check(should_stop, "scoring the endpoint's replies")
             top = int(logits.argmax())
-            grown = _extends(tokenizer, path + [top], text, reply)
-            if grown is not None:
+            raw = token_bytes(tokenizer, top)
+            if pos == 0 and raw.startswith(b" ") and not data.startswith(b" "):
+                raw = raw[1:]  # SentencePiece's dummy prefix: a reply's first space is dropped
+            if raw and data.startswith(raw, pos):
                 token, hits = top, hits + 1
             else:
-                token = _reply_token(tokenizer, reply, text)
-                grown = None if token is None else _extends(tokenizer, path + [token], text, reply)
-                if grown is None:  # the reply cannot be followed token by token: stop here
+                token = starts.get(pos)
+                if token is None:
+                    token = byte_token(tokenizer, data[pos])
+                    if token is None:  # no token for a lone byte: score what was walked
+                        break
+                raw = token_bytes(tokenizer, token)
+                if pos == 0 and raw.startswith(b" ") and not data.startswith(b" "):
+                    raw = raw[1:]
+                if not raw or not data.startswith(raw, pos):
                     break
-            path.append(token)
-            text, steps = grown, steps + 1
+            pos, steps = pos + len(raw), steps + 1
             logits = model(input_ids=torch.tensor([[token]]), past_key_values=cache,
                            use_cache=True).logits[0, -1]
     return hits, steps
-
-
-def _extends(tokenizer: Any, path: list[int], text: str, reply: str) -> str | None:
-    """The reply's text so far with ``path`` decoded, where it goes on along the reply
-    (a trailing partial character counts as going on); None where it leaves it."""
-    grown = tokenizer.decode(path)
-    whole = grown.rstrip("\ufffd")
-    if not reply.startswith(whole) or (whole == text and grown == whole):
-        return None
-    return whole
-
-
-def _reply_token(tokenizer: Any, reply: str, text: str) -> int | None:
-    """The token the reply's own tokenization has where ``text`` ends: the token that
-    starts there, else the first token of the rest read alone."""
-    encoded = tokenizer(reply, add_special_tokens=False, return_offsets_mapping=True)
-    for token, (start, _end) in zip(encoded["input_ids"], encoded["offset_mapping"],
-                                    strict=True):
-        if start == len(text):
-            return int(token)
-    rest = tokenizer(reply[len(text):], add_special_tokens=False)["input_ids"]
-    return int(rest[0]) if rest else None
 
 
 def disagreement(kl: float, top1: float) -> str:

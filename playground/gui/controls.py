@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from playground.core.config import (
     BACKENDS,
+    KV_TYPES,
     ONNX_QUANTS,
     PRUNE_METHODS,
     QAT_QUANTS,
@@ -96,7 +97,7 @@ class ControlsPanel(QWidget):
         self.browse = QPushButton("Models…")
         self.browse.setToolTip("the GGUF files and model folders on this machine, with size, "
                                "format, parameters, fast path and whether each fits in free RAM")
-        self.browse.clicked.connect(self.pick_model)
+        self.browse.clicked.connect(lambda: self.pick_model())  # clicked(bool) is not roots
         buttons.addWidget(self.browse)
         buttons.addWidget(self.open_folder)
         buttons.addWidget(self.open_gguf)
@@ -127,7 +128,15 @@ class ControlsPanel(QWidget):
                                 "(fp32, int8-weight, int4-weight). Its int4 is symmetric, "
                                 "with int8 activations, and quantizes the embeddings too: "
                                 "it loses more than torch's int4-weight (see its KL in "
-                                "Compare)")
+                                "Compare); llamacpp: a GGUF's own blocks on llama.cpp "
+                                "(llama-cpp-python, make llamacpp)")
+        from playground.core.backends.llamacpp_engine import available
+
+        self.llamacpp_reason = available()
+        if self.llamacpp_reason:  # offered, disabled, with the command that builds it
+            item = self.backend.model().item(BACKENDS.index("llamacpp"))
+            item.setEnabled(False)
+            item.setToolTip(self.llamacpp_reason)
         self.backend.currentTextChanged.connect(self._sync_enabled)
         opt.addRow("Backend", self.backend)
         self.quant = QComboBox()
@@ -188,6 +197,32 @@ class ControlsPanel(QWidget):
         self.kv_cache.toggled.connect(self._sync_enabled)
         for box in (self.kv_cache, self.prefix_cache, self.response_cache, self.compile):
             opt.addRow(box)
+        # llama.cpp's own settings (backend=llamacpp), two compact rows
+        self.kv_type = QComboBox()
+        self.kv_type.addItems(KV_TYPES)
+        self.kv_type.setToolTip("the KV cache's precision (q8_0, q4_0: less memory at long "
+                                "context, some quality; they need flash attention)")
+        self.flash_attn = QCheckBox("Flash attention")
+        kv_row = QHBoxLayout()
+        kv_row.addWidget(self.kv_type)
+        kv_row.addWidget(self.flash_attn)
+        opt.addRow("llama.cpp KV", kv_row)
+        self.gpu_layers = QSpinBox()
+        self.gpu_layers.setRange(-1, 999)
+        self.gpu_layers.setSpecialValueText("all")
+        self.gpu_layers.setToolTip("layers offloaded to the GPU (device=cuda or mps, with a "
+                                   "GPU build of llama-cpp-python); the rest stay on the CPU")
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 8192)
+        self.batch.setToolTip("prompt tokens llama.cpp computes a pass")
+        gpu_row = QHBoxLayout()
+        gpu_row.addWidget(QLabel("GPU layers"))
+        gpu_row.addWidget(self.gpu_layers)
+        gpu_row.addWidget(QLabel("Batch"))
+        gpu_row.addWidget(self.batch)
+        opt.addRow("llama.cpp", gpu_row)
+        self.kv_type.currentTextChanged.connect(self._sync_enabled)
+        self.device.currentTextChanged.connect(self._sync_enabled)
         layout.addWidget(opt_box)
 
         sample_box = QGroupBox("Sampling")
@@ -253,7 +288,17 @@ class ControlsPanel(QWidget):
             temperature=round(self.temperature.value(), 2),
             top_p=round(self.top_p.value(), 2),
             seed=self.seed.value(),
+            **self._llamacpp_settings(),
         )
+
+    def _llamacpp_settings(self) -> dict:
+        """llama.cpp's keys where it runs; elsewhere their defaults (other backends refuse
+        them)."""
+        if self.backend.currentText() != "llamacpp":
+            return {}
+        gpu = self.gpu_layers.value() if self.gpu_layers.isEnabled() else 0
+        return dict(kv_type=self.kv_type.currentText(), flash_attn=self.flash_attn.isChecked(),
+                    gpu_layers=gpu, batch=self.batch.value())
 
     def set_config(self, cfg: RunConfig) -> None:
         self.endpoint.setText(cfg.endpoint)
@@ -279,6 +324,10 @@ class ControlsPanel(QWidget):
         self.temperature.setValue(cfg.temperature)
         self.top_p.setValue(cfg.top_p)
         self.seed.setValue(cfg.seed)
+        self.kv_type.setCurrentText(cfg.kv_type)
+        self.flash_attn.setChecked(cfg.flash_attn)
+        self.gpu_layers.setValue(cfg.gpu_layers)
+        self.batch.setValue(cfg.batch)
         self._sync_enabled()
 
     def set_busy(self, reason: str | None) -> None:
@@ -349,13 +398,15 @@ class ControlsPanel(QWidget):
         # One or the other: the student answers, or the student drafts for the teacher.
         self.distilled.setEnabled(available and not self.speculative.isChecked())
         self.speculative.setEnabled(available and not self.distilled.isChecked())
-        onnx = self.backend.currentText() == "onnxruntime"
-        self._sync_backend(onnx)
+        backend = self.backend.currentText()
+        onnx = backend == "onnxruntime"
+        self._sync_backend(backend)
         self.prefix_cache.setEnabled(self.kv_cache.isChecked())
         # ONNX Runtime's int8 is block-wise too; torch's int8-weight is per channel
         grouped = ("int4-weight", "int8-weight") if onnx else ("int4-weight",)
         self.quant_group.setEnabled(self.quant.currentText() in grouped)
-        qat_ok = getattr(self, "qat_reason", "x") is None and not self.distilled.isChecked()
+        qat_ok = (getattr(self, "qat_reason", "x") is None and not self.distilled.isChecked()
+                  and backend != "llamacpp")
         self.qat.setEnabled(qat_ok)
         if not qat_ok:
             self.qat.setChecked(False)
@@ -366,28 +417,49 @@ class ControlsPanel(QWidget):
             self.prefix_cache.setToolTip("reuse the keys/values of the conversation so far: "
                                          "a turn prefills only its new tokens")
 
-    def _sync_backend(self, onnx: bool) -> None:
-        """ONNX Runtime runs fp32 and weight-only int8/int4 only: the rest is disabled
-        with the reason, and a quant it cannot run falls back to none (visible)."""
-        why = "torch only: backend=onnxruntime runs none, int8-weight, int4-weight"
+    def _sync_backend(self, backend: str) -> None:
+        """ONNX Runtime runs fp32 and weight-only int8/int4 only, llama.cpp a GGUF's own
+        blocks (quant none): the rest is disabled with the reason, and a quant it cannot
+        run falls back to none (visible)."""
+        other = backend != "torch"
+        allowed = {"onnxruntime": ONNX_QUANTS, "llamacpp": ("none",)}.get(backend, QUANTS)
+        why = f"torch only: backend={backend} runs {', '.join(allowed)}"
         for i, name in enumerate(QUANTS):
             item = self.quant.model().item(i)
-            allowed = not onnx or name in ONNX_QUANTS
-            item.setEnabled(allowed)
-            item.setToolTip(QUANT_TIPS.get(name, "") if allowed else why)
-        if onnx and self.quant.currentText() not in ONNX_QUANTS:
+            ok = name in allowed
+            item.setEnabled(ok)
+            item.setToolTip(QUANT_TIPS.get(name, "") if ok else why)
+        if self.quant.currentText() not in allowed:
             self.quant.setCurrentText("none")
         for box in (self.speculative, self.compile):
-            if onnx:
+            if other:
                 box.setChecked(False)
-        if onnx:
+        if other:
             self.kv_cache.setChecked(True)
             self.prune.setValue(0)
         for widget in (self.prune, self.prune_method, self.compile, self.kv_cache):
-            widget.setEnabled(not onnx)
-            widget.setToolTip(why.replace(": backend", " (backend") + ")" if onnx else "")
-        if onnx:
+            widget.setEnabled(not other)
+            widget.setToolTip(why.replace(": backend", " (backend") + ")" if other else "")
+        if other:
             self.speculative.setEnabled(False)
+        if backend == "llamacpp":  # the file's own weights: no student, no QAT weights
+            for box in (self.distilled, self.qat):
+                box.setChecked(False)
+                box.setEnabled(False)
+        llama = backend == "llamacpp"
+        only = "" if llama else "backend=llamacpp only"
+        for widget in (self.kv_type, self.flash_attn, self.batch):
+            widget.setEnabled(llama)
+        quantized_kv = llama and self.kv_type.currentText() != "f16"
+        if quantized_kv:  # llama.cpp quantizes the V cache only with flash attention
+            self.flash_attn.setChecked(True)
+        self.flash_attn.setEnabled(llama and not quantized_kv)
+        self.flash_attn.setToolTip(only or ("on: a quantized KV cache needs it" if quantized_kv
+                                            else "llama.cpp's fused attention"))
+        gpu = llama and self.device.currentText() in ("cuda", "mps")
+        self.gpu_layers.setEnabled(gpu)
+        self.gpu_layers.setToolTip(only or ("" if gpu else "needs device=cuda or mps")
+                                   or "layers offloaded to the GPU; the rest stay on the CPU")
 
     def _pick_folder(self) -> None:
         folder = file_dialogs.open_folder(self, "Hugging Face model folder")

@@ -1,4 +1,4 @@
-"""Pick a model from the ones this machine holds (core/model_scan.py): name, format,
+"""Pick a model from the ones this machine holds (core/formats/model_scan.py): name, format,
 parameters, size, whether the fast path applies (and why not), whether it fits in the
 RAM free now. The scan runs in a thread (headers only, but a home folder is large);
 double-click or Use puts the model's fastest faithful spec into the Model field."""
@@ -38,7 +38,10 @@ class ModelPicker(QDialog):
     def __init__(self, parent: QWidget | None = None, roots=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models on this machine")
-        self.resize(900, 420)
+        screen = (parent.screen() if parent is not None else None) or self.screen()
+        free = screen.availableGeometry()  # larger screens get room for the paths
+        self.resize(max(900, min(1500, int(free.width() * 0.8))),
+                    max(420, min(800, int(free.height() * 0.6))))
         layout = QVBoxLayout(self)
         try:  # found once: shown here and scanned below
             where = roots if roots is not None else model_scan.default_roots()

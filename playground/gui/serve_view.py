@@ -44,8 +44,17 @@ COLUMNS = ("#", "state", "wait ms", "TTFT ms", "tokens", "tok/s", "e2e s")
 SERIES_COLORS = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a")
 MAX_SERIES = 5
 # log-axis ticks for milliseconds, 0.1 ms to 100 s (the axis holds log10 values)
-LOG_MS_TICKS = [(math.log10(m * 10.0 ** e), f"{m * 10.0 ** e:g}")
-                for e in range(-1, 6) for m in (1, 2, 5)]
+LOG_MS_VALUES = [round(m * 10.0 ** e, 6) for e in range(-1, 6) for m in (1, 2, 5)]
+LOG_MS_TICKS = [(math.log10(v), f"{v:g}") for v in LOG_MS_VALUES]
+def ttft_ticks_around(low_ms: float, high_ms: float) -> tuple[float, float]:
+    """The 1-2-5 ticks just below ``low_ms`` and just above ``high_ms``: the TTFT axis
+    spans them, so its labels show however narrow the data (150-400 ms had none)."""
+    values = LOG_MS_VALUES
+    below = max((v for v in values if v <= low_ms), default=values[0])
+    above = min((v for v in values if v >= high_ms), default=values[-1])
+    return below, above
+
+
 PANELS = (("ttft_ms", "TTFT ms, log scale (p50 solid, p99 dashed)"),
           ("itl_ms", "ITL ms (p50 solid, p99 dashed)"),
           ("output_tok_s", "Output tok/s (all requests)"))
@@ -422,6 +431,12 @@ class ServeView(QWidget):
                          if s["concurrency"]})
         if levels:
             self._set_ticks(levels)
+        ttft = [s["ttft_ms"][pct] for sweep in self.sweeps for s in sweep["steps"]
+                if s["concurrency"] for pct in ("p50", "p99") if s["ttft_ms"][pct]]
+        if ttft:  # from a labelled tick below the data to one above it, so both show
+            low, high = ttft_ticks_around(min(ttft), max(ttft))
+            self.plots["ttft_ms"].setYRange(math.log10(low) - 0.03, math.log10(high) + 0.03,
+                                            padding=0)
 
     def _set_ticks(self, levels: list[int]) -> None:
         for plot in self.plots.values():  # log axis: ticks at the steps run, not 0.4 … 0.9

@@ -475,8 +475,8 @@ def test_streamed_logprobs_come_with_their_text_and_a_stop_strings_tokens_go(ser
     assert stopped["message"]["content"] == text[:8]
     kept = stopped["logprobs"]["content"]
     assert kept == entries[: len(kept)] and max(starts(kept)) < 8 <= starts(entries)[len(kept)]
-    text, given = streamed(stop=[cut])
-    assert text == text[:8] and given == kept
+    stopped_text, given = streamed(stop=[cut])
+    assert stopped_text == text[:8] and given == kept
 
 
 def test_n_choices_compute_their_prompt_once(server):

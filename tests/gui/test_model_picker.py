@@ -26,3 +26,19 @@ def test_use_loads_the_picked_gguf_on_its_own_blocks(qtbot, open_window, tiny_di
         picker.use.click()
     assert window.controls.model.text() == str(path)
     assert window.good_config.quant == "gguf-native" and window.good_config.model == str(path)
+
+
+def test_the_models_button_opens_the_picker(qtbot, open_window, tiny_dir, tmp_path,
+                                            monkeypatch):
+    """The Models… button (not only Ctrl+O): its clicked(bool) once arrived as the
+    folders to scan and the picker raised a TypeError instead of opening."""
+    from playground.core.config import RunConfig
+    from playground.core.formats import model_scan
+
+    monkeypatch.setattr(model_scan, "default_roots", lambda: [tmp_path])
+    write_tiny_gguf(tmp_path / "mine.gguf", {})
+    window = open_window(RunConfig(model=str(tiny_dir), max_new_tokens=4))
+    window.controls.browse.click()
+    picker = window.controls.picker
+    qtbot.waitUntil(lambda: picker.table.rowCount() == 1, timeout=WAIT_MS)
+    picker.reject()

@@ -63,3 +63,17 @@ def test_serve_tab_bad_input_is_a_message_and_nothing_starts(qtbot, open_window,
     with qtbot.waitSignal(view.server_failed, timeout=WAIT_MS):
         view.start_button.click()
     assert "did not start" in window.errors[-1] and view.start_button.isEnabled()
+
+
+def test_the_ttft_axis_spans_labelled_ticks_around_the_data():
+    """150-410 ms lay between the labels 100/200/500 with none drawn at full HD: the
+    axis now runs from the tick below the data to the tick above it."""
+    import math
+
+    from playground.gui.serve_view import LOG_MS_TICKS, ttft_ticks_around
+
+    assert ttft_ticks_around(151, 414) == (100, 500)
+    assert ttft_ticks_around(20, 20) == (20, 20)
+    low, high = ttft_ticks_around(0.03, 3e6)  # past the table: its ends
+    labels = {round(v, 6) for v, _ in LOG_MS_TICKS}
+    assert round(math.log10(low), 6) in labels and round(math.log10(high), 6) in labels

@@ -15,11 +15,11 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from playground.core import memory, models
 from playground.core.backends import onnx_export
+from playground.core.backends.logits_model import LogitsModel
 from playground.core.config import RunConfig
 from playground.core.decode.decoders import Decoder
 from playground.core.engine import Engine
@@ -52,29 +52,21 @@ class GeneratorCache:
         return torch.from_numpy(np.array(self.generator.get_logits(), dtype=np.float32).reshape(-1))
 
 
-class OnnxLogits:
-    """Stands in for the torch model where quality scores windows: ``model(input_ids=...)
-    .logits`` for every position, computed by the ONNX model."""
+class OnnxLogits(LogitsModel):
+    """Every position's logits for quality scoring, computed by the ONNX model."""
 
     def __init__(self, og_model: Any, eos_token_id: Any) -> None:
+        super().__init__(eos_token_id)
         self.og_model = og_model
-        # as a transformers model carries it: the engine reads its end tokens from here
-        self.generation_config = SimpleNamespace(eos_token_id=eos_token_id)
 
-    def parameters(self) -> Any:
-        return iter(())
-
-    def __call__(self, input_ids: Any, **_ignored: Any) -> Any:
+    def row_logits(self, ids: list[int]) -> Any:
         import numpy as np
         import torch
 
-        rows = []
-        for row in input_ids:
-            cache = GeneratorCache(self.og_model, int(row.shape[0]))
-            cache.generator.append_tokens(row.numpy().astype(np.int32))
-            logits = np.array(cache.generator.get_output("logits"), dtype=np.float32)[0]
-            rows.append(torch.from_numpy(logits))
-        return SimpleNamespace(logits=torch.stack(rows))
+        cache = GeneratorCache(self.og_model, len(ids))
+        cache.generator.append_tokens(np.asarray(ids, dtype=np.int32))
+        logits = np.array(cache.generator.get_output("logits"), dtype=np.float32)[0]
+        return torch.from_numpy(logits)
 
 
 class OnnxDecoder(Decoder):

@@ -97,6 +97,8 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
             _drop_pages(tensor)
             memory.release()
         native = gguf_blocks.kernel_weight(tensor, kept)
+        if key != head or not tied:
+            tensor.raw = None  # packed now: its row copy (q/k permuted) can go
         if native is None:
             # a float layer after all: its values, as transformers has them (a tied head
             # whose table stays in blocks gets a float copy of its own)

@@ -230,6 +230,11 @@ class _Header:
         raise ValueError(f"unknown GGUF value type {kind}")
 
 
+def header_fields(path: Path) -> dict[str, object]:
+    """A GGUF's metadata scalars (arrays left out), from its header alone."""
+    return dict(_Header(path).fields)
+
+
 def _gguf(path: Path) -> FoundModel:
     from gguf import GGMLQuantizationType, LlamaFileType
 
@@ -258,15 +263,19 @@ def _gguf(path: Path) -> FoundModel:
     params = sum(n for _t, n, _d in sizes)
     types = Counter(t for t, _n, dims in sizes if dims >= 2)
     size_mb = path.stat().st_size / 1e6
-    slow = sorted(t for t in types if t not in NATIVE + HALF and t not in ("F32",))
+    # a matrix the kernels take: a native block type, or F16/BF16 in two dimensions (a
+    # 3-D stack of experts is not a Linear here)
+    slow_counts = Counter(t for t, _n, dims in sizes if dims >= 2 and t != "F32" and not (
+        t in NATIVE or (t in HALF and dims == 2)))
+    slow = sorted(slow_counts)
     if arch not in FAST_ARCHS:
         fast = f"architecture {arch}: not on the one-call step (transformers' forward)"
     elif slow:
-        fast = ("no native kernel for " + ", ".join(f"{types[t]} {t}" for t in slow)
+        fast = ("no native kernel for " + ", ".join(f"{slow_counts[t]} {t}" for t in slow)
                 + ": those run from float32 copies")
     else:
         fast = None
-    floats = sum(n for t, n, _d in sizes if t in slow)
+    floats = sum(n for t, n, dims in sizes if t in slow and not (t in HALF and dims == 2))
     # kept in blocks: about the file; a matrix without a kernel becomes float32 (4 bytes)
     need = BASE_MB + size_mb + floats * 4 / 1e6
     return FoundModel(path, "gguf", name, size_mb, arch, fmt, params, fast, need, types)

@@ -111,6 +111,10 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
         return None, f"not built: {exc}"
     if not lib.qgemv_has_avx2():
         return None, "compiled without AVX2"
+    missing = [name for name in ("half_matmul", "qstep", "qstep_rows", "qblocks_isa")
+               if not hasattr(lib, name)]
+    if missing:  # a prebuilt copy older than these sources
+        return None, f"the prebuilt kernels lack {', '.join(missing)} (rebuild them)"
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.q4_matmul.argtypes = [ptr] * 6 + [i64] * 4 + [ctypes.c_int] * 2
     lib.q4_matmul.restype = None

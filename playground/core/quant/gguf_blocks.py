@@ -70,6 +70,9 @@ def read_blocks(path: Path, model: Any, keep_readers: bool = False) -> dict[str,
         read_field,
     )
 
+    from playground.core.quant import weight_quant
+
+    half_kernels = weight_quant.backend() == "native"
     reader = GGUFReader(str(path))
     arch = read_field(reader, "general.architecture")[0]
     processor = TENSOR_PROCESSORS.get(arch, TensorProcessor)(config=model.config.to_dict())
@@ -81,10 +84,20 @@ def read_blocks(path: Path, model: Any, keep_readers: bool = False) -> dict[str,
             continue
         type_name = tensor.tensor_type.name
         raw = None
-        if type_name in NATIVE or (type_name in HALF and len(tensor.shape) == 2):
+        if type_name in NATIVE:
             rows = np.ascontiguousarray(tensor.data).view(np.uint8)
             # Only the row order changes (Llama's q/k permutation): blocks stay whole.
             raw = processor.process(weights=rows, name=tensor.name).weights
+        elif type_name in HALF and len(tensor.shape) == 2 and half_kernels:
+            # whole values (uint16), so a family's processor that reshapes or transposes
+            # (Bloom's fused qkv, GPT-2's Conv1D) moves values, not bytes; one it cannot
+            # apply leaves the tensor to the float path
+            try:
+                values = np.ascontiguousarray(tensor.data).view(np.uint16)
+                processed = processor.process(weights=values, name=tensor.name).weights
+                raw = np.ascontiguousarray(processed).view(np.uint8)
+            except (ValueError, KeyError, TypeError):
+                raw = None
         out[hf_name] = GgufTensor(hf_name, type_name, raw, tensor if keep_readers else None,
                                   processor if keep_readers else None)
     return out

@@ -112,7 +112,8 @@ class BatchScheduler(Scheduler):
                 continue
             try:
                 seq = self._start(job)
-                if self.prefixes is not None and seq.fed == 0 and PrefixStore.usable(seq.cache):
+                if (self.prefixes is not None and PrefixStore.usable(seq.cache)
+                        and len(seq.ids) > self.prefixes.min_tokens):
                     seq.follows = next((a for a in active if a.follows is None and a.prefilling
                                         and a.ids == seq.ids), None)
                 active.append(seq)
@@ -153,6 +154,8 @@ class BatchScheduler(Scheduler):
                 if leader.timeline.t_first_logits is None and leader.finish is None:
                     continue  # the same prompt is being computed (and stored after): wait
                 seq.follows = None
+                if seq.fed:  # seeded with a shorter prefix at its start: seed afresh
+                    seq.cache = self.engine.make_cache()
                 seq.fed = self.prefixes.seed(seq.ids, seq.cache)
                 seq.timeline.prefilled_tokens = len(seq.ids) - seq.fed
             if seq.prefilling:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from playground.core.tokens import token_bytes
+
 MAX_TOP = 20  # OpenAI's limit for top_logprobs
 
 
@@ -30,31 +32,3 @@ def entry(logits: Any, token: int, top: int, tokenizer: Any) -> dict[str, Any]:
     else:
         out["top_logprobs"] = []
     return out
-
-
-def token_bytes(tokenizer: Any, token: int) -> bytes:
-    """The bytes ``token`` stands for: a byte-level BPE token's characters mapped back to
-    bytes (GPT-2's table), a SentencePiece byte-fallback token <0xNN> as that byte, '▁' as
-    a space; otherwise its decoded text."""
-    piece = tokenizer.convert_ids_to_tokens(int(token))
-    if isinstance(piece, str):
-        table = _byte_decoder(tokenizer)
-        if table is not None and all(ch in table for ch in piece):
-            return bytes(table[ch] for ch in piece)
-        if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
-            try:
-                return bytes([int(piece[3:5], 16)])
-            except ValueError:
-                pass
-    return tokenizer.decode([int(token)]).encode("utf-8")
-
-
-def _byte_decoder(tokenizer: Any) -> dict[str, int] | None:
-    """GPT-2's character-to-byte table where the tokenizer decodes bytes that way."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    decoder = getattr(backend, "decoder", None)
-    if decoder is None or "ByteLevel" not in type(decoder).__name__ + repr(decoder):
-        return None
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    return {ch: b for b, ch in bytes_to_unicode().items()}

@@ -1,0 +1,197 @@
+"""backend=llamacpp: the Engine's chat loop over llama.cpp, through llama-cpp-python.
+
+As with ONNX Runtime, only what produces logits changes: the torch engine's loop keeps
+the sampling, the token timeline, Stop between tokens, the prefix and response caches.
+A ``Llama`` context holds the KV cache: ``eval`` feeds tokens (a prompt in batches of
+``batch``, then one token a step) and the last position's logits are read with
+``llama_get_logits_ith``, so TTFT and ITL mean what they mean for torch. The prefix
+cache keeps the context across turns: cropping sets how many tokens it holds, and the
+next ``eval`` drops the rest of the KV cache. Quality is scored by a second context
+made for it, with every position's logits.
+
+llama-cpp-python is an optional extra (PyPI ships it as source: it compiles llama.cpp,
+about 8 minutes on 2 cores): ``make llamacpp``. Without it the backend is refused in
+one line that names the command.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from playground.core import memory, models
+from playground.core.backends.logits_model import LogitsModel
+from playground.core.config import RunConfig
+from playground.core.decode.decoders import Decoder
+from playground.core.engine import Engine
+from playground.core.formats import model_scan
+from playground.core.optimize.device import default_threads
+
+MAX_CONTEXT = 4096  # KV slots of the context: the model's own context, at most this
+INSTALL = "make llamacpp (pip install -e '.[llamacpp]': compiles llama.cpp once, ~8 min)"
+KV_GGML_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}  # ggml's type ids (llama_cpp.GGML_TYPE_*)
+
+
+def check(cfg: RunConfig, device: str) -> str | None:
+    """Why this config cannot run on llama.cpp here, in one line, or None."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return f"backend: llamacpp needs llama-cpp-python, an optional extra: {INSTALL}"
+    if device != "cpu" and not llama_cpp.llama_supports_gpu_offload():
+        return (f"device: {device} needs a GPU build of llama-cpp-python; this one runs on cpu "
+                "(rebuild it with CMAKE_ARGS=-DGGML_CUDA=on)")
+    return None
+
+
+def available() -> str | None:
+    """Why the backend is not offered here (the GUI's tooltip), or None; cheap: the
+    package is looked for, not loaded."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return f"llama-cpp-python is not installed: {INSTALL}"
+    return None
+
+
+class LlamaCache:
+    """The engine's cache object: the tokens the context holds (one context a model)."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        llm.reset()  # a new sequence: the next eval drops whatever the context held
+
+    def crop(self, n: int) -> None:
+        """As DynamicCache.crop: a negative n drops that many tokens from the end."""
+        held = self.llm.n_tokens
+        self.llm.n_tokens = held + n if n < 0 else min(n, held)
+
+    def get_seq_length(self) -> int:
+        return int(self.llm.n_tokens)
+
+    def append(self, ids: list[int]) -> Any:
+        import numpy as np
+        import torch
+
+        llm = self.llm
+        if llm.n_tokens + len(ids) > llm.n_ctx():
+            raise RuntimeError(f"the context holds {llm.n_ctx()} tokens; "
+                               f"{llm.n_tokens + len(ids)} would not fit")
+        llm.eval(ids)
+        row = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
+        return torch.from_numpy(row.copy())
+
+
+class LlamaLogits(LogitsModel):
+    """Every position's logits for quality scoring, from a context kept for it
+    (logits_all), made on first use."""
+
+    def __init__(self, path: Path, params: dict[str, Any], eos_token_id: Any) -> None:
+        super().__init__(eos_token_id)
+        self.path, self.params, self._llm = path, params, None
+
+    def row_logits(self, ids: list[int]) -> Any:
+        import torch
+        from llama_cpp import Llama
+
+        if self._llm is None or self._llm.n_ctx() < len(ids):
+            self._llm = Llama(str(self.path), **{**self.params, "n_ctx": max(len(ids), 512),
+                                                 "logits_all": True})
+        self._llm.reset()
+        self._llm.eval(ids)
+        return torch.from_numpy(self._llm.scores[: len(ids)].copy())
+
+
+class LlamaDecoder(Decoder):
+    name = "llama.cpp (llama-cpp-python: eval a token, read its logits)"
+
+    def __init__(self, llm: Any, batch: int) -> None:
+        self.llm, self.batch = llm, batch
+
+    def new_cache(self) -> LlamaCache:
+        return LlamaCache(self.llm)
+
+    def logits(self, ids: list[int], cache: LlamaCache) -> Any:
+        return cache.append(ids)
+
+    def prefill(self, ids: list[int], cache: LlamaCache, should_stop: Any) -> Any:
+        """The prompt in batches of ``batch`` tokens (llama.cpp's own prompt batch), Stop
+        checked between them."""
+        logits = None
+        for begin in range(0, len(ids), self.batch):
+            logits = self.logits(ids[begin : begin + self.batch], cache)
+            if begin + self.batch < len(ids) and should_stop():
+                return None
+        return logits
+
+
+class LlamaEngine(Engine):
+    def __init__(self, llm: Any, path: Path, params: dict[str, Any], tokenizer: Any,
+                 config: RunConfig, *, device: str, info: dict[str, Any],
+                 bandwidth_gb_s: float | None) -> None:
+        self.llm = llm
+        self.context = min(int(llm._model.n_ctx_train()), llm.n_ctx())
+        eos = sorted({int(llm.token_eos())} | ({tokenizer.eos_token_id}
+                                               if tokenizer.eos_token_id is not None else set()))
+        self._init_loop(LlamaLogits(path, params, eos), tokenizer, config, device, info,
+                        bandwidth_gb_s)
+        self.weights_mb = path.stat().st_size / 1e6  # the file's blocks, memory-mapped
+        self.read_mb = self.weights_mb
+        self.decoder = LlamaDecoder(llm, config.batch)
+
+
+def _gguf(cfg: RunConfig, progress: Callable[[str], None]) -> tuple[Any, Path]:
+    source = models.resolve(cfg.model)
+    if source.kind == "default":
+        source.path = models.ensure_default_model(progress)
+        return source, models.default_gguf_path()
+    if source.kind != "gguf" or not source.gguf_file:
+        raise models.ModelError("backend: llamacpp runs a GGUF file; give model=default or a .gguf")
+    return source, source.path / source.gguf_file
+
+
+def build(cfg: RunConfig, device: str, info: dict[str, Any],
+          progress: Callable[[str], None]) -> LlamaEngine:
+    """Load the config's GGUF into llama.cpp; ``info`` is the engine's info dict."""
+    import llama_cpp
+    from transformers import AutoTokenizer
+
+    started = time.perf_counter()
+    source, path = _gguf(cfg, progress)
+    threads = cfg.threads or default_threads()
+    params = dict(n_threads=threads, n_threads_batch=threads, n_batch=cfg.batch,
+                  n_ubatch=cfg.batch, flash_attn=cfg.flash_attn, n_gpu_layers=cfg.gpu_layers,
+                  type_k=KV_GGML_TYPES[cfg.kv_type], type_v=KV_GGML_TYPES[cfg.kv_type],
+                  seed=cfg.seed, verbose=False)
+    progress(f"Loading {path.name} in llama.cpp…")
+    try:
+        fields = model_scan.header_fields(path)
+        trained = fields.get(f"{fields.get('general.architecture')}.context_length")
+        n_ctx = min(MAX_CONTEXT, int(trained)) if isinstance(trained, int) else MAX_CONTEXT
+        llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, **params)
+    except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError on a bad file
+        raise models.ModelError(f"backend: llama.cpp could not load {path.name}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+    folder = source.path if source.kind == "default" else path.parent
+    tokenizer = AutoTokenizer.from_pretrained(
+        folder, gguf_file=None if source.kind == "default" else path.name)
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    isa = [part.split("=")[0].strip() for part in
+           llama_cpp.llama_print_system_info().decode().split("|") if part.strip().endswith("= 1")]
+    notes = info.setdefault("notes", [])
+    notes.append(f"llama.cpp through llama-cpp-python {llama_cpp.__version__} "
+                 f"({', '.join(isa) or 'no SIMD flags reported'}); KV cache {cfg.kv_type}, "
+                 f"flash attention {'on' if cfg.flash_attn else 'off'}, batch {cfg.batch}, "
+                 f"{cfg.gpu_layers if cfg.gpu_layers >= 0 else 'all'} layers on the GPU")
+    info.update(model_name=source.name, backend="llamacpp", threads=threads, device=device,
+                llama_cpp_version=llama_cpp.__version__, llama_cpp_isa=isa,
+                load_s=time.perf_counter() - started, params=int(llm._model.n_params()))
+    bandwidth = memory.bandwidth_gb_s(threads) if device == "cpu" else None
+    engine = LlamaEngine(llm, path, params, tokenizer, cfg, device=device, info=info,
+                         bandwidth_gb_s=bandwidth)
+    info["weights_mb_loaded"] = engine.weights_mb
+    info["decode_step"] = engine.decode_path()
+    return engine
