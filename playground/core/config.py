@@ -15,10 +15,14 @@ class ConfigError(ValueError):
     """A bad spec string: the message names the key and what is allowed."""
 
 
-QUANTS = (
+TORCH_QUANTS = (
     "none", "fp16", "bf16", "int8-dynamic", "int8-weight", "int4-weight", "gguf-native",
     "bnb-8bit", "bnb-4bit-nf4", "bnb-4bit-fp4",
 )
+# backend=llamacpp: the file's own blocks (none), or the file re-quantized once by
+# llama.cpp's own quantizer into one of its types
+LLAMACPP_QUANTS = ("none", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")
+QUANTS = TORCH_QUANTS + LLAMACPP_QUANTS[1:]
 QUANT_GROUPS = (32, 64, 128)
 # quant values that quantization-aware training (`playground qat`) can train for
 QAT_QUANTS = ("int8-dynamic", "int8-weight", "int4-weight")
@@ -291,12 +295,16 @@ def _check_llamacpp(cfg: RunConfig) -> None:
                and getattr(cfg, f.name) != f.default]
         if own:
             raise ConfigError(f"{own[0]}: a llama.cpp setting; it needs backend=llamacpp")
+        if cfg.quant not in TORCH_QUANTS:
+            raise ConfigError(f"quant: {cfg.quant} is llama.cpp's own quantizer's type; it "
+                              f"needs backend=llamacpp (here: {', '.join(TORCH_QUANTS)})")
         return
     if not (cfg.model == "default" or cfg.model.endswith(".gguf")):
         raise ConfigError("backend: llamacpp runs a GGUF file; give model=default or a .gguf")
-    if cfg.quant != "none":
-        raise ConfigError(f"quant: backend=llamacpp runs the file's own blocks (quant=none); "
-                          f"{cfg.quant} is not offered on it yet")
+    if cfg.quant not in LLAMACPP_QUANTS:
+        raise ConfigError(f"quant: backend=llamacpp runs the file's own blocks (none) or "
+                          f"re-quantizes it to {', '.join(LLAMACPP_QUANTS[1:])}, "
+                          f"not {cfg.quant}")
     if cfg.kv_type != "f16" and not cfg.flash_attn:
         raise ConfigError(f"kv_type: {cfg.kv_type} needs flash_attn=on (llama.cpp quantizes "
                           "the V cache only with flash attention)")

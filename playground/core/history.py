@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS turns (
     complete INTEGER NOT NULL DEFAULT 1  -- 0: its session stopped or failed part-way
 );
 CREATE INDEX IF NOT EXISTS turns_created ON turns(created);
+CREATE TABLE IF NOT EXISTS chat_titles (session TEXT PRIMARY KEY, title TEXT NOT NULL);
 """
 _COLUMNS = ("created", "kind", "session", "config", "hardware", "metrics", "prompt", "reply",
             "complete")
@@ -53,6 +54,7 @@ class ChatSummary:
     first_prompt: str
     turns: int
     last: float  # time.time() of its last turn
+    title: str | None = None  # the name the user gave it, if any
 
 
 class _LeaveAlone(sqlite3.DatabaseError):
@@ -229,13 +231,42 @@ class History:
         """The saved chats (chat turns sharing a ``session``: one chat of the app), the
         latest first: their first prompt, turn count and when the last turn ended."""
         rows = self.conn.execute(
-            "SELECT c.session, first.prompt, c.turns, c.last FROM ("
+            "SELECT c.session, first.prompt, c.turns, c.last, t.title FROM ("
             "  SELECT session, COUNT(*) AS turns, MAX(created) AS last, MIN(id) AS first_id,"
             "  MAX(id) AS last_id FROM turns WHERE kind = 'chat' AND session IS NOT NULL"
             "  GROUP BY session) AS c JOIN turns AS first ON first.id = c.first_id "
+            "LEFT JOIN chat_titles AS t ON t.session = c.session "
             "ORDER BY c.last_id DESC LIMIT ?", (limit,)).fetchall()
-        return [ChatSummary(session, prompt or "", int(turns), float(last))
-                for session, prompt, turns, last in rows]
+        return [ChatSummary(session, prompt or "", int(turns), float(last), title)
+                for session, prompt, turns, last, title in rows]
+
+    # -- editing chats (False, with ``notice``, when the database refuses) ------------
+    def rename_chat(self, session: str, title: str) -> bool:
+        """Give a chat a name (an empty one takes the name away)."""
+        title = " ".join(title.split())[:200]
+        if title:
+            return self._write("INSERT OR REPLACE INTO chat_titles (session, title) "
+                               "VALUES (?, ?)", (session, title))
+        return self._write("DELETE FROM chat_titles WHERE session = ?", (session,))
+
+    def delete_chat(self, session: str) -> bool:
+        """A chat's turns and name, gone (its benchmarks and comparisons stay)."""
+        return (self._write("DELETE FROM turns WHERE kind = 'chat' AND session = ?", (session,))
+                and self._write("DELETE FROM chat_titles WHERE session = ?", (session,)))
+
+    def drop_last_turn(self, session: str) -> bool:
+        """The chat's last turn, gone (its reply is being regenerated)."""
+        return self._write("DELETE FROM turns WHERE id = (SELECT MAX(id) FROM turns WHERE "
+                           "kind = 'chat' AND session = ?)", (session,))
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> bool:
+        try:
+            with self.conn:
+                self.conn.execute(sql, args)
+        except sqlite3.Error as exc:  # locked, read-only: said, never raised
+            self.notice = f"history not changed ({exc})"
+            return False
+        return True
 
     def chat(self, session: str) -> list[Turn]:
         """One saved chat's turns, in order."""

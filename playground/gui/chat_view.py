@@ -96,6 +96,7 @@ class ChatView(QWidget):
     send_requested = Signal(str)
     stop_requested = Signal()
     new_chat_requested = Signal()
+    regenerate_requested = Signal(str)  # the chat whose last turn is asked again
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -112,10 +113,18 @@ class ChatView(QWidget):
         row = QHBoxLayout()
         self.send = QPushButton("Send")
         self.stop = QPushButton("Stop")
-        self.new_chat = QPushButton("New chat")
-        self.copy = QPushButton("Copy reply")
+        self.new_chat = QPushButton("New")
+        self.new_chat.setToolTip("start a new chat (this one stays in View → Saved chats…)")
+        self.copy = QPushButton("Copy")
         self.copy.setToolTip("copy the last reply to the clipboard")
-        for button in (self.send, self.stop, self.new_chat, self.copy):
+        self.again = QPushButton("Retry")
+        self.again.setToolTip("regenerate: ask the last message again with the current "
+                              "settings; the new reply replaces the last one, here and in "
+                              "the history")
+        for button in (self.send, self.stop, self.new_chat, self.copy, self.again):
+            # five buttons must not widen the chat past the charts at 1024 px: each may
+            # shrink below its label's natural width (the labels are short)
+            button.setMinimumWidth(48)
             row.addWidget(button)
         layout.addLayout(row)
         self.stop.setEnabled(False)
@@ -123,6 +132,7 @@ class ChatView(QWidget):
         self.stop.clicked.connect(self.stop_requested)
         self.new_chat.clicked.connect(self.new_chat_requested)
         self.copy.clicked.connect(self.copy_last_reply)
+        self.again.clicked.connect(self.regenerate)
         self.turns: list[ChatTurn] = []
         self.earlier: list[list[ChatTurn]] = []  # chats before the last New chat
         self.streaming = False
@@ -169,6 +179,17 @@ class ChatView(QWidget):
         self.turns.append(ChatTurn(user=text))
         self.render()
         self.send_requested.emit(text)
+
+    def regenerate(self) -> None:
+        """The last message asked again: its turn goes (here, and from the history by the
+        window), and the same text is sent as it was."""
+        if not self.turns or self.streaming or self.held or not self.turns[-1].metrics_line:
+            return
+        last = self.turns.pop()
+        self.regenerate_requested.emit(self.chat_id)
+        self.turns.append(ChatTurn(user=last.user))
+        self.render()
+        self.send_requested.emit(last.user)
 
     def begin_reply(self) -> None:
         self.streaming = True

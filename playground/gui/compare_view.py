@@ -173,6 +173,7 @@ class CompareView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(len(COLUMNS) - 1,
                                                            QHeaderView.ResizeMode.Stretch)
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.resizeColumnsToContents()  # empty, too: the headers' widths, no scroll bar
         for c, (key, _title) in enumerate(COLUMNS):
             if key in HEADER_TIPS:
                 self.table.horizontalHeaderItem(c).setToolTip(HEADER_TIPS[key])

@@ -22,11 +22,13 @@ from PySide6.QtWidgets import (
 from playground.core.config import (
     BACKENDS,
     KV_TYPES,
+    LLAMACPP_QUANTS,
     ONNX_QUANTS,
     PRUNE_METHODS,
     QAT_QUANTS,
     QUANT_GROUPS,
     QUANTS,
+    TORCH_QUANTS,
     RunConfig,
 )
 from playground.gui import file_dialogs
@@ -49,6 +51,12 @@ QUANT_TIPS = {
                    "weights, loaded without a float copy (model=default or a .gguf); any other "
                    "type (Q2_K, Q3_K, IQ*) is computed in float32 and named in the model panel",
     "bnb-8bit": "bitsandbytes LLM.int8 weights (slower than float32 on a CPU)",
+    "q8_0": "llama.cpp: the GGUF re-quantized to Q8_0 by llama.cpp's quantizer (once, cached)",
+    "q4_0": "llama.cpp: re-quantized to Q4_0 (once, cached); from a quantized file the "
+            "rounding errors add up: compare it with the file's own blocks (none)",
+    "q4_k_m": "llama.cpp: re-quantized to Q4_K_M (once, cached)",
+    "q5_k_m": "llama.cpp: re-quantized to Q5_K_M (once, cached)",
+    "q6_k": "llama.cpp: re-quantized to Q6_K (once, cached)",
     "bnb-4bit-nf4": "bitsandbytes 4-bit NormalFloat weights, float compute",
     "bnb-4bit-fp4": "bitsandbytes 4-bit float weights, float compute",
 }
@@ -419,11 +427,13 @@ class ControlsPanel(QWidget):
 
     def _sync_backend(self, backend: str) -> None:
         """ONNX Runtime runs fp32 and weight-only int8/int4 only, llama.cpp a GGUF's own
-        blocks (quant none): the rest is disabled with the reason, and a quant it cannot
-        run falls back to none (visible)."""
+        blocks (none) or its own quantizer's types: the rest is disabled with the reason,
+        and a quant it cannot run falls back to none (visible)."""
         other = backend != "torch"
-        allowed = {"onnxruntime": ONNX_QUANTS, "llamacpp": ("none",)}.get(backend, QUANTS)
-        why = f"torch only: backend={backend} runs {', '.join(allowed)}"
+        allowed = {"onnxruntime": ONNX_QUANTS, "llamacpp": LLAMACPP_QUANTS}.get(backend,
+                                                                               TORCH_QUANTS)
+        runs = f"backend={backend} runs {', '.join(allowed)}"
+        why = f"torch only: {runs}" if other else "llama.cpp's quantizer: backend=llamacpp only"
         for i, name in enumerate(QUANTS):
             item = self.quant.model().item(i)
             ok = name in allowed
@@ -439,7 +449,7 @@ class ControlsPanel(QWidget):
             self.prune.setValue(0)
         for widget in (self.prune, self.prune_method, self.compile, self.kv_cache):
             widget.setEnabled(not other)
-            widget.setToolTip(why.replace(": backend", " (backend") + ")" if other else "")
+            widget.setToolTip(f"torch only ({runs})" if other else "")
         if other:
             self.speculative.setEnabled(False)
         if backend == "llamacpp":  # the file's own weights: no student, no QAT weights

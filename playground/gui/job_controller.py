@@ -24,6 +24,7 @@ class JobController(QObject):
     load_request = Signal(object, object)  # job, config
     generate_request = Signal(object, object, object)  # job, messages, the controls' config
     new_chat_request = Signal()
+    drop_turn_request = Signal(str)  # a chat's last turn, from the history (regenerate)
     compare_request = Signal(object, object, object, int, int)
     ab_request = Signal(object, object, object)
 
@@ -38,6 +39,7 @@ class JobController(QObject):
         self.load_request.connect(self.worker.load)
         self.generate_request.connect(self.worker.generate)
         self.new_chat_request.connect(self.worker.new_chat)
+        self.drop_turn_request.connect(self.worker.drop_last_turn)
         self.compare_request.connect(self.worker.compare)
         self.ab_request.connect(self.worker.ab_chat)
 
@@ -79,6 +81,11 @@ class JobController(QObject):
 
     def new_chat(self) -> None:
         self.new_chat_request.emit()
+
+    def drop_last_turn(self, chat: str) -> None:
+        """In the worker's thread, before the next job: the history connection that
+        wrote the turn removes it, so the regenerated one takes its place."""
+        self.drop_turn_request.emit(chat)
 
     # -- shutdown ----------------------------------------------------------------
     def close(self, wait_ms: int) -> bool:

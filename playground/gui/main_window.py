@@ -157,6 +157,7 @@ class MainWindow(QMainWindow):
         self.chat.send_requested.connect(self.send)
         self.chat.stop_requested.connect(self.stop)
         self.chat.new_chat_requested.connect(self.new_chat)
+        self.chat.regenerate_requested.connect(self.jobs.drop_last_turn)
 
         self.memory_timer = QTimer(self)
         self.memory_timer.timeout.connect(self._sample_memory)
@@ -248,7 +249,17 @@ class MainWindow(QMainWindow):
     def show_saved_chats(self) -> None:
         dialog = saved_chats.SavedChats(self)
         dialog.chosen.connect(self.open_chat)
+        dialog.deleted.connect(self._chat_deleted)
+        dialog.error.connect(self.show_error)
         dialog.open()
+        self.saved_chats_dialog = dialog
+
+    @Slot(str)
+    def _chat_deleted(self, session: str) -> None:
+        """The open chat deleted: the window starts a new one (later turns would bring the
+        deleted chat back)."""
+        if session == self.chat.chat_id and not self.chat.streaming:
+            self.new_chat()
 
     @Slot(str)
     def open_chat(self, session: str) -> None:

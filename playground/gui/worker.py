@@ -208,6 +208,15 @@ class Worker(QObject):
         if self.engine is not None:
             self.engine.reset()
 
+    @Slot(str)
+    def drop_last_turn(self, chat: str) -> None:
+        try:
+            history = self._open_history()
+            if not history.drop_last_turn(chat):
+                self.progress.emit(history.notice or "history not changed")
+        except Exception as exc:  # history must never cost the user a reply
+            self.progress.emit(f"history not changed: {_one_line(exc)}")
+
     def _record(self, messages, result, chat: str | None = None) -> None:
         try:
             metrics = {**result.metrics.to_dict(), "finish_reason": result.finish_reason}

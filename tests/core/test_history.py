@@ -182,3 +182,21 @@ def test_a_version_1_database_gains_the_complete_column(tmp_path):
     assert h.notice is None
     assert [(t.config, t.complete) for t in h.recent()] == [("old", True)]
     h.close()
+
+
+def test_chats_are_renamed_deleted_and_lose_a_regenerated_turn(tmp_path):
+    from contextlib import closing
+
+    with closing(History(tmp_path / "h.db")) as h:
+        for session, prompt in (("a", "first"), ("a", "second"), ("b", "other")):
+            h.add("chat", "quant=none", session=session, prompt=prompt, reply="r")
+        h.add("bench", "quant=none", session="a")
+        assert h.rename_chat("a", "  My   chat ")
+        assert {c.session: c.title for c in h.chats()} == {"a": "My chat", "b": None}
+        assert h.drop_last_turn("a")
+        assert [t.prompt for t in h.chat("a")] == ["first"]
+        assert h.delete_chat("a") and [c.session for c in h.chats()] == ["b"]
+        assert len(h.recent(kind="bench")) == 1  # only the chat's turns go
+        assert h.rename_chat("b", "x") and h.rename_chat("b", "") and h.chats()[0].title is None
+    with closing(History(tmp_path / "h.db")) as again:  # and it stays so after a restart
+        assert [(c.session, c.turns) for c in again.chats()] == [("b", 1)]

@@ -32,6 +32,7 @@ def _needs_llamacpp():
     ("backend=llamacpp,model=/some/folder", "runs a GGUF file"),
     ("backend=llamacpp,gpu_layers=all", "needs device=cuda or mps"),
     ("backend=llamacpp,batch=0", "allowed: 1 to 8192"),
+    ("quant=q4_k_m", "needs backend=llamacpp"),
     ("backend=llamacpp,prune=0.3", "not on backend=llamacpp"),
 ])
 def test_config_errors_are_one_line(spec, words):
@@ -145,3 +146,25 @@ def test_presets_put_llamacpp_beside_the_others(monkeypatch):
     assert own.backend == "llamacpp" and own.model == base.model and own.quant == "none"
     kv = preset("llama.cpp q8_0 KV", base)
     assert (kv.kv_type, kv.flash_attn, kv.threads) == ("q8_0", True, 2)
+
+
+def test_quant_requantizes_once_with_llamacpps_quantizer(tmp_path, monkeypatch):
+    """quant=q8_0 on an F16 file: llama.cpp's quantizer writes it once into the cache
+    (the file's type says Q8_0), the second load takes the cached file; from a file that
+    is already quantized the note says the rounding errors add up."""
+    _needs_llamacpp()
+    from playground.core.formats import model_scan
+
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    half = write_tiny_gguf(tmp_path / "tiny-f16.gguf", dict.fromkeys(TYPES, "F16"))
+    first = _engine(half, "quant=q8_0")
+    note = next(n for n in first.info["notes"] if "re-quantized" in n)
+    assert "Q8_0" in note and "already quantized" not in note and "cached" not in note
+    made = list((tmp_path / "cache" / "llamacpp").glob("*-q8_0.gguf"))
+    assert len(made) == 1 and model_scan.header_fields(made[0])["general.file_type"] == 7
+    again = _engine(half, "quant=q8_0")
+    assert any("cached" in n for n in again.info["notes"])
+    assert again.chat(HELLO).token_ids == first.chat(HELLO).token_ids
+    from_q8 = _engine(write_tiny_gguf(tmp_path / "tiny-q8.gguf", TYPES), "quant=q4_0")
+    assert any("already quantized" in n for n in from_q8.info["notes"])
+    assert len(from_q8.chat(HELLO).token_ids) == 12

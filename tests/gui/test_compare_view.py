@@ -140,6 +140,9 @@ def test_every_column_fits_at_1024_px(qtbot, window):
     window.show()
     qtbot.waitExposed(window)
     view = window.compare
+    qtbot.waitUntil(lambda: view.table.viewport().width() > 0)
+    if view.isVisible():  # empty, before a run: no scroll bar either
+        qtbot.waitUntil(lambda: view.table.horizontalScrollBar().maximum() == 0, timeout=5000)
     spec = "model=/home/me/models/Llama-3.2-1B-Instruct-Q4_K_M.gguf,quant=gguf-native,threads=2"
     view.rows = [
         {"config": spec, "decode_tok_s": 212.34, "decode_lo": 205.1, "decode_hi": 220.4,

@@ -50,3 +50,22 @@ def test_llamacpps_settings_round_trip_and_stay_off_elsewhere(qtbot, monkeypatch
     assert panel.flash_attn.isEnabled()
     panel.backend.setCurrentText("torch")
     assert panel.config().kv_type == "f16" and panel.config().batch == 512
+
+
+def test_llamacpps_quant_types_only_on_llamacpp(qtbot, monkeypatch):
+    import importlib.util
+
+    from playground.core.config import RunConfig
+    from playground.gui.controls import ControlsPanel
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+        object() if name == "llama_cpp" else real(name, *a)))
+    panel = ControlsPanel(["cpu"])
+    qtbot.addWidget(panel)
+    item = panel.quant.model().item(panel.quant.findText("q4_k_m"))
+    assert not item.isEnabled() and "backend=llamacpp only" in item.toolTip()
+    panel.set_config(RunConfig.parse("backend=llamacpp,quant=q4_k_m"))
+    assert panel.config().quant == "q4_k_m" and item.isEnabled()
+    assert not panel.quant.model().item(panel.quant.findText("int8-weight")).isEnabled()
+    assert panel.prune.toolTip().startswith("torch only (backend=llamacpp runs none")

@@ -78,3 +78,50 @@ def test_reply_images_and_links_never_read_local_files(qtbot, tmp_path):
     secret.write_text("not for the transcript")
     assert view.transcript.loadResource(2, QUrl.fromLocalFile(str(secret))) is None
     assert not view.transcript.openLinks()
+
+
+def test_regenerate_replaces_the_last_turn_here_and_in_the_history(qtbot, make_window):  # noqa: F811
+    """The last turn asked again: one turn for it in the window and in the history (the
+    regenerated reply), the earlier turns as they were."""
+    window = make_window("max_new_tokens=4")
+    window.worker.engine.eos_ids = set()
+    send(qtbot, window, "Tell me about lighthouses")
+    send(qtbot, window, "And ships?")
+    with qtbot.waitSignal(window.turn_shown, timeout=WAIT_MS):
+        window.chat.again.click()
+    assert [t.user for t in window.chat.turns] == ["Tell me about lighthouses", "And ships?"]
+    assert window.chat.turns[-1].reply and window.chat.turns[-1].metrics_line
+    history = History()
+    try:
+        saved = history.chat(window.chat.chat_id)
+        assert [t.prompt for t in saved] == ["Tell me about lighthouses", "And ships?"]
+        assert saved[-1].reply == window.chat.turns[-1].reply
+    finally:
+        history.close()
+
+
+def test_saved_chats_are_renamed_and_deleted(qtbot, make_window):  # noqa: F811
+    """Rename names a chat in the list (and after a restart: it is in the history);
+    Delete takes its turns away, and deleting the open chat starts a new one."""
+    window = make_window("max_new_tokens=2")
+    send(qtbot, window, "Kept chat")
+    window.new_chat()
+    send(qtbot, window, "Doomed chat")
+    doomed = window.chat.chat_id
+    window.show_saved_chats()
+    dialog = window.saved_chats_dialog
+    assert dialog.table.rowCount() == 2
+    dialog.table.selectRow(1)
+    dialog.rename("Lighthouse notes")
+    assert dialog.table.item(1, 0).text() == "Lighthouse notes"
+    dialog.table.selectRow(0)
+    assert dialog.table.item(0, 0).text() == "Doomed chat"
+    dialog.delete(confirm=False)
+    assert dialog.table.rowCount() == 1 and dialog.table.item(0, 0).text() == "Lighthouse notes"
+    assert window.chat.chat_id != doomed and window.chat.turns == []
+    history = History()
+    try:
+        assert history.chat(doomed) == [] and history.chats()[0].title == "Lighthouse notes"
+    finally:
+        history.close()
+    dialog.reject()

@@ -16,12 +16,15 @@ one line that names the command.
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from playground.core import memory, models
+from playground.core import memory, models, paths
 from playground.core.backends.logits_model import LogitsModel
 from playground.core.config import RunConfig
 from playground.core.decode.decoders import Decoder
@@ -32,6 +35,9 @@ from playground.core.optimize.device import default_threads
 MAX_CONTEXT = 4096  # KV slots of the context: the model's own context, at most this
 INSTALL = "make llamacpp (pip install -e '.[llamacpp]': compiles llama.cpp once, ~8 min)"
 KV_GGML_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}  # ggml's type ids (llama_cpp.GGML_TYPE_*)
+# llama.cpp's file types (llama_cpp.LLAMA_FTYPE_MOSTLY_*) for quant=
+FTYPES = {"q4_0": 2, "q8_0": 7, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
+FLOAT_TENSORS = {0, 1, 30}  # ggml F32, F16, BF16: a source quantized without errors compounding
 
 
 def check(cfg: RunConfig, device: str) -> str | None:
@@ -152,6 +158,38 @@ def _gguf(cfg: RunConfig, progress: Callable[[str], None]) -> tuple[Any, Path]:
     return source, source.path / source.gguf_file
 
 
+def requantized(path: Path, quant: str, threads: int,
+                progress: Callable[[str], None]) -> tuple[Path, str]:
+    """The file re-quantized to ``quant`` by llama.cpp's own quantizer, once: cached in
+    the user cache under the source's name, size and time. (path, a note)."""
+    import llama_cpp
+
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    out = paths.cache_dir() / "llamacpp" / f"{path.stem}-{key.hexdigest()[:12]}-{quant}.gguf"
+    again = not model_scan.matrix_types(path) <= FLOAT_TENSORS
+    note = (f"re-quantized to {quant.upper()} by llama.cpp's quantizer"
+            + (" from an already quantized file (its rounding errors add up: compare it "
+               "with the file's own blocks)" if again else "") + f" ({out.name})")
+    if out.is_file():
+        return out, note + ", cached"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    progress(f"Quantizing {path.name} to {quant.upper()} with llama.cpp (once; "
+             "Stop takes effect after it)…")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.nthread, params.allow_requantize = FTYPES[quant], threads, again
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    started = time.perf_counter()
+    code = llama_cpp.llama_model_quantize(str(path).encode(), str(tmp).encode(),
+                                          ctypes.byref(params))
+    if code != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise models.ModelError(f"quant: llama.cpp could not quantize {path.name} to "
+                                f"{quant} (code {code})")
+    tmp.replace(out)
+    return out, note + f", in {time.perf_counter() - started:.0f} s"
+
+
 def build(cfg: RunConfig, device: str, info: dict[str, Any],
           progress: Callable[[str], None]) -> LlamaEngine:
     """Load the config's GGUF into llama.cpp; ``info`` is the engine's info dict."""
@@ -161,6 +199,10 @@ def build(cfg: RunConfig, device: str, info: dict[str, Any],
     started = time.perf_counter()
     source, path = _gguf(cfg, progress)
     threads = cfg.threads or default_threads()
+    quant_note = None
+    original = path
+    if cfg.quant != "none":
+        path, quant_note = requantized(path, cfg.quant, threads, progress)
     params = dict(n_threads=threads, n_threads_batch=threads, n_batch=cfg.batch,
                   n_ubatch=cfg.batch, flash_attn=cfg.flash_attn, n_gpu_layers=cfg.gpu_layers,
                   type_k=KV_GGML_TYPES[cfg.kv_type], type_v=KV_GGML_TYPES[cfg.kv_type],
@@ -174,9 +216,9 @@ def build(cfg: RunConfig, device: str, info: dict[str, Any],
     except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError on a bad file
         raise models.ModelError(f"backend: llama.cpp could not load {path.name}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
-    folder = source.path if source.kind == "default" else path.parent
+    folder = source.path if source.kind == "default" else original.parent
     tokenizer = AutoTokenizer.from_pretrained(
-        folder, gguf_file=None if source.kind == "default" else path.name)
+        folder, gguf_file=None if source.kind == "default" else original.name)
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     isa = [part.split("=")[0].strip() for part in
@@ -186,6 +228,8 @@ def build(cfg: RunConfig, device: str, info: dict[str, Any],
                  f"({', '.join(isa) or 'no SIMD flags reported'}); KV cache {cfg.kv_type}, "
                  f"flash attention {'on' if cfg.flash_attn else 'off'}, batch {cfg.batch}, "
                  f"{cfg.gpu_layers if cfg.gpu_layers >= 0 else 'all'} layers on the GPU")
+    if quant_note:
+        notes.append(quant_note)
     info.update(model_name=source.name, backend="llamacpp", threads=threads, device=device,
                 llama_cpp_version=llama_cpp.__version__, llama_cpp_isa=isa,
                 load_s=time.perf_counter() - started, params=int(llm._model.n_params()))

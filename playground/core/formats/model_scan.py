@@ -235,6 +235,11 @@ def header_fields(path: Path) -> dict[str, object]:
     return dict(_Header(path).fields)
 
 
+def matrix_types(path: Path) -> set[int]:
+    """The ggml type ids of a GGUF's tensors of two or more dimensions (its header alone)."""
+    return {kind for _name, shape, kind in _Header(path).tensors if len(shape) >= 2}
+
+
 def _gguf(path: Path) -> FoundModel:
     from gguf import GGMLQuantizationType, LlamaFileType
 
