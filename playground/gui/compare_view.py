@@ -348,9 +348,7 @@ class CompareView(QWidget):
             for c, (key, _) in enumerate(COLUMNS):
                 text = _cell(key, row.get(key), r, row)
                 if key in RATIO_OF and row.get(RATIO_OF[key]) is not None:
-                    value, _, spread = text.partition(" (")  # the range on a line of its own
-                    ratio = _cell(RATIO_OF[key], row[RATIO_OF[key]], r, row)
-                    text = "\n".join(x for x in (value, spread.rstrip(")"), ratio) if x)
+                    text += "\n" + _cell(RATIO_OF[key], row[RATIO_OF[key]], r, row)
                 item = QTableWidgetItem(text)
                 if key == "config":
                     item.setToolTip(row["config"])
@@ -402,7 +400,7 @@ def _cell(key: str, value: Any, row: int, data: dict[str, Any] | None = None) ->
         digits = 0 if key == "ttft_ms" else 1
         if lo is not None and hi is not None and hi > lo:
             wide = 0 if hi >= 100 else digits  # a range's tenths past 100 only widen it
-            return f"{value:.{digits}f} ({lo:.{wide}f}–{hi:.{wide}f})"
+            return f"{value:.{digits}f}\n{lo:.{wide}f}–{hi:.{wide}f}"  # the range below
         return f"{value:.{digits}f}"
     if key == "config":
         try:

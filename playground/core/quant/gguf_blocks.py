@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from playground.core.quant import weight_quant
 from playground.core.quant.weight_quant import QWeight
 
 BLOCK = 32
@@ -69,8 +70,6 @@ def read_blocks(path: Path, model: Any, keep_readers: bool = False) -> dict[str,
         get_gguf_hf_weights_map,
         read_field,
     )
-
-    from playground.core.quant import weight_quant
 
     half_kernels = weight_quant.backend() == "native"
     reader = GGUFReader(str(path))
@@ -285,8 +284,6 @@ def kernel_weight(tensor: GgufTensor, kept: Any) -> QWeight | None:
     """The tensor's blocks as the kernels here take them, or None: a type with no kernel
     (counted in ``kept`` with what happens to it) or blocks the kernels here cannot take
     (torch's fallback, f32 activations: counted with why)."""
-    from playground.core.quant import weight_quant
-
     if tensor.raw is None or (tensor.type_name in HALF and weight_quant.backend() != "native"):
         kept[not_native(tensor.type_name)] += 1
         return None
