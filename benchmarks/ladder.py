@@ -147,9 +147,18 @@ def faithful(threads: int) -> Path:
     return result
 
 
-def llama_bench(path: Path, threads: int) -> dict[str, float]:
+def llama_bench(path: Path, threads: int, spec: str) -> dict[str, float]:
+    # llama-bench's flash attention is "auto" (on, on a CPU); against backend=llamacpp it
+    # runs with the spec's own llama.cpp settings, so both sides run the same graph
+    from playground.core.config import RunConfig
+
+    cfg = RunConfig.parse(spec)
+    fa = []
+    if cfg.backend == "llamacpp":
+        fa = ["-fa", "1" if cfg.flash_attn else "0", "-ctk", cfg.kv_type, "-ctv", cfg.kv_type,
+              "-b", str(cfg.batch), "-ub", str(cfg.batch)]
     out = run([LLAMA / "bin" / "llama-bench", "-m", path, "-p", "512", "-n", "64", "-t", threads,
-               "-r", "1", "-o", "json"], capture_output=True, text=True, timeout=1800).stdout
+               *fa, "-r", "1", "-o", "json"], capture_output=True, text=True, timeout=1800).stdout
     rows = json.loads(out)
     return {("prefill" if r["n_prompt"] else "decode"): float(r["avg_ts"]) for r in rows}
 
@@ -227,7 +236,7 @@ def main() -> None:
             path = quantize(rung, fmt)
             rounds = {"llama.cpp": [], "playground": []}
             for _ in range(args.rounds):  # alternating, so a busy moment hits both
-                rounds["llama.cpp"].append(llama_bench(path, args.threads))
+                rounds["llama.cpp"].append(llama_bench(path, args.threads, args.spec))
                 rounds["playground"].append(playground_bench(path, args.threads, args.spec))
             row = {"rung": rung, "format": fmt, "file_mb": round(path.stat().st_size / 1e6),
                    "rounds": rounds}

@@ -79,6 +79,38 @@ def default_path() -> Path:
     return paths.data_dir(create=False) / "history.db"  # made (or not) by _connect
 
 
+_CHATS = ("SELECT c.session, first.prompt, c.turns, c.last, t.title FROM ("
+          "  SELECT session, COUNT(*) AS turns, MAX(created) AS last, MIN(id) AS first_id,"
+          "  MAX(id) AS last_id FROM turns WHERE kind = 'chat' AND session IS NOT NULL"
+          "  GROUP BY session) AS c JOIN turns AS first ON first.id = c.first_id "
+          "LEFT JOIN chat_titles AS t ON t.session = c.session "
+          "ORDER BY c.last_id DESC LIMIT ?")
+
+
+def _chat_rows(conn: sqlite3.Connection, limit: int) -> list[ChatSummary]:
+    return [ChatSummary(session, prompt or "", int(turns), float(last), title)
+            for session, prompt, turns, last, title in conn.execute(_CHATS, (limit,))]
+
+
+def recent_chats(limit: int = 50, path: Path | None = None) -> list[ChatSummary]:
+    """The latest chats, read-only and cheap (no integrity check, no schema work, no side
+    files: what a list refreshed after every turn needs); [] when there is no readable
+    database yet."""
+    where = Path(path) if path else default_path()
+    if not where.is_file():
+        return []
+    try:
+        conn = sqlite3.connect(f"{where.resolve().as_uri()}?mode=ro", uri=True, timeout=0.5)
+    except sqlite3.Error:
+        return []
+    try:
+        return _chat_rows(conn, limit)
+    except sqlite3.Error:  # locked, or a database an older version wrote: no list now
+        return []
+    finally:
+        conn.close()
+
+
 def row(kind: str, config: str, *, metrics: dict[str, Any] | None = None,
         hardware: dict[str, Any] | None = None, prompt: str | None = None,
         reply: str | None = None, session: str | None = None,
@@ -230,15 +262,7 @@ class History:
     def chats(self, limit: int = 50) -> list[ChatSummary]:
         """The saved chats (chat turns sharing a ``session``: one chat of the app), the
         latest first: their first prompt, turn count and when the last turn ended."""
-        rows = self.conn.execute(
-            "SELECT c.session, first.prompt, c.turns, c.last, t.title FROM ("
-            "  SELECT session, COUNT(*) AS turns, MAX(created) AS last, MIN(id) AS first_id,"
-            "  MAX(id) AS last_id FROM turns WHERE kind = 'chat' AND session IS NOT NULL"
-            "  GROUP BY session) AS c JOIN turns AS first ON first.id = c.first_id "
-            "LEFT JOIN chat_titles AS t ON t.session = c.session "
-            "ORDER BY c.last_id DESC LIMIT ?", (limit,)).fetchall()
-        return [ChatSummary(session, prompt or "", int(turns), float(last), title)
-                for session, prompt, turns, last, title in rows]
+        return _chat_rows(self.conn, limit)
 
     # -- editing chats (False, with ``notice``, when the database refuses) ------------
     def rename_chat(self, session: str, title: str) -> bool:

@@ -172,8 +172,25 @@ class ChartsPanel(QWidget):
                 if plot.getPlotItem().titleLabel.item.boundingRect().width() <= room:
                     break  # the drawn width, measured: this form fits
 
-    def turn_started(self, t: float, label: str) -> None:
-        """Number the turn on the charts; mark a config change in red with its letter."""
+    def replay_turn(self, label: str, metrics: dict) -> None:
+        """A saved turn (a chat reopened) drawn from its record: its TTFT, its tokens at
+        their recorded gaps, its bound. The memory chart is this process's own, over
+        time: a turn of an earlier run has no place on it."""
+        itl = [float(x) for x in metrics.get("itl_ms") or [] if isinstance(x, (int, float))]
+        if not metrics.get("new_tokens"):
+            return
+        self.turn_started(None, label)
+        t = 0.0
+        for gap in [0.0, *itl]:
+            t += gap / 1000.0
+            self.add_token(t)
+        ttft, bound = metrics.get("ttft_ms"), metrics.get("bandwidth_bound_tok_s")
+        self.turn_finished(ttft if isinstance(ttft, (int, float)) else None,
+                           bound if isinstance(bound, (int, float)) else None)
+
+    def turn_started(self, t: float | None, label: str) -> None:
+        """Number the turn on the charts; mark a config change in red with its letter
+        (t None: a saved turn, not marked on the memory chart's time axis)."""
         self._gap()
         changed = not self._turn_labels or label != self._turn_labels[-1]
         if label not in self.configs:
@@ -192,7 +209,10 @@ class ChartsPanel(QWidget):
         color = "#c62828" if changed else "#999"
         # Three heights in turn: numbers of short turns side by side would overlap.
         height = (0.96, 0.7, 0.44)[(number - 1) % 3]
-        for plot, x in ((self.speed, float(self.tokens_total)), (self.memory, self.now(t))):
+        marks = [(self.speed, float(self.tokens_total))]
+        if t is not None:
+            marks.append((self.memory, self.now(t)))
+        for plot, x in marks:
             plot.addItem(pg.InfiniteLine(
                 pos=x, angle=90, pen=pg.mkPen(color, style=pg.QtCore.Qt.DotLine),
                 label=text, labelOpts={"position": height, "color": color,

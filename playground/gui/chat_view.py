@@ -8,10 +8,12 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import SimpleNamespace
 
-from PySide6.QtCore import QUrl, Signal
+from PySide6.QtCore import QEvent, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -97,10 +99,27 @@ class ChatView(QWidget):
     stop_requested = Signal()
     new_chat_requested = Signal()
     regenerate_requested = Signal(str)  # the chat whose last turn is asked again
+    chat_picked = Signal(str)  # a saved chat's session, picked in the Chat list
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QVBoxLayout(self)
+        # the saved chats one click away, as a list above the chat: a sidebar would take
+        # a fourth column that a 1024-pixel window does not have
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Chat:"))
+        self.chats = QComboBox()
+        self.chats.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.chats.setMinimumContentsLength(10)
+        self.chats.setToolTip("your chats, latest first: pick one to open it "
+                              "(View → Saved chats… renames and deletes them)")
+        self.chats.activated.connect(self._chat_activated)
+        # a closed combo box takes the wheel and the arrow keys as picks: scrolling the
+        # pane over it would open chat after chat
+        self.chats.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.chats.installEventFilter(self)
+        top.addWidget(self.chats, 1)
+        layout.addLayout(top)
         self.system = QLineEdit()
         self.system.setPlaceholderText("System prompt (optional)")
         layout.addWidget(self.system)
@@ -141,9 +160,31 @@ class ChatView(QWidget):
         self.markdown = True  # finished replies read as Markdown (View menu)
         self.chat_id = uuid.uuid4().hex  # this chat's turns in the history (its session)
 
-    def keyPressEvent(self, event) -> None:  # Ctrl+Enter sends
-        from PySide6.QtCore import Qt
+    def set_chats(self, chats: list[tuple[str, str, str]]) -> None:
+        """The Chat list: (session, label, tooltip) of the saved chats, latest first; the
+        open chat selected ("New chat" while it has no saved turn)."""
+        self.chats.blockSignals(True)
+        self.chats.clear()
+        if self.chat_id not in {session for session, _l, _t in chats}:
+            # no saved turn yet, or older than the list's latest chats
+            self.chats.addItem("This chat" if self.turns else "New chat", self.chat_id)
+        for session, label, tip in chats:
+            self.chats.addItem(label, session)
+            self.chats.setItemData(self.chats.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.chats.setCurrentIndex(max(0, self.chats.findData(self.chat_id)))
+        self.chats.blockSignals(False)
 
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
+        if watched is self.chats and event.type() == QEvent.Type.Wheel:
+            return True  # the list opens by a click; the wheel scrolls nothing here
+        return super().eventFilter(watched, event)
+
+    def _chat_activated(self, index: int) -> None:
+        session = self.chats.itemData(index)
+        if session and session != self.chat_id:
+            self.chat_picked.emit(session)
+
+    def keyPressEvent(self, event) -> None:  # Ctrl+Enter sends
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and (
             event.modifiers() & Qt.KeyboardModifier.ControlModifier
         ):
@@ -195,6 +236,7 @@ class ChatView(QWidget):
         self.streaming = True
         self.send.setEnabled(False)
         self.stop.setEnabled(True)
+        self.chats.setEnabled(False)  # the reply ends in its own chat first
 
     def append_piece(self, piece: str) -> None:
         if not self.turns or not piece:
@@ -206,6 +248,7 @@ class ChatView(QWidget):
 
     def end_reply(self, reply: str | None, line: str, config_label: str, metrics: dict) -> None:
         self.streaming = False
+        self.chats.setEnabled(True)
         self.send.setEnabled(self.held is None)
         self.stop.setEnabled(False)
         if self.turns:
@@ -220,6 +263,7 @@ class ChatView(QWidget):
     def fail_reply(self, message: str) -> None:
         """The turn failed: keep the user's text in the box, drop the unanswered turn."""
         self.streaming = False
+        self.chats.setEnabled(True)
         self.send.setEnabled(self.held is None)
         self.stop.setEnabled(False)
         if self.turns and not self.turns[-1].metrics_line:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QColor, QTextCharFormat
 from PySide6.QtWidgets import (
     QComboBox,
@@ -39,7 +39,7 @@ from playground.core.models import ModelError
 from playground.core.presets import PRESETS, preset
 from playground.gui import file_dialogs
 from playground.gui.compare_charts import CompareCharts
-from playground.gui.labels import short_label
+from playground.gui.labels import chart_label, short_label
 
 MIN_CONFIGS, MAX_CONFIGS = 2, 6
 # ten columns that fit beside the config list at 1024 px: each speed and size figure
@@ -64,7 +64,8 @@ HEADER_TIPS = {
     "top1_agreement": "share of positions where the most likely next token is the baseline's",
     "ppl": "perplexity on the calibration text", "greedy_match":
         "share of prompts whose greedy reply is the baseline's, word for word"}
-CONFIG_WIDTH = 90  # the full spec is the cell's tooltip
+CONFIG_WIDTH = 90  # the least the config column gets; the full spec is its tooltip
+NOTE_MIN = 160
 
 
 class CompareView(QWidget):
@@ -174,6 +175,7 @@ class CompareView(QWidget):
                                                            QHeaderView.ResizeMode.Stretch)
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.resizeColumnsToContents()  # empty, too: the headers' widths, no scroll bar
+        self.table.viewport().installEventFilter(self)  # its width sets the config column's
         for c, (key, _title) in enumerate(COLUMNS):
             if key in HEADER_TIPS:
                 self.table.horizontalHeaderItem(c).setToolTip(HEADER_TIPS[key])
@@ -222,6 +224,42 @@ class CompareView(QWidget):
         self.configs.addItem(item)
         self._refresh_ab()
         return True
+
+    def state(self) -> dict[str, Any]:
+        """What a restart gives back: the configs (spec and shown text), warmup, rounds."""
+        return {"configs": [[self._spec(i), self.configs.item(i).text(),
+                             self.configs.item(i).toolTip()] for i in range(self.configs.count())],
+                "warmup": self.warmup.value(), "repeats": self.repeats.value()}
+
+    def restore_state(self, state: Any) -> str | None:
+        """The saved state back; what could not come back, in one line, or None. A saved
+        config that no longer parses (a key renamed by a later version) is left out alone;
+        an unreadable state raises ValueError."""
+        if not isinstance(state, dict) or not isinstance(state.get("configs"), list):
+            raise ValueError("the Compare tab's saved state is unreadable")
+        rows, dropped = [], []
+        for entry in state["configs"][:MAX_CONFIGS]:
+            if not (isinstance(entry, list) and len(entry) == 3
+                    and all(isinstance(x, str) for x in entry)):
+                raise ValueError("a saved Compare config is unreadable")
+            try:
+                RunConfig.parse(entry[0])
+            except ConfigError as exc:
+                dropped.append(f"{entry[0]} ({exc})")
+                continue
+            rows.append(entry)
+        self.configs.clear()
+        for spec, text, tip in rows:
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, spec)
+            item.setToolTip(tip)
+            self.configs.addItem(item)
+        for box, key in ((self.warmup, "warmup"), (self.repeats, "repeats")):
+            if isinstance(state.get(key), int):
+                box.setValue(state[key])  # the spin box clamps it to its range
+        self._refresh_ab()
+        return (f"Compare: a saved config no longer parses and was left out: "
+                f"{'; '.join(dropped)}") if dropped else None
 
     def _add_current(self) -> None:
         try:
@@ -357,9 +395,26 @@ class CompareView(QWidget):
                     item.setForeground(QColor("#b35900"))
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
-        self.table.setColumnWidth(0, min(self.table.columnWidth(0), CONFIG_WIDTH))
+        self._config_contents = self.table.columnWidth(0)
+        self._fit_config_column()
         self.table.resizeRowsToContents()
         self.charts.set_rows(self.rows)
+
+    def _fit_config_column(self) -> None:
+        """The config column as wide as its specs, within what the figures and a note of
+        NOTE_MIN px leave of the table (at least CONFIG_WIDTH): at full HD a fixed 90 px
+        cut specs that had room."""
+        contents = getattr(self, "_config_contents", 0)
+        if not contents:
+            return
+        figures = sum(self.table.columnWidth(c) for c in range(1, len(COLUMNS) - 1))
+        room = self.table.viewport().width() - figures - NOTE_MIN
+        self.table.setColumnWidth(0, max(CONFIG_WIDTH, min(contents, room)))
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
+        if watched is self.table.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_config_column()
+        return super().eventFilter(watched, event)
 
     # -- export ---------------------------------------------------------------------
     def export(self, path: str) -> None:
@@ -404,7 +459,8 @@ def _cell(key: str, value: Any, row: int, data: dict[str, Any] | None = None) ->
         return f"{value:.{digits}f}"
     if key == "config":
         try:
-            name = short_label(RunConfig.parse("" if value == "defaults" else value))
+            # the model too: configs of different models side by side are told apart
+            name = chart_label(RunConfig.parse("" if value == "defaults" else value))
         except ConfigError:
             name = value
         return f"{chr(65 + row)}: {name}"

@@ -158,11 +158,13 @@ class MainWindow(QMainWindow):
         self.chat.stop_requested.connect(self.stop)
         self.chat.new_chat_requested.connect(self.new_chat)
         self.chat.regenerate_requested.connect(self.jobs.drop_last_turn)
+        self.chat.chat_picked.connect(self.open_chat)
 
         self.memory_timer = QTimer(self)
         self.memory_timer.timeout.connect(self._sample_memory)
         self.memory_timer.start(MEMORY_SAMPLE_MS)
         self.pending_chat: str | None = None  # a saved chat to open once a reply ends
+        self.charted: set[str] = set()  # chats whose turns are on the charts
         self._restore(config)
         saved_theme = self.store.settings.value("theme", "system")
         self.theme = saved_theme if saved_theme in theme.THEMES else "system"
@@ -236,6 +238,28 @@ class MainWindow(QMainWindow):
             return
         if last is not None and not self.chat.turns:
             self.chat.restore(*last)
+            self._replay(*last)
+        self._refresh_chats()
+
+    def _replay(self, session: str, turns) -> None:
+        """A reopened chat's turns on the charts, from their records: once a window (the
+        charts add turns up; a chat opened again, or one charted live, is on them)."""
+        if session in self.charted:
+            return
+        self.charted.add(session)
+        for turn in turns:
+            try:
+                label = chart_label(RunConfig.parse(turn.config))
+            except ConfigError:  # a spec an older version wrote
+                label = turn.config
+            self.charts.replay_turn(label, turn.metrics or {})
+
+    def _refresh_chats(self) -> None:
+        """The chat pane's Chat list, from the history."""
+        try:
+            self.chat.set_chats(saved_chats.chat_list())
+        except Exception as exc:  # an unreadable history costs the list, nothing else
+            self.status_label.setText(f"the saved chats could not be read: {exc}")
 
     def set_theme(self, name: str) -> None:
         self.theme = name
@@ -251,6 +275,7 @@ class MainWindow(QMainWindow):
         dialog.chosen.connect(self.open_chat)
         dialog.deleted.connect(self._chat_deleted)
         dialog.error.connect(self.show_error)
+        dialog.changed.connect(self._refresh_chats)
         dialog.open()
         self.saved_chats_dialog = dialog
 
@@ -269,7 +294,12 @@ class MainWindow(QMainWindow):
             self.pending_chat = session
             self.stop()
             return
-        self.chat.restore(session, saved_chats.load_chat(session))
+        if session == self.chat.chat_id:
+            return
+        turns = saved_chats.load_chat(session)
+        self.chat.restore(session, turns)
+        self._replay(session, turns)
+        self._refresh_chats()
         self.jobs.new_chat()  # the engine's cached conversation is another one
 
     def _open_pending_chat(self) -> None:
@@ -406,6 +436,7 @@ class MainWindow(QMainWindow):
             self.stop()
         self.chat.clear()
         self.jobs.new_chat()
+        self._refresh_chats()
 
     # -- worker signals (run in the GUI thread: methods of a GUI-thread QObject) ----
     @Slot(str)
@@ -480,6 +511,8 @@ class MainWindow(QMainWindow):
             line += " (stopped)"
         self.chat.end_reply(done.reply, line, label, done.metrics.to_dict())
         self.charts.turn_finished(done.metrics.ttft_ms, done.metrics.bandwidth_bound_tok_s)
+        self.charted.add(self.chat.chat_id)
+        self._refresh_chats()
         self._set_busy(None)
         self._open_pending_chat()
         self.turn_shown.emit()

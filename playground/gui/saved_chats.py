@@ -1,7 +1,8 @@
 """Saved chats: every chat's turns are in the history database (one session a chat), so
-a chat survives a restart. The window reopens the last one at start; View → Saved
-chats… lists them all (its name or how it began, its turns, when), opens the one
-picked, renames it or deletes it."""
+a chat survives a restart. The window reopens the last one at start; the chat pane's
+Chat list opens any of the latest 50 in one click; View → Saved chats… lists them all
+(its name or how it began, its turns, when), opens the one picked, renames it or
+deletes it."""
 
 from __future__ import annotations
 
@@ -22,13 +23,32 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.core.history import History
+from playground.core.history import History, recent_chats
 from playground.gui.chat_view import ChatTurn, saved_turn
 
 
 def _turns(history: History, session: str) -> list[ChatTurn]:
     return [saved_turn(t.prompt or "", t.reply or "", t.metrics, t.config, t.created)
             for t in history.chat(session)]
+
+
+def names(chat) -> tuple[str, str]:
+    """A chat's name (the one given it, or how it began, cut) and its whole beginning."""
+    first = " ".join(chat.first_prompt.split())
+    return chat.title or (first[:120] + ("…" if len(first) > 120 else "")), first
+
+
+def chat_list(limit: int = 50) -> list[tuple[str, str, str]]:
+    """(session, label, tooltip) of the latest chats, for the chat pane's list."""
+    out = []
+    chats = recent_chats(limit)
+    for c in chats:
+        name, first = names(c)
+        when = datetime.fromtimestamp(c.last).strftime("%Y-%m-%d %H:%M")
+        label = (name[:48] + "…" if len(name) > 48 else name) + f" · {c.turns}"
+        out.append((c.session, label, f"{name}\n{c.turns} turns, last {when}"
+                    + (f"\nbegan with: {first[:300]}" if c.title else "")))
+    return out
 
 
 def load_chat(session: str) -> list[ChatTurn]:
@@ -47,6 +67,7 @@ def last_chat() -> tuple[str, list[ChatTurn]] | None:
 class SavedChats(QDialog):
     chosen = Signal(str)  # the chat's session
     deleted = Signal(str)  # a chat's session, its turns gone from the history
+    changed = Signal()  # a chat renamed or deleted
     error = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -79,8 +100,7 @@ class SavedChats(QDialog):
             self.chats = history.chats(limit=200)
         self.table.setRowCount(len(self.chats))
         for row, c in enumerate(self.chats):
-            first = " ".join(c.first_prompt.split())
-            name = c.title or (first[:120] + ("…" if len(first) > 120 else ""))
+            name, first = names(c)
             cells = (name, str(c.turns), datetime.fromtimestamp(c.last).strftime("%Y-%m-%d %H:%M"))
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -131,4 +151,6 @@ class SavedChats(QDialog):
         if not done:
             self.error.emit(notice or "the history could not be changed")
         self.refresh()
+        if done:
+            self.changed.emit()
         return bool(done)

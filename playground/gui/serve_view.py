@@ -118,8 +118,11 @@ class ServeView(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        # the figures share the width the box has: sized to their contents, the last
+        # column went off the edge at 1024 px
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setMinimumSectionSize(36)
         self.table.setToolTip("wait: in the queue before the scheduler took it; TTFT: from "
                               "arrival to the first token; tok/s: after the first token")
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)

@@ -1,4 +1,5 @@
-"""The window's saved settings: the last config that loaded, geometry, panel layout.
+"""The window's saved settings: the last config that loaded, geometry, panel layout,
+the Compare tab's configs, warmup and rounds.
 
 Stored as an INI file in the config folder. What cannot be read is dropped (only that
 key) with one line in the status bar; a scripted run (``persist=False``, self-test)
@@ -7,6 +8,7 @@ neither restores the layout nor writes anything.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from PySide6.QtGui import QGuiApplication
 from playground.core import paths
 from playground.core.config import ConfigError, RunConfig
 
-KEYS = ("config", "geometry", "splitter")
+KEYS = ("config", "geometry", "splitter", "compare")
 
 
 def first_size(window: Any) -> tuple[int, int]:
@@ -66,8 +68,17 @@ class SettingsStore:
         except (ConfigError, ValueError, TypeError) as exc:
             notice = f"Settings were unreadable ({exc}); using defaults."
             if self.persist:  # drop what was unreadable; a scripted run touches nothing
-                for key in KEYS:
+                for key in KEYS[:3]:
                     self.settings.remove(key)
+        compare = self.settings.value("compare", None) if self.persist else None
+        if compare is not None:
+            try:  # its own key: an unreadable comparison costs only itself
+                left_out = window.compare.restore_state(json.loads(str(compare)))
+            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                left_out = f"The Compare tab's saved configs were unreadable ({exc}); dropped."
+                self.settings.remove("compare")
+            if left_out:
+                notice = f"{notice} {left_out}" if notice else left_out
         if self.settings.status() != QSettings.Status.NoError:
             notice = "Settings file could not be read; using defaults."
         return saved, notice
@@ -79,4 +90,5 @@ class SettingsStore:
             self.settings.setValue("config", good_config.format(only_changed=True))
         self.settings.setValue("geometry", window.saveGeometry())
         self.settings.setValue("splitter", window.splitter.saveState())
+        self.settings.setValue("compare", json.dumps(window.compare.state()))
         self.settings.sync()

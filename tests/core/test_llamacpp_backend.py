@@ -168,3 +168,57 @@ def test_quant_requantizes_once_with_llamacpps_quantizer(tmp_path, monkeypatch):
     from_q8 = _engine(write_tiny_gguf(tmp_path / "tiny-q8.gguf", TYPES), "quant=q4_0")
     assert any("already quantized" in n for n in from_q8.info["notes"])
     assert len(from_q8.chat(HELLO).token_ids) == 12
+
+
+def test_llamacpps_own_buffer_report(tiny_gguf):
+    """Memory as llama.cpp reports it: the KV buffer is the context's slots × layers ×
+    K and V × kv heads × head size in the KV type, and a q8_0 KV is 34/64 of f16's."""
+    _needs_llamacpp()
+    from tests.gguf_files import HEAD_DIM, KV_HEADS, LAYERS
+
+    engine = _engine(tiny_gguf)
+    found = engine.info["llama_cpp_buffers_mb"]
+    assert found["model"] > 0 and found["compute"] > 0
+    f16 = 1024 * LAYERS * 2 * KV_HEADS * HEAD_DIM * 2 / 1e6
+    assert found["kv"] == pytest.approx(f16, abs=0.06)  # the info rounds to 0.1 MB
+    assert engine.weights_mb == pytest.approx(found["model"], abs=0.06)
+    assert any(n.startswith("llama.cpp's buffers: model") for n in engine.info["notes"])
+    q8 = _engine(tiny_gguf, "kv_type=q8_0,flash_attn=on").info["llama_cpp_buffers_mb"]
+    assert q8["kv"] == pytest.approx(f16 * 34 / 64, abs=0.06)
+
+
+def test_the_buffer_lines_parse():
+    from playground.core.backends import llamacpp_log
+
+    lines = ["load_tensors:   CPU_Mapped model buffer size =   300.00 MiB\n",
+             "load_tensors:   CPU_REPACK model buffer size =   336.00 MiB\n",
+             "llama_kv_cache:        CPU KV buffer size =   128.00 MiB\n",
+             "llama_context:        CPU compute buffer size =   254.50 MiB\n", "other\n"]
+    found = llamacpp_log.buffers(lines)
+    assert found["model"] == {"CPU_Mapped": pytest.approx(314.57, abs=0.01),
+                              "CPU_REPACK": pytest.approx(352.32, abs=0.01)}
+    assert llamacpp_log.describe(found) == ("model 667 MB (CPU_Mapped 315, CPU_REPACK 352), "
+                                            "KV 134 MB (CPU), compute 267 MB (CPU)")
+    assert llamacpp_log.tensor_progress("[  12/ 147]   blk.1.attn_k.weight - [...]") == (12, 147)
+    assert llamacpp_log.tensor_progress("general.name str = [1/2] model") is None
+    assert llamacpp_log.tensor_progress("[ 0/ 0] nothing") is None
+
+
+def test_quantizing_reports_progress_and_a_stop_waits_for_the_file(tmp_path, monkeypatch):
+    """The quantizer's per-tensor log becomes progress; a Stop during it ends the load
+    once the file is written, and the file is kept: the next load takes it cached."""
+    _needs_llamacpp()
+    from playground.core.jobs import Cancelled
+    from playground.core.pipeline import build_engine
+
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    half = write_tiny_gguf(tmp_path / "tiny-f16.gguf", dict.fromkeys(TYPES, "F16"))
+    seen: list[str] = []
+    cfg = RunConfig.parse(f"model={half},backend=llamacpp,threads=2,quant=q4_0")
+    with pytest.raises(Cancelled):
+        build_engine(cfg, progress=seen.append, should_stop=lambda: any("%" in m for m in seen))
+    assert any("Quantizing" in m and "% (tensor" in m for m in seen), seen
+    assert len(list((tmp_path / "cache" / "llamacpp").glob("*-q4_0.gguf"))) == 1
+    assert not list((tmp_path / "cache" / "llamacpp").glob("*.tmp*"))
+    again = build_engine(cfg)
+    assert any("cached" in n for n in again.info["notes"])

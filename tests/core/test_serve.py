@@ -669,3 +669,40 @@ def test_n_above_the_queue_is_a_400_not_a_429_retried_forever(server):
     url, _ = server(max_queue=2)
     response = _chat(url, n=3, max_tokens=2)
     assert response.status_code == 400 and response.json()["error"]["param"] == "n"
+
+
+def test_many_long_prompts_keep_the_process_under_the_prefix_budget(server, tmp_path):
+    """64 distinct ~900-token prompts on a model whose KV is 8 KB a token: kept whole,
+    the prefix store would hold ~460 MB. The process's RSS (measured, after a collect
+    and a trim) grows by no more than the 16 MB budget plus the slots' working memory,
+    and /metrics says the store is within its budget."""
+    import random
+
+    import psutil
+    from conftest import save_tiny
+
+    from playground.core import memory
+
+    wide = save_tiny(tmp_path / "wide", head_dim=256)  # 2 layers x K,V x 2 heads x 256 x 4 B
+    url, engine = server(model=wide, prefix_cache_mb=16, max_batch=2)
+    words = [f"w{i}" for i in range(300)]
+
+    def prompt(seed: int) -> list[dict[str, str]]:
+        rng = random.Random(seed)
+        return [{"role": "user", "content": " ".join(rng.choice(words) for _ in range(190))}]
+
+    first = _chat(url, messages=prompt(0), max_tokens=1).json()
+    assert "usage" in first, first
+    tokens = first["usage"]["prompt_tokens"]
+    assert 700 < tokens < 1000
+    memory.release()
+    before = psutil.Process().memory_info().rss
+    for seed in range(1, 64):
+        assert _chat(url, messages=prompt(seed), max_tokens=1).status_code == 200
+    memory.release()
+    grown_mb = (psutil.Process().memory_info().rss - before) / 2**20
+    unbounded_mb = 64 * tokens * 8192 / 2**20
+    assert unbounded_mb > 400 and grown_mb < 16 + 100, (grown_mb, unbounded_mb)
+    metrics = httpx.get(url + "/metrics", timeout=10).text
+    stored = int(metrics.split("\nplayground_prefix_cache_bytes ")[1].split()[0])
+    assert 0 < stored <= 16 * 2**20

@@ -161,3 +161,23 @@ def test_every_column_fits_at_1024_px(qtbot, window):
     assert used + 40 <= view.table.viewport().width()  # and the note column has room
     # the note column takes what is left once the layout settles (a vertical scroll bar)
     qtbot.waitUntil(lambda: view.table.horizontalScrollBar().maximum() == 0, timeout=5000)
+
+
+def test_the_config_column_widens_where_there_is_room(qtbot, window):
+    """At full HD the config column shows its specs whole (it was capped at 90 px at
+    every size); at 1024 it keeps its least width and the table still fits."""
+    view = window.compare
+    spec = "model=/home/me/models/Qwen2.5-0.5B-Q4_K_M.gguf,quant=gguf-native"
+    view.rows = [{"config": spec, "decode_tok_s": 212.3, "decode_x": 1.0, "kl_mean": 0.0},
+                 {"config": spec + ",threads=1", "decode_tok_s": 150.1, "decode_x": 0.71}]
+    window.resize(1900, 1000)
+    window.show()
+    qtbot.waitExposed(window)
+    window.tabs.setCurrentWidget(view)
+    view._show_rows()
+    qtbot.waitUntil(lambda: view.table.columnWidth(0) == view._config_contents, timeout=5000)
+    assert view.table.columnWidth(0) > 200
+    qtbot.waitUntil(lambda: view.table.horizontalScrollBar().maximum() == 0, timeout=5000)
+    window.resize(1024, 700)
+    qtbot.waitUntil(lambda: view.table.columnWidth(0) < view._config_contents, timeout=5000)
+    qtbot.waitUntil(lambda: view.table.horizontalScrollBar().maximum() == 0, timeout=5000)

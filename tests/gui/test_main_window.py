@@ -255,6 +255,40 @@ def test_settings_persist_and_corrupt_settings_fall_back(qtbot, tiny_dir, make_w
     qtbot.waitUntil(broken.thread.isFinished, timeout=WAIT_MS)
 
 
+def test_the_compare_tab_comes_back_after_a_restart(qtbot, tiny_dir, make_window):
+    """The Compare tab's configs (their whole specs and what came from the controls),
+    warmup and rounds survive a restart; a saved config that no longer parses is left
+    out alone, named in a notice, and the loaded config stays."""
+    window = make_window("max_new_tokens=5")
+    window.compare.add_config(RunConfig.parse("quant=bf16", base=window.controls.config()),
+                              own={"quant"})
+    window.compare.add_config(RunConfig.parse("quant=int8-dynamic"))
+    window.compare.warmup.setValue(2)
+    window.compare.repeats.setValue(5)
+    shown = [window.compare.configs.item(i).text() for i in range(2)]
+    specs = [c.format() for c in window.compare.specs()]
+    window.close()
+    qtbot.waitUntil(window.thread.isFinished, timeout=WAIT_MS)
+    again = MainWindow(show_dialogs=False)
+    qtbot.addWidget(again)
+    assert [c.format() for c in again.compare.specs()] == specs
+    assert [again.compare.configs.item(i).text() for i in range(2)] == shown
+    assert "from the controls" in shown[0]
+    assert (again.compare.warmup.value(), again.compare.repeats.value()) == (2, 5)
+    assert again.compare.ab_a.count() == 2
+    again.close()
+    qtbot.waitUntil(again.thread.isFinished, timeout=WAIT_MS)
+    text = settings_path().read_text()
+    settings_path().write_text(text.replace("quant=int8-dynamic", "quant=int99"))
+    broken = MainWindow(show_dialogs=False)
+    qtbot.addWidget(broken)
+    assert [c.format() for c in broken.compare.specs()] == specs[:1]
+    assert "quant=int99" in broken.notice and "left out" in broken.notice
+    assert broken.controls.config().max_new_tokens == 5
+    broken.close()
+    qtbot.waitUntil(broken.thread.isFinished, timeout=WAIT_MS)
+
+
 def test_exports_and_history(qtbot, make_window, tmp_path):
     from playground.gui.history_view import HistoryDialog
 

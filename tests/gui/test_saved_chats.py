@@ -125,3 +125,45 @@ def test_saved_chats_are_renamed_and_deleted(qtbot, make_window):  # noqa: F811
     finally:
         history.close()
     dialog.reject()
+
+
+def test_the_chat_list_opens_a_chat_and_its_turns_return_to_the_charts(
+        qtbot, open_window, tiny_dir):
+    """After a restart the charts hold the reopened chat's turns, from their records
+    (TTFT, tokens at their recorded gaps); the Chat list above the chat names every
+    saved chat, the open one selected, and picking one opens it with its turns charted."""
+    config = RunConfig(model=str(tiny_dir), max_new_tokens=4)
+    first = open_window(config)
+    first.worker.engine.eos_ids = set()
+    send(qtbot, first, "What is a lighthouse?")
+    send(qtbot, first, "And its light?")
+    first.new_chat()
+    assert first.chat.chats.currentText() == "New chat" and first.chat.chats.count() == 2
+    send(qtbot, first, "Name a colour")
+    saved = [t.metrics for t in first.chat.earlier[-1]]
+    first.close()
+    qtbot.waitUntil(first.thread.isFinished, timeout=WAIT_MS)
+
+    again = open_window(config)
+    charts = again.charts
+    assert charts.turns == 1 and charts.ttft_turn == [1]  # "Name a colour", as recorded
+    assert charts.tokens_total == again.chat.turns[0].metrics["new_tokens"] == 4
+    combo = again.chat.chats
+    assert [combo.itemText(i).split(" · ")[0] for i in range(combo.count())] == [
+        "Name a colour", "What is a lighthouse?"]
+    assert combo.currentIndex() == 0
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    wheel = QWheelEvent(QPointF(5, 5), QPointF(combo.mapToGlobal(QPoint(5, 5))), QPoint(0, 0),
+                        QPoint(0, -120), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(combo, wheel)  # scrolling over the list opens nothing
+    assert combo.currentIndex() == 0 and again.chat.turns[0].user == "Name a colour"
+    combo.setCurrentIndex(1)
+    combo.activated.emit(1)
+    assert [t.user for t in again.chat.turns] == ["What is a lighthouse?", "And its light?"]
+    assert charts.turns == 3
+    assert charts.ttft_ms[1:] == [m["ttft_ms"] for m in saved]
+    assert combo.itemData(combo.currentIndex()) == again.chat.chat_id

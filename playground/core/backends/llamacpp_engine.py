@@ -19,12 +19,15 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from playground.core import memory, models, paths
+from playground.core.backends import llamacpp_log
 from playground.core.backends.logits_model import LogitsModel
 from playground.core.config import RunConfig
 from playground.core.decode.decoders import Decoder
@@ -174,20 +177,69 @@ def requantized(path: Path, quant: str, threads: int,
     if out.is_file():
         return out, note + ", cached"
     out.parent.mkdir(parents=True, exist_ok=True)
-    progress(f"Quantizing {path.name} to {quant.upper()} with llama.cpp (once; "
-             "Stop takes effect after it)…")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype, params.nthread, params.allow_requantize = FTYPES[quant], threads, again
     tmp = out.with_suffix(f".tmp{os.getpid()}")
     started = time.perf_counter()
-    code = llama_cpp.llama_model_quantize(str(path).encode(), str(tmp).encode(),
-                                          ctypes.byref(params))
+    code, last_words = _quantize_reporting(path, tmp, out, params, quant, progress)
     if code != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
         raise models.ModelError(f"quant: llama.cpp could not quantize {path.name} to "
-                                f"{quant} (code {code})")
+                                f"{quant} (code {code}: {last_words[:200] or 'no reason logged'})")
     tmp.replace(out)
     return out, note + f", in {time.perf_counter() - started:.0f} s"
+
+
+def _quantize_reporting(path: Path, tmp: Path, out: Path, params: Any, quant: str,
+                        progress: Callable[[str], None]) -> tuple[int, str]:
+    """llama.cpp's quantizer on a thread, its per-tensor log turned into progress every
+    5%. It cannot be interrupted: a Stop (``progress`` raising) is held until the file is
+    written (kept in the cache, so the next load takes it), then raised."""
+    import llama_cpp
+
+    lines: queue.Queue[str] = queue.Queue()
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            result["code"] = llama_cpp.llama_model_quantize(str(path).encode(), str(tmp).encode(),
+                                                            ctypes.byref(params))
+        finally:
+            lines.put("")  # wakes the reader
+
+    stopped: BaseException | None = None
+    shown = -5
+    last_words = ""
+    progress(f"Quantizing {path.name} to {quant.upper()} with llama.cpp (once)…")
+    with llamacpp_log.captured(lines.put):
+        thread = threading.Thread(target=work, name="llama.cpp quantize", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive() or not lines.empty():
+                try:
+                    line = lines.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                last_words = line.strip() or last_words
+                done = llamacpp_log.tensor_progress(line)
+                if done is None or stopped is not None or done[0] * 100 // done[1] < shown + 5:
+                    continue
+                shown = done[0] * 100 // done[1]
+                try:
+                    progress(f"Quantizing {path.name} to {quant.upper()} with llama.cpp: "
+                             f"{shown}% (tensor {done[0]} of {done[1]}; a Stop waits for the file)")
+                except Exception as exc:  # a Stop: llama.cpp's quantizer runs to its end
+                    stopped = exc
+        finally:  # the callback must outlive every call llama.cpp makes to it
+            thread.join()
+    result["last"] = last_words
+    if stopped is not None:
+        if result.get("code") == 0 and tmp.is_file():
+            tmp.replace(out)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise stopped
+    return result.get("code", -1), result["last"]
 
 
 def build(cfg: RunConfig, device: str, info: dict[str, Any],
@@ -212,7 +264,9 @@ def build(cfg: RunConfig, device: str, info: dict[str, Any],
         fields = model_scan.header_fields(path)
         trained = fields.get(f"{fields.get('general.architecture')}.context_length")
         n_ctx = min(MAX_CONTEXT, int(trained)) if isinstance(trained, int) else MAX_CONTEXT
-        llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, **params)
+        logged: list[str] = []
+        with llamacpp_log.captured(logged.append):
+            llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, **params)
     except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError on a bad file
         raise models.ModelError(f"backend: llama.cpp could not load {path.name}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
@@ -230,12 +284,18 @@ def build(cfg: RunConfig, device: str, info: dict[str, Any],
                  f"{cfg.gpu_layers if cfg.gpu_layers >= 0 else 'all'} layers on the GPU")
     if quant_note:
         notes.append(quant_note)
+    found = llamacpp_log.buffers(logged)
+    if found:
+        notes.append(f"llama.cpp's buffers: {llamacpp_log.describe(found)}")
     info.update(model_name=source.name, backend="llamacpp", threads=threads, device=device,
                 llama_cpp_version=llama_cpp.__version__, llama_cpp_isa=isa,
-                load_s=time.perf_counter() - started, params=int(llm._model.n_params()))
+                load_s=time.perf_counter() - started, params=int(llm._model.n_params()),
+                llama_cpp_buffers_mb={kind: round(sum(v.values()), 1) for kind, v in found.items()})
     bandwidth = memory.bandwidth_gb_s(threads) if device == "cpu" else None
     engine = LlamaEngine(llm, path, params, tokenizer, cfg, device=device, info=info,
                          bandwidth_gb_s=bandwidth)
+    if found.get("model"):  # what llama.cpp holds for the weights (mapped and repacked)
+        engine.weights_mb = engine.read_mb = sum(found["model"].values())
     info["weights_mb_loaded"] = engine.weights_mb
     info["decode_step"] = engine.decode_path()
     return engine
