@@ -14,6 +14,13 @@ peak RSS and steady RSS. Never part of ``make test``.
     .venv/bin/python benchmarks/ladder.py make  [--rungs llama-1b] [--formats Q4_K_M,Q8_0]
     .venv/bin/python benchmarks/ladder.py run   [--rungs ...] [--formats ...] [--rounds 2]
     .venv/bin/python benchmarks/ladder.py faithful   # the default model as a Q4_K_M file
+    .venv/bin/python benchmarks/ladder.py side  --rungs qwen2.5-0.5b [--formats Q4_K_M]
+
+``side``: one ``playground compare`` per rung and file, the backends side by side on the
+same prompts, rounds alternating, KL against the rung's float32 folder: torch
+gguf-native and llama.cpp (flash attention off and on) on the file, ONNX Runtime int4
+on the folder (the builder quantizes the float weights, blocks of 32). Its table goes
+to ``out/ladder/side-<rung>-<format>.md``.
 """
 
 from __future__ import annotations
@@ -147,6 +154,37 @@ def faithful(threads: int) -> Path:
     return result
 
 
+def side_by_side(rung: str, fmt: str, threads: int, rounds: int,
+                 prompts: str | None = None) -> Path:
+    folder, path = LADDER / rung / "hf", quantize(rung, fmt)
+    common = f"threads={threads},max_new_tokens=64"
+    specs = [f"model={folder},{common}", f"model={path},quant=gguf-native,{common}",
+             f"model={folder},backend=onnxruntime,quant=int4-weight,{common}",
+             f"model={path},backend=llamacpp,{common}",
+             f"model={path},backend=llamacpp,flash_attn=on,{common}"]
+    result = LADDER / f"side-{rung}-{fmt}.json"
+    run([PLAYGROUND, "compare", *[a for s in specs for a in ("--config", s)],
+         "--repeats", rounds, "--json", result, *(["--prompts", prompts] if prompts else [])])
+    names = ["torch float32 (the folder: KL baseline)", f"torch gguf-native ({fmt})",
+             "ONNX Runtime int4-weight (the folder)", f"llama.cpp ({fmt}, flash attention off)",
+             f"llama.cpp ({fmt}, flash attention on)"]
+    lines = ["| backend | decode tok/s | TTFT ms | prefill tok/s | weights MB | peak RSS MB "
+             "| KL | top-1 |", "|---|---|---|---|---|---|---|---|"]
+    for name, row in zip(names, json.loads(result.read_text())["results"], strict=True):
+        s, q = row["summary"], row.get("quality") or {}
+
+        def f(v, d=1):
+            return "–" if v is None else f"{v:.{d}f}"
+        lines.append(f"| {name} | {f(s['decode_tok_s']['p50'])} | {f(s['ttft_ms']['p50'], 0)} | "
+                     f"{f(s['prefill_tok_s']['p50'], 0)} | {f(s['weights_mb'], 0)} | "
+                     f"{f(s.get('peak_rss_mb'), 0)} | {f(q.get('kl_mean'), 4)} | "
+                     f"{f(None if q.get('top1_agreement') is None else 100 * q['top1_agreement'], 0)}% |")
+    table = LADDER / f"side-{rung}-{fmt}.md"
+    table.write_text(f"{cpu()}, {threads} threads, {rounds} rounds, prompts: "
+                     f"{prompts or 'the default 8'}\n\n" + "\n".join(lines) + "\n")
+    return table
+
+
 def llama_bench(path: Path, threads: int, spec: str) -> dict[str, float]:
     # llama-bench's flash attention is "auto" (on, on a CPU); against backend=llamacpp it
     # runs with the spec's own llama.cpp settings, so both sides run the same graph
@@ -214,16 +252,22 @@ def cpu() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("action", choices=("make", "run", "faithful"))
+    parser.add_argument("action", choices=("make", "run", "faithful", "side"))
     parser.add_argument("--rungs", default=",".join(RUNGS))
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--spec", default="quant=gguf-native", help="the playground's config")
+    parser.add_argument("--prompts", help="side: a prompt file for compare (default: its 8)")
     args = parser.parse_args()
     rungs, formats = args.rungs.split(","), args.formats.split(",")
     if args.action == "faithful":
         print(faithful(args.threads))
+        return
+    if args.action == "side":
+        for rung in rungs:
+            for fmt in (["Q4_K_M"] if args.formats == ",".join(FORMATS) else formats):
+                print(side_by_side(rung, fmt, args.threads, args.rounds, args.prompts).read_text())
         return
     if args.action == "make":
         for rung in rungs:

@@ -453,8 +453,9 @@ class MainWindow(QMainWindow):
         params = info.get("params") or 0
         notes = "; ".join(info.get("notes") or [])
         decode = str(info.get("decode_step") or "unknown")
-        runs = (f"ONNX Runtime ({info.get('provider')})" if info.get("backend") == "onnxruntime"
-                else "torch")
+        runs = {"onnxruntime": f"ONNX Runtime ({info.get('provider')})",
+                "llamacpp": f"llama.cpp (llama-cpp-python {info.get('llama_cpp_version')})"
+                }.get(info.get("backend"), "torch")
         if info.get("endpoint"):  # a remote server: nothing local to describe
             self.controls.model_info.setText(
                 f"{info.get('model_name')} on {info['endpoint']} · remote endpoint: "

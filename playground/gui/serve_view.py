@@ -215,6 +215,30 @@ class ServeView(QWidget):
 
     # -- the server ----------------------------------------------------------------
     @Slot()
+    def state(self) -> dict[str, Any]:
+        """What a restart gives back: the server's spec, batching and port, the sweep's
+        endpoint, concurrencies, requests and max tokens."""
+        return {"spec": self.spec.text(), "batching": self.batching.isChecked(),
+                "port": self.port.value(), "endpoint": self.endpoint.text(),
+                "concurrency": self.concurrency.text(), "requests": self.requests.value(),
+                "max_tokens": self.max_tokens.value()}
+
+    def restore_state(self, state: Any) -> None:
+        """The saved state back, each field of the right type (a wrong one keeps its
+        default; a spin box clamps a number to its range)."""
+        if not isinstance(state, dict):
+            raise ValueError("the Serve tab's saved state is unreadable")
+        for key, widget in (("spec", self.spec), ("endpoint", self.endpoint),
+                            ("concurrency", self.concurrency)):
+            if isinstance(state.get(key), str):
+                widget.setText(state[key])
+        for key, box in (("port", self.port), ("requests", self.requests),
+                         ("max_tokens", self.max_tokens)):
+            if isinstance(state.get(key), int) and not isinstance(state.get(key), bool):
+                box.setValue(state[key])
+        if isinstance(state.get("batching"), bool):
+            self.batching.setChecked(state["batching"])
+
     def use_controls(self) -> None:
         try:
             self.spec.setText(self.current_config().format(only_changed=True))

@@ -1,5 +1,5 @@
 """The window's saved settings: the last config that loaded, geometry, panel layout,
-the Compare tab's configs, warmup and rounds.
+the Compare tab's configs, warmup and rounds, the Serve tab's server and sweep settings.
 
 Stored as an INI file in the config folder. What cannot be read is dropped (only that
 key) with one line in the status bar; a scripted run (``persist=False``, self-test)
@@ -18,7 +18,7 @@ from PySide6.QtGui import QGuiApplication
 from playground.core import paths
 from playground.core.config import ConfigError, RunConfig
 
-KEYS = ("config", "geometry", "splitter", "compare")
+KEYS = ("config", "geometry", "splitter", "compare", "serve")
 
 
 def first_size(window: Any) -> tuple[int, int]:
@@ -70,13 +70,15 @@ class SettingsStore:
             if self.persist:  # drop what was unreadable; a scripted run touches nothing
                 for key in KEYS[:3]:
                     self.settings.remove(key)
-        compare = self.settings.value("compare", None) if self.persist else None
-        if compare is not None:
-            try:  # its own key: an unreadable comparison costs only itself
-                left_out = window.compare.restore_state(json.loads(str(compare)))
+        for key, view in (("compare", window.compare), ("serve", window.serve)):
+            saved_tab = self.settings.value(key, None) if self.persist else None
+            if saved_tab is None:
+                continue
+            try:  # each tab its own key: an unreadable one costs only itself
+                left_out = view.restore_state(json.loads(str(saved_tab)))
             except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-                left_out = f"The Compare tab's saved configs were unreadable ({exc}); dropped."
-                self.settings.remove("compare")
+                left_out = f"The {key.capitalize()} tab's saved settings were unreadable ({exc}); dropped."
+                self.settings.remove(key)
             if left_out:
                 notice = f"{notice} {left_out}" if notice else left_out
         if self.settings.status() != QSettings.Status.NoError:
@@ -91,4 +93,5 @@ class SettingsStore:
         self.settings.setValue("geometry", window.saveGeometry())
         self.settings.setValue("splitter", window.splitter.saveState())
         self.settings.setValue("compare", json.dumps(window.compare.state()))
+        self.settings.setValue("serve", json.dumps(window.serve.state()))
         self.settings.sync()

@@ -80,6 +80,7 @@ def test_greedy_tokens_are_llamacpps_own(tiny_gguf):
     result = engine.chat(HELLO)
     assert len(result.token_ids) == 12 and result.metrics.ttft_ms > 0
     assert "llama.cpp" in engine.decode_path() and engine.info["llama_cpp_version"]
+    assert engine.info["architecture"] == "GGUF llama"
     ids = engine.prompt_ids(HELLO)
     own = llama_cpp.Llama(str(tiny_gguf), n_ctx=512, n_threads=2, verbose=False)
     expected = []

@@ -422,6 +422,20 @@ def test_logprobs_through_the_official_client(server, batching):
         assert refused.status_code == 400 and refused.json()["error"]["param"] == field
 
 
+def same_entries(a: list, b: list) -> bool:
+    """Logprob entries of the same tokens: the tiny float model's rows may differ in their
+    last bits between requests (the matrix library picks its kernel by the number of rows:
+    a prompt in one chunk, or mostly from the prefix store; lean_rows.py), so logprobs
+    are compared to 1e-5."""
+    def flat(entries):
+        return [(e["token"], e["bytes"], [t["token"] for t in e["top_logprobs"]]) for e in entries]
+
+    def values(entries):
+        return [v for e in entries for v in [e["logprob"], *(t["logprob"] for t in e["top_logprobs"])]]
+
+    return flat(a) == flat(b) and values(a) == pytest.approx(values(b), rel=1e-5, abs=1e-6)
+
+
 def test_streamed_logprobs_come_with_their_text_and_a_stop_strings_tokens_go(server):
     """Each streamed chunk carries the entries of the tokens whose text it has sent, never
     one ahead of its text (the scheduler computes entries before the text); each entry's
@@ -467,16 +481,15 @@ def test_streamed_logprobs_come_with_their_text_and_a_stop_strings_tokens_go(ser
 
     text, given = streamed()
     assert text == whole["message"]["content"]
-    assert [(e["token"], e["logprob"]) for e in given] == [(e["token"], e["logprob"])
-                                                           for e in entries]
+    assert same_entries(given, entries)
     cut = text[8:10]
     assert cut.strip() and text.index(cut) == 8
     stopped = _chat(url, **body, stop=[cut]).json()["choices"][0]
     assert stopped["message"]["content"] == text[:8]
     kept = stopped["logprobs"]["content"]
-    assert kept == entries[: len(kept)] and max(starts(kept)) < 8 <= starts(entries)[len(kept)]
+    assert same_entries(kept, entries[: len(kept)]) and max(starts(kept)) < 8 <= starts(entries)[len(kept)]
     stopped_text, given = streamed(stop=[cut])
-    assert stopped_text == text[:8] and given == kept
+    assert stopped_text == text[:8] and same_entries(given, kept)
 
 
 def test_n_choices_compute_their_prompt_once(server):

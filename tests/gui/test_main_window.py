@@ -255,16 +255,25 @@ def test_settings_persist_and_corrupt_settings_fall_back(qtbot, tiny_dir, make_w
     qtbot.waitUntil(broken.thread.isFinished, timeout=WAIT_MS)
 
 
-def test_the_compare_tab_comes_back_after_a_restart(qtbot, tiny_dir, make_window):
+def test_the_compare_and_serve_tabs_come_back_after_a_restart(qtbot, tiny_dir, make_window):
     """The Compare tab's configs (their whole specs and what came from the controls),
-    warmup and rounds survive a restart; a saved config that no longer parses is left
-    out alone, named in a notice, and the loaded config stays."""
+    warmup and rounds, and the Serve tab's server and sweep settings survive a restart;
+    a saved config that no longer parses is left out alone, named in a notice, and the
+    loaded config stays."""
     window = make_window("max_new_tokens=5")
     window.compare.add_config(RunConfig.parse("quant=bf16", base=window.controls.config()),
                               own={"quant"})
     window.compare.add_config(RunConfig.parse("quant=int8-dynamic"))
     window.compare.warmup.setValue(2)
     window.compare.repeats.setValue(5)
+    window.serve.spec.setText("quant=bf16")
+    window.serve.batching.setChecked(False)
+    window.serve.port.setValue(8123)
+    window.serve.endpoint.setText("http://127.0.0.1:9000/v1")
+    window.serve.concurrency.setText("1,4")
+    window.serve.requests.setValue(7)
+    window.serve.max_tokens.setValue(33)
+    serve = window.serve.state()
     shown = [window.compare.configs.item(i).text() for i in range(2)]
     specs = [c.format() for c in window.compare.specs()]
     window.close()
@@ -276,6 +285,7 @@ def test_the_compare_tab_comes_back_after_a_restart(qtbot, tiny_dir, make_window
     assert "from the controls" in shown[0]
     assert (again.compare.warmup.value(), again.compare.repeats.value()) == (2, 5)
     assert again.compare.ab_a.count() == 2
+    assert again.serve.state() == serve and serve["port"] == 8123 and not serve["batching"]
     again.close()
     qtbot.waitUntil(again.thread.isFinished, timeout=WAIT_MS)
     text = settings_path().read_text()

@@ -288,6 +288,7 @@ def build(cfg: RunConfig, device: str, info: dict[str, Any],
     if found:
         notes.append(f"llama.cpp's buffers: {llamacpp_log.describe(found)}")
     info.update(model_name=source.name, backend="llamacpp", threads=threads, device=device,
+                architecture=f"GGUF {fields.get('general.architecture') or '?'}",
                 llama_cpp_version=llama_cpp.__version__, llama_cpp_isa=isa,
                 load_s=time.perf_counter() - started, params=int(llm._model.n_params()),
                 llama_cpp_buffers_mb={kind: round(sum(v.values()), 1) for kind, v in found.items()})
