@@ -15,7 +15,7 @@ from playground.cli_outputs import check_writable, finish, status
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from playground.core.config import RunConfig
-    from playground.core.optimize.device import leave_a_core
+    from playground.core.optimize.device import leave_a_core, wide_pass_threads
     from playground.core.pipeline import build_engine
     from playground.core.serve.app import create_app
     from playground.core.serve.batching import describe
@@ -29,7 +29,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                              ("--drain-timeout", args.drain_timeout, 0)):
         if value < low:
             raise ValueError(f"serve: {flag} {value}; allowed: {low} or more")
-    config = leave_a_core(RunConfig.parse(args.config))
+    asked = RunConfig.parse(args.config)
+    config = leave_a_core(asked)
     if config.draft != "none":  # before the model loads: one line, not a 500 a request
         raise ValueError(f"serve: draft={config.draft} (speculative decoding) decodes one "
                          "sequence its own way and cannot share the server's passes; "
@@ -46,7 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      trusted_hosts=["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None,
                      model_name=args.model_name, batching=batching, max_batch=args.max_batch,
                      prefill_chunk=args.prefill_chunk, batch_wait_ms=args.batch_wait_ms,
-                     prefix_cache=args.prefix_cache == "on", prefix_cache_mb=args.prefix_cache_mb)
+                     prefix_cache=args.prefix_cache == "on", prefix_cache_mb=args.prefix_cache_mb,
+                     wide_threads=wide_pass_threads(asked))
     how = describe(engine, batching, args.max_batch, args.prefill_chunk)
     print(f"serving {engine.info.get('model_name')} ({config.format(only_changed=True) or 'defaults'})"
           f" on http://{args.host}:{args.port}/v1 — {how}", file=sys.stderr)

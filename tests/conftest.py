@@ -166,7 +166,8 @@ def server(tiny_dir):
     started = []
 
     def start(max_queue=64, api_key=None, spec="", batching=True, max_batch=8, chunk=32,
-              prefix_cache=True, model=None, prefix_cache_mb=512, max_tokens_limit=8192):
+              prefix_cache=True, model=None, prefix_cache_mb=512, max_tokens_limit=8192,
+              wide_threads=0):
         base = RunConfig(model=str(model or tiny_dir), max_new_tokens=8)
         engine = build_engine(RunConfig.parse(spec, base=base))
         engine.eos_ids = set()  # random weights: every reply runs to max_tokens
@@ -174,7 +175,7 @@ def server(tiny_dir):
         app = create_app(engine, api_key=api_key, max_queue=max_queue, model_name="tiny",
                          batching=batching, max_batch=max_batch, prefill_chunk=chunk,
                          prefix_cache=prefix_cache, prefix_cache_mb=prefix_cache_mb,
-                         max_tokens_limit=max_tokens_limit)
+                         max_tokens_limit=max_tokens_limit, wide_threads=wide_threads)
         srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
         thread = threading.Thread(target=srv.run, daemon=True)
         thread.start()

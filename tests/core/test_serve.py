@@ -658,6 +658,44 @@ def test_a_server_on_auto_threads_leaves_a_core_for_its_event_loop(monkeypatch):
     assert leave_a_core(RunConfig()).threads == 1
 
 
+def test_passes_of_many_rows_run_on_every_core_when_threads_is_auto(server, monkeypatch):
+    """threads auto: a server's one-row passes keep cores − 1 compute threads, a pass of
+    WIDE_ROWS rows or more (a prompt chunk, a batch) takes every core; threads set by the
+    user is kept for every pass. The reply is the one the narrow server gives."""
+    import torch
+
+    from playground.core.config import RunConfig
+    from playground.core.optimize.device import WIDE_ROWS, wide_pass_threads
+    from playground.core.serve import batching
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert wide_pass_threads(RunConfig()) == 8
+    assert wide_pass_threads(RunConfig(threads=3)) == 0
+    monkeypatch.undo()
+
+    seen: list[tuple[int, int]] = []
+    real = batching.batched_rows
+
+    def recording(engine):
+        rows = real(engine)
+
+        def rows_(tokens, *rest):
+            seen.append((len(tokens), torch.get_num_threads()))
+            return rows(tokens, *rest)
+        return rows_
+
+    monkeypatch.setattr(batching, "batched_rows", recording)
+    long = [{"role": "user", "content": "count the boats in the harbour " * 3}]
+    replies = []
+    for wide in (0, 2):
+        url, _ = server(spec="threads=1", wide_threads=wide)
+        seen.clear()
+        replies.append(_chat(url, messages=long, max_tokens=6).json()["choices"][0])
+        assert any(n >= WIDE_ROWS for n, _ in seen) and any(n == 1 for n, _ in seen)
+        assert all(t == (wide if wide and n >= WIDE_ROWS else 1) for n, t in seen), seen
+    assert replies[0] == replies[1]
+
+
 def test_the_largest_seed_is_served_and_the_server_serves_on(server):
     """OpenAI's seeds are int64: the largest one is served (folded into the generator's
     32 bits), and the next request is answered (a seed above 2^32 - 1 once killed the

@@ -51,6 +51,21 @@ def leave_a_core(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, threads=max(1, default_threads() - 1))
 
 
+# A pass of this many rows or more (a batch of decodes, a prompt chunk) does enough work
+# between barriers that a second compute thread pays even beside the event loop.
+WIDE_ROWS = 4
+
+
+def wide_pass_threads(config: RunConfig) -> int:
+    """A server's compute threads for passes of WIDE_ROWS rows or more when threads is
+    auto (0 where the user set threads, or for an endpoint): every core. One row a pass
+    keeps cores − 1 (leave_a_core); eight rows a pass had their pass time cut enough that
+    concurrency 8 went from 141–160 to 166–175 output tok/s on 2 cores (BENCHMARKS.md)."""
+    if config.threads or config.endpoint:
+        return 0
+    return default_threads()
+
+
 class Device(Optimization):
     name = "device"
 

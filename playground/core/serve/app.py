@@ -124,10 +124,11 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
                prefill_chunk: int = 32, batch_wait_ms: float = 0.0,
                prefix_cache: bool = True, prefix_cache_mb: float = 512,
                trusted_hosts: list[str] | None = None,
-               max_tokens_limit: int = 8192) -> Any:
+               max_tokens_limit: int = 8192, wide_threads: int = 0) -> Any:
     """``trusted_hosts``: the Host headers accepted (a loopback server gets its loopback
     names, so a web page the user opens cannot reach it under another name: DNS
-    rebinding); None accepts any."""
+    rebinding); None accepts any. ``wide_threads``: compute threads for passes of many
+    rows (device.wide_pass_threads; 0: the engine's own)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -144,7 +145,8 @@ def create_app(engine: Any, *, api_key: str | None = None, max_queue: int = 64,
         # request's own sampling, nothing shared swapped (the engine's config is never
         # replaced while the event loop reads it)
         return BatchScheduler(engine, metrics, max_queue, max_batch if batching else 1,
-                              prefill_chunk, batch_wait_ms, prefix_cache, prefix_cache_mb)
+                              prefill_chunk, batch_wait_ms, prefix_cache, prefix_cache_mb,
+                              wide_threads)
 
     @asynccontextmanager
     async def lifespan(_app: Any):

@@ -24,6 +24,7 @@ from typing import Any
 
 from playground.core.engine import Detokenizer, TurnResult, _sample
 from playground.core.metrics import TokenTimeline, turn_metrics
+from playground.core.optimize.device import WIDE_ROWS
 from playground.core.serve import logprobs
 from playground.core.serve.metrics import ServerMetrics
 from playground.core.serve.prefix_store import PrefixStore
@@ -55,12 +56,17 @@ class _Seq:
 class BatchScheduler(Scheduler):
     def __init__(self, engine: Any, metrics: ServerMetrics, max_queue: int = 64,
                  max_batch: int = 8, prefill_chunk: int = 32, batch_wait_ms: float = 0.0,
-                 prefix_cache: bool = True, prefix_cache_mb: float = 512) -> None:
+                 prefix_cache: bool = True, prefix_cache_mb: float = 512,
+                 wide_threads: int = 0) -> None:
+        """``wide_threads``: compute threads for a pass of WIDE_ROWS rows or more (0: the
+        engine's own for every pass; device.wide_pass_threads)."""
         if max_batch < 1 or prefill_chunk < 1 or batch_wait_ms < 0:
             raise ValueError("max_batch and prefill_chunk must be at least 1, batch_wait_ms >= 0")
         self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
         self.batch_wait_s = batch_wait_ms / 1000.0
         self.rows = batched_rows(engine)
+        self.wide_threads = wide_threads
+        self.narrow_threads = int(engine.info.get("threads") or 0)
         self.prefixes = (PrefixStore(max_bytes=int(prefix_cache_mb * 2**20))
                          if prefix_cache else None)
         metrics.prefix_store = self.prefixes
@@ -195,9 +201,15 @@ class BatchScheduler(Scheduler):
 
     def _compute(self, tokens: list[int], positions: list[int], seqs: list[int],
                  caches: list[Any], out: list[int]) -> Any:
+        import torch
+
+        if self.wide_threads and self.narrow_threads:
+            # the kernels read torch's thread count in this (the worker's) thread at each call
+            want = self.wide_threads if len(tokens) >= WIDE_ROWS else self.narrow_threads
+            if torch.get_num_threads() != want:
+                torch.set_num_threads(want)
         if self.rows is not None:
             return self.rows(tokens, positions, seqs, caches, out)
-        import torch
 
         # no batched step: each sequence's rows through the engine's own step, in turn
         wanted, result, start = set(out), [], 0

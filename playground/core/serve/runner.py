@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from playground.core.config import RunConfig
-from playground.core.optimize.device import leave_a_core
+from playground.core.optimize.device import leave_a_core, wide_pass_threads
 
 DRAIN_S = 120.0  # the longest a drain waits for requests in flight
 
@@ -60,6 +60,7 @@ class ServerHandle:
         from playground.core.serve.app import create_app
         from playground.core.serve.batching import describe
 
+        options.setdefault("wide_threads", wide_pass_threads(config))
         config = leave_a_core(config)
         self.config, self.host, self.port, self.batching = config, host, port, batching
         self.engine = build_engine(config, progress=progress)
