@@ -133,3 +133,20 @@ def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def resident_kb(address: int) -> tuple[int, int]:
+    """(resident, size) in kB of this process's mapping that holds ``address``."""
+    import re
+
+    found, out = False, None
+    for line in open("/proc/self/smaps"):
+        span = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+        if span:
+            found = int(span[1], 16) <= address < int(span[2], 16)
+            size = (int(span[2], 16) - int(span[1], 16)) // 1024
+        elif found and line.startswith("Rss:"):
+            out = (int(line.split()[1]), size)
+    assert out is not None, "no mapping holds the table"
+    return out
+

@@ -226,14 +226,17 @@ def release() -> None:
 def touch(model: Any) -> None:
     """Fault in every page of the model's tensors (one element per 4 KB page): weights
     read from a memory-mapped file are otherwise resident only once a token has used
-    them, so a float model would look smaller right after loading than it is."""
+    them, so a float model would look smaller right after loading than it is. Not a
+    table mapped on purpose (gguf_embedding): only the rows looked up are ever read."""
     import torch
 
     if not isinstance(model, torch.nn.Module):
         return
+    skip = {id(t) for m in model.modules() if getattr(m, "mapped", False)
+            for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]}
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
-            if tensor.numel() and tensor.device.type == "cpu":
+            if tensor.numel() and tensor.device.type == "cpu" and id(tensor) not in skip:
                 step = max(1, 4096 // tensor.element_size())
                 tensor.detach().reshape(-1)[::step].float().sum()
 
@@ -261,6 +264,8 @@ def own_memory(model: Any) -> int:
     copied = 0
     with torch.no_grad():
         for module in model.modules():
+            if getattr(module, "mapped", False):
+                continue  # maps its file on purpose (gguf_embedding: rows read as looked up)
             for param in module.parameters(recurse=False):
                 if param.device.type == "cpu" and mapped(param):
                     param.data = param.data.clone()

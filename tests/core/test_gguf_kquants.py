@@ -347,6 +347,9 @@ def test_the_input_embedding_stays_in_its_blocks(tmp_path, embed_type):
     engine = build_engine(RunConfig.parse(f"model={path},quant=gguf-native,max_new_tokens=6"))
     table = engine.model.get_input_embeddings()
     assert is_block_embedding(table) and table.type_name == embed_type
+    # not a copy: a map of the file's bytes (test_real_model: only the rows a chat looks
+    # up become resident); an F16 table is the tied head's own codes instead
+    assert table.mapped == (embed_type != "F16")
     ids = [0, 5, 17, table.num_embeddings - 1]
     whole = base.model.get_input_embeddings().weight
     assert torch.equal(table(torch.tensor([ids]))[0], whole[ids])

@@ -67,6 +67,16 @@ def test_gguf_native_computes_with_the_files_exact_weights(engine):
     assert scores["kl_mean"] < 1e-3 and scores["top1_agreement"] > 0.99
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     assert native.chat(messages).token_ids == engine.chat(messages).token_ids
+    # its Q8_0 embedding table (29 MB) is a map of the file: after a chat only the rows it
+    # looked up are resident, not the table (the load and the memory figures leave it be)
+    from tests.gguf_files import resident_kb
+
+    table = native.model.get_input_embeddings()
+    resident, size = resident_kb(table.blocks.data_ptr())
+    assert table.mapped and size * 1024 >= table.blocks.numel() > 20e6
+    assert resident < size / 4, (resident, size)
+    assert "input embedding's Q8_0 blocks read from the file a row at a time (30 MB" in \
+        " ".join(native.info["notes"])
 
 
 def test_onnx_runtime_fp32_answers_as_torch_and_int4_says_what_it_costs(engine):

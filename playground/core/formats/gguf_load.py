@@ -115,7 +115,7 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
     head_codes = out.codes if (tied and half in weight_quant.HALF
                                and getattr(out, "kind", None) == half) else None
     embedding = None if table is None else gguf_embedding.from_tensor(
-        table, model.get_input_embeddings(), head_codes)
+        table, model.get_input_embeddings(), head_codes, gguf)
     if embedding is not None:
         model.set_input_embeddings(embedding)
     _drop_pages(next(iter(tensors.values())))

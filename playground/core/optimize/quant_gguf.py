@@ -48,7 +48,13 @@ class QuantGguf(Optimization):
         report = getattr(ctx.model, "gguf_report", None)
         if report is not None:  # built from the file's blocks directly (gguf_load)
             ctx.info["gguf_load"] = "from the file's blocks (no float32 model first)"
-            return _note(ctx, *report)
+            note = _note(ctx, *report)
+            table = ctx.model.get_input_embeddings()
+            if getattr(table, "mapped", False):
+                ctx.info["embedding"] = (f"{table.type_name} blocks read from the file a row "
+                                         f"at a time ({table.raw.nbytes / 1e6:.0f} MB, not resident)")
+                note += f"; the input embedding's {ctx.info['embedding']}"
+            return note
         tensors = gguf_blocks.read_blocks(gguf_path(ctx.source), ctx.model)
         tied = getattr(ctx.model.config, "tie_word_embeddings", False)
         head_source = "model.embed_tokens.weight" if tied else "lm_head.weight"
