@@ -59,8 +59,8 @@ WIDE_ROWS = 4
 def wide_pass_threads(config: RunConfig) -> int:
     """A server's compute threads for passes of WIDE_ROWS rows or more when threads is
     auto (0 where the user set threads, or for an endpoint): every core. One row a pass
-    keeps cores − 1 (leave_a_core); eight rows a pass had their pass time cut enough that
-    concurrency 8 went from 141–160 to 166–175 output tok/s on 2 cores (BENCHMARKS.md)."""
+    keeps cores − 1 (leave_a_core). On 2 cores concurrency 8 went from 109–116 to 130–149
+    output tok/s, one stream unchanged (benchmarks/serve_wide.sh, BENCHMARKS.md)."""
     if config.threads or config.endpoint:
         return 0
     return default_threads()

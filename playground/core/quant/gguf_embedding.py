@@ -124,4 +124,3 @@ def from_tensor(tensor: Any, old: Any, head_codes: Any = None,
     return block_embedding_class()(raw if shared is None else shared, tensor.type_name, rows,
                                    dim, getattr(old, "scalar_embed_scale", None),
                                    copy=shared is None)
-
