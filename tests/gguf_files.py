@@ -136,17 +136,12 @@ def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
 
 
 def resident_kb(address: int) -> tuple[int, int]:
-    """(resident, size) in kB of this process's mapping that holds ``address``."""
-    import re
+    """(resident, size) in kB of this process's mapping that holds ``address`` (psutil's
+    regions, as memory.own_memory reads them)."""
+    import psutil
 
-    found, out = False, None
-    for line in open("/proc/self/smaps"):
-        span = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
-        if span:
-            found = int(span[1], 16) <= address < int(span[2], 16)
-            size = (int(span[2], 16) - int(span[1], 16)) // 1024
-        elif found and line.startswith("Rss:"):
-            out = (int(line.split()[1]), size)
-    assert out is not None, "no mapping holds the table"
-    return out
-
+    for region in psutil.Process().memory_maps(grouped=False):
+        start, _, end = region.addr.partition("-")
+        if int(start, 16) <= address < int(end, 16):
+            return region.rss // 1024, region.size // 1024
+    raise AssertionError("no mapping holds the table")

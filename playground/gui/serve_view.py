@@ -213,8 +213,7 @@ class ServeView(QWidget):
         self.timer.timeout.connect(self.refresh_table)
         self.timer.start(500)
 
-    # -- the server ----------------------------------------------------------------
-    @Slot()
+    # -- saved state (settings_store) ------------------------------------------------
     def state(self) -> dict[str, Any]:
         """What a restart gives back: the server's spec, batching and port, the sweep's
         endpoint, concurrencies, requests and max tokens."""
@@ -239,6 +238,8 @@ class ServeView(QWidget):
         if isinstance(state.get("batching"), bool):
             self.batching.setChecked(state["batching"])
 
+    # -- the server ----------------------------------------------------------------
+    @Slot()
     def use_controls(self) -> None:
         try:
             self.spec.setText(self.current_config().format(only_changed=True))

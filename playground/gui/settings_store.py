@@ -18,7 +18,8 @@ from PySide6.QtGui import QGuiApplication
 from playground.core import paths
 from playground.core.config import ConfigError, RunConfig
 
-KEYS = ("config", "geometry", "splitter", "compare", "serve")
+WINDOW_KEYS = ("config", "geometry", "splitter")
+TAB_KEYS = ("compare", "serve")  # each a JSON of the tab's state(), a key of its own
 
 
 def first_size(window: Any) -> tuple[int, int]:
@@ -68,9 +69,10 @@ class SettingsStore:
         except (ConfigError, ValueError, TypeError) as exc:
             notice = f"Settings were unreadable ({exc}); using defaults."
             if self.persist:  # drop what was unreadable; a scripted run touches nothing
-                for key in KEYS[:3]:
+                for key in WINDOW_KEYS:
                     self.settings.remove(key)
-        for key, view in (("compare", window.compare), ("serve", window.serve)):
+        for key in TAB_KEYS:
+            view = getattr(window, key)
             saved_tab = self.settings.value(key, None) if self.persist else None
             if saved_tab is None:
                 continue
@@ -92,6 +94,6 @@ class SettingsStore:
             self.settings.setValue("config", good_config.format(only_changed=True))
         self.settings.setValue("geometry", window.saveGeometry())
         self.settings.setValue("splitter", window.splitter.saveState())
-        self.settings.setValue("compare", json.dumps(window.compare.state()))
-        self.settings.setValue("serve", json.dumps(window.serve.state()))
+        for key in TAB_KEYS:
+            self.settings.setValue(key, json.dumps(getattr(window, key).state()))
         self.settings.sync()

@@ -232,14 +232,13 @@ def _quantize_reporting(path: Path, tmp: Path, out: Path, params: Any, quant: st
                     stopped = exc
         finally:  # the callback must outlive every call llama.cpp makes to it
             thread.join()
-    result["last"] = last_words
     if stopped is not None:
         if result.get("code") == 0 and tmp.is_file():
             tmp.replace(out)
         else:
             tmp.unlink(missing_ok=True)
         raise stopped
-    return result.get("code", -1), result["last"]
+    return result.get("code", -1), last_words
 
 
 def build(cfg: RunConfig, device: str, info: dict[str, Any],
