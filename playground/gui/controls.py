@@ -208,8 +208,10 @@ class ControlsPanel(QWidget):
         # llama.cpp's own settings (backend=llamacpp), two compact rows
         self.kv_type = QComboBox()
         self.kv_type.addItems(KV_TYPES)
-        self.kv_type.setToolTip("the KV cache's precision (q8_0, q4_0: less memory at long "
-                                "context, some quality; they need flash attention)")
+        self.kv_type.setToolTip("the KV cache's precision; q8_0 and q4_0 need flash attention. "
+                                "At a 4k context on the default model: q8_0 half the memory "
+                                "for KL 0.004; q4_0 a quarter, but KL 0.057 (top-1 86%) and "
+                                "slower there (BENCHMARKS.md)")
         self.flash_attn = QCheckBox("Flash attention")
         kv_row = QHBoxLayout()
         kv_row.addWidget(self.kv_type)
