@@ -27,14 +27,13 @@ class FileMeta:
 def read(path: Path) -> FileMeta:
     """What the file says of both, read once."""
     import numpy as np
-    from gguf import GGUFReader
-    from transformers.modeling_gguf_pytorch_utils import read_field
 
-    reader = GGUFReader(str(path))
-    arch = read_field(reader, "general.architecture")[0]
-    key = read_field(reader, f"{arch}.attention.key_length")
-    tensor = next((t for t in reader.tensors if t.name == "rope_freqs.weight"), None)
-    return FileMeta(int(key[0]) if key else None,
+    from playground.core.formats import gguf_file
+
+    file = gguf_file.read(path)
+    key = file.metadata.get(f"{file.architecture}.attention.key_length")
+    tensor = next((t for t in file.tensors if t.name == "rope_freqs.weight"), None)
+    return FileMeta(int(key) if key is not None else None,
                     None if tensor is None else np.array(tensor.data, dtype=np.float32).reshape(-1))
 
 

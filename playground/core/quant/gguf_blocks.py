@@ -63,21 +63,21 @@ def read_blocks(path: Path, model: Any, keep_readers: bool = False) -> dict[str,
     """Every tensor of the file under its transformers name, raw rows for block types
     (with ``keep_readers``, each also keeps what ``to_float`` needs)."""
     import numpy as np
-    from gguf import GGUFReader
     from transformers.modeling_gguf_pytorch_utils import (
         TENSOR_PROCESSORS,
         TensorProcessor,
         get_gguf_hf_weights_map,
-        read_field,
     )
 
+    from playground.core.formats import gguf_file
+
     half_kernels = weight_quant.backend() == "native"
-    reader = GGUFReader(str(path))
-    arch = read_field(reader, "general.architecture")[0]
-    processor = TENSOR_PROCESSORS.get(arch, TensorProcessor)(config=model.config.to_dict())
+    file = gguf_file.read(path)  # not gguf's GGUFReader: 160 MB of objects for a vocabulary
+    processor = TENSOR_PROCESSORS.get(file.architecture, TensorProcessor)(
+        config=model.config.to_dict())
     names = get_gguf_hf_weights_map(model, processor)
     out: dict[str, GgufTensor] = {}
-    for tensor in reader.tensors:
+    for tensor in file.tensors:
         hf_name = names.get(tensor.name)
         if hf_name is None:
             continue
