@@ -35,6 +35,7 @@ by ``not_native``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,14 @@ class GgufTensor:
     raw: Any  # numpy uint8 [rows, bytes per row] for block types, else None
     source: Any = None  # the reader's tensor (memory-mapped) and the family's processor,
     processor: Any = None  # kept where float values are read too (gguf_load)
+    # the family's row order (Llama's q/k permutation), applied to ``raw`` when the
+    # blocks are unpacked: applied while reading, every layer's q and k were copied at
+    # once (a 3B model: 200 MB, and their file pages read, before the first layer packed)
+    reorder: Any = None
+
+    def rows(self) -> Any:
+        """``raw`` in the model's row order."""
+        return self.raw if self.reorder is None else self.reorder(self.raw)
 
 
 def read_blocks(path: Path, model: Any, keep_readers: bool = False) -> dict[str, GgufTensor]:
@@ -82,11 +91,11 @@ def read_blocks(path: Path, model: Any, keep_readers: bool = False) -> dict[str,
         if hf_name is None:
             continue
         type_name = tensor.tensor_type.name
-        raw = None
+        raw = reorder = None
         if type_name in NATIVE:
-            rows = np.ascontiguousarray(tensor.data).view(np.uint8)
+            raw = np.ascontiguousarray(tensor.data).view(np.uint8)
             # Only the row order changes (Llama's q/k permutation): blocks stay whole.
-            raw = processor.process(weights=rows, name=tensor.name).weights
+            reorder = partial(_reorder, processor, tensor.name)
         elif type_name in HALF and len(tensor.shape) == 2 and half_kernels:
             # whole values (uint16), so a family's processor that reshapes or transposes
             # (Bloom's fused qkv, GPT-2's Conv1D) moves values, not bytes; one it cannot
@@ -98,8 +107,12 @@ def read_blocks(path: Path, model: Any, keep_readers: bool = False) -> dict[str,
             except (ValueError, KeyError, TypeError):
                 raw = None
         out[hf_name] = GgufTensor(hf_name, type_name, raw, tensor if keep_readers else None,
-                                  processor if keep_readers else None)
+                                  processor if keep_readers else None, reorder)
     return out
+
+
+def _reorder(processor: Any, name: str, rows: Any) -> Any:
+    return processor.process(weights=rows, name=name).weights
 
 
 def to_float(tensor: GgufTensor) -> Any:
@@ -132,7 +145,7 @@ def to_qweight(tensor: GgufTensor) -> QWeight:
     temporaries took 570 MB beside a 130 MB result."""
     import numpy as np
 
-    raw = np.asarray(tensor.raw)
+    raw = np.asarray(tensor.rows())
     if raw.shape[0] <= CHUNK_ROWS:
         return _rows_qweight(tensor.type_name, raw)
     out: list[Any] = []
@@ -181,7 +194,8 @@ def _rows_qweight(type_name: str, raw: Any) -> QWeight:
         return _k_quant(type_name, raw)
     else:
         raise ValueError(f"gguf: block type {type_name} has no native kernel here")
-    return QWeight("int4", torch.from_numpy(q.astype(np.int32)), torch.from_numpy(d),
+    # codes as bytes (0..15): as int32 a 3B model's gate/up pair was 200 MB of temporaries
+    return QWeight("int4", torch.from_numpy(q.astype(np.uint8)), torch.from_numpy(d),
                    torch.from_numpy(zero), BLOCK)
 
 
@@ -258,7 +272,7 @@ def _k_quant(type_name: str, raw: Any) -> QWeight:
     q = (qs.reshape(rows, nsb, 4, 1, 32) >> np.array([0, 4], np.uint8).reshape(1, 1, 1, 2, 1)) & 0x0F
     q = q.reshape(rows, nsb, 8, 32)
     if type_name == "Q4_K":
-        return QWeight("int4", torch.from_numpy(q.reshape(rows, -1).astype(np.int32)),
+        return QWeight("int4", torch.from_numpy(q.reshape(rows, -1).astype(np.uint8)),
                        torch.from_numpy(scale.copy()), group=BLOCK,
                        offset=torch.from_numpy(offset.copy()), two_level=two_level)
     qh = blocks[..., 16:48]

@@ -36,8 +36,9 @@ HALF = ("f16", "bf16")  # half-precision weights as stored (qhalf.c): q holds th
 
 @dataclass
 class QWeight:
-    """One layer's quantized weight, unpacked: ``q`` int8 [N, K] (int8) or int32 0..15
-    [N, K] (int4); ``scale`` [N] (int8) or [N, K/group] (int4); ``zero`` like scale (int4).
+    """One layer's quantized weight, unpacked: ``q`` int8 [N, K] (int8) or 0..15 [N, K]
+    (int4: int32 from our quantizer, uint8 from a file's blocks); ``scale`` [N] (int8) or
+    [N, K/group] (int4); ``zero`` like scale (int4).
 
     ``offset`` (float32, like scale) replaces ``zero`` where the weights are w = scale·q +
     offset exactly as a file stores them (GGUF's K-quants: scale = d·sub-scale and offset =
@@ -344,7 +345,7 @@ def _torch_pack(parts: list[QWeight], bias: Any) -> Any:
         return _torch_class()("int8", q.contiguous(), scale, 0, rows, cols, bias)
     scale = torch.cat([p.scale for p in parts]).float()
     zero = torch.cat([p.zero for p in parts]).float()
-    packed = torch._convert_weight_to_int4pack_for_cpu(q.contiguous(), 1)
+    packed = torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
     scales_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16).contiguous()
     return _torch_class()("int4", packed, scales_zeros, group, rows, cols, bias)
 
