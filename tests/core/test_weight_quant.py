@@ -181,6 +181,25 @@ def test_gguf_blocks_decode_bit_exactly(type_name):
     assert np.array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize("type_name", ["Q8_0", "Q6_K"])
+def test_a_consumed_tall_matrix_packs_to_the_same_layer(type_name):
+    """replace_linears lets pack reorder a part's codes in their own memory, slab by slab
+    (the load's peak); a matrix taller than a slab must give the same bits as a copy."""
+    if weight_quant.backend() != "native":
+        pytest.skip("native kernels unavailable here")
+    from tests.gguf_files import random_blocks
+
+    rows = weight_quant.SLAB_ROWS + 3 * weight_quant.BLOCK_ROWS  # two slabs, one partial
+    raw = random_blocks(type_name, rows, 256, np.random.default_rng(1))
+    copied = weight_quant.pack([gguf_blocks.to_qweight(gguf_blocks.GgufTensor("x", type_name, raw))])
+    part = gguf_blocks.to_qweight(gguf_blocks.GgufTensor("x", type_name, raw))
+    before = part.q.clone()
+    consumed = weight_quant.pack([part], consume=True)
+    assert not torch.equal(part.q, before)  # reordered where it was, not copied
+    x = torch.randn(3, 256)
+    assert torch.equal(copied(x), consumed(x))
+
+
 def test_gguf_read_blocks_from_a_written_file(tmp_path, tiny_engine):
     """A GGUF written here: names map onto the model, Llama's q/k rows are un-permuted
     exactly as transformers does, the rest keep their order."""

@@ -82,7 +82,6 @@ def replace_linears(model: Any, quantize: QuantizeFn) -> dict[str, int]:
     counts = {"quantized": 0, "kept": 0, "fused": 0}
     named = dict(model.named_modules())
     done: set[str] = set()
-    pending: dict[str, QWeight | None] = {}  # quantized for a fusion that did not happen
     for parent_name, parent in list(named.items()):
         short = parent_name.rsplit(".", 1)[-1]
         if short not in FUSED:
@@ -93,8 +92,12 @@ def replace_linears(model: Any, quantize: QuantizeFn) -> dict[str, int]:
             continue
         names = [f"{parent_name}.{c}" for c in children]
         parts = [quantize(n, m) for n, m in zip(names, linears, strict=True)]
+        done.update(names)
         if any(p is None for p in parts) or len({(p.kind, p.group) for p in parts}) > 1:
-            pending.update(zip(names, parts, strict=True))  # mixed: each one on its own below
+            # mixed (a Q4_K_M file's Q6_K v beside Q4_K q/k): each packed on its own now;
+            # held for a later pass, a 3B model's unpacked q/k/v were 260 MB at the peak
+            for child, part, linear in zip(children, parts, linears, strict=True):
+                _put(parent, child, part, linear, counts)
             continue
         fused, views = weight_quant.pack_fused(parts, [m.bias for m in linears])
         for child, view in zip(children, views, strict=True):
@@ -103,18 +106,22 @@ def replace_linears(model: Any, quantize: QuantizeFn) -> dict[str, int]:
             parent.__dict__[attribute] = fused  # for the lean step; not a submodule
             counts["fused"] += 1
         counts["quantized"] += len(children)
-        done.update(names)
     for name, module in list(model.named_modules()):
         if type(module) is not torch.nn.Linear or name in done:
             continue
-        part = pending[name] if name in pending else quantize(name, module)
-        if part is None:
-            counts["kept"] += 1
-            continue
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, weight_quant.pack([part], [module.bias]))
-        counts["quantized"] += 1
+        _put(parent, child, quantize(name, module), module, counts)
     if weight_quant.backend() == "torch":
         model.to(torch.bfloat16)  # torch's kernels are fast only with bf16 activations
     return counts
+
+
+def _put(parent: Any, child: str, part: QWeight | None, linear: Any,
+         counts: dict[str, int]) -> None:
+    """One Linear's packed layer in its place (None: it stays as it is)."""
+    if part is None:
+        counts["kept"] += 1
+        return
+    setattr(parent, child, weight_quant.pack([part], [linear.bias], consume=True))
+    counts["quantized"] += 1

@@ -188,8 +188,9 @@ def kernels_available() -> str | None:
     return None
 
 
-def pack(parts: list[QWeight], biases: list[Any] | None = None) -> Any:
-    """One layer computing the rows of every part, in order, on this machine's backend."""
+def pack(parts: list[QWeight], biases: list[Any] | None = None, consume: bool = False) -> Any:
+    """One layer computing the rows of every part, in order, on this machine's backend.
+    ``consume``: the parts are not used after (their codes may be reordered in place)."""
     import torch
 
     kinds = {(p.kind, p.group, p.cols) for p in parts}
@@ -209,9 +210,9 @@ def pack(parts: list[QWeight], biases: list[Any] | None = None) -> Any:
         why = blocks_refused(parts)
         if why:
             raise ValueError(f"pack: {why}")
-        return _native_pack(parts, bias)
+        return _native_pack(parts, bias, consume)
     if backend() == "native" and (parts[0].kind != "int8" or parts[0].cols % 32 == 0):
-        return _native_pack(parts, bias)
+        return _native_pack(parts, bias, consume)
     if parts[0].kind == "q8_0":  # torch has no grouped int8 kernel: one scale per row
         parts = [quantize_int8(p.dequantize()) for p in parts]
     return _torch_pack(parts, None if bias is None else bias.to(torch.bfloat16))
@@ -450,16 +451,17 @@ def _ptr(t: Any) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _native_pack(parts: list[QWeight], bias: Any) -> Any:
+def _native_pack(parts: list[QWeight], bias: Any, consume: bool = False) -> Any:
     import torch
 
     kind, group, cols = parts[0].kind, parts[0].group, parts[0].cols
     q = torch.cat([p.q for p in parts]) if len(parts) > 1 else parts[0].q
+    own = consume or len(parts) > 1  # q is ours to reorder in place
     rows = int(q.shape[0])
     # every part whole blocks, so each part's row view is a matrix in the same layout
     blocked = INT_ACT and cols % 32 == 0 and all(p.rows % BLOCK_ROWS == 0 for p in parts)
     if blocked and all(p.two_level is not None for p in parts) and cols % 256 == 0:
-        return _native_pack_super(parts, q, bias)
+        return _native_pack_super(parts, q, bias, own)
     # float32 where a part's scales or offsets are products fp16 cannot hold (K-quants)
     wide = any(not _fp16_exact(p.scale) or not _fp16_exact(p.offset) for p in parts)
     dtype = torch.float32 if wide else torch.float16
@@ -471,7 +473,7 @@ def _native_pack(parts: list[QWeight], bias: Any) -> Any:
     if kind in ("int8", "q8_0"):
         group = cols if kind == "int8" else group  # one scale per row: a single group
         offsets = None if offset is None else _block_scales(offset.to(dtype), blocked)
-        return _native_class()("q8", _q8_codes(q, blocked), _block_scales(scale.to(dtype), blocked),
+        return _native_class()("q8", _q8_codes(q, blocked, own), _block_scales(scale.to(dtype), blocked),
                                offsets, group, rows, cols, bias, blocked, fmt)
     scale, offset = scale.to(dtype), offset.to(dtype)
     offsets = _block_scales(offset, blocked)
@@ -494,7 +496,7 @@ def _offset(part: QWeight, dtype: Any) -> Any:
     return part.zero.float() - 8 * part.scale.to(dtype).float()
 
 
-def _native_pack_super(parts: list[QWeight], q: Any, bias: Any) -> Any:
+def _native_pack_super(parts: list[QWeight], q: Any, bias: Any, own: bool = False) -> Any:
     """K-quants as the file holds their scales: int8 sub-scales per group and float32 per
     super-block of 256 (d·sc is exact in float32, computed in the kernel), a third of the
     bytes of float32 products."""
@@ -509,20 +511,38 @@ def _native_pack_super(parts: list[QWeight], q: Any, bias: Any) -> Any:
             raise ValueError("pack: K-quant parts differ in having offsets")
         offset_super = _block_scales(torch.cat([p.two_level[2] for p in parts]).float(), True)
         offsets = _block_scales(torch.cat([p.two_level[3] for p in parts]).to(torch.int8), True)
-    codes = _q4_codes(q, True) if kind == "int4" else _q8_codes(q, True)
+    codes = _q4_codes(q, True) if kind == "int4" else _q8_codes(q, True, own)
     return _native_class()("int4" if kind == "int4" else "q8", codes,
                            _block_scales(d_sub.to(torch.int8), True), offsets, group, rows, cols,
                            bias, True, FMT_SUPER, _block_scales(d_sup.float(), True), offset_super)
 
 
-def _q8_codes(q: Any, blocked: bool) -> Any:
+def _q8_codes(q: Any, blocked: bool, in_place: bool = False) -> Any:
     import torch
 
     rows, cols = q.shape
     codes = q.to(torch.int8)
-    if blocked:  # [block, row c, run, pair p, e] -> [block, run, p, c, e]
-        codes = codes.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, cols // 32, 16, 2).permute(0, 2, 3, 1, 4)
-    return codes.reshape(rows, cols).contiguous()
+    if not blocked:
+        return codes.contiguous()
+    if (in_place or codes.data_ptr() != q.data_ptr()) and codes.is_contiguous():
+        # slab by slab in the codes' own memory (a block of 8 rows keeps its place): a
+        # tied 3B head's blocked copy beside its codes was 151 MB more at the load's peak
+        for start in range(0, rows, SLAB_ROWS):
+            slab = codes[start: start + SLAB_ROWS]
+            slab.copy_(_blocked_rows(slab))
+        return codes
+    return _blocked_rows(codes)
+
+
+SLAB_ROWS = 4096  # a multiple of BLOCK_ROWS
+
+
+def _blocked_rows(codes: Any) -> Any:
+    """int8 codes [rows, cols] in qblocks.c's order, a new tensor:
+    [block, row c, run, pair p, e] -> [block, run, p, c, e]."""
+    rows, cols = codes.shape
+    return (codes.reshape(rows // BLOCK_ROWS, BLOCK_ROWS, cols // 32, 16, 2).permute(0, 2, 3, 1, 4)
+            .reshape(rows, cols).contiguous())
 
 
 def _q4_codes(q: Any, blocked: bool) -> Any:
