@@ -94,8 +94,9 @@ def replace_linears(model: Any, quantize: QuantizeFn) -> dict[str, int]:
         parts = [quantize(n, m) for n, m in zip(names, linears, strict=True)]
         done.update(names)
         if any(p is None for p in parts) or len({(p.kind, p.group) for p in parts}) > 1:
-            # mixed (a Q4_K_M file's Q6_K v beside Q4_K q/k): each packed on its own now;
-            # held for a later pass, a 3B model's unpacked q/k/v were 260 MB at the peak
+            # mixed (a Q4_K_M file's Q6_K v beside Q4_K q/k): each packed on its own now
+            # (held until every layer had been tried, a 3B model's unpacked q/k/v were
+            # 260 MB of the load's peak)
             for child, part, linear in zip(children, parts, linears, strict=True):
                 _put(parent, child, part, linear, counts)
             continue

@@ -30,6 +30,7 @@ FUSE_ROW_MULTIPLE = 64  # row views of a packed int4 matrix must start on a 64-r
 # PLAYGROUND_NATIVE_ACT=f32 for plain float32 (exact up to summation order, ~30% slower).
 INT_ACT = os.environ.get("PLAYGROUND_NATIVE_ACT", "int16") != "f32"
 BLOCK_ROWS = 8  # qblocks.c's blocks of output rows
+SLAB_ROWS = 4096  # rows reordered at a time in place (_q8_codes): a multiple of BLOCK_ROWS
 FMT_FP16, FMT_F32, FMT_SUPER, FMT_MINUS8D = 0, 1, 2, 4  # qblocks.c's scale formats
 HALF = ("f16", "bf16")  # half-precision weights as stored (qhalf.c): q holds their bits
 
@@ -532,9 +533,6 @@ def _q8_codes(q: Any, blocked: bool, in_place: bool = False) -> Any:
             slab.copy_(_blocked_rows(slab))
         return codes
     return _blocked_rows(codes)
-
-
-SLAB_ROWS = 4096  # a multiple of BLOCK_ROWS
 
 
 def _blocked_rows(codes: Any) -> Any:
