@@ -28,6 +28,10 @@
  */
 #include <stdint.h>
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+/* GCC's -O3 loaded a run's x pairs (and made its products) well ahead of their use,
+ * more than 16 registers hold, and spilled them to the stack and back: register-pressure
+ * aware scheduling before allocation keeps them in registers (see PAIRS_INTO). */
+#pragma GCC optimize("schedule-insns", "sched-pressure")
 #include <immintrin.h>
 
 void qgemv_int16_rows(const float *x, int16_t *xq, float *xd, int64_t M, int64_t K);

@@ -10,11 +10,20 @@
  * at 16 bytes an input, fell out of L1 on every matrix of a 1B model (its decode step
  * went 41 -> 24 ms a token without it; Zen 2 had measured 1.0 against 1.15 cycles a
  * pair for the buffer when all of it sat in L1). */
+/* xp_ passes through an empty asm so GCC cannot load a pair's broadcasts before the pair
+ * is due: with the scheduling pragma in qblocks.c it had loaded a whole run's ahead and
+ * spilled them (a 2,048 x 2,048 int4 matrix, 64 rows of x, one thread on a Zen 3: 30.8
+ * -> 45.1 G products a second with both, 35.7 with the pragma alone). */
 #define PAIRS_INTO(ACC, W, KP)                                                        \
-    for (int t = 0; t < T; t++)                                                      \
-        ACC[((KP) & (SETS - 1)) * T + t] = MADD_ADD(ACC[((KP) & (SETS - 1)) * T + t], W, XPAIR(t, KP))
+    do {                                                                             \
+        const int32_t *xp_ = xq32 + b * 16 + (KP);                                   \
+        __asm__("" : "+r"(xp_));                                                     \
+        for (int t = 0; t < T; t++)                                                  \
+            ACC[((KP) & (SETS - 1)) * T + t] =                                       \
+                MADD_ADD(ACC[((KP) & (SETS - 1)) * T + t], W, XPAIR(t, KP));          \
+    } while (0)
 #define PAIRS(W, KP) PAIRS_INTO(acc, W, KP)
-#define XPAIR(t, KP) _mm256_set1_epi32(xq32[(t) * (K / 2) + b * 16 + (KP)])
+#define XPAIR(t, KP) _mm256_set1_epi32(xp_[(t) * (K / 2)])
 
 /* A run's pairs go into SETS independent integer sums per row, added at the run's end
  * (integers: the same sum, the same bits): with one sum, one or two rows of x make every
