@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
 import sys
 from pathlib import Path
@@ -77,4 +79,13 @@ def alternating_rounds(built: dict[str, Engine], conversations, rounds: int,
 
 
 def cpu_name() -> str:
-    return Path("/proc/cpuinfo").read_text().split("model name")[1].split("\n")[0].strip(" :\t")
+    """The CPU named as the results need it: a shared host's "AMD EPYC" is a Zen 3 (family
+    25, AVX2 only) on one machine and a Zen 5 (family 26, AVX-512 VNNI) on the next."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    fields = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    if "model name" not in fields:
+        return platform.processor()
+    isa = "AVX-512 VNNI" if "avx512_vnni" in fields.get("flags", "") else "AVX2"
+    return (f"{fields['model name']} (family {fields.get('cpu family')} model "
+            f"{fields.get('model')}, {isa}), {os.cpu_count()} cores")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import OUT
+from common import OUT, cpu_name
 
 LLAMA = OUT / "llamacpp"
 LADDER = OUT / "ladder"
@@ -180,7 +179,7 @@ def side_by_side(rung: str, fmt: str, threads: int, rounds: int,
                      f"{f(s.get('peak_rss_mb'), 0)} | {f(q.get('kl_mean'), 4)} | "
                      f"{f(None if q.get('top1_agreement') is None else 100 * q['top1_agreement'], 0)}% |")
     table = LADDER / f"side-{rung}-{fmt}.md"
-    table.write_text(f"{cpu()}, {threads} threads, {rounds} rounds, prompts: "
+    table.write_text(f"{cpu_name()}, {threads} threads, {rounds} rounds, prompts: "
                      f"{prompts or 'the default 8'}\n\n" + "\n".join(lines) + "\n")
     return table
 
@@ -240,19 +239,6 @@ def playground_bench(path: Path, threads: int, spec: str) -> dict[str, float]:
     return result
 
 
-def cpu() -> str:
-    """The CPU named as the results need it: a shared host's "AMD EPYC" is a Zen 3 (family
-    25, AVX2 only) on one machine and a Zen 5 (family 26, AVX-512 VNNI) on the next."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    fields = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    if "model name" not in fields:
-        return platform.processor()
-    isa = "AVX-512 VNNI" if "avx512_vnni" in fields.get("flags", "") else "AVX2"
-    return (f"{fields['model name']} (family {fields.get('cpu family')} model "
-            f"{fields.get('model')}, {isa}), {os.cpu_count()} cores")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("action", choices=("make", "run", "faithful", "side"))
@@ -302,7 +288,7 @@ def main() -> None:
     existing = json.loads(out.read_text()) if out.is_file() else {"rows": []}
     keep = [r for r in existing["rows"] if (r["rung"], r["format"]) not in
             {(r2["rung"], r2["format"]) for r2 in rows}]
-    out.write_text(json.dumps({"cpu": cpu(), "threads": args.threads, "spec": args.spec,
+    out.write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "spec": args.spec,
                                "rows": keep + rows}, indent=1))
     print(f"wrote {out}")
 
