@@ -6,7 +6,10 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from playground.core import bench
@@ -89,3 +92,18 @@ def cpu_name() -> str:
     isa = "AVX-512 VNNI" if "avx512_vnni" in fields.get("flags", "") else "AVX2"
     return (f"{fields['model name']} (family {fields.get('cpu family')} model "
             f"{fields.get('model')}, {isa}), {os.cpu_count()} cores")
+
+
+def wait_healthy(port: int, server: subprocess.Popen, limit_s: float = 300) -> None:
+    """Until the server this script started (a Popen) answers /health on ``port``; its
+    exit, or the limit, ends the script with one line."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited ({server.returncode}) before it was ready")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)  # polling a process we started, not a test waiting on a timer
+    raise SystemExit(f"the server on port {port} was not ready in {limit_s:.0f} s")

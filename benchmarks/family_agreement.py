@@ -20,10 +20,9 @@ import json
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from common import OUT
+from common import OUT, wait_healthy
 
 LLAMA = OUT / "llamacpp" / "bin" / "llama-server"
 PROMPT = ("The history of the printing press begins in the fifteenth century, when a "
@@ -37,13 +36,7 @@ def llama_cpp(path: Path, ids: list[int], steps: int, k: int, port: int = 8089) 
                                "--port", str(port), "-np", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_healthy(port, server, limit_s=120)
         reply = httpx.post(f"http://127.0.0.1:{port}/completion", timeout=600, json={
             "prompt": ids, "n_predict": steps, "temperature": 0, "n_probs": k,
             "post_sampling_probs": False, "cache_prompt": False}).json()

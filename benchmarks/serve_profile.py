@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import OUT
+from common import OUT, wait_healthy
 
 PLAYGROUND = Path(sys.executable).parent / "playground"
 PASSES = re.compile(r'playground_pass_seconds_(sum|count)\{prefill="(\w+)"\} (\S+)')
@@ -33,19 +33,6 @@ PASSES = re.compile(r'playground_pass_seconds_(sum|count)\{prefill="(\w+)"\} (\S
 def passes(port: int) -> dict[tuple[str, str], float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     return {(m[1], m[2]): float(m[3]) for m in PASSES.finditer(text)}
-
-
-def wait_ready(port: int, server: subprocess.Popen, limit_s: float = 300) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited ({server.returncode}) before it was ready")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)  # polling a process we started, not a test waiting on a timer
-    raise SystemExit("the server was not ready in time")
 
 
 def step(port: int, concurrency: int, requests: int) -> dict[str, float]:
@@ -113,7 +100,7 @@ def main() -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = []
     try:
-        wait_ready(args.port, server)
+        wait_healthy(args.port, server)
         step(args.port, 8, 16)  # warm: the prompts' prefixes, the kernels' first calls
         for r in range(args.rounds):
             for c in (1, 8):
