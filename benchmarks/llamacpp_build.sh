@@ -15,8 +15,16 @@ mkdir -p "$OUT/src"
 [ -f "$OUT/src/llama_cpp_python-$VERSION.tar.gz" ] || python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$OUT/src"
 tar -xzf "$OUT/src/llama_cpp_python-$VERSION.tar.gz" -C "$OUT/src"
 SRC="$OUT/src/llama_cpp_python-$VERSION/vendor/llama.cpp"
-# Native CPU flags, no GPU backends, no curl (nothing is fetched at run time).
+# Native CPU flags, no GPU backends, no curl (nothing is fetched at run time). On a CPU
+# with AMX (Sapphire Rapids and later) llama.cpp's AMX path segfaults in
+# ggml_backend_amx_mul_mat at the first product (seen here on a 2-vCPU Xeon with AMX,
+# llama.cpp issue #20824, machine-dependent, unfixed), so it is left out there: the build is
+# then llama.cpp's AVX-512 VNNI path with its own repacking, the fastest that runs. An
+# explicit -mno-* wins over -march=native whatever the order.
+NOAMX=""
+if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then NOAMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"; fi
 cmake -S "$SRC" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+  -DCMAKE_C_FLAGS="$NOAMX" -DCMAKE_CXX_FLAGS="$NOAMX" \
   -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
   -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON >"$OUT/cmake.log"
 cmake --build "$OUT/build" -j "$(nproc)" --target llama-bench llama-server llama-quantize >"$OUT/build.log"
