@@ -660,8 +660,9 @@ def test_a_server_on_auto_threads_leaves_a_core_for_its_event_loop(monkeypatch):
 
 def test_passes_of_many_rows_run_on_every_core_when_threads_is_auto(server, monkeypatch):
     """threads auto: a server's one-row passes keep cores − 1 compute threads, a pass of
-    WIDE_ROWS rows or more (a prompt chunk, a batch) takes every core; threads set by the
-    user is kept for every pass. The reply is the one the narrow server gives."""
+    WIDE_ROWS rows or more (a prompt chunk, a batch) is timed on every core and on the
+    narrow count, the first on every core (thread_choice.py); threads set by the user is
+    kept for every pass. The reply is the one the narrow server gives."""
     import torch
 
     from playground.core.config import RunConfig
@@ -692,7 +693,10 @@ def test_passes_of_many_rows_run_on_every_core_when_threads_is_auto(server, monk
         seen.clear()
         replies.append(_chat(url, messages=long, max_tokens=6).json()["choices"][0])
         assert any(n >= WIDE_ROWS for n, _ in seen) and any(n == 1 for n, _ in seen)
-        assert all(t == (wide if wide and n >= WIDE_ROWS else 1) for n, t in seen), seen
+        assert all(t in ((wide, 1) if wide and n >= WIDE_ROWS else (1,)) for n, t in seen), seen
+        assert next(t for n, t in seen if n >= WIDE_ROWS) == (wide or 1), seen
+        metrics = httpx.get(url + "/metrics").text
+        assert any(f"playground_wide_pass_threads {t}\n" in metrics for t in {wide or 1, 1})
     assert replies[0] == replies[1]
 
 

@@ -59,8 +59,10 @@ WIDE_ROWS = 4
 def wide_pass_threads(config: RunConfig) -> int:
     """A server's compute threads for passes of WIDE_ROWS rows or more when threads is
     auto (0 where the user set threads, or for an endpoint): every core. One row a pass
-    keeps cores − 1 (leave_a_core). On 2 cores concurrency 8 went from 109–116 to 130–149
-    output tok/s, one stream unchanged (benchmarks/serve_wide.sh, BENCHMARKS.md)."""
+    keeps cores − 1 (leave_a_core). On 2 AMD cores concurrency 8 went from 109–116 to
+    130–149 output tok/s, one stream unchanged; on 2 Intel Xeon cores it went down (174
+    against 229), so the scheduler times its wide passes on both counts and keeps the
+    faster (serve/thread_choice.py; benchmarks/serve_wide.sh, BENCHMARKS.md)."""
     if config.threads or config.endpoint:
         return 0
     return default_threads()

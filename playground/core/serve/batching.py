@@ -29,6 +29,7 @@ from playground.core.serve import logprobs
 from playground.core.serve.metrics import ServerMetrics
 from playground.core.serve.prefix_store import PrefixStore
 from playground.core.serve.scheduler import END, Job, Scheduler
+from playground.core.serve.thread_choice import ThreadChoice
 
 
 @dataclass
@@ -67,6 +68,10 @@ class BatchScheduler(Scheduler):
         self.rows = batched_rows(engine)
         self.wide_threads = wide_threads
         self.narrow_threads = int(engine.info.get("threads") or 0)
+        # a wide pass on every core or on the narrow count: whichever its passes time faster
+        self.wide_choice = ThreadChoice(tuple(c for c in (wide_threads, self.narrow_threads)
+                                              if c) or (1,))
+        metrics.wide_choice = self.wide_choice
         self.prefixes = (PrefixStore(max_bytes=int(prefix_cache_mb * 2**20))
                          if prefix_cache else None)
         metrics.prefix_store = self.prefixes
@@ -203,13 +208,19 @@ class BatchScheduler(Scheduler):
                  caches: list[Any], out: list[int]) -> Any:
         import torch
 
+        wide = (self.wide_threads and self.narrow_threads and self.rows is not None
+                and len(tokens) >= WIDE_ROWS)
         if self.wide_threads and self.narrow_threads:
             # the kernels read torch's thread count in this (the worker's) thread at each call
-            want = self.wide_threads if len(tokens) >= WIDE_ROWS else self.narrow_threads
+            want = self.wide_choice.pick() if wide else self.narrow_threads
             if torch.get_num_threads() != want:
                 torch.set_num_threads(want)
         if self.rows is not None:
-            return self.rows(tokens, positions, seqs, caches, out)
+            started = time.perf_counter()
+            logits = self.rows(tokens, positions, seqs, caches, out)
+            if wide:
+                self.wide_choice.record(want, time.perf_counter() - started, len(tokens))
+            return logits
 
         # no batched step: each sequence's rows through the engine's own step, in turn
         wanted, result, start = set(out), [], 0

@@ -60,6 +60,7 @@ class ServerMetrics:
     pass_decode: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
     pass_prefill: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
     prefix_store: Any = None  # batching on: the shared prefix cache (hits, reused tokens)
+    wide_choice: Any = None  # batching on: thread counts for wide passes, as timed
     recent: deque = field(default_factory=lambda: deque(maxlen=200))  # the latest requests
 
     def set_running(self, n: int) -> None:
@@ -99,6 +100,8 @@ class ServerMetrics:
             f"{p}_prefix_cache_bytes {getattr(self.prefix_store, 'bytes', 0)}",
             f"# TYPE {p}_prefix_cache_budget_bytes gauge",
             f"{p}_prefix_cache_budget_bytes {getattr(self.prefix_store, 'max_bytes', 0)}",
+            f"# TYPE {p}_wide_pass_threads gauge",
+            f"{p}_wide_pass_threads {getattr(self.wide_choice, 'chosen', 0)}",
             f"# TYPE {p}_pass_seconds histogram",
             *self.pass_decode.lines(f"{p}_pass_seconds", 'prefill="no"'),
             *self.pass_prefill.lines(f"{p}_pass_seconds", 'prefill="yes"'),

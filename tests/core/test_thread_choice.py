@@ -1,0 +1,44 @@
+"""The server's choice of threads for wide passes, from its own pass times."""
+
+import pytest
+
+from playground.core.serve.thread_choice import EXPLORE_EVERY, TRIAL_PASSES, ThreadChoice
+
+
+def run(choice: ThreadChoice, cost: dict[int, float], passes: int, rows: int = 8) -> list[int]:
+    picked = []
+    for _ in range(passes):
+        count = choice.pick()
+        picked.append(count)
+        choice.record(count, cost[count] * rows, rows)
+    return picked
+
+
+def test_alternates_while_trying_then_keeps_the_faster_and_still_tries_the_other():
+    choice = ThreadChoice((2, 1))
+    picked = run(choice, {2: 0.004, 1: 0.003}, 2 * TRIAL_PASSES)
+    assert picked[:4] == [2, 1, 2, 1] and picked.count(2) == picked.count(1) == TRIAL_PASSES
+    assert choice.chosen == 1
+    later = run(choice, {2: 0.004, 1: 0.003}, 4 * EXPLORE_EVERY)
+    assert later.count(2) == 4 and later.count(1) == 4 * EXPLORE_EVERY - 4
+
+
+def test_a_change_of_load_changes_the_choice():
+    choice = ThreadChoice((2, 1))
+    run(choice, {2: 0.002, 1: 0.003}, 2 * TRIAL_PASSES)
+    assert choice.chosen == 2
+    # every core becomes slower (another process takes one): the explored passes see it
+    run(choice, {2: 0.006, 1: 0.003}, 12 * EXPLORE_EVERY)
+    assert choice.chosen == 1
+
+
+def test_one_count_is_no_choice_and_rows_weigh_in():
+    assert run(ThreadChoice((1, 1)), {1: 0.001}, 5) == [1] * 5
+    with pytest.raises(ValueError, match="at least 1"):
+        ThreadChoice((0,))
+    # seconds a row, not a pass: a long pass on 2 threads is not counted against them
+    choice = ThreadChoice((2, 1))
+    for _ in range(TRIAL_PASSES):
+        choice.record(choice.pick(), 0.032, 32)  # 2 threads: 1 ms a row
+        choice.record(choice.pick(), 0.012, 8)  # 1 thread: 1.5 ms a row
+    assert choice.chosen == 2
