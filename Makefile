@@ -59,8 +59,13 @@ distill-default: default-model
 
 # backend=llamacpp (optional): llama-cpp-python compiles llama.cpp for this CPU once,
 # about 8 minutes on 2 cores; make run and make test never wait for it.
+# On a CPU with AMX it is built without llama.cpp's AMX kernels: they segfaulted at the
+# first product on a Xeon here (llama.cpp issue #20824); the AVX-512 path runs instead. No
+# pip cache: a wheel built earlier with them would be taken again.
+LLAMA_NOAMX := $(shell grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && echo "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16")
 llamacpp: setup
-	$(BIN)/pip install -q -c requirements.lock -e '.[llamacpp]'
+	CMAKE_ARGS="$(if $(LLAMA_NOAMX),-DCMAKE_C_FLAGS='$(LLAMA_NOAMX)' -DCMAKE_CXX_FLAGS='$(LLAMA_NOAMX)')" \
+	    $(BIN)/pip install -q --no-cache-dir -c requirements.lock -e '.[llamacpp]'
 	$(BIN)/python -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__)"
 
 # The packaged app (PyInstaller one-folder build, tar.gz, .deb): see packaging/README.md.

@@ -223,3 +223,24 @@ def test_quantizing_reports_progress_and_a_stop_waits_for_the_file(tmp_path, mon
     assert not list((tmp_path / "cache" / "llamacpp").glob("*.tmp*"))
     again = build_engine(cfg)
     assert any("cached" in n for n in again.info["notes"])
+
+
+def test_a_build_with_llamacpps_amx_kernels_is_refused_in_one_line(monkeypatch):
+    """llama.cpp's AMX kernels segfaulted at the first product on a Xeon (issue #20824):
+    a build that has them is named and refused before any load, unless allowed."""
+    from playground.core.backends import llamacpp_engine as le
+
+    amx = "CPU : SSE3 = 1 | AVX512_VNNI = 1 | AMX_INT8 = 1 | OPENMP = 1 | "
+    monkeypatch.delenv(le.ALLOW_AMX, raising=False)
+    assert le.amx_build(amx)
+    assert not le.amx_build(amx.replace("AMX_INT8 = 1", "AMX_INT8 = 0"))
+    assert not le.amx_build("CPU : SSE3 = 1 | AVX2 = 1 | ")
+    monkeypatch.setenv(le.ALLOW_AMX, "1")
+    assert not le.amx_build(amx)
+    monkeypatch.delenv(le.ALLOW_AMX)
+    fake = type(sys)("llama_cpp")
+    fake.llama_supports_gpu_offload = lambda: False
+    fake.llama_print_system_info = lambda: amx.encode()
+    monkeypatch.setitem(sys.modules, "llama_cpp", fake)
+    why = le.check(RunConfig.parse("backend=llamacpp"), "cpu")
+    assert why and "AMX" in why and "make llamacpp" in why and "\n" not in why

@@ -52,7 +52,26 @@ def check(cfg: RunConfig, device: str) -> str | None:
     if device != "cpu" and not llama_cpp.llama_supports_gpu_offload():
         return (f"device: {device} needs a GPU build of llama-cpp-python; this one runs on cpu "
                 "(rebuild it with CMAKE_ARGS=-DGGML_CUDA=on)")
+    if amx_build(llama_cpp.llama_print_system_info().decode()):
+        return ("backend: this llama-cpp-python was built with llama.cpp's AMX path, which "
+                "segfaults at its first product on this CPU (llama.cpp issue #20824); rebuild "
+                f"it without: make llamacpp (or {ALLOW_AMX}=1 to try it anyway)")
     return None
+
+
+# llama.cpp's AMX kernels (Sapphire Rapids and later) crashed the process at the first
+# product on a 2-vCPU Xeon here, in llama-bench and in the binding alike: a crash, not an
+# error, so a build with them is refused (make llamacpp builds without them on such a CPU).
+ALLOW_AMX = "PLAYGROUND_LLAMACPP_ALLOW_AMX"
+
+
+def amx_build(system_info: str) -> bool:
+    """Whether llama.cpp's system info says its AMX kernels are in (and not allowed)."""
+    import os
+
+    flags = {part.split("=")[0].strip(): part.split("=")[-1].strip()
+             for part in system_info.split("|") if "=" in part}
+    return flags.get("AMX_INT8") == "1" and os.environ.get(ALLOW_AMX) != "1"
 
 
 def available() -> str | None:
