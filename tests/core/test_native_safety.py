@@ -96,6 +96,30 @@ def test_token_ids_outside_the_table_are_refused(tiny_engine):
             engine.decoder.step.rows([5, vocab], [3, 4], [0, 0], [cache], [1])
 
 
+@pytest.mark.parametrize("quant", ["int8-weight", "int4-weight"])
+def test_a_pass_gives_the_same_bits_on_one_thread_and_on_two(tiny_engine, quant):
+    """The server picks a wide pass's thread count by speed (serve/thread_choice.py) only
+    because the native rows do not depend on it: a prompt of 12 rows and a batch of 3
+    sequences, on 1 and on 2 threads, bit for bit."""
+    _needs_native()
+    engine = tiny_engine(f"quant={quant}")
+    rows = engine.decoder.step.rows
+    assert getattr(rows, "thread_invariant", False)
+    before = torch.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            caches = [engine.make_cache() for _ in range(3)]
+            with torch.inference_mode():
+                prompt = rows(list(range(3, 15)), list(range(12)), [0] * 12, caches[:1], [11])
+                batch = rows([7, 8, 9, 10], [0, 1, 0, 12], [1, 1, 2, 0], caches, [1, 2, 3])
+            out.append((prompt, batch))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+
+
 @pytest.mark.parametrize("int_act", [True, False])
 @pytest.mark.parametrize("group,cols", [(32, 96), (32, 384), (64, 384), (128, 384)])
 @pytest.mark.parametrize("rows", [56, 60, 64, 1000])

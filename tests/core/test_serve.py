@@ -415,7 +415,12 @@ def test_logprobs_through_the_official_client(server, batching):
                                                 stream=True):
         for c in chunk.choices:
             streamed += (c.logprobs.content or []) if c.logprobs else []
-    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+    # the same tokens; the same log-probabilities up to float32's last bits: this float
+    # model's later requests start from the prefix store, and torch's float matmuls over a
+    # pass of another shape differed in the last bit on an AVX-512 Xeon (5e-7 in 5.04)
+    assert [e.token for e in streamed] == [e.token for e in content]
+    assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in content],
+                                                          rel=1e-6, abs=1e-6)
     for field, value in (("logprobs", 2), ("logprobs", 0), ("top_logprobs", 1)):
         refused = httpx.post(url + "/v1/completions", json={"prompt": "a", field: value},
                              timeout=30)

@@ -286,6 +286,9 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
                 b.length = max(b.length, ends[s])
         return logits
 
+    # each output of a pass is summed by one thread in a fixed order, whatever the count:
+    # the same bits on 1 or 2 threads, so a server may pick the count by speed
+    rows.thread_invariant = True  # type: ignore[attr-defined]
     step.rows = rows  # type: ignore[attr-defined]
     step.keep = (spec, layers, keep)  # type: ignore[attr-defined]
     # a sliding window needs every key kept (transformers' sliding cache layers drop the

@@ -68,9 +68,12 @@ class BatchScheduler(Scheduler):
         self.rows = batched_rows(engine)
         self.wide_threads = wide_threads
         self.narrow_threads = int(engine.info.get("threads") or 0)
-        # a wide pass on every core or on the narrow count: whichever its passes time faster
-        self.wide_choice = ThreadChoice(tuple(c for c in (wide_threads, self.narrow_threads)
-                                              if c) or (1,))
+        # a wide pass on every core or on the narrow count, whichever its passes time faster;
+        # only where the rows give the same bits on either (the native step's: torch's float
+        # rows differ in the last bits, and a reply's logprobs must not depend on the pass)
+        counts = (wide_threads, self.narrow_threads) if getattr(
+            self.rows, "thread_invariant", False) else (wide_threads,)
+        self.wide_choice = ThreadChoice(tuple(c for c in counts if c) or (1,))
         metrics.wide_choice = self.wide_choice
         self.prefixes = (PrefixStore(max_bytes=int(prefix_cache_mb * 2**20))
                          if prefix_cache else None)
