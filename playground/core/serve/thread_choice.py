@@ -8,7 +8,8 @@ other waits at every barrier of the pass. Which one wins depends on the machine 
 what else runs, so the scheduler measures it where it matters, in its own passes: the
 first passes alternate between the two counts, then the faster one (seconds a row,
 averaged) runs, and one pass in ``EXPLORE_EVERY`` tries the other so a change of load
-is seen.
+is seen. Only for rows that give the same bits on any count (the native step's): the
+scheduler passes a single count otherwise.
 """
 
 from __future__ import annotations
