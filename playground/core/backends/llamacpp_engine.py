@@ -65,13 +65,17 @@ def check(cfg: RunConfig, device: str) -> str | None:
 ALLOW_AMX = "PLAYGROUND_LLAMACPP_ALLOW_AMX"
 
 
+def built_with(system_info: str) -> list[str]:
+    """The features llama.cpp's system info says are on ("CPU : AVX2 = 1 | ..."), in its order."""
+    return [part.split("=")[0].strip() for part in system_info.split("|")
+            if part.strip().endswith("= 1")]
+
+
 def amx_build(system_info: str) -> bool:
     """Whether llama.cpp's system info says its AMX kernels are in (and not allowed)."""
     import os
 
-    flags = {part.split("=")[0].strip(): part.split("=")[-1].strip()
-             for part in system_info.split("|") if "=" in part}
-    return flags.get("AMX_INT8") == "1" and os.environ.get(ALLOW_AMX) != "1"
+    return "AMX_INT8" in built_with(system_info) and os.environ.get(ALLOW_AMX) != "1"
 
 
 def available() -> str | None:
@@ -293,8 +297,7 @@ def build(cfg: RunConfig, device: str, info: dict[str, Any],
         folder, gguf_file=None if source.kind == "default" else original.name)
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    isa = [part.split("=")[0].strip() for part in
-           llama_cpp.llama_print_system_info().decode().split("|") if part.strip().endswith("= 1")]
+    isa = built_with(llama_cpp.llama_print_system_info().decode())
     notes = info.setdefault("notes", [])
     notes.append(f"llama.cpp through llama-cpp-python {llama_cpp.__version__} "
                  f"({', '.join(isa) or 'no SIMD flags reported'}); KV cache {cfg.kv_type}, "
