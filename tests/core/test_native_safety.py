@@ -97,27 +97,52 @@ def test_token_ids_outside_the_table_are_refused(tiny_engine):
 
 
 @pytest.mark.parametrize("quant", ["int8-weight", "int4-weight"])
-def test_a_pass_gives_the_same_bits_on_one_thread_and_on_two(tiny_engine, quant):
-    """The server picks a wide pass's thread count by speed (serve/thread_choice.py) only
+def test_a_pass_gives_the_same_bits_on_one_thread_on_two_and_in_parts(tiny_engine, quant):
+    """The server picks how a wide pass runs by speed (serve/thread_choice.py) only
     because the native rows do not depend on it: a prompt of 12 rows and a batch of 3
-    sequences, on 1 and on 2 threads, bit for bit."""
+    sequences (then 2 more rows of each), on 1 and on 2 threads and in 2 parts of whole
+    sequences a thread each, bit for bit, logits and caches."""
     _needs_native()
     engine = tiny_engine(f"quant={quant}")
     rows = engine.decoder.step.rows
     assert getattr(rows, "thread_invariant", False)
+    assert rows.parts([1, 1, 2, 0], [1, 2, 3], 2) == [0, 2, 4]
     before = torch.get_num_threads()
     out = []
     try:
-        for threads in (1, 2):
+        for threads, split in ((1, 0), (2, 0), (2, 2)):
             torch.set_num_threads(threads)
             caches = [engine.make_cache() for _ in range(3)]
             with torch.inference_mode():
-                prompt = rows(list(range(3, 15)), list(range(12)), [0] * 12, caches[:1], [11])
-                batch = rows([7, 8, 9, 10], [0, 1, 0, 12], [1, 1, 2, 0], caches, [1, 2, 3])
-            out.append((prompt, batch))
+                prompt = rows(list(range(3, 15)), list(range(12)), [0] * 12, caches[:1], [11],
+                              split=split)  # one sequence: not in parts
+                batch = rows([7, 8, 9, 10], [0, 1, 0, 12], [1, 1, 2, 0], caches, [1, 2, 3],
+                             split=split)
+                more = rows([4, 5, 6, 7, 8, 9], [13, 14, 2, 3, 1, 2], [0, 0, 1, 1, 2, 2],
+                            caches, [1, 3, 5], split=split)
+            keys = [c.layers[0].keys[..., :15, :].clone() for c in caches]
+            out.append((prompt, batch, more, *keys))
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    for other in out[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(out[0], other, strict=True))
+
+
+@pytest.mark.parametrize("seqs,out,n,want", [
+    ([0, 1, 2, 3], [0, 1, 2, 3], 2, [0, 2, 4]),
+    ([0, 1, 2, 3, 4, 5, 6], list(range(7)), 2, [0, 3, 7]),
+    ([0] * 6 + [1, 2], [5, 6, 7], 2, [0, 6, 8]),  # 6 of 8 rows: an even share is 4, 6 <= 1.5x
+    ([0] * 32 + [1, 2, 3], [31, 32, 33, 34], 2, None),  # a long prompt chunk: no parts
+    ([0, 0, 0, 0], [3], 2, None),  # one sequence
+    ([0, 1, 0, 1], [0, 1, 2, 3], 2, None),  # a sequence's rows apart
+    ([0, 1, 2, 3], [1, 0, 2, 3], 2, None),  # out not ascending
+    ([0, 1, 2, 3, 4, 5], list(range(6)), 3, [0, 2, 4, 6]),
+    ([0, 1], [0, 1], 1, None),
+])
+def test_rows_divide_in_parts_of_whole_sequences(seqs, out, n, want):
+    from playground.core.native.step import row_parts
+
+    assert row_parts(seqs, out, n) == want
 
 
 @pytest.mark.parametrize("int_act", [True, False])

@@ -212,6 +212,43 @@ def test_batched_requests_get_the_replies_they_get_alone(server):
     assert hits >= 4
 
 
+def test_wide_passes_in_parts_a_thread_each_give_the_replies_of_one_thread(server, monkeypatch):
+    """threads auto with the native step: a wide pass may run its rows in parts of whole
+    sequences, one thread a part (thread_choice.Way(2, 2)); four prompts at once get the
+    replies each gets alone from a server on one thread, and some passes did run in parts."""
+    from playground.core.quant import weight_quant
+    from playground.core.serve import batching
+
+    if weight_quant.backend() != "native":
+        pytest.skip("native kernels unavailable here")
+    split_passes = []
+    real = batching.batched_rows
+
+    def recording(engine):
+        rows = real(engine)
+
+        def rows_(tokens, positions, seqs, caches, out, split=0):
+            if split and rows.parts(seqs, out, split):
+                split_passes.append(len(tokens))
+            return rows(tokens, positions, seqs, caches, out, split=split)
+        rows_.thread_invariant, rows_.parts = True, rows.parts
+        return rows_
+
+    monkeypatch.setattr(batching, "batched_rows", recording)
+    plain_url, _ = server(spec="quant=int8-weight,threads=1", chunk=6, prefix_cache=False)
+    url, _ = server(spec="quant=int8-weight,threads=1", chunk=6, prefix_cache=False,
+                    wide_threads=2)
+    prompts = ["Hello there", "Name a colour", "Why is the sky blue?", "One more question"]
+    alone = {}
+    for i, prompt in enumerate(prompts):
+        _ask(plain_url, prompt, alone, i)
+    split_passes.clear()
+    for _ in range(3):
+        assert _all_at_once(url, prompts) == alone
+    assert split_passes and min(split_passes) >= 4
+    assert "playground_wide_pass_parts " in httpx.get(url + "/metrics").text
+
+
 def test_load_against_the_local_server_gives_plausible_steps(server, tmp_path):
     from playground import cli
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from playground.core.serve.thread_choice import EXPLORE_EVERY, TRIAL_PASSES, ThreadChoice
+from playground.core.serve.thread_choice import EXPLORE_EVERY, TRIAL_PASSES, ThreadChoice, Way
 
 
 def run(choice: ThreadChoice, cost: dict[int, float], passes: int, rows: int = 8) -> list[int]:
@@ -34,11 +34,24 @@ def test_a_change_of_load_changes_the_choice():
 
 def test_one_count_is_no_choice_and_rows_weigh_in():
     assert run(ThreadChoice((1, 1)), {1: 0.001}, 5) == [1] * 5
-    with pytest.raises(ValueError, match="at least 1"):
-        ThreadChoice((0,))
+    with pytest.raises(ValueError, match="no way"):
+        ThreadChoice(())
     # seconds a row, not a pass: a long pass on 2 threads is not counted against them
     choice = ThreadChoice((2, 1))
     for _ in range(TRIAL_PASSES):
         choice.record(choice.pick(), 0.032, 32)  # 2 threads: 1 ms a row
         choice.record(choice.pick(), 0.012, 8)  # 1 thread: 1.5 ms a row
     assert choice.chosen == 2
+
+
+def test_three_ways_each_tried_then_the_fastest_and_the_others_in_turn():
+    shared, narrow, parts = Way(2), Way(1), Way(2, 2)
+    cost = {shared: 0.004, narrow: 0.003, parts: 0.002}
+    choice = ThreadChoice((shared, narrow, parts))
+    picked = run(choice, cost, 3 * TRIAL_PASSES)
+    assert picked[:3] == [shared, narrow, parts]
+    assert all(picked.count(w) == TRIAL_PASSES for w in cost)
+    assert choice.chosen == parts
+    later = run(choice, cost, 8 * EXPLORE_EVERY)
+    # one pass in EXPLORE_EVERY explores, the two others taking turns
+    assert later.count(shared) == later.count(narrow) == 4

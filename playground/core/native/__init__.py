@@ -111,7 +111,7 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
         return None, f"not built: {exc}"
     if not lib.qgemv_has_avx2():
         return None, "compiled without AVX2"
-    missing = [name for name in ("half_matmul", "qstep", "qstep_rows", "qblocks_isa")
+    missing = [name for name in ("half_matmul", "qstep", "qstep_rows", "qstep_rows_split", "qblocks_isa")
                if not hasattr(lib, name)]
     if missing:  # a prebuilt copy older than these sources
         return None, f"the prebuilt kernels lack {', '.join(missing)} (rebuild them)"
@@ -136,6 +136,9 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.qstep_rows.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr,
                                ctypes.c_int, ctypes.c_int]
     lib.qstep_rows.restype = None
+    lib.qstep_rows_split.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr,
+                                     ptr, ctypes.c_int, ctypes.c_int]
+    lib.qstep_rows_split.restype = None
     lib.qrows_scratch_floats.argtypes = [ptr, i64, i64]
     lib.qrows_scratch_floats.restype = i64
     lib.qstep_scratch_floats.argtypes = [ptr, i64]

@@ -350,6 +350,40 @@ void qstep_rows(const QModel *md, int64_t R, const int64_t *tok, const int64_t *
     }
 }
 
+int64_t qrows_scratch_floats(const QModel *md, int64_t R, int64_t cap);
+
+/* qstep_rows on parts of the rows at once, one thread a part and each part on one
+ * thread: parts[0..n_parts] are row bounds, each part whole sequences (a row attends to
+ * its own sequence's rows of the pass, written by the same thread) and ``out`` ascending.
+ * With every core on one pass, the cores meet at a barrier after each product: a thread
+ * preempted by the event loop or a client stalls the others ~7 times a layer; here they
+ * meet once a pass. A row's arithmetic is the same either way (one thread sums each
+ * output in a fixed order), so the bits are. scratch: the sum of qrows_scratch_floats
+ * over the parts, each at the cap of the widest cache in the pass. */
+void qstep_rows_split(const QModel *md, int64_t R, const int64_t *tok, const int64_t *pos,
+                      const int64_t *seq, float *const *kc, float *const *vc, const int64_t *cap,
+                      const int64_t *out, int64_t n_out, float *logits, float *scratch,
+                      const int64_t *parts, int n_parts, int int_act) {
+    int64_t maxcap = 0;
+    for (int64_t r = 0; r < R; r++)
+        if (cap[seq[r]] > maxcap) maxcap = cap[seq[r]];
+#pragma omp parallel for num_threads(n_parts) schedule(static, 1)
+    for (int p = 0; p < n_parts; p++) {
+        const int64_t a = parts[p], b = parts[p + 1];
+        float *mine = scratch;
+        for (int q = 0; q < p; q++) mine += qrows_scratch_floats(md, parts[q + 1] - parts[q], maxcap);
+        int64_t i0 = 0, i1;
+        while (i0 < n_out && out[i0] < a) i0++;
+        for (i1 = i0; i1 < n_out && out[i1] < b; i1++) {}
+        int64_t local[i1 - i0 + 1];
+        for (int64_t i = i0; i < i1; i++) local[i - i0] = out[i] - a;
+        QModel part = *md;
+        if (part.embed_rows) part.embed += a * md->hidden;  /* this call's rows, in order */
+        qstep_rows(&part, b - a, tok + a, pos + a, seq + a, kc, vc, cap, local, i1 - i0,
+                   logits + i0 * md->head.N, mine, 1, int_act);
+    }
+}
+
 /* One token of one sequence (the engine's single-stream decode): qstep_rows with R = 1. */
 void qstep(const QModel *md, int64_t token, int64_t pos, float *const *kc, float *const *vc,
            int64_t cap, float *logits, float *scratch, int threads, int int_act) {

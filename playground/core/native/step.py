@@ -12,6 +12,7 @@ engine's prefix cache (``crop``) keeps working.
 from __future__ import annotations
 
 import ctypes
+import itertools
 from typing import Any
 
 from playground.core import native
@@ -252,11 +253,13 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
     qrows, c_i64 = lib.qstep_rows, ctypes.c_int64
 
     def rows(tokens: list[int], positions: list[int], seqs: list[int], caches: list[Any],
-             out: list[int]) -> Any:
+             out: list[int], split: int = 0) -> Any:
         """Rows of many sequences in one pass (see qstep_rows in qstep.c): row i feeds
         tokens[i] at positions[i] of caches[seqs[i]]; a sequence's rows are consecutive
         positions in order, starting at its cache's length. Returns logits [len(out), vocab]
-        for the rows listed in ``out``."""
+        for the rows listed in ``out``. ``split`` > 1: the rows in that many parts of whole
+        sequences, one thread each (qstep_rows_split), where they divide evenly enough
+        (row_parts); otherwise one pass on torch's thread count. Same bits either way."""
         check_tokens(tokens)
         n, layers_n = len(tokens), len(core.layers)
         ends = [0] * len(caches)
@@ -273,14 +276,23 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
             for j, b in enumerate(buffers):
                 kp[s * layers_n + j] = b.key_buffer.data_ptr()
                 vp[s * layers_n + j] = b.value_buffer.data_ptr()
-        need = lib.qrows_scratch_floats(ctypes.byref(spec), n, max(caps))
+        parts = row_parts(seqs, out, split) if split > 1 else None
+        widest = max(caps)
+        need = (lib.qrows_scratch_floats(ctypes.byref(spec), n, widest) if parts is None else
+                sum(lib.qrows_scratch_floats(ctypes.byref(spec), b - a, widest)
+                    for a, b in itertools.pairwise(parts)))
         if row_scratch["buf"] is None or row_scratch["buf"].numel() < need:
             row_scratch["buf"] = empty(need)
         logits = empty(len(out), vocab)
         _rows = embed(tokens)  # noqa: F841 (alive through the call)
-        qrows(ctypes.byref(spec), n, (c_i64 * n)(*tokens), (c_i64 * n)(*positions),
-              (c_i64 * n)(*seqs), kp, vp, caps, (c_i64 * len(out))(*out), len(out),
-              logits.data_ptr(), row_scratch["buf"].data_ptr(), threads(), int(int_act))
+        args = (ctypes.byref(spec), n, (c_i64 * n)(*tokens), (c_i64 * n)(*positions),
+                (c_i64 * n)(*seqs), kp, vp, caps, (c_i64 * len(out))(*out), len(out),
+                logits.data_ptr(), row_scratch["buf"].data_ptr())
+        if parts is None:
+            qrows(*args, threads(), int(int_act))
+        else:
+            lib.qstep_rows_split(*args, (c_i64 * len(parts))(*parts), len(parts) - 1,
+                                 int(int_act))
         for s, cache in enumerate(caches):
             for b in cache.layers:
                 b.length = max(b.length, ends[s])
@@ -289,6 +301,7 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
     # each output of a pass is summed by one thread in a fixed order, whatever the count:
     # the same bits on 1 or 2 threads, so a server may pick the count by speed
     rows.thread_invariant = True  # type: ignore[attr-defined]
+    rows.parts = row_parts  # type: ignore[attr-defined]  (where split= takes effect)
     step.rows = rows  # type: ignore[attr-defined]
     step.keep = (spec, layers, keep)  # type: ignore[attr-defined]
     # a sliding window needs every key kept (transformers' sliding cache layers drop the
@@ -296,6 +309,30 @@ def build(model: Any, int_act: bool) -> tuple[Any, str]:
     step.full_cache = fam.sliding  # type: ignore[attr-defined]
     step.family = fam  # type: ignore[attr-defined]
     return step, f"native decode step ({fam.kind}, one C call a token)"
+
+
+def row_parts(seqs: list[int], out: list[int], n: int) -> list[int] | None:
+    """Bounds of ``n`` parts of a pass's rows for qstep_rows_split, each part whole runs of
+    one sequence and none over 1.5x an even share, or None where the rows do not divide so
+    (fewer sequences than parts, one long prompt chunk) or ``out`` is not ascending."""
+    if n < 2 or len(seqs) < n or any(b <= a for a, b in itertools.pairwise(out)):
+        return None
+    starts = [i for i in range(len(seqs)) if i == 0 or seqs[i] != seqs[i - 1]]
+    if len(starts) < n or len(set(seqs)) != len(starts):  # a sequence's rows not together
+        return None
+    bounds = [0]
+    for k in range(1, n):  # the run start nearest to an even cut, after the last bound
+        want = len(seqs) * k / n
+        options = [s for s in starts if s > bounds[-1]]
+        if not options:
+            return None
+        bounds.append(min(options, key=lambda s: abs(s - want)))
+    bounds.append(len(seqs))
+    if any(b <= a for a, b in itertools.pairwise(bounds)):
+        return None
+    if max(b - a for a, b in itertools.pairwise(bounds)) > 1.5 * len(seqs) / n:
+        return None
+    return bounds
 
 
 def _buffers(cache: Any, n_layers: int) -> list[Any]:

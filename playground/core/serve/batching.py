@@ -29,7 +29,7 @@ from playground.core.serve import logprobs
 from playground.core.serve.metrics import ServerMetrics
 from playground.core.serve.prefix_store import PrefixStore
 from playground.core.serve.scheduler import END, Job, Scheduler
-from playground.core.serve.thread_choice import ThreadChoice
+from playground.core.serve.thread_choice import ThreadChoice, Way
 
 
 @dataclass
@@ -68,12 +68,16 @@ class BatchScheduler(Scheduler):
         self.rows = batched_rows(engine)
         self.wide_threads = wide_threads
         self.narrow_threads = int(engine.info.get("threads") or 0)
-        # a wide pass on every core or on the narrow count, whichever its passes time faster;
-        # only where the rows give the same bits on either (the native step's: torch's float
-        # rows differ in the last bits, and a reply's logprobs must not depend on the pass)
-        counts = (wide_threads, self.narrow_threads) if getattr(
-            self.rows, "thread_invariant", False) else (wide_threads,)
-        self.wide_choice = ThreadChoice(tuple(c for c in counts if c) or (1,))
+        # a wide pass on every core, on the narrow count or in parts a thread each,
+        # whichever its passes time fastest; only where the rows give the same bits each
+        # way (the native step's: torch's float rows differ in the last bits, and a
+        # reply's logprobs must not depend on the pass)
+        ways = [Way(wide_threads)]
+        if getattr(self.rows, "thread_invariant", False):
+            ways.append(Way(self.narrow_threads))
+            if getattr(self.rows, "parts", None) and wide_threads > 1:
+                ways.append(Way(wide_threads, wide_threads))
+        self.wide_choice = ThreadChoice(tuple(w for w in ways if w.threads) or (Way(1),))
         metrics.wide_choice = self.wide_choice
         self.prefixes = (PrefixStore(max_bytes=int(prefix_cache_mb * 2**20))
                          if prefix_cache else None)
@@ -213,16 +217,22 @@ class BatchScheduler(Scheduler):
 
         wide = (self.wide_threads and self.narrow_threads and self.rows is not None
                 and len(tokens) >= WIDE_ROWS)
+        way = Way(self.narrow_threads)
         if self.wide_threads and self.narrow_threads:
+            way = self.wide_choice.pick() if wide else way
+            if way.parts and self.rows.parts(seqs, out, way.parts) is None:
+                way = Way(way.threads)  # one long prompt chunk: not in parts, timed as such
             # the kernels read torch's thread count in this (the worker's) thread at each call
-            want = self.wide_choice.pick() if wide else self.narrow_threads
-            if torch.get_num_threads() != want:
-                torch.set_num_threads(want)
+            if torch.get_num_threads() != way.threads:
+                torch.set_num_threads(way.threads)
         if self.rows is not None:
             started = time.perf_counter()
-            logits = self.rows(tokens, positions, seqs, caches, out)
+            if way.parts:
+                logits = self.rows(tokens, positions, seqs, caches, out, split=way.parts)
+            else:
+                logits = self.rows(tokens, positions, seqs, caches, out)
             if wide:
-                self.wide_choice.record(want, time.perf_counter() - started, len(tokens))
+                self.wide_choice.record(way, time.perf_counter() - started, len(tokens))
             return logits
 
         # no batched step: each sequence's rows through the engine's own step, in turn

@@ -60,7 +60,7 @@ class ServerMetrics:
     pass_decode: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
     pass_prefill: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
     prefix_store: Any = None  # batching on: the shared prefix cache (hits, reused tokens)
-    wide_choice: Any = None  # batching on: thread counts for wide passes, as timed
+    wide_choice: Any = None  # batching on: how wide passes run (thread_choice.Way), as timed
     recent: deque = field(default_factory=lambda: deque(maxlen=200))  # the latest requests
 
     def set_running(self, n: int) -> None:
@@ -79,6 +79,7 @@ class ServerMetrics:
 
     def prometheus(self) -> str:
         p = "playground"
+        chosen = getattr(self.wide_choice, "chosen", None)
         lines = [
             f"# TYPE {p}_requests_total counter", f"{p}_requests_total {self.requests}",
             f"# TYPE {p}_requests_failed_total counter", f"{p}_requests_failed_total {self.failed}",
@@ -101,7 +102,9 @@ class ServerMetrics:
             f"# TYPE {p}_prefix_cache_budget_bytes gauge",
             f"{p}_prefix_cache_budget_bytes {getattr(self.prefix_store, 'max_bytes', 0)}",
             f"# TYPE {p}_wide_pass_threads gauge",
-            f"{p}_wide_pass_threads {getattr(self.wide_choice, 'chosen', 0)}",
+            f"{p}_wide_pass_threads {getattr(chosen, 'threads', 0)}",
+            f"# TYPE {p}_wide_pass_parts gauge",
+            f"{p}_wide_pass_parts {getattr(chosen, 'parts', 0)}",
             f"# TYPE {p}_pass_seconds histogram",
             *self.pass_decode.lines(f"{p}_pass_seconds", 'prefill="no"'),
             *self.pass_prefill.lines(f"{p}_pass_seconds", 'prefill="yes"'),

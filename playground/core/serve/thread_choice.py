@@ -1,59 +1,74 @@
-"""How many compute threads a server's passes of many rows run on, chosen by timing them.
+"""How a server's passes of many rows use the cores, chosen by timing them.
 
 Every core for a wide pass (a batch of decodes, a prompt chunk) was faster on the AMD
 machines (concurrency 8 on 2 cores: 109–116 -> 130–149 output tok/s), and slower on an
 Intel Xeon (166–174 against 216–231 tok/s on one thread, rounds alternating): there the
 event loop, the sockets and the clients preempt one of the two compute threads and the
-other waits at every barrier of the pass. Which one wins depends on the machine and on
-what else runs, so the scheduler measures it where it matters, in its own passes: the
-first passes alternate between the two counts, then the faster one (seconds a row,
-averaged) runs, and one pass in ``EXPLORE_EVERY`` tries the other so a change of load
-is seen. Only for rows that give the same bits on any count (the native step's): the
-scheduler passes a single count otherwise.
+other waits at every barrier of the pass. A third way meets once a pass instead of at
+every product: the rows in parts of whole sequences, one thread a part. Which one wins
+depends on the machine and on what else runs, so the scheduler measures it where it
+matters, in its own passes: the first passes alternate between the ways, then the
+fastest (seconds a row, averaged) runs, and one pass in ``EXPLORE_EVERY`` tries another
+so a change of load is seen. Only for rows that give the same bits any way (the native
+step's): the scheduler offers a single way otherwise.
 """
 
 from __future__ import annotations
 
-TRIAL_PASSES = 8  # passes on each count before the first choice
-EXPLORE_EVERY = 16  # then one pass in this many on the other count
-WEIGHT = 0.2  # of the newest pass in a count's running average
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+TRIAL_PASSES = 8  # passes each way before the first choice
+EXPLORE_EVERY = 16  # then one pass in this many another way, the others in turn
+WEIGHT = 0.2  # of the newest pass in a way's running average
+
+
+@dataclass(frozen=True)
+class Way:
+    """A wide pass on ``threads`` threads that share each product, or with ``parts`` > 1
+    its rows in that many parts of whole sequences, one thread a part."""
+
+    threads: int
+    parts: int = 0
 
 
 class ThreadChoice:
-    def __init__(self, counts: tuple[int, ...]) -> None:
-        """``counts``: the thread counts to choose from (one distinct count: no choice)."""
-        self.counts = tuple(dict.fromkeys(c for c in counts if c > 0))
-        if not self.counts:
-            raise ValueError("thread counts must be at least 1")
-        self.per_row: dict[int, float] = {}  # running seconds a row, per count
-        self.seen = dict.fromkeys(self.counts, 0)
+    def __init__(self, ways: tuple[Hashable, ...]) -> None:
+        """``ways``: what to choose from, thread counts or Ways (one distinct way: no
+        choice)."""
+        self.ways = tuple(dict.fromkeys(ways))
+        if not self.ways:
+            raise ValueError("no way to run a pass to choose from")
+        self.per_row: dict[Hashable, float] = {}  # running seconds a row, per way
+        self.seen = dict.fromkeys(self.ways, 0)
         self.passes = 0
 
     @property
-    def chosen(self) -> int:
-        """The count that is faster so far (the first one until each has been timed)."""
-        if len(self.per_row) < len(self.counts):
-            return self.counts[0]
-        return min(self.counts, key=lambda c: self.per_row[c])
+    def chosen(self) -> Hashable:
+        """The way that is fastest so far (the first one until each has been timed)."""
+        if len(self.per_row) < len(self.ways):
+            return self.ways[0]
+        return min(self.ways, key=lambda w: self.per_row[w])
 
-    def pick(self) -> int:
-        """The count the next pass runs on."""
-        if len(self.counts) == 1:
-            return self.counts[0]
-        trial = [c for c in self.counts if self.seen[c] < TRIAL_PASSES]
-        if trial:  # alternate while the trial lasts, so a busy moment hits both
+    def pick(self) -> Hashable:
+        """The way the next pass runs."""
+        if len(self.ways) == 1:
+            return self.ways[0]
+        trial = [w for w in self.ways if self.seen[w] < TRIAL_PASSES]
+        if trial:  # alternate while the trial lasts, so a busy moment hits each
             return trial[self.passes % len(trial)]
         chosen = self.chosen
         if self.passes % EXPLORE_EVERY == EXPLORE_EVERY - 1:
-            return next(c for c in self.counts if c != chosen)
+            others = [w for w in self.ways if w != chosen]
+            return others[self.passes // EXPLORE_EVERY % len(others)]
         return chosen
 
-    def record(self, count: int, seconds: float, rows: int) -> None:
-        """A pass of ``rows`` rows took ``seconds`` on ``count`` threads."""
+    def record(self, way: Hashable, seconds: float, rows: int) -> None:
+        """A pass of ``rows`` rows took ``seconds`` run ``way``."""
         self.passes += 1
-        if count not in self.seen or rows < 1:
+        if way not in self.seen or rows < 1:
             return
-        self.seen[count] += 1
+        self.seen[way] += 1
         value = seconds / rows
-        old = self.per_row.get(count)
-        self.per_row[count] = value if old is None else old + WEIGHT * (value - old)
+        old = self.per_row.get(way)
+        self.per_row[way] = value if old is None else old + WEIGHT * (value - old)
