@@ -43,7 +43,7 @@ for round in $(seq $ROUNDS); do
        --json $OUT/load-$NAME-$name-r$round.json --csv $OUT/load-$NAME-$name-r$round.csv
   done
 done
-curl -s localhost:8013/metrics | grep -E "pass_seconds_(sum|count)|prefix_cache" > $OUT/serve-$NAME-on-metrics.txt
+curl -s localhost:8013/metrics | grep -E "pass_seconds_(sum|count)|prefix_cache|wide_pass" > $OUT/serve-$NAME-on-metrics.txt
 curl -s localhost:8014/metrics | grep -E "pass_seconds_(sum|count)" > $OUT/serve-$NAME-on-noprefix-metrics.txt
 last=$OUT/load-$NAME-on-r$ROUNDS.json
 others=""; for s in $SERVERS; do n=${s%%:*}; [ $n != on ] && others="$others $OUT/load-$NAME-$n-r$ROUNDS.json"; done

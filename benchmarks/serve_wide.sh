@@ -2,11 +2,14 @@
 # Passes of many rows on every core (threads auto) against every pass on one thread
 # (threads=1, as auto was before): two servers of the default model, playground load at
 # concurrency 1/2/4/8 against each in turn, rounds alternating (BENCHMARKS.md "Passes of
-# many rows on every core"). Usage: bash benchmarks/serve_wide.sh [ROUNDS]
+# many rows on every core"). Usage: bash benchmarks/serve_wide.sh [ROUNDS] [REQUESTS]
+# (REQUESTS a step, 16 unless given: at concurrency 8 a step of 16 is two waves of
+# requests, and the last ones ending one by one weigh in; 48 measures the steady state)
 set -u
 cd "$(dirname "$0")/.."
 OUT=benchmarks/out; mkdir -p $OUT
 ROUNDS=${1:-3}
+REQUESTS=${2:-16}
 CONFIG=quant=gguf-native,max_new_tokens=64
 .venv/bin/playground serve --config $CONFIG,threads=1 --port 8021 > $OUT/serve-one-thread.log 2>&1 &
 P1=$!
@@ -20,7 +23,7 @@ for r in $(seq $ROUNDS); do
   for s in one-thread:8021 auto:8022; do
     echo "== round $r: ${s%%:*}"
     .venv/bin/playground load --endpoint http://127.0.0.1:${s##*:}/v1 --concurrency 1,2,4,8 \
-      --requests 16 --max-tokens 64 --label "${s%%:*}" \
+      --requests $REQUESTS --max-tokens 64 --label "${s%%:*}" \
       --json $OUT/load-wide-${s%%:*}-r$r.json | grep concurrency
   done
 done
