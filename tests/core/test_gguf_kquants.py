@@ -85,6 +85,35 @@ def test_k_quant_kernels_multiply_by_the_files_weights(type_name, each_isa):
         assert torch.equal(outs[0], outs[1])
 
 
+@pytest.mark.parametrize("type_name", [*K_TYPES, "Q4_0", "Q4_1", "Q8_0", "int4-64", "int4-128",
+                                       "int8"])
+def test_many_rows_on_amx_tiles_give_the_vnni_kernels_bits(type_name, each_isa):
+    """Where the CPU has AMX-INT8, passes of 16 rows or more run on its tiles (x's int16
+    split into a high and a low byte, qblocks_amx.h): the same bits as the AVX-512 VNNI
+    kernels, row by row, for 16-48 rows, a part-filled last tile and groups of 32-128."""
+    if native.library().qblocks_set_isa(3) != 3:
+        pytest.skip("no AMX-INT8 here (or Linux did not grant its tile state)")
+    gen = torch.Generator().manual_seed(5)
+    if type_name.startswith("int"):
+        w = torch.randn(48, 768, generator=gen)
+        qw = (weight_quant.quantize_int8(w) if type_name == "int8"
+              else weight_quant.quantize_int4(w, int(type_name.split("-")[1])))
+    else:
+        qw = gguf_blocks.to_qweight(gguf_blocks.GgufTensor(
+            "x", type_name, random_blocks(type_name, 48, 768, np.random.default_rng(5))))
+    layer = weight_quant.pack([qw])
+    w = qw.dequantize().double()
+    for rows in (16, 17, 31, 48):
+        x = torch.randn(rows, 768, generator=gen) * torch.logspace(-2, 2, 768)[None, :]
+        outs = []
+        for want in (2, 3):
+            _isa(want)
+            outs.append(layer(x))
+        ref = (x.double() @ w.T).float()
+        assert float((outs[1] - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+        assert torch.equal(outs[0], outs[1])
+
+
 # where rows are not multiples of 256, llama-quantize falls back to Q5_0/Q5_1/Q8_0
 FALLBACKS = {"attn_q": "Q5_0", "attn_k": "Q5_1", "attn_v": "Q8_0", "attn_output": "Q4_K",
              "ffn_gate": "Q5_1", "ffn_up": "Q5_1", "ffn_down": "Q5_0", "token_embd": "Q8_0"}

@@ -25,7 +25,8 @@ from pathlib import Path
 from playground.core import paths
 
 SOURCES = [Path(__file__).with_name(name) for name in ("qgemv.c", "qblocks.c", "qhalf.c", "qstep.c")]
-HEADERS = [Path(__file__).with_name("qblocks_impl.h")]  # included by qblocks.c, hashed too
+# included by qblocks.c, hashed too
+HEADERS = [Path(__file__).with_name(n) for n in ("qblocks_impl.h", "qblocks_amx.h")]
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 PORTABLE_FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 COMPILE_TIMEOUT_S = 120
@@ -129,8 +130,9 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.qblocks_set_isa.argtypes = [ctypes.c_int]
     lib.qblocks_set_isa.restype = ctypes.c_int
     lib.qblocks_isa.restype = ctypes.c_int
-    if os.environ.get("PLAYGROUND_NATIVE_ISA") == "avx2":
-        lib.qblocks_set_isa(1)
+    forced = {"avx2": 1, "vnni": 2}.get(os.environ.get("PLAYGROUND_NATIVE_ISA", ""))
+    if forced:
+        lib.qblocks_set_isa(forced)
     lib.qstep.argtypes = [ptr, i64, i64, ptr, ptr, i64, ptr, ptr, ctypes.c_int, ctypes.c_int]
     lib.qstep.restype = None
     lib.qstep_rows.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr,
@@ -151,11 +153,12 @@ def unavailable() -> str | None:
     return _load()[1]
 
 
-ISA_NAMES = {1: "AVX2", 2: "AVX-512 VNNI"}
+ISA_NAMES = {1: "AVX2", 2: "AVX-512 VNNI", 3: "AVX-512 VNNI, AMX-INT8 for many rows"}
 
 
 def isa() -> str | None:
     """The instruction set the blocked kernels run with here (chosen at run time from the
-    CPU; PLAYGROUND_NATIVE_ISA=avx2 forces AVX2), or None without the kernels."""
+    CPU; PLAYGROUND_NATIVE_ISA=avx2 forces AVX2, =vnni AVX-512 VNNI without AMX), or None
+    without the kernels."""
     lib = library()
     return None if lib is None else ISA_NAMES.get(lib.qblocks_isa())

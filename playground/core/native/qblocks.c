@@ -26,6 +26,7 @@
  * integer sums are exact, and each output's float sum runs over the runs in order, so a
  * greedy reply is bit for bit the same alone or batched.
  */
+#define _GNU_SOURCE /* syscall(), for AMX's tile state */
 #include <stdint.h>
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 /* GCC's -O3 loaded a run's x pairs (and made its products) well ahead of their use,
@@ -96,19 +97,46 @@ scale8(const void *p, const float *sup, int64_t g, int gshift, int fmt) {
 
 #pragma GCC pop_options
 
+#include <cpuid.h>
+
+#include "qblocks_amx.h"
+
 /* 0: not decided yet, 1: AVX2, 2: AVX-512 VNNI (on 256-bit registers: 512-bit ones need
  * x's pairs in two halves, and without the broadcast buffer that costs more than it saves;
  * measured 39.5 ms a token against 23.9 on a 1B Q4_K_M). qblocks_set_isa(0) decides from
  * the CPU; 1 forces AVX2 (benchmarks and tests compare them: the same bits on each). */
 static int isa;
 
+/* 3: AMX-INT8 tiles for passes of many rows (qblocks_amx.h), AVX-512 VNNI for the others;
+ * only where the CPU has the tiles and Linux grants their state. qblocks_set_isa(2) keeps
+ * VNNI alone (tests compare the two: the same bits). */
+static int amx_usable(void) {
+#ifdef QBLOCKS_AMX
+    static int usable = -1;
+    if (usable < 0) {
+        unsigned a, b, c, d;
+        const int tiles = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 1) && (d >> 25 & 1);
+        usable = tiles && amx_permitted();
+    }
+    return usable;
+#else
+    return 0;
+#endif
+}
+
 int qblocks_set_isa(int want) {
     __builtin_cpu_init();
     const int vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")
                      && __builtin_cpu_supports("avx512bw");
-    isa = (want == 1 || !vnni) ? 1 : 2;
+    isa = (want == 1 || !vnni) ? 1 : (want != 2 && amx_usable()) ? 3 : 2;
     return isa;
 }
+
+#ifdef QBLOCKS_AMX
+static int amx_takes(int64_t M, int64_t N, int64_t K, int64_t G) {
+    return isa == 3 && M >= AMX_MIN_ROWS && N % 16 == 0 && K % 32 == 0 && G % 32 == 0;
+}
+#endif
 
 int qblocks_isa(void) { return isa ? isa : qblocks_set_isa(0); }
 
@@ -117,7 +145,13 @@ int qblocks_isa(void) { return isa ? isa : qblocks_set_isa(0); }
 void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const void *m,
                       const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt) {
-    if (qblocks_isa() == 2)
+#ifdef QBLOCKS_AMX
+    if (qblocks_isa() == 3 && amx_takes(M, N, K, G)) {
+        amx_blocks_matmul(x, qs, 1, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
+        return;
+    }
+#endif
+    if (qblocks_isa() >= 2)
         q4_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
     else q4_blocks_matmul_avx2(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
 }
@@ -126,7 +160,13 @@ void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const vo
 void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m,
                       const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt) {
-    if (qblocks_isa() == 2)
+#ifdef QBLOCKS_AMX
+    if (qblocks_isa() == 3 && amx_takes(M, N, K, G)) {
+        amx_blocks_matmul(x, qs, 0, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
+        return;
+    }
+#endif
+    if (qblocks_isa() >= 2)
         q8_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
     else q8_blocks_matmul_avx2(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
 }

@@ -61,8 +61,9 @@ def wide_pass_threads(config: RunConfig) -> int:
     auto (0 where the user set threads, or for an endpoint): every core. One row a pass
     keeps cores − 1 (leave_a_core). On 2 AMD cores concurrency 8 went from 109–116 to
     130–149 output tok/s, one stream unchanged; on 2 Intel Xeon cores it went down (174
-    against 229), so the scheduler times its wide passes on both counts and keeps the
-    faster (serve/thread_choice.py; benchmarks/serve_wide.sh, BENCHMARKS.md)."""
+    against 229), so the scheduler times its wide passes each way (every core sharing
+    each product, cores − 1, or in parts a core each) and keeps the fastest
+    (serve/thread_choice.py; benchmarks/serve_wide.sh, BENCHMARKS.md)."""
     if config.threads or config.endpoint:
         return 0
     return default_threads()

@@ -1,0 +1,230 @@
+/* The blocked products of many rows on AMX tiles (Intel Sapphire Rapids and later),
+ * included by qblocks.c after its AVX-512 VNNI copy; chosen at run time for passes of
+ * AMX_MIN_ROWS rows or more (prompts, batches) where the CPU and the kernel allow it.
+ *
+ * Why: with int16 activations (exact to the float model) vpdpwssd gives 32 products an
+ * instruction, and the prompt kernels ran at ~23 a cycle a core, against llama.cpp's int8
+ * activations at twice that. AMX multiplies int8 tiles only, so x's int16 values are split
+ * into a signed high byte and an unsigned low byte, x = 256*hi + lo: two exact tile
+ * products (tdpbssd for hi x codes, tdpbusd for lo x codes) give, per run of 32 inputs,
+ * 256*sum_hi + sum_lo = the very integer sum the VNNI kernels make. Each output's float
+ * steps are then theirs, in their order (per run: d*xd, one fused multiply-add; the
+ * offsets after the runs, by the same finish()), so the bits are the same, alone or in a
+ * tile, on either path (tests compare them).
+ *
+ * Tiles: x's high and low bytes, 16 rows x one run (each tile's 512 bytes together);
+ * W's codes for 16 output rows x one run in AMX's layout (8 rows of 64 bytes: 4 inputs
+ * of each output); two 16 x 16 int32 sums. A thread unpacks a block of 16 output rows'
+ * codes for every run once, and their scales for every group, then takes x's rows 16 at
+ * a time through them with 16 float sums in registers; a run's sums go through memory
+ * (tiles have no other way to the vector registers), two runs' buffers in turn so the
+ * tile unit works on one run while the float sums take the one before. Measured on this
+ * Xeon, 2 threads, 512 rows of x: a 8192 x 2048 Q4_K matrix 1.6-1.9x the VNNI kernel's
+ * speed, Q8_0 1.7x (benchmarks/BENCHMARKS.md). Q6_K's groups of 16 stay on VNNI.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__linux__)
+#define QBLOCKS_AMX 1
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define AMX_MIN_ROWS 16
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx512vnni,amx-tile,amx-int8")
+
+/* Linux hands out the tile state only on request, once a process (else SIGILL) */
+static int amx_permitted(void) {
+    unsigned long bitmask = 0;
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */))
+        return 0;
+    return syscall(SYS_arch_prctl, 0x1022 /* ARCH_GET_XCOMP_PERM */, &bitmask) == 0
+           && (bitmask & (1UL << 18));
+}
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} TileConfig;
+
+static void amx_configure(void) {
+    TileConfig c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    c.rows[0] = 16, c.colsb[0] = 32; /* x's high bytes */
+    c.rows[1] = 16, c.colsb[1] = 32; /* x's low bytes */
+    c.rows[2] = 8, c.colsb[2] = 64;  /* codes: 16 outputs x 4 inputs a row */
+    c.rows[3] = 16, c.colsb[3] = 64; /* sums of the high bytes */
+    c.rows[4] = 16, c.colsb[4] = 64; /* sums of the low bytes */
+    _tile_loadconfig(&c);
+}
+
+/* a run of the 16 output rows n0.. (blocks A and A + 8 rows) in AMX's layout: row kk of
+ * the tile, 4 bytes for output n, holds n's inputs 4kk .. 4kk + 3 */
+static inline void amx_codes_q4(const uint8_t *blkA, const uint8_t *blkB, int64_t b, int8_t *out) {
+    /* vector j, 32-bit lane c = bytes p0..p3: c's inputs 8j + [lo p0, lo p2, hi p0, hi p2]
+     * and 8j + 4 + [lo p1, lo p3, hi p1, hi p3] (qblocks.c's int4 layout) */
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    const __m512i order = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15));
+    const __m512i words = _mm512_set1_epi32(0xffff);
+    for (int j = 0; j < 4; j++) {
+        const __m512i v = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blkA + b * 128 + j * 32))),
+            _mm256_loadu_si256((const __m256i *)(blkB + b * 128 + j * 32)), 1);
+        const __m512i L = _mm512_shuffle_epi8(_mm512_and_si512(v, low), order);
+        const __m512i H = _mm512_shuffle_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low), order);
+        _mm512_storeu_si512(out + (2 * j) * 64,
+                            _mm512_or_si512(_mm512_and_si512(L, words), _mm512_slli_epi32(H, 16)));
+        _mm512_storeu_si512(out + (2 * j + 1) * 64,
+                            _mm512_or_si512(_mm512_srli_epi32(L, 16), _mm512_andnot_si512(words, H)));
+    }
+}
+
+static inline void amx_codes_q8(const int8_t *blkA, const int8_t *blkB, int64_t b, int8_t *out) {
+    /* vector p, bytes 2c, 2c+1: c's inputs 2p, 2p + 1 (qblocks.c's int8 layout) */
+    for (int kk = 0; kk < 8; kk++) {
+        const int8_t *src[2] = {blkA + b * 256, blkB + b * 256};
+        for (int h = 0; h < 2; h++) {
+            const __m128i v0 = _mm_loadu_si128((const __m128i *)(src[h] + (2 * kk) * 16));
+            const __m128i v1 = _mm_loadu_si128((const __m128i *)(src[h] + (2 * kk + 1) * 16));
+            _mm_storeu_si128((__m128i *)(out + kk * 64 + h * 32), _mm_unpacklo_epi16(v0, v1));
+            _mm_storeu_si128((__m128i *)(out + kk * 64 + h * 32 + 16), _mm_unpackhi_epi16(v0, v1));
+        }
+    }
+}
+
+/* the 16 rows' scales of group g, as two scale8() */
+static inline __m512 amx_scale16(const void *pA, const float *supA, const void *pB,
+                                 const float *supB, int64_t g, int gshift, int fmt) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(scale8(pA, supA, g, gshift, fmt)),
+                              scale8(pB, supB, g, gshift, fmt), 1);
+}
+
+/* y = x . W^T for codes in qblocks.c's layout (int4 when q4, else int8), G a multiple of
+ * 32, N of 16; scratch as the VNNI kernels' (x's int16 rows, their scales, group sums) */
+static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void *d,
+                              const void *m, const float *dsup, const float *msup, float *y,
+                              float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
+                              int threads, int fmt) {
+    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
+    const int64_t runs = G / 32, gshift = super_shift(G), Mpad = (M + 15) / 16 * 16;
+    const int64_t row_bytes = q4 ? K / 2 : K;
+    float *xsum = scratch, *xd = scratch + M * gs;
+    int16_t *xq = (int16_t *)(xd + M * nb);
+    /* x's bytes, then each thread's unpacked codes and two tiles of sums */
+    const int64_t per_thread = nb * 512 + 4 * 1024 + 2 * nb * 64;
+    int8_t *xhi = aligned_alloc(64, (size_t)((Mpad * K * 2 + (threads > 1 ? threads : 1) * per_thread + 63) / 64 * 64));
+    if (!xhi) { /* no memory for the split: the VNNI path, same bits */
+        if (q4) q4_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
+        else q8_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
+        return;
+    }
+    uint8_t *xlo = (uint8_t *)(xhi + Mpad * K);
+    _Pragma("omp parallel num_threads(threads) if (threads > 1)")
+    {
+        _Pragma("omp for schedule(static)")
+        for (int64_t r = 0; r < Mpad; r++) {
+            if (r >= M) { /* tile padding: zeros, never stored */
+                for (int64_t b = 0; b < nb; b++) {
+                    memset(xhi + (r / 16) * 16 * K + b * 512 + (r % 16) * 32, 0, 32);
+                    memset(xlo + (r / 16) * 16 * K + b * 512 + (r % 16) * 32, 0, 32);
+                }
+                continue;
+            }
+            if (m || (fmt & FMT_MINUS8D)) qgemv_group_sums(x + r * K, xsum + r * gs, 1, K, G);
+            qgemv_int16_rows(x + r * K, xq + r * K, xd + r * nb, 1, K);
+            /* each tile's bytes together: [16 rows][run][row in tile][32] */
+            int8_t *hi_row = xhi + (r / 16) * 16 * K + (r % 16) * 32;
+            uint8_t *lo_row = xlo + (r / 16) * 16 * K + (r % 16) * 32;
+            for (int64_t b = 0; b < nb; b++)
+                for (int k = 0; k < 32; k++) {
+                    hi_row[b * 512 + k] = (int8_t)(xq[r * K + b * 32 + k] >> 8);
+                    lo_row[b * 512 + k] = (uint8_t)(xq[r * K + b * 32 + k] & 0xff);
+                }
+        }
+#ifdef _OPENMP
+        int8_t *codes = xhi + Mpad * K * 2 + omp_get_thread_num() * per_thread;
+#else
+        int8_t *codes = xhi + Mpad * K * 2;
+#endif
+        int32_t *sums = (int32_t *)(codes + nb * 512); /* two runs' high and low sums */
+        float *dsc = (float *)(sums + 1024), *msc = dsc + nb * 16; /* a group's 16 scales */
+        amx_configure();
+        _Pragma("omp for schedule(static)")
+        for (int64_t n0 = 0; n0 < N; n0 += 16) {
+            const char *blkA = (const char *)qs + n0 * row_bytes, *blkB = blkA + 8 * row_bytes;
+            for (int64_t b = 0; b < nb; b++) {
+                if (q4) amx_codes_q4((const uint8_t *)blkA, (const uint8_t *)blkB, b, codes + b * 512);
+                else amx_codes_q8((const int8_t *)blkA, (const int8_t *)blkB, b, codes + b * 512);
+            }
+            const void *dbA = (const char *)d + n0 * gs * ss, *dbB = (const char *)dbA + 8 * gs * ss;
+            const void *mbA = m ? (const char *)m + n0 * gs * ss : NULL;
+            const void *mbB = m ? (const char *)mbA + 8 * gs * ss : NULL;
+            const float *dsA = dsup ? dsup + n0 * sups : NULL, *dsB = dsup ? dsA + 8 * sups : NULL;
+            const float *msA = msup ? msup + n0 * sups : NULL, *msB = msup ? msA + 8 * sups : NULL;
+            /* the 16 rows' scales (and offsets' scales) of every group, once a block:
+             * K-quants make each from a sub-scale and a super-block's float */
+            const int offsets = m || (fmt & FMT_MINUS8D);
+            for (int64_t g = 0; g < gs; g++) {
+                _mm512_store_ps(dsc + g * 16, amx_scale16(dbA, dsA, dbB, dsB, g, (int)gshift, fmt));
+                if (m) _mm512_store_ps(msc + g * 16, amx_scale16(mbA, msA, mbB, msB, g, (int)gshift, fmt));
+            }
+            const float *osc = m ? msc : dsc; /* Q4_0: the offset is -8d */
+            const float ofactor = m ? 1.0f : -8.0f;
+            for (int64_t r0 = 0; r0 < M; r0 += 16) {
+                const int T = M - r0 < 16 ? (int)(M - r0) : 16;
+                __m512 acc[16];
+                for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+                /* run b's tile products are stored while run b - 1's sums, stored the
+                 * pass before into the other buffer, go into the float sums: the vector
+                 * work and the tile unit overlap instead of waiting on each other */
+                int64_t gp = 0;
+                for (int64_t b = 0, g = 0, u = 0; b <= nb;
+                     gp = g, b++, u = u + 1 == runs ? 0 : u + 1, g += u == 0) {
+                    if (b < nb) {
+                        _tile_loadd(0, xhi + r0 * K + b * 512, 32);
+                        _tile_loadd(1, xlo + r0 * K + b * 512, 32);
+                        _tile_loadd(2, codes + b * 512, 64);
+                        _tile_zero(3);
+                        _tile_zero(4);
+                        _tile_dpbssd(3, 0, 2);
+                        _tile_dpbusd(4, 1, 2);
+                        _tile_stored(3, sums + (b & 1) * 512, 64);
+                        _tile_stored(4, sums + (b & 1) * 512 + 256, 64);
+                    }
+                    if (b == 0) continue;
+                    const int32_t *hi_sums = sums + ((b - 1) & 1) * 512, *lo_sums = hi_sums + 256;
+                    const __m512 d16 = _mm512_load_ps(dsc + gp * 16);
+                    for (int t = 0; t < T; t++) {
+                        const __m512i sum = _mm512_add_epi32(
+                            _mm512_slli_epi32(_mm512_load_si512(hi_sums + t * 16), 8),
+                            _mm512_load_si512(lo_sums + t * 16));
+                        acc[t] = _mm512_fmadd_ps(
+                            _mm512_mul_ps(d16, _mm512_set1_ps(xd[(r0 + t) * nb + b - 1])),
+                            _mm512_cvtepi32_ps(sum), acc[t]);
+                    }
+                }
+                /* the offsets after the runs, in finish()'s order, then the 16 outputs */
+                for (int t = 0; t < T; t++) {
+                    __m512 off = _mm512_setzero_ps();
+                    if (offsets)
+                        for (int64_t g = 0; g < gs; g++)
+                            off = _mm512_fmadd_ps(_mm512_load_ps(osc + g * 16),
+                                                  _mm512_set1_ps(ofactor * xsum[(r0 + t) * gs + g]), off);
+                    _mm512_storeu_ps(y + (r0 + t) * N + n0, offsets ? _mm512_add_ps(acc[t], off) : acc[t]);
+                }
+            }
+        }
+        _tile_release();
+    }
+    free(xhi);
+}
+
+#pragma GCC pop_options
+#endif
