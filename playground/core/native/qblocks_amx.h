@@ -9,7 +9,7 @@
  * products (tdpbssd for hi x codes, tdpbusd for lo x codes) give, per run of 32 inputs,
  * 256*sum_hi + sum_lo = the very integer sum the VNNI kernels make. Each output's float
  * steps are then theirs, in their order (per run: d*xd, one fused multiply-add; the
- * offsets after the runs, by the same finish()), so the bits are the same, alone or in a
+ * offsets after the runs, as finish() adds them), so the bits are the same, alone or in a
  * tile, on either path (tests compare them).
  *
  * Tiles: x's high and low bytes, 16 rows x one run (each tile's 512 bytes together);
@@ -175,8 +175,9 @@ static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void
                 _mm512_store_ps(dsc + g * 16, amx_scale16(dbA, dsA, dbB, dsB, g, (int)gshift, fmt));
                 if (m) _mm512_store_ps(msc + g * 16, amx_scale16(mbA, msA, mbB, msB, g, (int)gshift, fmt));
             }
-            const float *osc = m ? msc : dsc; /* Q4_0: the offset is -8d */
-            const float ofactor = m ? 1.0f : -8.0f;
+            const int minus8d = fmt & FMT_MINUS8D; /* Q4_0: the offset is -8d, as finish() */
+            const float *osc = minus8d ? dsc : msc;
+            const float ofactor = minus8d ? -8.0f : 1.0f;
             for (int64_t r0 = 0; r0 < M; r0 += 16) {
                 const int T = M - r0 < 16 ? (int)(M - r0) : 16;
                 __m512 acc[16];
