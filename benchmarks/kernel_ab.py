@@ -28,11 +28,11 @@ def build(rev: str, folder: Path) -> ctypes.CDLL:
     src = folder / rev.replace("/", "_")
     src.mkdir()
     sources = []
-    for name in ("qgemv.c", "qblocks.c", "qhalf.c", "qstep.c", "qblocks_impl.h"):
+    for name in ("qgemv.c", "qblocks.c", "qhalf.c", "qstep.c", "qblocks_impl.h", "qblocks_amx.h"):
         shown = subprocess.run(["git", "show", f"{rev}:{NATIVE}/{name}"], cwd=ROOT,
                                capture_output=True)
-        if shown.returncode != 0 and name == "qhalf.c":
-            continue  # a revision before the half-precision kernel
+        if shown.returncode != 0 and name in ("qhalf.c", "qblocks_amx.h"):
+            continue  # a revision before the half-precision kernel, or the AMX one
         shown.check_returncode()
         (src / name).write_bytes(shown.stdout)
         if name.endswith(".c"):
