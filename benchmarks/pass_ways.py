@@ -39,6 +39,8 @@ def main() -> None:
     ways = {"one thread": (1, 0), f"{cores} threads sharing each product": (cores, 0),
             f"{cores} parts, a thread each": (cores, cores)}
     n = args.sequences
+    if rows.parts(list(range(n)), list(range(n)), cores) is None:
+        raise SystemExit(f"{n} sequences do not divide into {cores} parts: --sequences {cores} or more")
     ids = engine.prompt_ids([{"role": "user", "content": "What is the capital of France?"}])
     times: dict[str, list[float]] = {w: [] for w in ways}
     with torch.inference_mode():

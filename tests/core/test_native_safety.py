@@ -112,6 +112,7 @@ def test_a_pass_gives_the_same_bits_on_one_thread_on_two_and_in_parts(tiny_engin
     try:
         for threads, split in ((1, 0), (2, 0), (2, 2)):
             torch.set_num_threads(threads)
+            amx_before = native.library().qblocks_amx_calls()
             caches = [engine.make_cache() for _ in range(3)]
             with torch.inference_mode():
                 prompt = rows(list(range(3, 15)), list(range(12)), [0] * 12, caches[:1], [11],
@@ -120,8 +121,18 @@ def test_a_pass_gives_the_same_bits_on_one_thread_on_two_and_in_parts(tiny_engin
                              split=split)
                 more = rows([4, 5, 6, 7, 8, 9], [13, 14, 2, 3, 1, 2], [0, 0, 1, 1, 2, 2],
                             caches, [1, 3, 5], split=split)
-            keys = [c.layers[0].keys[..., :15, :].clone() for c in caches]
-            out.append((prompt, batch, more, *keys))
+                # two prompts of 16 rows in one pass: parts wide enough for AMX tiles
+                fresh = [engine.make_cache() for _ in range(2)]
+                wide = rows(list(range(3, 35)), list(range(16)) * 2, [0] * 16 + [1] * 16,
+                            fresh, [15, 31], split=split)
+            kept = [t.clone() for c in caches for layer in c.layers
+                    for t in (layer.keys, layer.values)]
+            if threads == 1:
+                assert native.library().qblocks_amx_calls() > amx_before or \
+                    native.library().qblocks_isa() != 3  # where there are tiles, they ran
+            kept += [t.clone() for c in fresh for layer in c.layers
+                     for t in (layer.keys, layer.values)]
+            out.append((prompt, batch, more, wide, *kept))
     finally:
         torch.set_num_threads(before)
     for other in out[1:]:

@@ -55,3 +55,21 @@ def test_three_ways_each_tried_then_the_fastest_and_the_others_in_turn():
     later = run(choice, cost, 8 * EXPLORE_EVERY)
     # one pass in EXPLORE_EVERY explores, the two others taking turns
     assert later.count(shared) == later.count(narrow) == 4
+
+
+def test_a_way_a_pass_cannot_take_is_neither_tried_nor_chosen_for_it():
+    """Passes whose rows never divide into parts (one client's prompt chunks): the parts
+    way is left out of their trial and their choice, and the faster of the other two
+    still wins (the trial once waited for the parts way forever, on every core)."""
+    shared, narrow, parts = Way(2), Way(1), Way(2, 2)
+    choice = ThreadChoice((shared, narrow, parts))
+    cost = {shared: 0.004, narrow: 0.003}
+    picked = []
+    for _ in range(4 * TRIAL_PASSES + 2 * EXPLORE_EVERY):
+        way = choice.pick((shared, narrow))
+        picked.append(way)
+        choice.record(way, cost[way] * 8, 8)
+    assert parts not in picked and choice.chosen == narrow
+    assert picked[2 * TRIAL_PASSES:].count(narrow) > picked[2 * TRIAL_PASSES:].count(shared)
+    # once a pass can take the parts, they get their trial
+    assert choice.pick() == parts

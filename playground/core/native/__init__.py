@@ -131,8 +131,9 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.qblocks_set_isa.restype = ctypes.c_int
     lib.qblocks_isa.restype = ctypes.c_int
     forced = {"avx2": 1, "vnni": 2}.get(os.environ.get("PLAYGROUND_NATIVE_ISA", ""))
-    if forced:
-        lib.qblocks_set_isa(forced)
+    lib.qblocks_set_isa(forced or 0)  # decided here, once, not by the first product's threads
+    if hasattr(lib, "qblocks_amx_calls"):
+        lib.qblocks_amx_calls.restype = i64
     lib.qstep.argtypes = [ptr, i64, i64, ptr, ptr, i64, ptr, ptr, ctypes.c_int, ctypes.c_int]
     lib.qstep.restype = None
     lib.qstep_rows.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr,

@@ -132,9 +132,15 @@ int qblocks_set_isa(int want) {
     return isa;
 }
 
+static int64_t amx_calls; /* products run on the tiles (tests check that they did) */
+
+int64_t qblocks_amx_calls(void) { return __atomic_load_n(&amx_calls, __ATOMIC_RELAXED); }
+
 #ifdef QBLOCKS_AMX
 static int amx_takes(int64_t M, int64_t N, int64_t K, int64_t G) {
-    return isa == 3 && M >= AMX_MIN_ROWS && N % 16 == 0 && K % 32 == 0 && G % 32 == 0;
+    const int takes = isa == 3 && M >= AMX_MIN_ROWS && N % 16 == 0 && K % 32 == 0 && G % 32 == 0;
+    if (takes) __atomic_fetch_add(&amx_calls, 1, __ATOMIC_RELAXED);
+    return takes;
 }
 #endif
 
@@ -173,4 +179,5 @@ void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const voi
 #else
 int qblocks_set_isa(int want) { (void)want; return 0; }
 int qblocks_isa(void) { return 0; }
+int64_t qblocks_amx_calls(void) { return 0; }
 #endif

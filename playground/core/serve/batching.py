@@ -219,9 +219,10 @@ class BatchScheduler(Scheduler):
                 and len(tokens) >= WIDE_ROWS)
         way = Way(self.narrow_threads)
         if self.wide_threads and self.narrow_threads:
-            way = self.wide_choice.pick() if wide else way
-            if way.parts and self.rows.parts(seqs, out, way.parts) is None:
-                way = Way(way.threads)  # one long prompt chunk: not in parts, timed as such
+            if wide:  # rows that do not divide into parts (one long prompt chunk) take another way
+                way = self.wide_choice.pick(tuple(
+                    w for w in self.wide_choice.ways
+                    if not w.parts or self.rows.parts(seqs, out, w.parts) is not None))
             # the kernels read torch's thread count in this (the worker's) thread at each call
             if torch.get_num_threads() != way.threads:
                 torch.set_num_threads(way.threads)

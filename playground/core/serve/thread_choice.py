@@ -45,21 +45,23 @@ class ThreadChoice:
 
     @property
     def chosen(self) -> Hashable:
-        """The way that is fastest so far (the first one until each has been timed)."""
-        if len(self.per_row) < len(self.ways):
-            return self.ways[0]
-        return min(self.ways, key=lambda w: self.per_row[w])
+        """The way that is fastest so far among those timed (the first one before any)."""
+        timed = [w for w in self.ways if w in self.per_row]
+        return min(timed, key=lambda w: self.per_row[w]) if timed else self.ways[0]
 
-    def pick(self) -> Hashable:
-        """The way the next pass runs."""
-        if len(self.ways) == 1:
-            return self.ways[0]
-        trial = [w for w in self.ways if self.seen[w] < TRIAL_PASSES]
+    def pick(self, allowed: tuple[Hashable, ...] | None = None) -> Hashable:
+        """The way the next pass runs, among ``allowed`` (every way when None): a way
+        this pass cannot take (rows that do not divide into parts) is neither tried nor
+        chosen for it, so the trial of the others goes on."""
+        ways = tuple(w for w in self.ways if allowed is None or w in allowed) or self.ways
+        if len(ways) == 1:
+            return ways[0]
+        trial = [w for w in ways if self.seen[w] < TRIAL_PASSES]
         if trial:  # alternate while the trial lasts, so a busy moment hits each
             return trial[self.passes % len(trial)]
-        chosen = self.chosen
+        chosen = min(ways, key=lambda w: self.per_row[w])
         if self.passes % EXPLORE_EVERY == EXPLORE_EVERY - 1:
-            others = [w for w in self.ways if w != chosen]
+            others = [w for w in ways if w != chosen]
             return others[self.passes // EXPLORE_EVERY % len(others)]
         return chosen
 
