@@ -132,31 +132,32 @@ int qblocks_set_isa(int want) {
     return isa;
 }
 
+int qblocks_isa(void) { return isa ? isa : qblocks_set_isa(0); }
+
 static int64_t amx_calls; /* products run on the tiles (tests check that they did) */
 
 int64_t qblocks_amx_calls(void) { return __atomic_load_n(&amx_calls, __ATOMIC_RELAXED); }
 
+/* the product on the tiles where they take it (1), or nothing done (0) */
+static int amx_ran(const float *x, const void *qs, int q4, const void *d, const void *m,
+                   const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
+                   int64_t N, int64_t K, int64_t G, int threads, int fmt) {
 #ifdef QBLOCKS_AMX
-static int amx_takes(int64_t M, int64_t N, int64_t K, int64_t G) {
-    const int takes = isa == 3 && M >= AMX_MIN_ROWS && N % 16 == 0 && K % 32 == 0 && G % 32 == 0;
-    if (takes) __atomic_fetch_add(&amx_calls, 1, __ATOMIC_RELAXED);
-    return takes;
-}
+    if (qblocks_isa() != 3 || M < AMX_MIN_ROWS || N % 16 || K % 32 || G % 32) return 0;
+    __atomic_fetch_add(&amx_calls, 1, __ATOMIC_RELAXED);
+    amx_blocks_matmul(x, qs, q4, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
+    return 1;
+#else
+    return 0; /* built without the tiles (not GCC 11+ on Linux) */
 #endif
-
-int qblocks_isa(void) { return isa ? isa : qblocks_set_isa(0); }
+}
 
 /* scratch: at least M*(K/G + K/32 + K/2) floats. d, m (NULL: none) as fmt says;
  * dsup, msup: FMT_SUPER's float32 per super-block (NULL otherwise) */
 void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const void *m,
                       const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt) {
-#ifdef QBLOCKS_AMX
-    if (qblocks_isa() == 3 && amx_takes(M, N, K, G)) {
-        amx_blocks_matmul(x, qs, 1, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
-        return;
-    }
-#endif
+    if (amx_ran(x, qs, 1, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt)) return;
     if (qblocks_isa() >= 2)
         q4_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
     else q4_blocks_matmul_avx2(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
@@ -166,12 +167,7 @@ void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const vo
 void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m,
                       const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt) {
-#ifdef QBLOCKS_AMX
-    if (qblocks_isa() == 3 && amx_takes(M, N, K, G)) {
-        amx_blocks_matmul(x, qs, 0, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
-        return;
-    }
-#endif
+    if (amx_ran(x, qs, 0, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt)) return;
     if (qblocks_isa() >= 2)
         q8_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
     else q8_blocks_matmul_avx2(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
