@@ -41,7 +41,7 @@ def random_blocks(type_name: str, rows: int, cols: int, rng: np.random.Generator
 def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
                     skip: tuple[str, ...] = (), arch: str = "llama",
                     rope_freqs: np.ndarray | None = None) -> Path:
-    """A two-layer model of ``arch`` (llama, qwen3, gemma3, phi3: the tensors and keys
+    """A two-layer model of ``arch`` (llama, qwen2, qwen3, gemma3, phi3: the tensors and keys
     llama.cpp's converter writes for it) with the tiny test tokenizer; ``types`` maps a
     tensor's short name (attn_q, ffn_down, token_embd, ...) to its block type (default
     Q4_K); tensors named in ``skip`` are left out (a broken file); ``rope_freqs``: Llama
@@ -124,6 +124,10 @@ def write_tiny_gguf(path: Path, types: dict[str, str], seed: int = 0,
             add(f"blk.{i}.attn_q.weight", "attn_q", HEADS * HEAD_DIM, HIDDEN)
             add(f"blk.{i}.attn_k.weight", "attn_k", KV_HEADS * HEAD_DIM, HIDDEN)
             add(f"blk.{i}.attn_v.weight", "attn_v", KV_HEADS * HEAD_DIM, HIDDEN)
+            if arch == "qwen2":  # Qwen2's q/k/v biases
+                for short, rows in (("q", HEADS), ("k", KV_HEADS), ("v", KV_HEADS)):
+                    writer.add_tensor(f"blk.{i}.attn_{short}.bias", (
+                        0.1 * rng.standard_normal(rows * HEAD_DIM)).astype(np.float32))
             add(f"blk.{i}.ffn_gate.weight", "ffn_gate", INTER, HIDDEN)
             add(f"blk.{i}.ffn_up.weight", "ffn_up", INTER, HIDDEN)
         add(f"blk.{i}.attn_output.weight", "attn_output", HIDDEN, HEADS * HEAD_DIM)

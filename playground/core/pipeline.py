@@ -130,6 +130,8 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
     )
     if getattr(loaded.model, "gguf_rope_note", None):
         ctx.notes.append(loaded.model.gguf_rope_note)
+    if getattr(loaded.model, "gguf_model_code", None):
+        ctx.info["model_code"] = loaded.model.gguf_model_code
     if loaded.source.kind == "gguf" and config.quant != "gguf-native":
         file_mb = (loaded.source.path / loaded.source.gguf_file).stat().st_size / 1e6
         ctx.notes.append(
@@ -175,11 +177,12 @@ def _load_gguf_blocks(config: RunConfig, progress: Progress) -> models.LoadedMod
     if config.quant != "gguf-native" or config.backend != "torch" or gguf_load.available():
         return None
     source = models.resolve(model_to_load(config))
+    needs = _needs_transformers(config)
     if source.kind == "default":
         source.path = models.ensure_default_model(progress)
-        return gguf_load.load(source, models.default_gguf_path(), progress)
+        return gguf_load.load(source, models.default_gguf_path(), progress, needs)
     if source.kind == "gguf" and source.gguf_file:
-        return gguf_load.load(source, source.path / source.gguf_file, progress)
+        return gguf_load.load(source, source.path / source.gguf_file, progress, needs)
     return None
 
 
@@ -219,3 +222,17 @@ def _architecture(folder: Any) -> str:
         return str(archs[0])
     except (OSError, ModelError):
         return "?"
+
+
+def _needs_transformers(config: RunConfig) -> str | None:
+    """An option that runs transformers' forward or generate, so a GGUF cannot load on
+    the skeleton of formats/gguf_model (which computes only through the native rows)."""
+    if config.compile:
+        return "compile=on compiles transformers' forward"
+    if config.draft != "none":
+        return "a draft model runs transformers' assisted generation"
+    if config.prune > 0:
+        return "pruning edits transformers' modules"
+    if config.device != "cpu":
+        return f"device={config.device}"
+    return None

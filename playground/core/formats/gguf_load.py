@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from playground.core import memory, models
-from playground.core.formats import gguf_meta
+from playground.core.formats import gguf_file, gguf_meta, gguf_model
 from playground.core.quant import gguf_blocks, gguf_embedding, weight_quant
 
 Progress = models.Progress
@@ -33,31 +33,39 @@ def available() -> str | None:
     return None
 
 
-def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.LoadedModel:
+def load(source: models.ModelSource, gguf: Path, progress: Progress,
+         needs_transformers: str | None = None) -> models.LoadedModel:
     """The model with its Linear layers on the file's blocks and its other tensors as
-    transformers would load them; ``model.gguf_report`` = (kept, not native) counts."""
+    transformers would load them; ``model.gguf_report`` = (kept, not native) counts.
+    On gguf_model's skeleton where the file allows and nothing ``needs_transformers``
+    (the reason: another option runs transformers' forward), else on transformers' own
+    classes; ``model.gguf_model_code`` says which and why."""
     import torch
-    from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from playground.core.optimize.quant_weight import replace_linears
 
     models.quiet_libraries()
     started = time.perf_counter()
     progress(f"Reading {gguf.name}…")
+    folder = source.path if source.kind == "default" else None
     try:
-        folder = source.path if source.kind == "default" else gguf.parent
-        tokenizer = AutoTokenizer.from_pretrained(
-            folder, gguf_file=None if source.kind == "default" else gguf.name)
-        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        file = gguf_file.read(gguf)
+        why = needs_transformers or gguf_model.why_not(file, folder is not None)
+        if why is None:
+            tokenizer = gguf_model.tokenizer(gguf, folder)
+            config = gguf_model.config(file)
+            model = gguf_model.skeleton(config, {t.name for t in file.tensors})
+        else:
+            tokenizer, config, model = _transformers_model(gguf, folder)
+        del file
         meta = gguf_meta.read(gguf)
-        gguf_meta.fix_config(config, meta)
-        with init_empty_weights():
-            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     except Exception as exc:  # a file from outside: one line
         raise models.ModelError(f"model: could not read {gguf.name}: {type(exc).__name__}: "
                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
                                 ) from exc
+    model.gguf_model_code = (
+        "the playground's own skeleton (prompts through the native rows; transformers' "
+        "modeling code not imported)" if why is None else f"transformers' classes ({why})")
     model.eval()
     tensors = gguf_blocks.read_blocks(gguf, model, keep_readers=True)
     linears = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
@@ -82,6 +90,9 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
     if tied:
         model.tie_weights()
 
+    # what reading the tokenizer and config left (transformers reads a GGUF's header with
+    # gguf's own reader: numpy objects for every token) goes back before the layers fill
+    memory.release()
     done = [0]
     total = len(linears)
 
@@ -93,10 +104,11 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
         done[0] += 1
         if done[0] % 4 == 0:  # a stage the loader reports, and where Stop takes effect
             progress(f"Loading {source.name} from its blocks: {done[0]} of {total} matrices…")
-        if done[0] % 8 == 0:  # the file's pages read so far and freed temporaries go back
-            _drop_pages(tensor)
+        if done[0] % 8 == 0:  # freed temporaries go back
             memory.release()
         native = gguf_blocks.kernel_weight(tensor, kept)
+        gguf_blocks.drop_pages(tensor.raw)  # its file pages, read once, go back now
+        memory.trim()  # and the unpacking's temporaries
         if key != head or not tied:
             tensor.raw = None  # packed now: its row copy (q/k permuted) can go
         if native is None:
@@ -118,7 +130,9 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
         table, model.get_input_embeddings(), head_codes, gguf)
     if embedding is not None:
         model.set_input_embeddings(embedding)
-    _drop_pages(next(iter(tensors.values())))
+    first = next(iter(tensors.values()), None)
+    if first is not None and first.source is not None:
+        gguf_blocks.drop_pages(first.source.data)
     model.gguf_report = (dict(used), dict(kept))
     model.gguf_rope_note = gguf_meta.apply_rope_freqs(model, meta)
     # parameters as the float model counts them (the blocks are buffers, fused views once)
@@ -127,9 +141,32 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress) -> models.L
         if hasattr(m, "kernel") and not (tied and m is out)) + (  # a tied head is the table
         0 if embedding is None else embedding.num_embeddings * embedding.embedding_dim)
     tensors.clear()  # the readers and their mappings go with it
+    if why is None:
+        try:
+            model.native_rows()
+        except RuntimeError as exc:  # a file the skeleton took but the step refuses
+            del model, tensors
+            memory.release()
+            loaded = load(source, gguf, progress, needs_transformers=str(exc))
+            return loaded
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return models.LoadedModel(model, tokenizer, source, time.perf_counter() - started)
+
+
+def _transformers_model(gguf: Path, folder: Path | None) -> tuple[Any, Any, Any]:
+    """Tokenizer, config and an empty model as transformers makes them for the file."""
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        folder or gguf.parent, gguf_file=None if folder is not None else gguf.name)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    gguf_meta.fix_config(config, gguf_meta.read(gguf))  # before the model is shaped
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return tokenizer, config, model
 
 
 def _embedding_name(model: Any) -> str:
@@ -147,18 +184,3 @@ def _assign(model: Any, name: str, value: Any) -> None:
         raise models.ModelError(f"model: {name} is {tuple(value.shape)} in the file, "
                                 f"{tuple(old.shape)} in its config")
     module._parameters[attr] = torch.nn.Parameter(value, requires_grad=False)
-
-
-def _drop_pages(tensor: gguf_blocks.GgufTensor) -> None:
-    """Let the kernel take back the memory-mapped file's pages read so far (they count in
-    RSS while mapped, and each is read once; a later read finds them in the page cache)."""
-    import mmap
-
-    array = tensor.source.data
-    while array is not None and getattr(array, "_mmap", None) is None:
-        array = array.base
-    if array is not None and hasattr(mmap, "MADV_DONTNEED"):
-        try:
-            array._mmap.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError):
-            pass  # not on this platform: the pages stay until the file is closed

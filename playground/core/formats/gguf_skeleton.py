@@ -1,0 +1,146 @@
+"""The modules of a Llama / Qwen2 / Qwen3 model under transformers' names, with no
+arithmetic of their own: every matrix becomes a native layer at load (gguf_load), and
+``CausalLM.forward`` runs the rows through the native step's ``rows`` (qstep.c), the
+same C that decodes. See gguf_model for why transformers' own classes are not used.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import nn
+
+# Parameters are made on the meta device by each constructor, not under torch.device("meta"):
+# that mode runs nn.Embedding's init through torch's Python references, which import
+# torch._dynamo and sympy (60 MB of RSS, the very import the skeleton exists to avoid).
+META = "meta"
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(size, device=META))
+        self.variance_epsilon = eps
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: Any, qk_norm: bool) -> None:
+        super().__init__()
+        hd, bias = cfg.head_dim, cfg.attention_bias
+        self.head_dim = hd
+        self.scaling = hd ** -0.5
+        self.q_proj = nn.Linear(cfg.hidden_size, cfg.num_attention_heads * hd, bias, META)
+        self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_key_value_heads * hd, bias, META)
+        self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_key_value_heads * hd, bias, META)
+        self.o_proj = nn.Linear(cfg.num_attention_heads * hd, cfg.hidden_size, False, META)
+        if qk_norm:  # Qwen3: an RMSNorm over each head of q and of k
+            self.q_norm = RMSNorm(hd, cfg.rms_norm_eps)
+            self.k_norm = RMSNorm(hd, cfg.rms_norm_eps)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, False, META)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, False, META)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, False, META)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: Any, qk_norm: bool) -> None:
+        super().__init__()
+        self.self_attn = Attention(cfg, qk_norm)
+        self.mlp = MLP(cfg)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class Rotary(nn.Module):
+    """transformers' default rope frequencies, computed as it computes them."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        dim = cfg.head_dim
+        inv_freq = 1.0 / (cfg.rope_theta ** (
+            torch.arange(0, dim, 2, dtype=torch.int64).to(device="cpu", dtype=torch.float) / dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
+        self.rope_type = "default"
+        self.attention_scaling = 1.0
+
+
+class Core(nn.Module):
+    def __init__(self, cfg: Any, qk_norm: bool) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(  # given its weight: no init to run
+            cfg.vocab_size, cfg.hidden_size,
+            _weight=torch.empty(cfg.vocab_size, cfg.hidden_size, device=META))
+        self.layers = nn.ModuleList(DecoderLayer(cfg, qk_norm)
+                                    for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.rotary_emb = Rotary(cfg)  # real buffers, as transformers' are
+
+
+class CausalLM(nn.Module):
+    def __init__(self, cfg: Any, qk_norm: bool) -> None:
+        super().__init__()
+        self.config = cfg
+        self.model = Core(cfg, qk_norm)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False, device=META)
+        self._rows: Any = None
+
+    def get_input_embeddings(self) -> Any:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: Any) -> None:
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self) -> Any:
+        return self.lm_head
+
+    def tie_weights(self) -> None:
+        self.lm_head.weight = self.model.embed_tokens.weight
+
+    @property
+    def device(self) -> Any:
+        return torch.device("cpu")
+
+    def native_rows(self) -> Any:
+        """The native step's ``rows`` over this model (built once); the loader checks it
+        builds before handing the model out."""
+        if self._rows is None:
+            from playground.core.native import step as native_step
+            from playground.core.quant import weight_quant
+
+            step, why = native_step.build(self, weight_quant.INT_ACT)
+            if step is None:
+                raise RuntimeError(f"the native step cannot run this model: {why}")
+            self._rows = step  # the step holds what its C structs point at (step.keep)
+        return self._rows.rows
+
+    def forward(self, input_ids: Any = None, cache: Any = None, past_key_values: Any = None,
+                use_cache: bool = True, logits_to_keep: int = 0, **_ignored: Any) -> Any:
+        """transformers' call shape: logits [batch, kept rows, vocab] for ``input_ids`` fed
+        after what ``cache`` holds (use_cache=False: each row from an empty cache)."""
+        from transformers import DynamicCache
+
+        rows = self.native_rows()
+        cache = cache if cache is not None else past_key_values
+        batch = input_ids.tolist() if hasattr(input_ids, "tolist") else list(input_ids)
+        if use_cache and cache is not None and len(batch) != 1:
+            raise ValueError("the native rows take one sequence a call with a cache")
+        out = []
+        for ids in batch:
+            held = cache if use_cache and cache is not None else DynamicCache()
+            start = _cache_length(held)
+            n = len(ids)
+            keep = n if not logits_to_keep else min(int(logits_to_keep), n)
+            out.append(rows(ids, list(range(start, start + n)), [0] * n, [held],
+                            list(range(n - keep, n))))
+        return SimpleNamespace(logits=torch.stack(out), past_key_values=cache)
+
+
+def _cache_length(cache: Any) -> int:
+    return int(cache.get_seq_length()) if getattr(cache, "layers", None) else 0
