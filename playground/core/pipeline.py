@@ -150,6 +150,8 @@ def _build(config: RunConfig, progress: Progress, loaded: models.LoadedModel | N
         # (538 MB for the default model beside 248 MB of int8 weights, or beside the
         # smaller matrices structured pruning made); own copies let it go.
         memory.own_memory(ctx.model)
+    if ctx.info.get("model_code"):  # a GGUF on gguf-native: whose model code, and why
+        ctx.notes.append(f"model code: {ctx.info['model_code']}")
     progress("Measuring memory bandwidth…")
     # at the thread count this run decodes with (the device step set it)
     bandwidth = memory.bandwidth_gb_s(ctx.info.get("threads")) if device == "cpu" else None
@@ -225,8 +227,8 @@ def _architecture(folder: Any) -> str:
 
 
 def _needs_transformers(config: RunConfig) -> str | None:
-    """An option that runs transformers' forward or generate, so a GGUF cannot load on
-    the skeleton of formats/gguf_model (which computes only through the native rows)."""
+    """An option that needs transformers' own classes (its compile, generate or modules),
+    so a GGUF cannot load on the skeleton of formats/gguf_model."""
     if config.compile:
         return "compile=on compiles transformers' forward"
     if config.draft != "none":

@@ -68,6 +68,7 @@ def test_k_quant_kernels_multiply_by_the_files_weights(type_name, each_isa):
         "x", type_name, random_blocks(type_name, 64, 768, np.random.default_rng(4))))
     layer = weight_quant.pack([qw])
     want = weight_quant.FMT_SUPER if type_name.endswith("_K") else weight_quant.FMT_FP16
+    want |= {"Q6_K": weight_quant.FMT_Q6, "Q5_0": weight_quant.FMT_Q5}.get(type_name, 0)
     assert layer.blocked and layer.fmt == want
     w = qw.dequantize().double()
     gen = torch.Generator().manual_seed(0)
@@ -83,6 +84,39 @@ def test_k_quant_kernels_multiply_by_the_files_weights(type_name, each_isa):
             assert torch.equal(alone, y)
             outs.append(y)
         assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("type_name,bits", [("Q6_K", 6), ("Q5_0", 5)])
+@pytest.mark.parametrize("rows_w", [24, 64])
+def test_q6_k_and_q5_0_at_their_bits_give_the_int8_forms_bits(type_name, bits, rows_w,
+                                                              each_isa, monkeypatch):
+    """Q6_K's and Q5_0's codes kept at 6 and 5 bits a weight (the file's size, not 8): they
+    unpack to the int8 form's codes, and give the same products, bit for bit, on AVX2,
+    AVX-512 VNNI and (where the CPU has them, 16 rows of x or more) AMX tiles, through the
+    8- and 16-row blocks (24 rows: one of each), tiles of 1-4 rows of x and a view of whole
+    blocks."""
+    tensor = gguf_blocks.GgufTensor(
+        "x", type_name, random_blocks(type_name, rows_w, 768, np.random.default_rng(6)))
+    small = gguf_blocks.to_qweight(tensor)
+    monkeypatch.setattr(weight_quant, "PACKED", False)
+    wide = gguf_blocks.to_qweight(tensor)
+    assert (small.bits, wide.bits) == (bits, 8) and small.cols == wide.cols == 768
+    assert small.q.numel() * 8 == wide.q.numel() * bits
+    assert torch.equal(weight_quant.unpack_codes(small.q, bits), wide.q)
+    assert torch.equal(small.dequantize(), wide.dequantize())
+    packed, eight = weight_quant.pack([small]), weight_quant.pack([wide])
+    flag = weight_quant.FMT_Q6 if bits == 6 else weight_quant.FMT_Q5
+    assert packed.fmt == eight.fmt | flag
+    gen = torch.Generator().manual_seed(1)
+    for want in (1, 2, 3):
+        if want == 3 and native.library().qblocks_set_isa(3) != 3:
+            continue  # no AMX here
+        _isa(want)
+        for rows in (1, 2, 3, 4, 5, 9, 17, 33):
+            x = torch.randn(rows, 768, generator=gen) * torch.logspace(-2, 2, 768)[None, :]
+            assert torch.equal(packed(x), eight(x)), (want, rows)
+    view = packed.rows_view(8, 24)  # a slice of whole blocks is a matrix in the same layout
+    assert torch.equal(view(x), eight(x)[:, 8:24])
 
 
 @pytest.mark.parametrize("type_name", [*K_TYPES, "Q4_0", "Q4_1", "Q8_0", "int4-64", "int4-128",
@@ -261,7 +295,8 @@ def test_torch_kernels_say_the_k_quants_stay_de_quantized(q4_k_m_file, monkeypat
     (("Q4_0",), weight_quant.FMT_FP16 | weight_quant.FMT_MINUS8D),  # m = -8d, not stored
     (("Q4_K", "Q4_1"), weight_quant.FMT_F32),  # one matrix: products in float32
     (("Q4_K", "Q4_K"), weight_quant.FMT_SUPER),
-    (("Q6_K", "Q6_K"), weight_quant.FMT_SUPER),
+    (("Q6_K", "Q6_K"), weight_quant.FMT_SUPER | weight_quant.FMT_Q6),  # at 6 bits
+    (("Q5_0", "Q5_0"), weight_quant.FMT_FP16 | weight_quant.FMT_Q5),  # at 5 bits
     (("Q8_0",), weight_quant.FMT_FP16),
     (("Q4_1", "Q4_1"), weight_quant.FMT_FP16),
 ])

@@ -182,11 +182,13 @@ def test_gguf_blocks_decode_bit_exactly(type_name):
 
 
 @pytest.mark.parametrize("type_name", ["Q8_0", "Q6_K"])
-def test_a_consumed_tall_matrix_packs_to_the_same_layer(type_name):
-    """replace_linears lets pack reorder a part's codes in their own memory, slab by slab
-    (the load's peak); a matrix taller than a slab must give the same bits as a copy."""
+def test_a_consumed_tall_matrix_packs_to_the_same_layer(type_name, monkeypatch):
+    """replace_linears lets pack reorder a part's int8 codes in their own memory, slab by
+    slab (the load's peak); a matrix taller than a slab must give the same bits as a copy.
+    (Q6_K as int8 codes: at its 6 bits it is packed slice by slice as it is read.)"""
     if weight_quant.backend() != "native":
         pytest.skip("native kernels unavailable here")
+    monkeypatch.setattr(weight_quant, "PACKED", False)
     from tests.gguf_files import random_blocks
 
     rows = weight_quant.SLAB_ROWS + 3 * weight_quant.BLOCK_ROWS  # two slabs, one partial

@@ -64,8 +64,8 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress,
                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
                                 ) from exc
     model.gguf_model_code = (
-        "the playground's own skeleton (prompts through the native rows; transformers' "
-        "modeling code not imported)" if why is None else f"transformers' classes ({why})")
+        "the playground's own skeleton (transformers' modeling code not imported)"
+        if why is None else f"transformers' classes ({why})")
     model.eval()
     tensors = gguf_blocks.read_blocks(gguf, model, keep_readers=True)
     linears = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}

@@ -5,12 +5,13 @@ Importing transformers' model and config classes costs about 90 MB of RSS (its c
 classes pull in torch.distributed.tensor, sympy and torch._dynamo): measured on a 2-core
 Xeon, a process with torch at 219 MB grew to 333 MB once ``modeling_llama`` was imported,
 more than the issue's steady target leaves beside torch (file + 300 MB). Here the model
-is a skeleton with transformers' module names and the attributes the loader, the native
-step and the engine read (so they see no difference), every matrix on the native
-kernels, and a forward that runs prompts and scored windows through the native rows
-(``qstep_rows``), the C the decode step and the server already run. The config is a
-plain ``PretrainedConfig`` filled from the file's own metadata, the tokenizer
-transformers' fast tokenizer built from the file (or the default model's folder).
+is a skeleton (gguf_skeleton) with transformers' module names and the attributes the
+loader, the native step and the engine read, so they see no difference; every matrix on
+the native kernels; a forward that is transformers' arithmetic for these families
+written out (prompts), and the native step for one token at a time, as on transformers'
+classes. The config is a plain ``PretrainedConfig`` filled from the file's own metadata,
+the tokenizer transformers' fast tokenizer built from the file (or the default model's
+folder).
 
 ``why_not`` names what sends a file to transformers' classes instead: another family, a
 tokenizer that is not byte-level BPE, rope scaling or a sliding window in the metadata,

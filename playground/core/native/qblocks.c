@@ -19,8 +19,11 @@
  * p, byte 2c+e is row c's input 2p+e. Scales and offsets: per group, the 8 rows' values
  * in a row, stored as the FMT_* below say (fp16; float32; or a K-quant's int8 sub-scales
  * with a float32 per super-block of 256, as the file holds them). int8 codes may carry
- * offsets too (Q5_K, Q5_1: w = d*q + m) and groups of 16 (Q6_K). (weight_quant.py's
- * _native_pack writes it.)
+ * offsets too (Q5_K, Q5_1: w = d*q + m) and groups of 16 (Q6_K). A file's Q6_K and Q5_0
+ * codes may stay at their 6 and 5 bits (FMT_Q6, FMT_Q5): per run, the int4 layout's 128
+ * bytes of low nibbles, then the top bits (qblocks_impl.h's q6_block, q5_block), 192 and
+ * 160 bytes where int8 takes 256; unpacked in registers to the int8 form's very values.
+ * (weight_quant.py's _native_pack and packed_codes write it.)
  *
  * A row's result does not depend on the other rows of the tile, or on the tile's size:
  * integer sums are exact, and each output's float sum runs over the runs in order, so a
@@ -28,6 +31,7 @@
  */
 #define _GNU_SOURCE /* syscall(), for AMX's tile state */
 #include <stdint.h>
+#include <stdlib.h>
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 /* GCC's -O3 loaded a run's x pairs (and made its products) well ahead of their use,
  * more than 16 registers hold, and spilled them to the stack and back: register-pressure
@@ -55,6 +59,8 @@ void qgemv_group_sums(const float *x, float *xsum, int64_t M, int64_t K, int64_t
 #define FMT_SUPER 2   /* int8 sub-scales times a float32 per super-block of 256 inputs
                        * (K-quants as the file holds them: d*sc is exact in float32) */
 #define FMT_MINUS8D 4 /* flag: offsets are -8*d (Q4_0), computed, not stored */
+#define FMT_Q6 8      /* flag: int8 codes are Q6_K's, kept at 6 bits (qblocks_impl.h's q6_block) */
+#define FMT_Q5 16     /* flag: int8 codes are Q5_0's, kept at 5 bits (q5_block) */
 
 static inline int64_t scale_bytes(int fmt) {
     return (fmt & 3) == FMT_F32 ? 4 : (fmt & 3) == FMT_SUPER ? 1 : 2;
@@ -138,7 +144,8 @@ static int64_t amx_calls; /* products run on the tiles (tests check that they di
 
 int64_t qblocks_amx_calls(void) { return __atomic_load_n(&amx_calls, __ATOMIC_RELAXED); }
 
-/* the product on the tiles where they take it (1), or nothing done (0) */
+/* the product on the tiles where they take it (1), or nothing done (0); form: 1 int4,
+ * 0 int8, 5 Q5_0's 5-bit codes */
 static int amx_ran(const float *x, const void *qs, int q4, const void *d, const void *m,
                    const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
                    int64_t N, int64_t K, int64_t G, int threads, int fmt) {
@@ -163,10 +170,23 @@ void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const vo
     else q4_blocks_matmul_avx2(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
 }
 
-/* as q4_blocks_matmul, for int8 codes; G: 16 or a multiple of 32 */
+/* as q4_blocks_matmul, for int8 codes; G: 16 or a multiple of 32 (FMT_Q6: Q6_K's codes at
+ * 6 bits, G 16, never on the tiles, whose runs of 32 inputs take one scale) */
 void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m,
                       const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt) {
+    const uint8_t *packed = (const uint8_t *)qs;
+    if (fmt & (FMT_Q6 | FMT_Q5)) {
+        const int bits = fmt & FMT_Q6 ? 6 : 5;
+        if (bits == 5 && amx_ran(x, qs, 5, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt))
+            return;
+        if (qblocks_isa() >= 2)
+            packed_blocks_matmul_vnni(x, packed, d, m, dsup, msup, y, scratch, M, N, K, G,
+                                      threads, fmt, bits);
+        else packed_blocks_matmul_avx2(x, packed, d, m, dsup, msup, y, scratch, M, N, K, G,
+                                       threads, fmt, bits);
+        return;
+    }
     if (amx_ran(x, qs, 0, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt)) return;
     if (qblocks_isa() >= 2)
         q8_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);

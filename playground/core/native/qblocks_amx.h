@@ -99,6 +99,24 @@ static inline void amx_codes_q8(const int8_t *blkA, const int8_t *blkB, int64_t 
     }
 }
 
+/* Q5_0's 5-bit run (qblocks_impl.h's q5_block) as the int8 layout's 256 bytes: vector p,
+ * byte 2c+e = lane 2c+e's pair p, (low | fifth bit << 4) - 16 */
+static inline void amx_q5_run(const uint8_t *run, int8_t *out) {
+    const uint16_t *top = (const uint16_t *)(run + 128);
+    for (int p = 0; p < 16; p++) {
+        const uint16_t *lo = (const uint16_t *)(run + 32 * (p / 4));
+        for (int l = 0; l < 16; l++)
+            out[p * 16 + l] = (int8_t)((((lo[l] >> (4 * (p % 4))) & 15) | (((top[l] >> p) & 1) << 4)) - 16);
+    }
+}
+
+static inline void amx_codes_q5(const uint8_t *blkA, const uint8_t *blkB, int64_t b, int8_t *out) {
+    int8_t runA[256], runB[256];
+    amx_q5_run(blkA + b * 160, runA);
+    amx_q5_run(blkB + b * 160, runB);
+    amx_codes_q8(runA, runB, 0, out);
+}
+
 /* the 16 rows' scales of group g, as two scale8() */
 static inline __m512 amx_scale16(const void *pA, const float *supA, const void *pB,
                                  const float *supB, int64_t g, int gshift, int fmt) {
@@ -106,7 +124,7 @@ static inline __m512 amx_scale16(const void *pA, const float *supA, const void *
                               scale8(pB, supB, g, gshift, fmt), 1);
 }
 
-/* y = x . W^T for codes in qblocks.c's layout (int4 when q4, else int8), G a multiple of
+/* y = x . W^T for codes in qblocks.c's layout (q4: 1 int4, 5 Q5_0's 5 bits, 0 int8), G a multiple of
  * 32, N of 16; scratch as the VNNI kernels' (x's int16 rows, their scales, group sums) */
 static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void *d,
                               const void *m, const float *dsup, const float *msup, float *y,
@@ -114,14 +132,15 @@ static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void
                               int threads, int fmt) {
     const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
     const int64_t runs = G / 32, gshift = super_shift(G), Mpad = (M + 15) / 16 * 16;
-    const int64_t row_bytes = q4 ? K / 2 : K;
+    const int64_t row_bytes = q4 == 1 ? K / 2 : q4 == 5 ? K / 8 * 5 : K;
     float *xsum = scratch, *xd = scratch + M * gs;
     int16_t *xq = (int16_t *)(xd + M * nb);
     /* x's bytes, then each thread's unpacked codes and two tiles of sums */
     const int64_t per_thread = nb * 512 + 4 * 1024 + 2 * nb * 64;
     int8_t *xhi = aligned_alloc(64, (size_t)((Mpad * K * 2 + (threads > 1 ? threads : 1) * per_thread + 63) / 64 * 64));
     if (!xhi) { /* no memory for the split: the VNNI path, same bits */
-        if (q4) q4_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
+        if (q4 == 1) q4_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
+        else if (q4 == 5) packed_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt, 5);
         else q8_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
         return;
     }
@@ -160,7 +179,8 @@ static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void
         for (int64_t n0 = 0; n0 < N; n0 += 16) {
             const char *blkA = (const char *)qs + n0 * row_bytes, *blkB = blkA + 8 * row_bytes;
             for (int64_t b = 0; b < nb; b++) {
-                if (q4) amx_codes_q4((const uint8_t *)blkA, (const uint8_t *)blkB, b, codes + b * 512);
+                if (q4 == 1) amx_codes_q4((const uint8_t *)blkA, (const uint8_t *)blkB, b, codes + b * 512);
+                else if (q4 == 5) amx_codes_q5((const uint8_t *)blkA, (const uint8_t *)blkB, b, codes + b * 512);
                 else amx_codes_q8((const int8_t *)blkA, (const int8_t *)blkB, b, codes + b * 512);
             }
             const void *dbA = (const char *)d + n0 * gs * ss, *dbB = (const char *)dbA + 8 * gs * ss;

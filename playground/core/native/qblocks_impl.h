@@ -132,6 +132,90 @@ NAME(q8_block)(const int32_t *xq32, const float *xd, const float *xsum, const in
     ADD_OFFSETS_AND_STORE();
 }
 
+/* GGUF Q5_0 at its own 5 bits a weight (FMT_Q5, fp16 scales per 32): per run, the low
+ * nibbles in the int4 order (128 bytes), then one 32-byte vector of fifth bits (lane 2c+e,
+ * bit p: pair p); a pair's codes are (low | bit << 4) - 16, the int8 form's values, so the
+ * same sums and bits from 160 bytes a run where the int8 form reads 256. */
+#define Q5_BIT(T5, P)                                                                 \
+    _mm256_and_si256((P) <= 4 ? _mm256_slli_epi16(T5, 4 - (P))                       \
+                              : _mm256_srli_epi16(T5, (P) - 4), five)
+#define Q5_VEC(V, S, T5, P)                                                           \
+    _mm256_sub_epi16(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(V, 4 * (S)), low), \
+                                     Q5_BIT(T5, P)), off16)
+
+static inline __attribute__((always_inline)) void
+NAME(q5_block)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
+               const void *db, const void *mb, const float *ds, const float *ms, float *y,
+               int64_t N, int64_t K, int64_t G, int fmt, const int T) {
+    const int64_t groups = K / G, runs = G / 32, nb = K / 32, gshift = super_shift(G);
+    const __m256i low = _mm256_set1_epi16(0x0f), five = _mm256_set1_epi16(0x10),
+                  off16 = _mm256_set1_epi16(16);
+    enum { RUN_BYTES = 160 };
+    FOR_RUNS(const __m256i t5 = _mm256_loadu_si256((const __m256i *)(blk + b * 160 + 128));
+             _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+                 const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + b * 160 + j * 32));
+                 PAIRS(Q5_VEC(v, 0, t5, 4 * j), 4 * j);
+                 PAIRS(Q5_VEC(v, 1, t5, 4 * j + 1), 4 * j + 1);
+                 PAIRS(Q5_VEC(v, 2, t5, 4 * j + 2), 4 * j + 2);
+                 PAIRS(Q5_VEC(v, 3, t5, 4 * j + 3), 4 * j + 3);
+             })
+    ADD_OFFSETS_AND_STORE();
+}
+
+/* GGUF Q6_K at its own 6 bits a weight (FMT_Q6, G = 16): per run of 32 inputs, 128 bytes of
+ * low nibbles in the int4 order (vector j, lane 2c+e, nibble s: pair 4j+s), then 64 bytes
+ * of top bits (vector h, lane 2c+e, 2-bit field k: pair 8h+k). A pair's int16 codes are
+ * (low | top << 4) - 32, the int8 form's very values, so the same sums and the same bits,
+ * from 192 bytes a run where the int8 form reads 256 (and holds them in memory). */
+#define Q6_TOP(H, K)                                                                  \
+    _mm256_and_si256((K) <= 2 ? _mm256_slli_epi16(H, 4 - 2 * (K))                    \
+                              : _mm256_srli_epi16(H, 2 * (K) - 4), top)
+#define Q6_VEC(V, S, H, K)                                                            \
+    _mm256_sub_epi16(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(V, 4 * (S)), low), \
+                                     Q6_TOP(H, K)), off32)
+#define Q6_HALF(ACC, H, J0)                                                           \
+    _Pragma("GCC unroll 2") for (int j = (J0); j < (J0) + 2; j++) {                  \
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(run + 32 * j));       \
+        const int k0 = 4 * (j - (J0));                                               \
+        PAIRS_INTO(ACC, Q6_VEC(v, 0, H, k0), 4 * j);                                 \
+        PAIRS_INTO(ACC, Q6_VEC(v, 1, H, k0 + 1), 4 * j + 1);                         \
+        PAIRS_INTO(ACC, Q6_VEC(v, 2, H, k0 + 2), 4 * j + 2);                         \
+        PAIRS_INTO(ACC, Q6_VEC(v, 3, H, k0 + 3), 4 * j + 3);                         \
+    }
+
+static inline __attribute__((always_inline)) void
+NAME(q6_block)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
+               const void *db, const void *mb, const float *ds, const float *ms, float *y,
+               int64_t N, int64_t K, int64_t G, int fmt, const int T) {
+    const int64_t groups = K / G, nb = K / 32, gshift = super_shift(G);
+    const __m256i low = _mm256_set1_epi16(0x0f), top = _mm256_set1_epi16(0x30),
+                  off32 = _mm256_set1_epi16(32);
+    __m256 accf[TMAX];
+    for (int t = 0; t < T; t++) accf[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *run = blk + b * 192;
+        __m256i lo[4 * TMAX], hi[4 * TMAX];
+        ZERO_SETS(lo);
+        ZERO_SETS(hi);
+        PREFETCH_CODES(run, 192);
+        const __m256i h0 = _mm256_loadu_si256((const __m256i *)(run + 128));
+        const __m256i h1 = _mm256_loadu_si256((const __m256i *)(run + 160));
+        Q6_HALF(lo, h0, 0)
+        Q6_HALF(hi, h1, 2)
+        ADD_SETS(lo);
+        ADD_SETS(hi);
+        const __m256 dlo = scale8(db, ds, 2 * b, gshift, fmt);
+        const __m256 dhi = scale8(db, ds, 2 * b + 1, gshift, fmt);
+        for (int t = 0; t < T; t++) {
+            const __m256 xs = _mm256_set1_ps(xd[t * nb + b]);
+            accf[t] = _mm256_fmadd_ps(_mm256_mul_ps(dlo, xs), _mm256_cvtepi32_ps(lo[t]), accf[t]);
+            accf[t] = _mm256_fmadd_ps(_mm256_mul_ps(dhi, xs), _mm256_cvtepi32_ps(hi[t]), accf[t]);
+        }
+    }
+    ADD_OFFSETS_AND_STORE();
+}
+#undef Q6_HALF
+
 #ifdef WIDE
 /* 16 rows at once in 512-bit registers: two neighbouring blocks of 8 rows, A in the low
  * half, B in the high half, against the same broadcast pair of x (x's layout and the
@@ -240,6 +324,99 @@ NAME(q8_block16)(const int32_t *xq32, const float *xd, const float *xsum, const 
     }
     FINISH16();
 }
+/* Q6_K's 6-bit form, 16 rows: A's and B's vectors side by side, as q4_block16 */
+#define LOAD16(P, PB)                                                                 \
+    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(P))), \
+                       _mm256_loadu_si256((const __m256i *)(PB)), 1)
+#define Q6_TOP16(H, K)                                                                \
+    _mm512_and_si512((K) <= 2 ? _mm512_slli_epi16(H, 4 - 2 * (K))                    \
+                              : _mm512_srli_epi16(H, 2 * (K) - 4), top)
+#define Q6_VEC16(V, S, H, K)                                                          \
+    _mm512_sub_epi16(_mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(V, 4 * (S)), low), \
+                                     Q6_TOP16(H, K)), off32)
+#define Q6_HALF16(ACC, H, J0)                                                         \
+    _Pragma("GCC unroll 2") for (int j = (J0); j < (J0) + 2; j++) {                  \
+        const __m512i v = LOAD16(run + 32 * j, runB + 32 * j);                       \
+        const int k0 = 4 * (j - (J0));                                               \
+        PAIRS16_INTO(ACC, Q6_VEC16(v, 0, H, k0), 4 * j);                             \
+        PAIRS16_INTO(ACC, Q6_VEC16(v, 1, H, k0 + 1), 4 * j + 1);                     \
+        PAIRS16_INTO(ACC, Q6_VEC16(v, 2, H, k0 + 2), 4 * j + 2);                     \
+        PAIRS16_INTO(ACC, Q6_VEC16(v, 3, H, k0 + 3), 4 * j + 3);                     \
+    }
+
+static inline __attribute__((always_inline)) void
+NAME(q6_block16)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
+                 const void *db, const void *mb, const float *ds, const float *ms, float *y,
+                 int64_t N, int64_t K, int64_t G, int fmt, const int T) {
+    const int64_t groups = K / G, nb = K / 32, gshift = super_shift(G);
+    const uint8_t *blkB = blk + 6 * K;
+    B_ARGS16;
+    const __m512i low = _mm512_set1_epi16(0x0f), top = _mm512_set1_epi16(0x30),
+                  off32 = _mm512_set1_epi16(32);
+    __m256 accA[TMAX], accB[TMAX];
+    for (int t = 0; t < T; t++) accA[t] = accB[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *run = blk + b * 192, *runB = blkB + b * 192;
+        PREFETCH_CODES(run, 192);
+        PREFETCH_CODES(runB, 192);
+        __m512i lo[4 * TMAX], hi[4 * TMAX];
+        ZERO_SETS16(lo);
+        ZERO_SETS16(hi);
+        const __m512i h0 = LOAD16(run + 128, runB + 128), h1 = LOAD16(run + 160, runB + 160);
+        Q6_HALF16(lo, h0, 0)
+        Q6_HALF16(hi, h1, 2)
+        ADD_SETS16(lo);
+        ADD_SETS16(hi);
+        SCALE_INTO16(lo, scale8(db, ds, 2 * b, gshift, fmt), scale8(dbB, dsB, 2 * b, gshift, fmt));
+        SCALE_INTO16(hi, scale8(db, ds, 2 * b + 1, gshift, fmt),
+                     scale8(dbB, dsB, 2 * b + 1, gshift, fmt));
+    }
+    FINISH16();
+}
+/* Q5_0's 5-bit form, 16 rows */
+#define Q5_BIT16(T5, P)                                                               \
+    _mm512_and_si512((P) <= 4 ? _mm512_slli_epi16(T5, 4 - (P))                       \
+                              : _mm512_srli_epi16(T5, (P) - 4), five)
+#define Q5_VEC16(V, S, T5, P)                                                         \
+    _mm512_sub_epi16(_mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(V, 4 * (S)), low), \
+                                     Q5_BIT16(T5, P)), off16)
+
+static inline __attribute__((always_inline)) void
+NAME(q5_block16)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
+                 const void *db, const void *mb, const float *ds, const float *ms, float *y,
+                 int64_t N, int64_t K, int64_t G, int fmt, const int T) {
+    const int64_t groups = K / G, runs = G / 32, nb = K / 32, gshift = super_shift(G);
+    const uint8_t *blkB = blk + 5 * K;
+    B_ARGS16;
+    const __m512i low = _mm512_set1_epi16(0x0f), five = _mm512_set1_epi16(0x10),
+                  off16 = _mm512_set1_epi16(16);
+    __m256 accA[TMAX], accB[TMAX];
+    for (int t = 0; t < T; t++) accA[t] = accB[t] = _mm256_setzero_ps();
+    for (int64_t b = 0, g = 0, u = 0; b < nb; b++, u = u + 1 == runs ? 0 : u + 1, g += u == 0) {
+        const uint8_t *run = blk + b * 160, *runB = blkB + b * 160;
+        PREFETCH_CODES(run, 160);
+        PREFETCH_CODES(runB, 160);
+        __m512i acc[4 * TMAX];
+        ZERO_SETS16(acc);
+        const __m512i t5 = LOAD16(run + 128, runB + 128);
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+            const __m512i v = LOAD16(run + 32 * j, runB + 32 * j);
+            PAIRS16(Q5_VEC16(v, 0, t5, 4 * j), 4 * j);
+            PAIRS16(Q5_VEC16(v, 1, t5, 4 * j + 1), 4 * j + 1);
+            PAIRS16(Q5_VEC16(v, 2, t5, 4 * j + 2), 4 * j + 2);
+            PAIRS16(Q5_VEC16(v, 3, t5, 4 * j + 3), 4 * j + 3);
+        }
+        ADD_SETS16(acc);
+        SCALE_INTO16(acc, scale8(db, ds, g, gshift, fmt), scale8(dbB, dsB, g, gshift, fmt));
+    }
+    FINISH16();
+}
+#undef Q5_BIT16
+#undef Q5_VEC16
+#undef LOAD16
+#undef Q6_TOP16
+#undef Q6_VEC16
+#undef Q6_HALF16
 #undef PAIRS16
 #undef PAIRS16_INTO
 #undef ZERO_SETS16
@@ -318,6 +495,114 @@ static void NAME(q8_blocks_matmul)(const float *x, const int8_t *qs, const void 
 #undef Q8_CALL
 }
 
+/* One block of 8 rows of Q6_K's (bits 6) or Q5_0's (bits 5) packed runs as the int8
+ * layout (256 bytes a run), the values the packed kernels make in registers */
+static void NAME(unpack8)(const uint8_t *blk, int8_t *out, int64_t nb, int bits) {
+    const __m256i low = _mm256_set1_epi16(0x0f), top = _mm256_set1_epi16(0x30),
+                  five = _mm256_set1_epi16(0x10), off32 = _mm256_set1_epi16(32),
+                  off16 = _mm256_set1_epi16(16);
+    const int64_t run_bytes = bits == 6 ? 192 : 160;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *run = blk + b * run_bytes;
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(run + 32 * j));
+            const __m256i h = _mm256_loadu_si256(  /* Q6_K: two vectors of top bits; Q5_0: one */
+                (const __m256i *)(run + 128 + (bits == 6 ? 32 * (j / 2) : 0)));
+            _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
+                const int p = 4 * j + s;
+                const __m256i w = bits == 6 ? Q6_VEC(v, s, h, p % 8) : Q5_VEC(v, s, h, p);
+                _mm_storeu_si128((__m128i *)(out + b * 256 + p * 16),
+                                 _mm_packs_epi16(_mm256_castsi256_si128(w),
+                                                 _mm256_extracti128_si256(w, 1)));
+            }
+        }
+    }
+}
+
+/* as q8_blocks_matmul, on Q6_K's (bits 6: 6K bytes a block of 8 rows) or Q5_0's (bits 5:
+ * 5K) packed codes. A pass of a few rows unpacks in registers (decode reads 6 or 5 bits a
+ * weight from memory); one of many rows would unpack each block once per tile of x's
+ * rows (a 512-token prompt: 128 times), so there each block is unpacked once into the
+ * int8 layout and the int8 kernels take it: the same values, the same bits. */
+static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const void *d,
+                                       const void *m, const float *dsup, const float *msup,
+                                       float *y, float *scratch, int64_t M, int64_t N, int64_t K,
+                                       int64_t G, int threads, int fmt, int bits) {
+    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
+    const int64_t row_bytes = K / 8 * bits;
+    float *xsum = scratch, *xd = scratch + M * gs;
+    int16_t *xq = (int16_t *)(xd + M * nb);
+    if (M <= 2 * TMAX) {
+#define PACKED_CALL(W, T) do {                                                        \
+        const void *d_ = (const char *)d + n0 * gs * ss;                             \
+        const void *m_ = m ? (const char *)m + n0 * gs * ss : NULL;                  \
+        const float *ds_ = dsup ? dsup + n0 * sups : NULL, *ms_ = msup ? msup + n0 * sups : NULL; \
+        if (bits == 6)                                                               \
+            NAME(q6_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, \
+                              qs + n0 * row_bytes, d_, m_, ds_, ms_, y + r0 * N + n0, N, K, G, fmt, T); \
+        else                                                                         \
+            NAME(q5_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, \
+                              qs + n0 * row_bytes, d_, m_, ds_, ms_, y + r0 * N + n0, N, K, G, fmt, T); \
+    } while (0)
+        PREPARE_AND_TILE(PACKED_CALL)
+#undef PACKED_CALL
+        return;
+    }
+    const int64_t step = ROW_STEP;
+    _Pragma("omp parallel num_threads(threads) if (threads > 1)")
+    {
+        int8_t *buf = malloc((size_t)(16 * K));
+        _Pragma("omp for schedule(static)")
+        for (int64_t r = 0; r < M; r++) {
+            if (m || (fmt & FMT_MINUS8D)) qgemv_group_sums(x + r * K, xsum + r * gs, 1, K, G);
+            qgemv_int16_rows(x + r * K, xq + r * K, xd + r * nb, 1, K);
+        }
+        _Pragma("omp for schedule(static)")
+        for (int64_t n0 = 0; n0 < N; n0 += step) {
+            const int wide = step == 16 && n0 + 16 <= N;
+            if (buf) {
+                NAME(unpack8)(qs + n0 * row_bytes, buf, nb, bits);
+                if (wide) NAME(unpack8)(qs + (n0 + 8) * row_bytes, buf + 8 * K, nb, bits);
+            }
+            for (int64_t r0 = 0; r0 < M; r0 += TMAX) {
+                const int T = M - r0 < TMAX ? (int)(M - r0) : TMAX;
+#define UNPACKED_CALL(W, T) NAME(q8_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, \
+                              xsum + r0 * gs, buf, (const char *)d + n0 * gs * ss,          \
+                              m ? (const char *)m + n0 * gs * ss : NULL,                     \
+                              dsup ? dsup + n0 * sups : NULL, msup ? msup + n0 * sups : NULL, \
+                              y + r0 * N + n0, N, K, G, fmt, T)
+#define ANY_CALL(W, T) do { if (buf) UNPACKED_CALL(W, T); else PACKED_CALL2(W, T); } while (0)
+#define PACKED_CALL2(W, T) do {                                                       \
+                const void *d_ = (const char *)d + n0 * gs * ss;                     \
+                const float *ds_ = dsup ? dsup + n0 * sups : NULL;                   \
+                if (bits == 6)                                                       \
+                    NAME(q6_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, \
+                                      qs + n0 * row_bytes, d_, NULL, ds_, NULL, y + r0 * N + n0, \
+                                      N, K, G, fmt, T);                                \
+                else                                                                 \
+                    NAME(q5_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, \
+                                      qs + n0 * row_bytes, d_, NULL, ds_, NULL, y + r0 * N + n0, \
+                                      N, K, G, fmt, T);                                \
+            } while (0)
+                if (wide)
+                    switch (T) {
+                    case 1: CALL16(ANY_CALL, 1); break; case 2: CALL16(ANY_CALL, 2); break;
+                    case 3: CALL16(ANY_CALL, 3); break; default: CALL16(ANY_CALL, 4); break;
+                    }
+                else
+                    switch (T) {
+                    case 1: ANY_CALL(, 1); break; case 2: ANY_CALL(, 2); break;
+                    case 3: ANY_CALL(, 3); break; default: ANY_CALL(, 4); break;
+                    }
+#undef UNPACKED_CALL
+#undef ANY_CALL
+#undef PACKED_CALL2
+            }
+        }
+        free(buf);
+    }
+}
+
 #undef PAIRS_INTO
 #undef SETS
 #undef ZERO_SETS
@@ -328,5 +613,9 @@ static void NAME(q8_blocks_matmul)(const float *x, const int8_t *qs, const void 
 #undef ADD_OFFSETS_AND_STORE
 #undef Q8_VEC
 #undef PREPARE_AND_TILE
+#undef Q6_TOP
+#undef Q6_VEC
+#undef Q5_BIT
+#undef Q5_VEC
 #undef ROW_STEP
 #undef CALL16

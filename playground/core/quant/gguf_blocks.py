@@ -49,7 +49,9 @@ NATIVE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
 HALF = ("F16", "BF16")  # matrices computed from their half-precision values as stored
 FLOAT = ("F32", "F16", "BF16", "F64")
 FLOAT_CHUNK_ROWS = 4096
-CHUNK_ROWS = 8192  # rows unpacked at a time into a tall matrix's kernel form
+CHUNK_ROWS = 8192  # rows unpacked at a time into a tall matrix's kernel form, at most
+CHUNK_WEIGHTS = 1 << 22  # and weights: a 2,048 x 8,192 Q6_K matrix unpacked whole was 80 MB
+# of temporaries at the load's peak
 
 
 @dataclass
@@ -147,12 +149,17 @@ def to_qweight(tensor: GgufTensor) -> QWeight:
     import numpy as np
 
     raw = np.asarray(tensor.rows())
-    if raw.shape[0] <= CHUNK_ROWS:
-        return _rows_qweight(tensor.type_name, raw)
+    # Q6_K and Q5_0 kept at 6 and 5 bits: each slice packed as it is unpacked (whole, a 3B
+    # model's tied head held its 151 MB of int8 codes beside the packed 113 MB)
+    rows, cols = _matrix_shape(tensor.type_name, raw)
+    bits = weight_quant.packed_bits(tensor.type_name, rows, cols)
+    chunk = max(8, min(CHUNK_ROWS, CHUNK_WEIGHTS // max(cols, 1)) // 8 * 8)
+    if rows <= chunk:
+        return _packed(_rows_qweight(tensor.type_name, raw), bits)
     out: list[Any] = []
     first = None
-    for start in range(0, raw.shape[0], CHUNK_ROWS):
-        part = _rows_qweight(tensor.type_name, raw[start : start + CHUNK_ROWS])
+    for start in range(0, rows, chunk):
+        part = _packed(_rows_qweight(tensor.type_name, raw[start : start + chunk]), bits)
         fields = [part.q, part.scale, part.zero, part.offset, *(part.two_level or ())]
         if first is None:
             first = part
@@ -166,7 +173,22 @@ def to_qweight(tensor: GgufTensor) -> QWeight:
         drop_pages(tensor.raw)
         memory.trim()  # and the slice's temporaries
     return QWeight(first.kind, out[0], out[1], out[2], first.group, out[3],
-                   None if first.two_level is None else tuple(out[4:]))
+                   None if first.two_level is None else tuple(out[4:]), first.bits)
+
+
+def _matrix_shape(type_name: str, raw: Any) -> tuple[int, int]:
+    """(rows, weights a row) of a matrix's raw rows"""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType[type_name]]
+    return int(raw.shape[0]), int(raw.shape[1]) // size * block
+
+
+def _packed(part: QWeight, bits: int) -> QWeight:
+    from dataclasses import replace
+
+    return part if bits == 8 else replace(part, q=weight_quant.packed_codes(part.q, bits),
+                                          bits=bits)
 
 
 def drop_pages(array: Any) -> None:

@@ -32,6 +32,9 @@ INT_ACT = os.environ.get("PLAYGROUND_NATIVE_ACT", "int16") != "f32"
 BLOCK_ROWS = 8  # qblocks.c's blocks of output rows
 SLAB_ROWS = 4096  # rows reordered at a time in place (_q8_codes): a multiple of BLOCK_ROWS
 FMT_FP16, FMT_F32, FMT_SUPER, FMT_MINUS8D = 0, 1, 2, 4  # qblocks.c's scale formats
+FMT_Q6 = 8  # qblocks.c's flag: Q6_K's int8 codes kept at 6 bits (groups of 16)
+FMT_Q5 = 16  # and Q5_0's, at 5 bits (groups of 32, fp16 scales)
+PACKED = True  # Q6_K and Q5_0 at their 6 and 5 bits (False: int8 codes, the form tests compare)
 HALF = ("f16", "bf16")  # half-precision weights as stored (qhalf.c): q holds their bits
 
 
@@ -56,6 +59,10 @@ class QWeight:
     # K-quants as stored: (d [N, K/256] float32, sc [N, K/group] int, −dmin or None, m or
     # None), scale = d·sc and offset = −dmin·m exactly; the kernels read this form
     two_level: Any = None
+    # 6 or 5: the codes already in qblocks.c's blocks at that many bits a weight (Q6_K's and
+    # Q5_0's: q is uint8 [N, K·bits/8], packed_codes), packed slice by slice as a file is
+    # read, so a tall head never holds its int8 codes whole; 8: q as described above
+    bits: int = 8
 
     @property
     def rows(self) -> int:
@@ -63,7 +70,7 @@ class QWeight:
 
     @property
     def cols(self) -> int:
-        return int(self.q.shape[1])
+        return int(self.q.shape[1]) * 8 // self.bits
 
     def dequantize(self) -> Any:
         """The float32 weights these integers and scales stand for."""
@@ -73,15 +80,16 @@ class QWeight:
             return self.q.view(torch.float16 if self.kind == "f16" else torch.bfloat16).float()
         if self.kind == "int8":
             return self.q.float() * self.scale.float()[:, None]
-        n, k = self.q.shape
+        q = unpack_codes(self.q, self.bits) if self.bits < 8 else self.q
+        n, k = q.shape
         if self.offset is not None:  # s·q + o, rounded as ggml's own de-quantization
-            grouped = self.q.float().reshape(n, k // self.group, self.group)
+            grouped = q.float().reshape(n, k // self.group, self.group)
             w = grouped * self.scale.float()[..., None] + self.offset.float()[..., None]
             return w.reshape(n, k)
         if self.kind == "q8_0":
-            grouped = self.q.float().reshape(n, k // self.group, self.group)
+            grouped = q.float().reshape(n, k // self.group, self.group)
             return (grouped * self.scale.float()[..., None]).reshape(n, k)
-        grouped = (self.q.float().reshape(n, k // self.group, self.group) - 8)
+        grouped = (q.float().reshape(n, k // self.group, self.group) - 8)
         w = grouped * self.scale.float()[..., None] + self.zero.float()[..., None]
         return w.reshape(n, k)
 
@@ -340,6 +348,9 @@ def _torch_pack(parts: list[QWeight], bias: Any) -> Any:
     import torch
 
     kind, group, cols = parts[0].kind, parts[0].group, parts[0].cols
+    if len({p.bits for p in parts}) > 1:  # one matrix in one form
+        parts = [QWeight(**{**vars(p), "q": unpack_codes(p.q, p.bits), "bits": 8})
+                 if p.bits < 8 else p for p in parts]
     q = torch.cat([p.q for p in parts]) if len(parts) > 1 else parts[0].q
     rows = int(q.shape[0])
     if kind == "int8":
@@ -456,6 +467,9 @@ def _native_pack(parts: list[QWeight], bias: Any, consume: bool = False) -> Any:
     import torch
 
     kind, group, cols = parts[0].kind, parts[0].group, parts[0].cols
+    if len({p.bits for p in parts}) > 1:  # one matrix in one form
+        parts = [QWeight(**{**vars(p), "q": unpack_codes(p.q, p.bits), "bits": 8})
+                 if p.bits < 8 else p for p in parts]
     q = torch.cat([p.q for p in parts]) if len(parts) > 1 else parts[0].q
     own = consume or len(parts) > 1  # q is ours to reorder in place
     rows = int(q.shape[0])
@@ -474,7 +488,13 @@ def _native_pack(parts: list[QWeight], bias: Any, consume: bool = False) -> Any:
     if kind in ("int8", "q8_0"):
         group = cols if kind == "int8" else group  # one scale per row: a single group
         offsets = None if offset is None else _block_scales(offset.to(dtype), blocked)
-        return _native_class()("q8", _q8_codes(q, blocked, own), _block_scales(scale.to(dtype), blocked),
+        if parts[0].bits == 5:  # Q5_0 at 5 bits a weight, as the file holds it
+            if not blocked:
+                raise ValueError("pack: 5-bit codes outside qblocks.c's blocks")
+            codes, fmt = q, fmt | FMT_Q5
+        else:
+            codes = _q8_codes(q, blocked, own)
+        return _native_class()("q8", codes, _block_scales(scale.to(dtype), blocked),
                                offsets, group, rows, cols, bias, blocked, fmt)
     scale, offset = scale.to(dtype), offset.to(dtype)
     offsets = _block_scales(offset, blocked)
@@ -512,10 +532,16 @@ def _native_pack_super(parts: list[QWeight], q: Any, bias: Any, own: bool = Fals
             raise ValueError("pack: K-quant parts differ in having offsets")
         offset_super = _block_scales(torch.cat([p.two_level[2] for p in parts]).float(), True)
         offsets = _block_scales(torch.cat([p.two_level[3] for p in parts]).to(torch.int8), True)
-    codes = _q4_codes(q, True) if kind == "int4" else _q8_codes(q, True, own)
+    fmt = FMT_SUPER
+    if kind == "int4":
+        codes = _q4_codes(q, True)
+    elif parts[0].bits == 6:
+        codes, fmt = q, FMT_SUPER | FMT_Q6  # Q6_K at 6 bits a weight, as the file holds it
+    else:
+        codes = _q8_codes(q, True, own)
     return _native_class()("int4" if kind == "int4" else "q8", codes,
                            _block_scales(d_sub.to(torch.int8), True), offsets, group, rows, cols,
-                           bias, True, FMT_SUPER, _block_scales(d_sup.float(), True), offset_super)
+                           bias, True, fmt, _block_scales(d_sup.float(), True), offset_super)
 
 
 def _q8_codes(q: Any, blocked: bool, in_place: bool = False) -> Any:
@@ -533,6 +559,65 @@ def _q8_codes(q: Any, blocked: bool, in_place: bool = False) -> Any:
             slab.copy_(_blocked_rows(slab))
         return codes
     return _blocked_rows(codes)
+
+
+def packed_codes(q: Any, bits: int) -> Any:
+    """int8 codes (Q6_K's q - 32, Q5_0's q - 16) in qblocks.c's 6- or 5-bit blocks: per
+    block of 8 rows and run of 32 inputs, the low nibbles in _q4_codes' blocked order (128
+    bytes), then the top bits: Q6_K's two a pair in 8 pairs a 16-bit lane (64 bytes),
+    Q5_0's one in 16 pairs a lane (32 bytes). In slabs of ~2M codes, in bytes: whole, a
+    2,048 x 8,192 matrix's temporaries were 200 MB at the load's peak."""
+    import torch
+
+    rows, cols = q.shape
+    runs, top_bits, shift = cols // 32, bits - 4, 1 << (bits - 1)
+    per_lane = 16 // top_bits  # pairs a 16-bit lane holds
+    out = torch.empty(rows, cols * bits // 8, dtype=torch.uint8)
+    slab = max(BLOCK_ROWS, (1 << 21) // cols // BLOCK_ROWS * BLOCK_ROWS)
+    for start in range(0, rows, slab):
+        u = (q[start: start + slab].to(torch.int16) + shift).to(torch.uint8)
+        n, blocks = u.shape[0], u.shape[0] // BLOCK_ROWS
+        # [block, row c, run, vector j, nibble s, e] -> [block, run, j, c, e, s]
+        nib = (u & 15).reshape(blocks, BLOCK_ROWS, runs, 4, 4, 2).permute(0, 2, 3, 1, 5, 4)
+        low = torch.stack([nib[..., 0] | (nib[..., 1] << 4), nib[..., 2] | (nib[..., 3] << 4)], -1)
+        # the top bits: [block, row c, run, vector h, field k, e] -> [block, run, h, c, e, k]
+        top = (u >> 4).reshape(blocks, BLOCK_ROWS, runs, 16 // per_lane, per_lane, 2)
+        top = top.permute(0, 2, 3, 1, 5, 4)
+        half = per_lane // 2  # fields a byte of the lane holds
+        top_bytes = torch.stack([
+            sum(top[..., b * half + k] << (top_bits * k) for k in range(half)) for b in (0, 1)], -1)
+        out[start: start + n] = torch.cat(
+            [low.reshape(blocks, runs, 128), top_bytes.reshape(blocks, runs, 32 * top_bits)],
+            -1).reshape(n, cols * bits // 8)
+    return out
+
+
+def unpack_codes(codes: Any, bits: int) -> Any:
+    """packed_codes undone: int8 [N, K] codes."""
+    import torch
+
+    rows, cols = codes.shape[0], codes.shape[1] * 8 // bits
+    blocks, runs, top_bits = rows // BLOCK_ROWS, cols // 32, bits - 4
+    per_lane = 16 // top_bits
+    packed = codes.reshape(blocks, runs, 128 + 32 * top_bits)
+    low = packed[..., :128].reshape(blocks, runs, 4, BLOCK_ROWS, 2, 2)
+    nib = torch.stack([low[..., 0] & 15, low[..., 0] >> 4, low[..., 1] & 15, low[..., 1] >> 4], -1)
+    top = packed[..., 128:].reshape(blocks, runs, 16 // per_lane, BLOCK_ROWS, 2, 2).to(torch.int32)
+    lane = top[..., 0] | (top[..., 1] << 8)
+    fields = torch.stack([(lane >> (top_bits * k)) & ((1 << top_bits) - 1)
+                          for k in range(per_lane)], -1)
+    # [block, run, j, c, e, s] -> [block, c, run, j, s, e]; the top bits' fields likewise
+    u = (nib.permute(0, 3, 1, 2, 5, 4).reshape(rows, cols).to(torch.int16)
+         | (fields.permute(0, 3, 1, 2, 5, 4).reshape(rows, cols).to(torch.int16) << 4))
+    return (u - (1 << (bits - 1))).to(torch.int8)
+
+
+def packed_bits(type_name: str, rows: int, cols: int) -> int:
+    """The bits a weight a file's matrix of this type and shape is kept at in the kernels:
+    6 for Q6_K (qblocks.c's FMT_Q6), 5 for Q5_0 (FMT_Q5), else 8 (int8 codes)."""
+    bits = {"Q6_K": 6, "Q5_0": 5}.get(type_name, 8)
+    fits = INT_ACT and rows % BLOCK_ROWS == 0 and cols % (256 if bits == 6 else 32) == 0
+    return bits if bits < 8 and PACKED and fits and backend() == "native" else 8
 
 
 def _blocked_rows(codes: Any) -> Any:
