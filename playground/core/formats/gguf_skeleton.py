@@ -122,7 +122,8 @@ class CausalLM(nn.Module):
         return self._rows.rows
 
     def forward(self, input_ids: Any = None, cache: Any = None, past_key_values: Any = None,
-                use_cache: bool = True, logits_to_keep: int = 0, **_ignored: Any) -> Any:
+                use_cache: bool = True, logits_to_keep: int = 0, attention_mask: Any = None,
+                **_ignored: Any) -> Any:
         """transformers' call and arithmetic (its Llama/Qwen2/Qwen3 forward, gpt-fast's
         shape): logits [batch, kept rows, vocab] for ``input_ids`` after what ``cache``
         holds (use_cache=False or no cache: from an empty one). Prompts come here; one-token
@@ -137,6 +138,9 @@ class CausalLM(nn.Module):
             cache = DynamicCache()
         ids = input_ids if torch.is_tensor(input_ids) else torch.tensor(input_ids)
         batch, n = ids.shape
+        if attention_mask is not None and not bool(torch.as_tensor(attention_mask).all()):
+            raise ValueError("the GGUF skeleton takes unpadded rows (an attention mask with "
+                             "zeros is transformers' classes' to honour)")
         start = _cache_length(cache)
         core = self.model
         positions = torch.arange(start, start + n, dtype=torch.float32)

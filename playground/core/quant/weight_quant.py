@@ -492,6 +492,8 @@ def _native_pack(parts: list[QWeight], bias: Any, consume: bool = False) -> Any:
             if not blocked:
                 raise ValueError("pack: 5-bit codes outside qblocks.c's blocks")
             codes, fmt = q, fmt | FMT_Q5
+        elif parts[0].bits != 8:  # 6-bit codes take the K-quant form above, never this one
+            raise ValueError(f"pack: {parts[0].bits}-bit codes without their K-quant scales")
         else:
             codes = _q8_codes(q, blocked, own)
         return _native_class()("q8", codes, _block_scales(scale.to(dtype), blocked),
