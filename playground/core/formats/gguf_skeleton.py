@@ -90,7 +90,7 @@ class CausalLM(nn.Module):
         self.config = cfg
         self.model = Core(cfg, qk_norm)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False, device=META)
-        self._rows: Any = None
+        self._step: Any = None
 
     def get_input_embeddings(self) -> Any:
         return self.model.embed_tokens
@@ -111,15 +111,15 @@ class CausalLM(nn.Module):
     def native_rows(self) -> Any:
         """The native step's ``rows`` over this model (built once); the loader checks it
         builds before handing the model out."""
-        if self._rows is None:
+        if self._step is None:
             from playground.core.native import step as native_step
             from playground.core.quant import weight_quant
 
             step, why = native_step.build(self, weight_quant.INT_ACT)
             if step is None:
                 raise RuntimeError(f"the native step cannot run this model: {why}")
-            self._rows = step  # the step holds what its C structs point at (step.keep)
-        return self._rows.rows
+            self._step = step  # the step holds what its C structs point at (step.keep)
+        return self._step.rows
 
     def forward(self, input_ids: Any = None, cache: Any = None, past_key_values: Any = None,
                 use_cache: bool = True, logits_to_keep: int = 0, attention_mask: Any = None,
