@@ -50,15 +50,15 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress,
     folder = source.path if source.kind == "default" else None
     try:
         file = gguf_file.read(gguf)
+        meta = gguf_meta.from_file(file)
         why = needs_transformers or gguf_model.why_not(file, folder is not None)
         if why is None:
             tokenizer = gguf_model.tokenizer(gguf, folder)
             config = gguf_model.config(file)
             model = gguf_model.skeleton(config, {t.name for t in file.tensors})
         else:
-            tokenizer, config, model = _transformers_model(gguf, folder)
+            tokenizer, config, model = _transformers_model(gguf, folder, meta)
         del file
-        meta = gguf_meta.read(gguf)
     except Exception as exc:  # a file from outside: one line
         raise models.ModelError(f"model: could not read {gguf.name}: {type(exc).__name__}: "
                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -90,9 +90,6 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress,
     if tied:
         model.tie_weights()
 
-    # what reading the tokenizer and config left (transformers reads a GGUF's header with
-    # gguf's own reader: numpy objects for every token) goes back before the layers fill
-    memory.release()
     done = [0]
     total = len(linears)
 
@@ -147,14 +144,14 @@ def load(source: models.ModelSource, gguf: Path, progress: Progress,
         except RuntimeError as exc:  # a file the skeleton took but the step refuses
             del model, tensors
             memory.release()
-            loaded = load(source, gguf, progress, needs_transformers=str(exc))
-            return loaded
+            return load(source, gguf, progress, needs_transformers=str(exc))
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return models.LoadedModel(model, tokenizer, source, time.perf_counter() - started)
 
 
-def _transformers_model(gguf: Path, folder: Path | None) -> tuple[Any, Any, Any]:
+def _transformers_model(gguf: Path, folder: Path | None,
+                        meta: gguf_meta.FileMeta) -> tuple[Any, Any, Any]:
     """Tokenizer, config and an empty model as transformers makes them for the file."""
     import torch
     from accelerate import init_empty_weights
@@ -163,7 +160,7 @@ def _transformers_model(gguf: Path, folder: Path | None) -> tuple[Any, Any, Any]
     tokenizer = AutoTokenizer.from_pretrained(
         folder or gguf.parent, gguf_file=None if folder is not None else gguf.name)
     config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    gguf_meta.fix_config(config, gguf_meta.read(gguf))  # before the model is shaped
+    gguf_meta.fix_config(config, meta)  # before the model is shaped
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return tokenizer, config, model

@@ -26,11 +26,15 @@ class FileMeta:
 
 def read(path: Path) -> FileMeta:
     """What the file says of both, read once."""
-    import numpy as np
-
     from playground.core.formats import gguf_file
 
-    file = gguf_file.read(path)
+    return from_file(gguf_file.read(path))
+
+
+def from_file(file: Any) -> FileMeta:
+    """The same from a file already read (gguf_file.GgufFile)."""
+    import numpy as np
+
     key = file.metadata.get(f"{file.architecture}.attention.key_length")
     tensor = next((t for t in file.tensors if t.name == "rope_freqs.weight"), None)
     return FileMeta(int(key) if key is not None else None,

@@ -41,17 +41,16 @@ def why_not(file: gguf_file.GgufFile, folder_tokenizer: bool) -> str | None:
         return "a Mistral file (transformers gives it Mistral's sliding window)"
     if not folder_tokenizer and meta.get("tokenizer.ggml.model") != "gpt2":
         return f"tokenizer {meta.get('tokenizer.ggml.model')} (the skeleton reads byte-level BPE)"
-    for key in ("rope.scaling.type", "attention.sliding_window", "rope.freq_base",
-                "rope.dimension_count"):
-        value = meta.get(f"{arch}.{key}")
-        if key == "rope.freq_base" and value is None:
-            return "no rope.freq_base in the metadata"
-        if key == "rope.scaling.type" and value not in (None, "none"):
-            return f"rope scaling {value}"
-        if key == "attention.sliding_window" and value:
-            return "a sliding window"
-        if key == "rope.dimension_count" and value is not None and int(value) != _head_dim(file):
-            return "partial rotary dimensions"
+    scaling = meta.get(f"{arch}.rope.scaling.type")
+    if scaling not in (None, "none"):
+        return f"rope scaling {scaling}"
+    if meta.get(f"{arch}.attention.sliding_window"):
+        return "a sliding window"
+    if meta.get(f"{arch}.rope.freq_base") is None:
+        return "no rope.freq_base in the metadata"
+    rotary = meta.get(f"{arch}.rope.dimension_count")
+    if rotary is not None and int(rotary) != _head_dim(file):
+        return "partial rotary dimensions"
     # every matrix computes on the native kernels (the loader runs only where they are
     # built), the LM head included: the embedding table where the file ties them
     names = {t.name for t in file.tensors}

@@ -99,21 +99,11 @@ static inline void amx_codes_q8(const int8_t *blkA, const int8_t *blkB, int64_t 
     }
 }
 
-/* Q5_0's 5-bit run (qblocks_impl.h's q5_block) as the int8 layout's 256 bytes: vector p,
- * byte 2c+e = lane 2c+e's pair p, (low | fifth bit << 4) - 16 */
-static inline void amx_q5_run(const uint8_t *run, int8_t *out) {
-    const uint16_t *top = (const uint16_t *)(run + 128);
-    for (int p = 0; p < 16; p++) {
-        const uint16_t *lo = (const uint16_t *)(run + 32 * (p / 4));
-        for (int l = 0; l < 16; l++)
-            out[p * 16 + l] = (int8_t)((((lo[l] >> (4 * (p % 4))) & 15) | (((top[l] >> p) & 1) << 4)) - 16);
-    }
-}
-
 static inline void amx_codes_q5(const uint8_t *blkA, const uint8_t *blkB, int64_t b, int8_t *out) {
+    /* each block's run as the int8 layout (the VNNI kernels' unpack8), then as int8's */
     int8_t runA[256], runB[256];
-    amx_q5_run(blkA + b * 160, runA);
-    amx_q5_run(blkB + b * 160, runB);
+    unpack8_vnni(blkA + b * 160, runA, 1, 5);
+    unpack8_vnni(blkB + b * 160, runB, 1, 5);
     amx_codes_q8(runA, runB, 0, out);
 }
 

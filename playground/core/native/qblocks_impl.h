@@ -545,7 +545,6 @@ static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const 
                               qs + n0 * row_bytes, d_, m_, ds_, ms_, y + r0 * N + n0, N, K, G, fmt, T); \
     } while (0)
         PREPARE_AND_TILE(PACKED_CALL)
-#undef PACKED_CALL
         return;
     }
     const int64_t step = ROW_STEP;
@@ -571,19 +570,7 @@ static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const 
                               m ? (const char *)m + n0 * gs * ss : NULL,                     \
                               dsup ? dsup + n0 * sups : NULL, msup ? msup + n0 * sups : NULL, \
                               y + r0 * N + n0, N, K, G, fmt, T)
-#define ANY_CALL(W, T) do { if (buf) UNPACKED_CALL(W, T); else PACKED_CALL2(W, T); } while (0)
-#define PACKED_CALL2(W, T) do {                                                       \
-                const void *d_ = (const char *)d + n0 * gs * ss;                     \
-                const float *ds_ = dsup ? dsup + n0 * sups : NULL;                   \
-                if (bits == 6)                                                       \
-                    NAME(q6_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, \
-                                      qs + n0 * row_bytes, d_, NULL, ds_, NULL, y + r0 * N + n0, \
-                                      N, K, G, fmt, T);                                \
-                else                                                                 \
-                    NAME(q5_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, \
-                                      qs + n0 * row_bytes, d_, NULL, ds_, NULL, y + r0 * N + n0, \
-                                      N, K, G, fmt, T);                                \
-            } while (0)
+#define ANY_CALL(W, T) do { if (buf) UNPACKED_CALL(W, T); else PACKED_CALL(W, T); } while (0)
                 if (wide)
                     switch (T) {
                     case 1: CALL16(ANY_CALL, 1); break; case 2: CALL16(ANY_CALL, 2); break;
@@ -596,11 +583,11 @@ static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const 
                     }
 #undef UNPACKED_CALL
 #undef ANY_CALL
-#undef PACKED_CALL2
             }
         }
         free(buf);
     }
+#undef PACKED_CALL
 }
 
 #undef PAIRS_INTO

@@ -205,6 +205,9 @@ def pack(parts: list[QWeight], biases: list[Any] | None = None, consume: bool = 
     kinds = {(p.kind, p.group, p.cols) for p in parts}
     if len(kinds) > 1:
         raise ValueError("pack: parts differ in kind, group or input size")
+    if len({p.bits for p in parts}) > 1:  # one matrix in one form
+        parts = [QWeight(**{**vars(p), "q": unpack_codes(p.q, p.bits), "bits": 8})
+                 if p.bits < 8 else p for p in parts]
     bias = None
     if biases and any(b is not None for b in biases):
         bias = torch.cat([(b if b is not None else torch.zeros(p.rows)).detach().float()
@@ -348,9 +351,6 @@ def _torch_pack(parts: list[QWeight], bias: Any) -> Any:
     import torch
 
     kind, group, cols = parts[0].kind, parts[0].group, parts[0].cols
-    if len({p.bits for p in parts}) > 1:  # one matrix in one form
-        parts = [QWeight(**{**vars(p), "q": unpack_codes(p.q, p.bits), "bits": 8})
-                 if p.bits < 8 else p for p in parts]
     q = torch.cat([p.q for p in parts]) if len(parts) > 1 else parts[0].q
     rows = int(q.shape[0])
     if kind == "int8":
@@ -467,9 +467,6 @@ def _native_pack(parts: list[QWeight], bias: Any, consume: bool = False) -> Any:
     import torch
 
     kind, group, cols = parts[0].kind, parts[0].group, parts[0].cols
-    if len({p.bits for p in parts}) > 1:  # one matrix in one form
-        parts = [QWeight(**{**vars(p), "q": unpack_codes(p.q, p.bits), "bits": 8})
-                 if p.bits < 8 else p for p in parts]
     q = torch.cat([p.q for p in parts]) if len(parts) > 1 else parts[0].q
     own = consume or len(parts) > 1  # q is ours to reorder in place
     rows = int(q.shape[0])
