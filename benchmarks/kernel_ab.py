@@ -2,10 +2,13 @@
 process, rounds alternating: every matrix of the chosen layers as the decode step (one
 row of x) or a prompt (many rows) multiplies it, and whether each revision gives the
 same bits. Each revision's qgemv.c/qblocks.c/qstep.c are compiled from git into a
-temporary folder with the app's own flags.
+temporary folder with the app's own flags. A revision written ``REV:sc8`` runs on
+matrices packed with the K-quants' sub-scales a byte each (weight_quant.SIX_BIT_SCALES
+off), so the 6-bit form can be timed against it in one build; ``.`` is the working tree.
 
     .venv/bin/python benchmarks/kernel_ab.py benchmarks/out/ladder/llama-3.2-1b/Q4_K_M.gguf \\
         --revs 2e98a42,HEAD --rows 1,4 --rounds 41
+    .venv/bin/python benchmarks/kernel_ab.py ... --revs .:sc8,. --rows 1,512
 """
 
 from __future__ import annotations
@@ -25,10 +28,16 @@ NATIVE = "playground/core/native"
 def build(rev: str, folder: Path) -> ctypes.CDLL:
     from playground.core import native
 
-    src = folder / rev.replace("/", "_")
+    src = folder / (rev.replace("/", "_") if rev != "." else "worktree")
     src.mkdir()
     sources = []
     for name in ("qgemv.c", "qblocks.c", "qhalf.c", "qstep.c", "qblocks_impl.h", "qblocks_amx.h"):
+        if rev == ".":  # the working tree's
+            path = ROOT / NATIVE / name
+            (src / name).write_bytes(path.read_bytes())
+            if name.endswith(".c"):
+                sources.append(str(src / name))
+            continue
         shown = subprocess.run(["git", "show", f"{rev}:{NATIVE}/{name}"], cwd=ROOT,
                                capture_output=True)
         if shown.returncode != 0 and name in ("qhalf.c", "qblocks_amx.h"):
@@ -47,12 +56,13 @@ def build(rev: str, folder: Path) -> ctypes.CDLL:
     return lib
 
 
-def matrices(path: Path, layers: set[int]) -> list:
+def matrices(path: Path, layers: set[int], six_bit: bool = True) -> list:
     import numpy as np
     from gguf import GGUFReader
 
     from playground.core.quant import gguf_blocks, weight_quant
 
+    weight_quant.SIX_BIT_SCALES = six_bit
     out = []
     for t in GGUFReader(str(path)).tensors:
         parts = t.name.split(".")
@@ -76,12 +86,21 @@ def main() -> None:
     parser.add_argument("--rows", default="1,4")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--isa", type=int, default=0,
+                        help="0: the CPU's best, 1: AVX2, 2: AVX-512 VNNI without AMX")
     args = parser.parse_args()
     native.library()  # torch's OpenMP first, as the app loads it
     with tempfile.TemporaryDirectory() as tmp:
-        libs = {rev: build(rev, Path(tmp)) for rev in args.revs.split(",")}
+        revs = args.revs.split(",")
+        built = {rev.split(":")[0] for rev in revs}
+        libs_by_rev = {rev: build(rev, Path(tmp)) for rev in sorted(built)}
+        libs = {rev: libs_by_rev[rev.split(":")[0]] for rev in revs}
+        for lib in libs_by_rev.values():
+            if hasattr(lib, "qblocks_set_isa"):
+                print("isa", lib.qblocks_set_isa(args.isa))
         layers = set(map(int, args.layers.split(","))) if args.layers else set(range(1000))
-        mats = matrices(args.gguf, layers)
+        packed = {rev: matrices(args.gguf, layers, not rev.endswith(":sc8")) for rev in revs}
+        mats = next(iter(packed.values()))
         weights = sum(m.out_features * m.in_features for m in mats)
         print(f"{len(mats)} matrices, {weights / 1e6:.0f} M weights, {args.threads} threads")
         for rows in map(int, args.rows.split(",")):
@@ -91,7 +110,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for rev, lib in libs.items():
                     ys, t0 = [], time.perf_counter()
-                    for m in mats:
+                    for m in packed[rev]:
                         ys.append(_call(lib, m, xs[m.in_features], args.threads))
                     times[rev].append(time.perf_counter() - t0)
                     outs[rev] = ys

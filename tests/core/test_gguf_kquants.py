@@ -68,7 +68,8 @@ def test_k_quant_kernels_multiply_by_the_files_weights(type_name, each_isa):
         "x", type_name, random_blocks(type_name, 64, 768, np.random.default_rng(4))))
     layer = weight_quant.pack([qw])
     want = weight_quant.FMT_SUPER if type_name.endswith("_K") else weight_quant.FMT_FP16
-    want |= {"Q6_K": weight_quant.FMT_Q6, "Q5_0": weight_quant.FMT_Q5}.get(type_name, 0)
+    want |= {"Q6_K": weight_quant.FMT_Q6, "Q5_0": weight_quant.FMT_Q5, "Q4_K": weight_quant.FMT_SC6,
+             "Q5_K": weight_quant.FMT_SC6}.get(type_name, 0)
     assert layer.blocked and layer.fmt == want
     w = qw.dequantize().double()
     gen = torch.Generator().manual_seed(0)
@@ -107,16 +108,54 @@ def test_q6_k_and_q5_0_at_their_bits_give_the_int8_forms_bits(type_name, bits, r
     packed, eight = weight_quant.pack([small]), weight_quant.pack([wide])
     flag = weight_quant.FMT_Q6 if bits == 6 else weight_quant.FMT_Q5
     assert packed.fmt == eight.fmt | flag
-    gen = torch.Generator().manual_seed(1)
+    _same_bits_on_each_isa(packed, eight, seed=1)
+
+
+@pytest.mark.parametrize("type_name", ["Q4_K", "Q5_K"])
+@pytest.mark.parametrize("rows_w", [24, 64])
+def test_six_bit_sub_scales_give_the_byte_a_value_forms_bits(type_name, rows_w, each_isa,
+                                                             monkeypatch):
+    """Q4_K's and Q5_K's sub-scales and mins kept at 6 bits as the file holds them (FMT_SC6)
+    give the same products, bit for bit, as the byte-a-value form, on AVX2, AVX-512 VNNI and
+    AMX, through 8- and 16-row blocks (24 rows: one of each), 1-33 rows of x and a view."""
+    tensor = gguf_blocks.GgufTensor(
+        "x", type_name, random_blocks(type_name, rows_w, 768, np.random.default_rng(7)))
+    six = weight_quant.pack([gguf_blocks.to_qweight(tensor)])
+    monkeypatch.setattr(weight_quant, "SIX_BIT_SCALES", False)
+    eight = weight_quant.pack([gguf_blocks.to_qweight(tensor)])
+    assert six.fmt == eight.fmt | weight_quant.FMT_SC6
+    assert six.scales.numel() * 4 == eight.scales.numel() * 3
+    assert six.offsets.numel() * 4 == eight.offsets.numel() * 3
+    _same_bits_on_each_isa(six, eight, seed=2)
+
+
+def _same_bits_on_each_isa(layer, reference, seed: int) -> None:
+    """``layer`` gives ``reference``'s bits on AVX2, AVX-512 VNNI and AMX where the CPU has
+    them, for 1-33 rows of x, and so does its view of rows 8:24 (whole blocks: a matrix
+    in the same layout)."""
+    gen = torch.Generator().manual_seed(seed)
     for want in (1, 2, 3):
         if want == 3 and native.library().qblocks_set_isa(3) != 3:
             continue  # no AMX here
         _isa(want)
         for rows in (1, 2, 3, 4, 5, 9, 17, 33):
             x = torch.randn(rows, 768, generator=gen) * torch.logspace(-2, 2, 768)[None, :]
-            assert torch.equal(packed(x), eight(x)), (want, rows)
-    view = packed.rows_view(8, 24)  # a slice of whole blocks is a matrix in the same layout
-    assert torch.equal(view(x), eight(x)[:, 8:24])
+            assert torch.equal(layer(x), reference(x)), (want, rows)
+    assert torch.equal(layer.rows_view(8, 24)(x), reference(x)[:, 8:24])
+
+
+@pytest.mark.parametrize("type_name", ["Q4_K", "Q6_K"])
+def test_k_quant_matrices_take_the_files_bytes(type_name):
+    """A Q4_K or Q6_K matrix in the kernels' form is as big as in the file: codes at the
+    file's bits, 6-bit (Q4_K) or int8 (Q6_K) sub-scales, fp16 super-block scales (float32
+    ones and a byte a 6-bit value made a 3B Q4_K_M model 76 MB bigger than its file)."""
+    _needs_native()
+    raw = random_blocks(type_name, 64, 1024, np.random.default_rng(8))
+    layer = weight_quant.pack([gguf_blocks.to_qweight(gguf_blocks.GgufTensor("x", type_name, raw))])
+    held = sum(t.numel() * t.element_size() for t in (
+        layer.codes, layer.scales, layer.offsets, layer.scale_super, layer.offset_super)
+        if t is not None)
+    assert held == raw.nbytes
 
 
 @pytest.mark.parametrize("type_name", [*K_TYPES, "Q4_0", "Q4_1", "Q8_0", "int4-64", "int4-128",
@@ -294,7 +333,8 @@ def test_torch_kernels_say_the_k_quants_stay_de_quantized(q4_k_m_file, monkeypat
 @pytest.mark.parametrize("types,fmt", [
     (("Q4_0",), weight_quant.FMT_FP16 | weight_quant.FMT_MINUS8D),  # m = -8d, not stored
     (("Q4_K", "Q4_1"), weight_quant.FMT_F32),  # one matrix: products in float32
-    (("Q4_K", "Q4_K"), weight_quant.FMT_SUPER),
+    (("Q4_K", "Q4_K"), weight_quant.FMT_SUPER | weight_quant.FMT_SC6),  # 6-bit sub-scales
+    (("Q5_K", "Q5_K"), weight_quant.FMT_SUPER | weight_quant.FMT_SC6),
     (("Q6_K", "Q6_K"), weight_quant.FMT_SUPER | weight_quant.FMT_Q6),  # at 6 bits
     (("Q5_0", "Q5_0"), weight_quant.FMT_FP16 | weight_quant.FMT_Q5),  # at 5 bits
     (("Q8_0",), weight_quant.FMT_FP16),

@@ -17,8 +17,8 @@
  * vectors; in vector j, 16-bit lane 2c+e holds four codes, nibble s being row c's input
  * 2(4j+s)+e of the run. int8 codes take 256 bytes, sixteen 16-byte vectors; in vector
  * p, byte 2c+e is row c's input 2p+e. Scales and offsets: per group, the 8 rows' values
- * in a row, stored as the FMT_* below say (fp16; float32; or a K-quant's int8 sub-scales
- * with a float32 per super-block of 256, as the file holds them). int8 codes may carry
+ * in a row, stored as the FMT_* below say (fp16; float32; or a K-quant's sub-scales, int8
+ * or 6-bit, with an fp16 per super-block of 256, as the file holds them). int8 codes may carry
  * offsets too (Q5_K, Q5_1: w = d*q + m) and groups of 16 (Q6_K). A file's Q6_K and Q5_0
  * codes may stay at their 6 and 5 bits (FMT_Q6, FMT_Q5): per run, the int4 layout's 128
  * bytes of low nibbles, then the top bits (qblocks_impl.h's q6_block, q5_block), 192 and
@@ -32,6 +32,7 @@
 #define _GNU_SOURCE /* syscall(), for AMX's tile state */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 /* GCC's -O3 loaded a run's x pairs (and made its products) well ahead of their use,
  * more than 16 registers hold, and spilled them to the stack and back: register-pressure
@@ -56,14 +57,23 @@ void qgemv_group_sums(const float *x, float *xsum, int64_t M, int64_t K, int64_t
 /* How a matrix's scales (and offsets) are stored, per group of 8 rows: */
 #define FMT_FP16 0    /* fp16 (GGUF's own d and m; our int4/int8 quantizers) */
 #define FMT_F32 1     /* float32 */
-#define FMT_SUPER 2   /* int8 sub-scales times a float32 per super-block of 256 inputs
-                       * (K-quants as the file holds them: d*sc is exact in float32) */
+#define FMT_SUPER 2   /* int8 sub-scales times an fp16 per super-block of 256 inputs (the
+                       * file's d; d*sc is exact in float32, where the kernels form it) */
 #define FMT_MINUS8D 4 /* flag: offsets are -8*d (Q4_0), computed, not stored */
 #define FMT_Q6 8      /* flag: int8 codes are Q6_K's, kept at 6 bits (qblocks_impl.h's q6_block) */
 #define FMT_Q5 16     /* flag: int8 codes are Q5_0's, kept at 5 bits (q5_block) */
+#define FMT_SC6 32    /* flag with FMT_SUPER: the sub-scales (and mins) are Q4_K's and Q5_K's
+                       * 6-bit ones, in the file's 12 bytes a super-block per row (a byte each
+                       * made a 3B Q4_K_M file's weights 38 MB bigger than the file). Per block
+                       * of 8 rows and super-block, its 64 values v (group-major, 8 rows a
+                       * group) in 48 bytes: byte k < 32 holds v[k] & 15 and (v[k + 32] & 15)
+                       * << 4; byte 32 + k (k < 16), field f of 2 bits, holds v[k + 16f] >> 4.
+                       * The tiled kernels expand a block's to the int8 form once (sc6_expand) */
 
-static inline int64_t scale_bytes(int fmt) {
-    return (fmt & 3) == FMT_F32 ? 4 : (fmt & 3) == FMT_SUPER ? 1 : 2;
+/* bytes of one group's scales for a block of 8 rows */
+static inline int64_t scale_bytes8(int fmt) {
+    if ((fmt & 3) == FMT_SUPER) return fmt & FMT_SC6 ? 6 : 8;
+    return (fmt & 3) == FMT_F32 ? 32 : 16;
 }
 
 /* log2 of the groups in a super-block of 256 inputs (FMT_SUPER's G is 16 or 32): a shift,
@@ -74,12 +84,45 @@ static inline int super_shift(int64_t G) {
 
 /* the 8 rows' scales of group g */
 static inline __attribute__((always_inline)) __m256
-scale8(const void *p, const float *sup, int64_t g, int gshift, int fmt) {
+scale8(const void *p, const uint16_t *sup, int64_t g, int gshift, int fmt) {
     if ((fmt & 3) == FMT_FP16)
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + g * 8)));
     if ((fmt & 3) == FMT_F32) return _mm256_loadu_ps((const float *)p + g * 8);
-    const __m256i sub = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)p + g * 8)));
-    return _mm256_mul_ps(_mm256_loadu_ps(sup + (g >> gshift) * 8), _mm256_cvtepi32_ps(sub));
+    __m256i sub;
+    if (fmt & FMT_SC6) { /* one group's 8 values from its super-block's 48 bytes */
+        const uint8_t *base = (const uint8_t *)p + (g >> 3) * 48;
+        const int gg = (int)(g & 7);
+        uint64_t lo, hi;
+        memcpy(&lo, base + 8 * (gg & 3), 8);
+        memcpy(&hi, base + 32 + 8 * (gg & 1), 8);
+        const uint64_t v = ((lo >> (4 * (gg >> 2))) & 0x0f0f0f0f0f0f0f0fULL) |
+                           (((hi >> (2 * (gg >> 1))) & 0x0303030303030303ULL) << 4);
+        sub = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)v));
+    } else {
+        sub = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)p + g * 8)));
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sup + (g >> gshift) * 8)));
+    return _mm256_mul_ps(d, _mm256_cvtepi32_ps(sub));
+}
+
+/* FMT_SC6's sub-scales of `supers` super-blocks (48 bytes each) as int8 (64 each): the
+ * form scale8 reads a byte a value, so the kernels' inner loops stay as they are */
+static inline __attribute__((always_inline)) void
+sc6_expand(const void *p, int8_t *out, int64_t supers) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+    const uint8_t *in = p;
+    for (int64_t s = 0; s < supers; s++, in += 48, out += 64) {
+        const __m256i lo = _mm256_loadu_si256((const __m256i *)in);
+        const __m256i hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(in + 32)));
+        /* fields 0 and 1 (values 0..15, 16..31), then 2 and 3, to each byte's low bits */
+        const __m256i h01 = _mm256_srlv_epi32(hi, _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2));
+        const __m256i h23 = _mm256_srlv_epi32(hi, _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6));
+        _mm256_storeu_si256((__m256i *)out, _mm256_or_si256(
+            _mm256_and_si256(lo, m4), _mm256_slli_epi16(_mm256_and_si256(h01, m2), 4)));
+        _mm256_storeu_si256((__m256i *)(out + 32), _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16(lo, 4), m4),
+            _mm256_slli_epi16(_mm256_and_si256(h23, m2), 4)));
+    }
 }
 
 #define NAME(f) f##_avx2
@@ -147,7 +190,7 @@ int64_t qblocks_amx_calls(void) { return __atomic_load_n(&amx_calls, __ATOMIC_RE
 /* the product on the tiles where they take it (1), or nothing done (0); form: 1 int4,
  * 0 int8, 5 Q5_0's 5-bit codes */
 static int amx_ran(const float *x, const void *qs, int q4, const void *d, const void *m,
-                   const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
+                   const uint16_t *dsup, const uint16_t *msup, float *y, float *scratch, int64_t M,
                    int64_t N, int64_t K, int64_t G, int threads, int fmt) {
 #ifdef QBLOCKS_AMX
     if (qblocks_isa() != 3 || M < AMX_MIN_ROWS || N % 16 || K % 32 || G % 32) return 0;
@@ -160,9 +203,9 @@ static int amx_ran(const float *x, const void *qs, int q4, const void *d, const 
 }
 
 /* scratch: at least M*(K/G + K/32 + K/2) floats. d, m (NULL: none) as fmt says;
- * dsup, msup: FMT_SUPER's float32 per super-block (NULL otherwise) */
+ * dsup, msup: FMT_SUPER's fp16 per super-block (NULL otherwise) */
 void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const void *m,
-                      const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
+                      const uint16_t *dsup, const uint16_t *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt) {
     if (amx_ran(x, qs, 1, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt)) return;
     if (qblocks_isa() >= 2)
@@ -173,7 +216,7 @@ void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const vo
 /* as q4_blocks_matmul, for int8 codes; G: 16 or a multiple of 32 (FMT_Q6: Q6_K's codes at
  * 6 bits, G 16, never on the tiles, whose runs of 32 inputs take one scale) */
 void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m,
-                      const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
+                      const uint16_t *dsup, const uint16_t *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt) {
     const uint8_t *packed = (const uint8_t *)qs;
     if (fmt & (FMT_Q6 | FMT_Q5)) {

@@ -108,8 +108,8 @@ static inline void amx_codes_q5(const uint8_t *blkA, const uint8_t *blkB, int64_
 }
 
 /* the 16 rows' scales of group g, as two scale8() */
-static inline __m512 amx_scale16(const void *pA, const float *supA, const void *pB,
-                                 const float *supB, int64_t g, int gshift, int fmt) {
+static inline __m512 amx_scale16(const void *pA, const uint16_t *supA, const void *pB,
+                                 const uint16_t *supB, int64_t g, int gshift, int fmt) {
     return _mm512_insertf32x8(_mm512_castps256_ps512(scale8(pA, supA, g, gshift, fmt)),
                               scale8(pB, supB, g, gshift, fmt), 1);
 }
@@ -117,10 +117,10 @@ static inline __m512 amx_scale16(const void *pA, const float *supA, const void *
 /* y = x . W^T for codes in qblocks.c's layout (q4: 1 int4, 5 Q5_0's 5 bits, 0 int8), G a multiple of
  * 32, N of 16; scratch as the VNNI kernels' (x's int16 rows, their scales, group sums) */
 static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void *d,
-                              const void *m, const float *dsup, const float *msup, float *y,
+                              const void *m, const uint16_t *dsup, const uint16_t *msup, float *y,
                               float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
                               int threads, int fmt) {
-    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
+    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes8(fmt);
     const int64_t runs = G / 32, gshift = super_shift(G), Mpad = (M + 15) / 16 * 16;
     const int64_t row_bytes = q4 == 1 ? K / 2 : q4 == 5 ? K / 8 * 5 : K;
     float *xsum = scratch, *xd = scratch + M * gs;
@@ -173,11 +173,11 @@ static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void
                 else if (q4 == 5) amx_codes_q5((const uint8_t *)blkA, (const uint8_t *)blkB, b, codes + b * 512);
                 else amx_codes_q8((const int8_t *)blkA, (const int8_t *)blkB, b, codes + b * 512);
             }
-            const void *dbA = (const char *)d + n0 * gs * ss, *dbB = (const char *)dbA + 8 * gs * ss;
-            const void *mbA = m ? (const char *)m + n0 * gs * ss : NULL;
-            const void *mbB = m ? (const char *)mbA + 8 * gs * ss : NULL;
-            const float *dsA = dsup ? dsup + n0 * sups : NULL, *dsB = dsup ? dsA + 8 * sups : NULL;
-            const float *msA = msup ? msup + n0 * sups : NULL, *msB = msup ? msA + 8 * sups : NULL;
+            const void *dbA = (const char *)d + n0 / 8 * gs * ss, *dbB = (const char *)dbA + gs * ss;
+            const void *mbA = m ? (const char *)m + n0 / 8 * gs * ss : NULL;
+            const void *mbB = m ? (const char *)mbA + gs * ss : NULL;
+            const uint16_t *dsA = dsup ? dsup + n0 * sups : NULL, *dsB = dsup ? dsA + 8 * sups : NULL;
+            const uint16_t *msA = msup ? msup + n0 * sups : NULL, *msB = msup ? msA + 8 * sups : NULL;
             /* the 16 rows' scales (and offsets' scales) of every group, once a block:
              * K-quants make each from a sub-scale and a super-block's float */
             const int offsets = m || (fmt & FMT_MINUS8D);

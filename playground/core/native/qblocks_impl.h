@@ -58,7 +58,7 @@
  * 8 rows' results of each row of x */
 static inline __attribute__((always_inline)) void
 NAME(finish)(const __m256 *accf, const float *xsum, const void *db, const void *mb,
-             const float *ds, const float *ms, float *y, int64_t N, int64_t groups, int gshift,
+             const uint16_t *ds, const uint16_t *ms, float *y, int64_t N, int64_t groups, int gshift,
              int fmt, const int T) {
     for (int t = 0; t < T; t++) {
         __m256 off = _mm256_setzero_ps();
@@ -79,7 +79,7 @@ NAME(finish)(const __m256 *accf, const float *xsum, const void *db, const void *
 
 static inline __attribute__((always_inline)) void
 NAME(q4_block)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
-               const void *db, const void *mb, const float *ds, const float *ms, float *y,
+               const void *db, const void *mb, const uint16_t *ds, const uint16_t *ms, float *y,
                int64_t N, int64_t K, int64_t G, int fmt, const int T) {
     const int64_t groups = K / G, runs = G / 32, nb = K / 32, gshift = super_shift(G);
     const __m256i low = _mm256_set1_epi16(0x0f);
@@ -98,7 +98,7 @@ NAME(q4_block)(const int32_t *xq32, const float *xd, const float *xsum, const ui
 
 static inline __attribute__((always_inline)) void
 NAME(q8_block)(const int32_t *xq32, const float *xd, const float *xsum, const int8_t *blk,
-               const void *db, const void *mb, const float *ds, const float *ms, float *y,
+               const void *db, const void *mb, const uint16_t *ds, const uint16_t *ms, float *y,
                int64_t N, int64_t K, int64_t G, int fmt, const int T) {
     const int64_t groups = K / G, nb = K / 32, gshift = super_shift(G);
     if (G == 16) {
@@ -145,7 +145,7 @@ NAME(q8_block)(const int32_t *xq32, const float *xd, const float *xsum, const in
 
 static inline __attribute__((always_inline)) void
 NAME(q5_block)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
-               const void *db, const void *mb, const float *ds, const float *ms, float *y,
+               const void *db, const void *mb, const uint16_t *ds, const uint16_t *ms, float *y,
                int64_t N, int64_t K, int64_t G, int fmt, const int T) {
     const int64_t groups = K / G, runs = G / 32, nb = K / 32, gshift = super_shift(G);
     const __m256i low = _mm256_set1_epi16(0x0f), five = _mm256_set1_epi16(0x10),
@@ -185,7 +185,7 @@ NAME(q5_block)(const int32_t *xq32, const float *xd, const float *xsum, const ui
 
 static inline __attribute__((always_inline)) void
 NAME(q6_block)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
-               const void *db, const void *mb, const float *ds, const float *ms, float *y,
+               const void *db, const void *mb, const uint16_t *ds, const uint16_t *ms, float *y,
                int64_t N, int64_t K, int64_t G, int fmt, const int T) {
     const int64_t groups = K / G, nb = K / 32, gshift = super_shift(G);
     const __m256i low = _mm256_set1_epi16(0x0f), top = _mm256_set1_epi16(0x30),
@@ -247,16 +247,16 @@ NAME(q6_block)(const int32_t *xq32, const float *xd, const float *xsum, const ui
     }
 /* B's scales, offsets and outputs: the next block of 8 rows */
 #define B_ARGS16                                                                      \
-    const void *dbB = (const char *)db + 8 * groups * scale_bytes(fmt);             \
-    const void *mbB = mb ? (const char *)mb + 8 * groups * scale_bytes(fmt) : NULL; \
-    const float *dsB = ds ? ds + 8 * (K / 256) : NULL, *msB = ms ? ms + 8 * (K / 256) : NULL
+    const void *dbB = (const char *)db + groups * scale_bytes8(fmt);             \
+    const void *mbB = mb ? (const char *)mb + groups * scale_bytes8(fmt) : NULL; \
+    const uint16_t *dsB = ds ? ds + 8 * (K / 256) : NULL, *msB = ms ? ms + 8 * (K / 256) : NULL
 #define FINISH16()                                                                    \
     NAME(finish)(accA, xsum, db, mb, ds, ms, y, N, groups, (int)gshift, fmt, T);    \
     NAME(finish)(accB, xsum, dbB, mbB, dsB, msB, y + 8, N, groups, (int)gshift, fmt, T)
 
 static inline __attribute__((always_inline)) void
 NAME(q4_block16)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
-                 const void *db, const void *mb, const float *ds, const float *ms, float *y,
+                 const void *db, const void *mb, const uint16_t *ds, const uint16_t *ms, float *y,
                  int64_t N, int64_t K, int64_t G, int fmt, const int T) {
     const int64_t groups = K / G, runs = G / 32, nb = K / 32, gshift = super_shift(G);
     const uint8_t *blkB = blk + 8 * (K / 2);
@@ -292,7 +292,7 @@ NAME(q4_block16)(const int32_t *xq32, const float *xd, const float *xsum, const 
 
 static inline __attribute__((always_inline)) void
 NAME(q8_block16)(const int32_t *xq32, const float *xd, const float *xsum, const int8_t *blk,
-                 const void *db, const void *mb, const float *ds, const float *ms, float *y,
+                 const void *db, const void *mb, const uint16_t *ds, const uint16_t *ms, float *y,
                  int64_t N, int64_t K, int64_t G, int fmt, const int T) {
     const int64_t groups = K / G, nb = K / 32, gshift = super_shift(G);
     const int64_t runs = G == 16 ? 1 : G / 32;
@@ -346,7 +346,7 @@ NAME(q8_block16)(const int32_t *xq32, const float *xd, const float *xsum, const 
 
 static inline __attribute__((always_inline)) void
 NAME(q6_block16)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
-                 const void *db, const void *mb, const float *ds, const float *ms, float *y,
+                 const void *db, const void *mb, const uint16_t *ds, const uint16_t *ms, float *y,
                  int64_t N, int64_t K, int64_t G, int fmt, const int T) {
     const int64_t groups = K / G, nb = K / 32, gshift = super_shift(G);
     const uint8_t *blkB = blk + 6 * K;
@@ -383,7 +383,7 @@ NAME(q6_block16)(const int32_t *xq32, const float *xd, const float *xsum, const 
 
 static inline __attribute__((always_inline)) void
 NAME(q5_block16)(const int32_t *xq32, const float *xd, const float *xsum, const uint8_t *blk,
-                 const void *db, const void *mb, const float *ds, const float *ms, float *y,
+                 const void *db, const void *mb, const uint16_t *ds, const uint16_t *ms, float *y,
                  int64_t N, int64_t K, int64_t G, int fmt, const int T) {
     const int64_t groups = K / G, runs = G / 32, nb = K / 32, gshift = super_shift(G);
     const uint8_t *blkB = blk + 5 * K;
@@ -440,15 +440,28 @@ NAME(q5_block16)(const int32_t *xq32, const float *xd, const float *xsum, const 
     const int64_t step = M > 2 ? ROW_STEP : 8;                                       \
     _Pragma("omp parallel num_threads(threads) if (threads > 1)")                    \
     {                                                                                \
+        /* FMT_SC6: a block's 6-bit sub-scales (and mins) as int8, expanded once for  \
+         * all its tiles of x (in the inner loops a group's unpacking made decode     \
+         * 1.5x slower) */                                                           \
+        int8_t sc6d_[(fmt & FMT_SC6) ? 16 * gs : 1], sc6m_[(fmt & FMT_SC6) && m ? 16 * gs : 1]; \
         _Pragma("omp for schedule(static)")                                          \
         for (int64_t r = 0; r < M; r++) {                                            \
             if (m || (fmt & FMT_MINUS8D)) qgemv_group_sums(x + r * K, xsum + r * gs, 1, K, G); \
             qgemv_int16_rows(x + r * K, xq + r * K, xd + r * nb, 1, K);              \
         }                                                                            \
         _Pragma("omp for schedule(static)")                                          \
-        for (int64_t n0 = 0; n0 < N; n0 += step)                                     \
+        for (int64_t n0 = 0; n0 < N; n0 += step) {                                   \
+            const int wide_ = step == 16 && n0 + 16 <= N;                            \
+            const void *dN = (const char *)d + n0 / 8 * gs * ss;                     \
+            const void *mN = m ? (const char *)m + n0 / 8 * gs * ss : NULL;          \
+            int fmtN = fmt;                                                          \
+            if (fmt & FMT_SC6) {                                                     \
+                sc6_expand(dN, sc6d_, (wide_ ? 2 : 1) * gs / 8);                     \
+                if (mN) sc6_expand(mN, sc6m_, (wide_ ? 2 : 1) * gs / 8);             \
+                dN = sc6d_, mN = mN ? sc6m_ : NULL, fmtN = fmt & ~FMT_SC6;           \
+            }                                                                        \
             for (int64_t r0 = 0; r0 < M; r0 += TMAX) {                               \
-                if (step == 16 && n0 + 16 <= N)                                      \
+                if (wide_)                                                           \
                     switch (M - r0 < TMAX ? M - r0 : TMAX) {                         \
                     case 1: CALL16(CALL, 1); break; case 2: CALL16(CALL, 2); break;          \
                     case 3: CALL16(CALL, 3); break; default: CALL16(CALL, 4); break;         \
@@ -459,38 +472,35 @@ NAME(q5_block16)(const int32_t *xq32, const float *xd, const float *xsum, const 
                     case 3: CALL(, 3); break; default: CALL(, 4); break;             \
                     }                                                                \
             }                                                                        \
+        }                                                                            \
     }
 
 static void NAME(q4_blocks_matmul)(const float *x, const uint8_t *qs, const void *d,
-                                   const void *m, const float *dsup, const float *msup, float *y,
+                                   const void *m, const uint16_t *dsup, const uint16_t *msup, float *y,
                                    float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
                                    int threads, int fmt) {
-    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
+    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes8(fmt);
     float *xsum = scratch, *xd = scratch + M * gs;
     int16_t *xq = (int16_t *)(xd + M * nb);
 #define Q4_CALL(W, T) NAME(q4_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs,            \
-                                  qs + n0 * (K / 2), (const char *)d + n0 * gs * ss,          \
-                                  m ? (const char *)m + n0 * gs * ss : NULL,                  \
-                                  dsup ? dsup + n0 * sups : NULL,                             \
+                                  qs + n0 * (K / 2), dN, mN, dsup ? dsup + n0 * sups : NULL,  \
                                   msup ? msup + n0 * sups : NULL, y + r0 * N + n0, N, K, G,   \
-                                  fmt, T)
+                                  fmtN, T)
     PREPARE_AND_TILE(Q4_CALL)
 #undef Q4_CALL
 }
 
 static void NAME(q8_blocks_matmul)(const float *x, const int8_t *qs, const void *d,
-                                   const void *m, const float *dsup, const float *msup, float *y,
+                                   const void *m, const uint16_t *dsup, const uint16_t *msup, float *y,
                                    float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
                                    int threads, int fmt) {
-    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
+    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes8(fmt);
     float *xsum = scratch, *xd = scratch + M * gs;
     int16_t *xq = (int16_t *)(xd + M * nb);
 #define Q8_CALL(W, T) NAME(q8_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, qs + n0 * K, \
-                                  (const char *)d + n0 * gs * ss,                              \
-                                  m ? (const char *)m + n0 * gs * ss : NULL,                   \
-                                  dsup ? dsup + n0 * sups : NULL,                              \
+                                  dN, mN, dsup ? dsup + n0 * sups : NULL,                      \
                                   msup ? msup + n0 * sups : NULL, y + r0 * N + n0,             \
-                                  N, K, G, fmt, T)
+                                  N, K, G, fmtN, T)
     PREPARE_AND_TILE(Q8_CALL)
 #undef Q8_CALL
 }
@@ -525,24 +535,22 @@ static void NAME(unpack8)(const uint8_t *blk, int8_t *out, int64_t nb, int bits)
  * rows (a 512-token prompt: 128 times), so there each block is unpacked once into the
  * int8 layout and the int8 kernels take it: the same values, the same bits. */
 static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const void *d,
-                                       const void *m, const float *dsup, const float *msup,
+                                       const void *m, const uint16_t *dsup, const uint16_t *msup,
                                        float *y, float *scratch, int64_t M, int64_t N, int64_t K,
                                        int64_t G, int threads, int fmt, int bits) {
-    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes(fmt);
+    const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes8(fmt);
     const int64_t row_bytes = K / 8 * bits;
     float *xsum = scratch, *xd = scratch + M * gs;
     int16_t *xq = (int16_t *)(xd + M * nb);
     if (M <= 2 * TMAX) {
 #define PACKED_CALL(W, T) do {                                                        \
-        const void *d_ = (const char *)d + n0 * gs * ss;                             \
-        const void *m_ = m ? (const char *)m + n0 * gs * ss : NULL;                  \
-        const float *ds_ = dsup ? dsup + n0 * sups : NULL, *ms_ = msup ? msup + n0 * sups : NULL; \
+        const uint16_t *ds_ = dsup ? dsup + n0 * sups : NULL, *ms_ = msup ? msup + n0 * sups : NULL; \
         if (bits == 6)                                                               \
             NAME(q6_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, \
-                              qs + n0 * row_bytes, d_, m_, ds_, ms_, y + r0 * N + n0, N, K, G, fmt, T); \
+                              qs + n0 * row_bytes, dN, mN, ds_, ms_, y + r0 * N + n0, N, K, G, fmtN, T); \
         else                                                                         \
             NAME(q5_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, xsum + r0 * gs, \
-                              qs + n0 * row_bytes, d_, m_, ds_, ms_, y + r0 * N + n0, N, K, G, fmt, T); \
+                              qs + n0 * row_bytes, dN, mN, ds_, ms_, y + r0 * N + n0, N, K, G, fmtN, T); \
     } while (0)
         PREPARE_AND_TILE(PACKED_CALL)
         return;
@@ -559,6 +567,9 @@ static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const 
         _Pragma("omp for schedule(static)")
         for (int64_t n0 = 0; n0 < N; n0 += step) {
             const int wide = step == 16 && n0 + 16 <= N;
+            const void *dN = (const char *)d + n0 / 8 * gs * ss;
+            const void *mN = m ? (const char *)m + n0 / 8 * gs * ss : NULL;
+            const int fmtN = fmt;
             if (buf) {
                 NAME(unpack8)(qs + n0 * row_bytes, buf, nb, bits);
                 if (wide) NAME(unpack8)(qs + (n0 + 8) * row_bytes, buf + 8 * K, nb, bits);
@@ -566,8 +577,7 @@ static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const 
             for (int64_t r0 = 0; r0 < M; r0 += TMAX) {
                 const int T = M - r0 < TMAX ? (int)(M - r0) : TMAX;
 #define UNPACKED_CALL(W, T) NAME(q8_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, \
-                              xsum + r0 * gs, buf, (const char *)d + n0 * gs * ss,          \
-                              m ? (const char *)m + n0 * gs * ss : NULL,                     \
+                              xsum + r0 * gs, buf, dN, mN,                                     \
                               dsup ? dsup + n0 * sups : NULL, msup ? msup + n0 * sups : NULL, \
                               y + r0 * N + n0, N, K, G, fmt, T)
 #define ANY_CALL(W, T) do { if (buf) UNPACKED_CALL(W, T); else PACKED_CALL(W, T); } while (0)

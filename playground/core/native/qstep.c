@@ -22,25 +22,25 @@ void q4_matmul(const float *x, const uint8_t *qs, const uint16_t *d, const uint1
 void q8_matmul(const float *x, const int8_t *qs, const uint16_t *d, float *y, float *scratch,
                int64_t M, int64_t N, int64_t K, int64_t G, int threads, int int_act);
 void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const void *m,
-                      const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
+                      const uint16_t *dsup, const uint16_t *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt);
 void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m,
-                      const float *dsup, const float *msup, float *y, float *scratch, int64_t M,
+                      const uint16_t *dsup, const uint16_t *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt);
 void half_rows(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K,
                int threads, int bf16);
 
 /* kinds: 4: int4 codes + scale + offset, 8: int8 codes + scale, in rows (fp16 scales);
  * 14 and 18: the same in qblocks.c's blocks of 8 rows (int16 activations only), where
- * scales are stored as fmt says (qblocks.c: fp16, float32, or int8 sub-scales times a
- * float32 per super-block dsup/msup), int8 codes may have offsets (m), groups may be 16;
+ * scales are stored as fmt says (qblocks.c: fp16, float32, or int8 or 6-bit sub-scales
+ * times an fp16 per super-block dsup/msup), int8 codes may have offsets (m), groups may be 16;
  * 16 and 17: F16 and BF16 weights as stored (qhalf.c), no scales */
 typedef struct {
     int64_t kind;
     const void *codes;
     const void *d, *m;
     int64_t N, K, G, fmt;
-    const float *dsup, *msup;
+    const uint16_t *dsup, *msup;
     const float *bias;  /* NULL, or N floats added to every row (Qwen2's q/k/v bias) */
 } QMat;
 

@@ -24,8 +24,9 @@ K-quants (super-blocks of 256 weights), as ggml de-quantizes them:
 - Q6_K: 6-bit q − 32, an int8 sub-scale per 16 weights, fp16 d: w = (d·sc)·q
 
 d·sc needs up to 17 significant bits, more than fp16 holds: the kernels read the file's
-own int8 sub-scales and float32 d per super-block and form d·sc in float32, where it is
-exact (qblocks.c's FMT_SUPER). Q4_K's codes go to the
+own sub-scales (Q4_K's and Q5_K's at their 6 bits, FMT_SC6; Q6_K's int8) and fp16 d per
+super-block and form d·sc in float32, where it is exact (qblocks.c's FMT_SUPER): a
+matrix takes the file's bytes. Q4_K's codes go to the
 int4 kernel; Q5_K's and Q6_K's to the int8 one (Q5_K with offsets, Q6_K in groups of 16).
 F16 and BF16 matrices stay in their two bytes a weight (kinds "f16"/"bf16": qhalf.c widens
 each weight to float32 as it reads it). Every other type (Q2_K, Q3_K, IQ*, ...) is named

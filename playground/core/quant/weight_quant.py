@@ -34,7 +34,9 @@ SLAB_ROWS = 4096  # rows reordered at a time in place (_q8_codes): a multiple of
 FMT_FP16, FMT_F32, FMT_SUPER, FMT_MINUS8D = 0, 1, 2, 4  # qblocks.c's scale formats
 FMT_Q6 = 8  # qblocks.c's flag: Q6_K's int8 codes kept at 6 bits (groups of 16)
 FMT_Q5 = 16  # and Q5_0's, at 5 bits (groups of 32, fp16 scales)
+FMT_SC6 = 32  # with FMT_SUPER: Q4_K's and Q5_K's 6-bit sub-scales and mins, 48 bytes per 64
 PACKED = True  # Q6_K and Q5_0 at their 6 and 5 bits (False: int8 codes, the form tests compare)
+SIX_BIT_SCALES = True  # Q4_K's and Q5_K's sub-scales at 6 bits (False: a byte each; kernel_ab)
 HALF = ("f16", "bf16")  # half-precision weights as stored (qhalf.c): q holds their bits
 
 
@@ -415,7 +417,7 @@ def _native_class() -> type:
         or int8 codes + fp16 scale per group; float32 activations. ``blocked``: the codes,
         scales and offsets are in qblocks.c's blocks of 8 rows (the same bytes, reordered
         within each block), multiplied with int16 activations; there the scales may also be
-        float32 or a K-quant's int8 sub-scales with float32 per super-block (``fmt``,
+        float32 or a K-quant's sub-scales (6-bit or int8) with fp16 per super-block (``fmt``,
         qblocks.c's FMT_*), and Q4_0's offsets are computed from d instead of stored.
         Kinds "f16"/"bf16" (qhalf.c): ``codes`` are a file's half-precision weights as
         stored (int16 bits), with no scales; float32 activations."""
@@ -517,9 +519,9 @@ def _offset(part: QWeight, dtype: Any) -> Any:
 
 
 def _native_pack_super(parts: list[QWeight], q: Any, bias: Any, own: bool = False) -> Any:
-    """K-quants as the file holds their scales: int8 sub-scales per group and float32 per
-    super-block of 256 (d·sc is exact in float32, computed in the kernel), a third of the
-    bytes of float32 products."""
+    """K-quants as the file holds their scales: 6-bit (Q4_K, Q5_K) or int8 (Q6_K) sub-scales
+    per group and fp16 per super-block of 256 (d·sc is exact in float32, where the kernel
+    forms it): the file's own bytes, where float32 products took three times as many."""
     import torch
 
     kind, group, cols, rows = parts[0].kind, parts[0].group, parts[0].cols, int(q.shape[0])
@@ -529,18 +531,52 @@ def _native_pack_super(parts: list[QWeight], q: Any, bias: Any, own: bool = Fals
     if any(p.two_level[2] is not None for p in parts):
         if not all(p.two_level[2] is not None for p in parts):
             raise ValueError("pack: K-quant parts differ in having offsets")
-        offset_super = _block_scales(torch.cat([p.two_level[2] for p in parts]).float(), True)
+        offset_super = _super_scales(torch.cat([p.two_level[2] for p in parts]))
         offsets = _block_scales(torch.cat([p.two_level[3] for p in parts]).to(torch.int8), True)
     fmt = FMT_SUPER
+    scales = _block_scales(d_sub.to(torch.int8), True)
+    if SIX_BIT_SCALES and group == 32 and _six_bits(d_sub) and (offsets is None or _six_bits(offsets)):
+        # Q4_K's and Q5_K's: at 6 bits, as the file holds them (a byte each: 5% of the weights)
+        fmt |= FMT_SC6
+        scales = _six_bit_scales(scales)
+        offsets = None if offsets is None else _six_bit_scales(offsets)
     if kind == "int4":
         codes = _q4_codes(q, True)
     elif parts[0].bits == 6:
-        codes, fmt = q, FMT_SUPER | FMT_Q6  # Q6_K at 6 bits a weight, as the file holds it
+        codes, fmt = q, fmt | FMT_Q6  # Q6_K at 6 bits a weight, as the file holds it
     else:
         codes = _q8_codes(q, True, own)
-    return _native_class()("int4" if kind == "int4" else "q8", codes,
-                           _block_scales(d_sub.to(torch.int8), True), offsets, group, rows, cols,
-                           bias, True, fmt, _block_scales(d_sup.float(), True), offset_super)
+    return _native_class()("int4" if kind == "int4" else "q8", codes, scales, offsets, group,
+                           rows, cols, bias, True, fmt, _super_scales(d_sup), offset_super)
+
+
+def _super_scales(s: Any) -> Any:
+    """A K-quant's per-super-block d or −dmin in fp16, the file's own width (exact: they
+    come from the file's fp16 values); blocked."""
+    import torch
+
+    half = s.to(torch.float16)
+    if not torch.equal(half.float(), s.float()):
+        raise ValueError("pack: super-block scales that fp16 cannot hold (not a file's K-quant)")
+    return _block_scales(half, True)
+
+
+def _six_bits(s: Any) -> bool:
+    return bool(s.numel()) and s.shape[-1] % 8 == 0 and int(s.min()) >= 0 and int(s.max()) <= 63
+
+
+def _six_bit_scales(s: Any) -> Any:
+    """Blocked 6-bit sub-scales [rows, groups] as qblocks.c's FMT_SC6 reads them: per block
+    of 8 rows and super-block, its 64 values v (memory order) in 48 bytes: 32 of low
+    nibbles (v[k] and v[k + 32]), then 16 of top bit pairs (v[k + 16f] in field f)."""
+    import torch
+
+    rows = s.shape[0]
+    v = s.reshape(-1, 64).to(torch.uint8)
+    low = (v[:, :32] & 15) | ((v[:, 32:] & 15) << 4)
+    top = v >> 4
+    high = top[:, :16] | (top[:, 16:32] << 2) | (top[:, 32:48] << 4) | (top[:, 48:] << 6)
+    return torch.cat([low, high], 1).reshape(rows, -1)
 
 
 def _q8_codes(q: Any, blocked: bool, in_place: bool = False) -> Any:
