@@ -14,6 +14,7 @@ peak RSS and steady RSS. Never part of ``make test``.
     .venv/bin/python benchmarks/ladder.py make  [--rungs llama-1b] [--formats Q4_K_M,Q8_0]
     .venv/bin/python benchmarks/ladder.py run   [--rungs ...] [--formats ...] [--rounds 2]
         [--llama-repack 1]  # default 0,1: both, llama.cpp at its faster setting per figure
+        [--isa avx2]  # both sides on AVX2 alone (after LLAMACPP_ISA=avx2 llamacpp_build.sh)
     .venv/bin/python benchmarks/ladder.py faithful   # the default model as a Q4_K_M file
     .venv/bin/python benchmarks/ladder.py side  --rungs qwen2.5-0.5b [--formats Q4_K_M]
 
@@ -39,6 +40,7 @@ from pathlib import Path
 from common import OUT, cpu_name
 
 LLAMA = OUT / "llamacpp"
+BENCH = LLAMA / "bin" / "llama-bench"  # --isa avx2: out/llamacpp-avx2's
 LADDER = OUT / "ladder"
 VENV_PY = Path(sys.executable)
 PLAYGROUND = VENV_PY.parent / "playground"
@@ -195,7 +197,7 @@ def llama_bench(path: Path, threads: int, spec: str, repack: str = "1") -> dict[
     if cfg.backend == "llamacpp":
         fa = ["-fa", "1" if cfg.flash_attn else "0", "-ctk", cfg.kv_type, "-ctv", cfg.kv_type,
               "-b", str(cfg.batch), "-ub", str(cfg.batch)]
-    out = run([LLAMA / "bin" / "llama-bench", "-m", path, "-p", "512", "-n", "64", "-t", threads,
+    out = run([BENCH, "-m", path, "-p", "512", "-n", "64", "-t", threads,
                *fa, "--repack", repack, "-r", "1", "-o", "json"],
               capture_output=True, text=True, timeout=1800).stdout
     result: dict[str, float] = {}
@@ -207,6 +209,23 @@ def llama_bench(path: Path, threads: int, spec: str, repack: str = "1") -> dict[
         result[f"{key} repack={int(r.get('repack', 1))}"] = float(r["avg_ts"])
         result[key] = max(result.get(key, 0.0), float(r["avg_ts"]))
     return result
+
+
+def avx2_sides() -> None:
+    """Both sides on AVX2 alone: llama.cpp's AVX2 build, and the playground's kernels built
+    with the packaged app's portable flags (no -march=native, so no AVX-512 encodings in
+    the AVX2 bodies) and held to them (PLAYGROUND_NATIVE_ISA=avx2), through the
+    environment the ``playground bench`` runs inherit."""
+    global BENCH
+    from playground.core import native
+
+    BENCH = OUT / "llamacpp-avx2" / "bin" / "llama-bench"
+    if not BENCH.is_file():
+        sys.exit(f"{BENCH} is not built: LLAMACPP_ISA=avx2 bash benchmarks/llamacpp_build.sh")
+    portable = OUT / "qgemv-avx2.so"
+    portable.unlink(missing_ok=True)  # built from the sources as they are now
+    native.build(portable, native.PORTABLE_FLAGS)
+    os.environ.update(PLAYGROUND_QGEMV=str(portable), PLAYGROUND_NATIVE_ISA="avx2")
 
 
 def long_prompt(tokens: int = 512) -> Path:
@@ -259,8 +278,14 @@ def main() -> None:
     parser.add_argument("--prompts", help="side: a prompt file for compare (default: its 8)")
     parser.add_argument("--llama-repack", default="0,1", choices=("1", "0", "0,1"),
                         help="llama-bench's --repack (0,1: both, its faster one counts)")
+    parser.add_argument("--isa", choices=("native", "avx2"), default="native",
+                        help="avx2: both sides as on an AVX2-only CPU: llama.cpp built for AVX2 "
+                             "(LLAMACPP_ISA=avx2 llamacpp_build.sh), the playground's portable "
+                             "build (the packaged app's flags) held to its AVX2 kernels")
     args = parser.parse_args()
     rungs, formats = args.rungs.split(","), args.formats.split(",")
+    if args.isa == "avx2":
+        avx2_sides()
     if args.action == "faithful":
         print(faithful(args.threads))
         return
@@ -297,10 +322,13 @@ def main() -> None:
     # another backend's rows go to their own file (the gguf-native ladder stays as it is)
     out = OUT / ("ladder.json" if args.spec == "quant=gguf-native" else
                  f"ladder-{args.spec.replace('=', '-').replace(',', '_')}.json")
+    if args.isa != "native":
+        out = out.with_name(f"{out.stem}-{args.isa}.json")
     existing = json.loads(out.read_text()) if out.is_file() else {"rows": []}
     keep = [r for r in existing["rows"] if (r["rung"], r["format"]) not in
             {(r2["rung"], r2["format"]) for r2 in rows}]
-    out.write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "spec": args.spec,
+    out.write_text(json.dumps({"cpu": cpu_name(), "isa": args.isa, "threads": args.threads,
+                               "spec": args.spec,
                                "rows": keep + rows}, indent=1))
     print(f"wrote {out}")
 
