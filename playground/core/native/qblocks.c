@@ -188,12 +188,13 @@ static int64_t amx_calls; /* products run on the tiles (tests check that they di
 int64_t qblocks_amx_calls(void) { return __atomic_load_n(&amx_calls, __ATOMIC_RELAXED); }
 
 /* the product on the tiles where they take it (1), or nothing done (0); form: 1 int4,
- * 0 int8, 5 Q5_0's 5-bit codes */
+ * 0 int8, 5 Q5_0's 5-bit codes, 6 Q6_K's 6-bit ones */
 static int amx_ran(const float *x, const void *qs, int q4, const void *d, const void *m,
                    const uint16_t *dsup, const uint16_t *msup, float *y, float *scratch, int64_t M,
                    int64_t N, int64_t K, int64_t G, int threads, int fmt) {
 #ifdef QBLOCKS_AMX
-    if (qblocks_isa() != 3 || M < AMX_MIN_ROWS || N % 16 || K % 32 || G % 32) return 0;
+    if (qblocks_isa() != 3 || M < AMX_MIN_ROWS || N % 16 || K % 32) return 0;
+    if (G % 32 && !(G == 16 && !m)) return 0; /* groups of 16 only without offsets (Q6_K) */
     __atomic_fetch_add(&amx_calls, 1, __ATOMIC_RELAXED);
     amx_blocks_matmul(x, qs, q4, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
     return 1;
@@ -214,14 +215,14 @@ void q4_blocks_matmul(const float *x, const uint8_t *qs, const void *d, const vo
 }
 
 /* as q4_blocks_matmul, for int8 codes; G: 16 or a multiple of 32 (FMT_Q6: Q6_K's codes at
- * 6 bits, G 16, never on the tiles, whose runs of 32 inputs take one scale) */
+ * 6 bits, G 16; FMT_Q5: Q5_0's at 5) */
 void q8_blocks_matmul(const float *x, const int8_t *qs, const void *d, const void *m,
                       const uint16_t *dsup, const uint16_t *msup, float *y, float *scratch, int64_t M,
                       int64_t N, int64_t K, int64_t G, int threads, int fmt) {
     const uint8_t *packed = (const uint8_t *)qs;
     if (fmt & (FMT_Q6 | FMT_Q5)) {
         const int bits = fmt & FMT_Q6 ? 6 : 5;
-        if (bits == 5 && amx_ran(x, qs, 5, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt))
+        if (amx_ran(x, qs, bits, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt))
             return;
         if (qblocks_isa() >= 2)
             packed_blocks_matmul_vnni(x, packed, d, m, dsup, msup, y, scratch, M, N, K, G,

@@ -20,7 +20,9 @@
  * (tiles have no other way to the vector registers), two runs' buffers in turn so the
  * tile unit works on one run while the float sums take the one before. Measured on this
  * Xeon, 2 threads, 512 rows of x: a 8192 x 2048 Q4_K matrix 1.6-1.9x the VNNI kernel's
- * speed, Q8_0 1.7x (benchmarks/BENCHMARKS.md). Q6_K's groups of 16 stay on VNNI.
+ * speed, Q8_0 1.7x (benchmarks/BENCHMARKS.md). Q6_K's groups of 16 take each run in two
+ * halves of 16 inputs (tiles of 16 bytes a row of x, 4 rows of codes), two sums a run
+ * scaled in the VNNI kernel's order.
  */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__linux__)
 #define QBLOCKS_AMX 1
@@ -52,15 +54,22 @@ typedef struct {
     uint8_t rows[16];
 } TileConfig;
 
-static void amx_configure(void) {
+/* half: groups of 16 (Q6_K), each run in two halves: tiles 0-2 then take 16 inputs, 5 and
+ * 6 are the second half's sums and 7 its codes */
+static void amx_configure(int half) {
     TileConfig c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
-    c.rows[0] = 16, c.colsb[0] = 32; /* x's high bytes */
-    c.rows[1] = 16, c.colsb[1] = 32; /* x's low bytes */
-    c.rows[2] = 8, c.colsb[2] = 64;  /* codes: 16 outputs x 4 inputs a row */
-    c.rows[3] = 16, c.colsb[3] = 64; /* sums of the high bytes */
-    c.rows[4] = 16, c.colsb[4] = 64; /* sums of the low bytes */
+    const int inputs = half ? 16 : 32;
+    c.rows[0] = 16, c.colsb[0] = inputs;    /* x's high bytes */
+    c.rows[1] = 16, c.colsb[1] = inputs;    /* x's low bytes */
+    c.rows[2] = inputs / 4, c.colsb[2] = 64; /* codes: 16 outputs x 4 inputs a row */
+    c.rows[3] = 16, c.colsb[3] = 64;        /* sums of the high bytes */
+    c.rows[4] = 16, c.colsb[4] = 64;        /* sums of the low bytes */
+    if (half) {
+        c.rows[5] = 16, c.colsb[5] = 64, c.rows[6] = 16, c.colsb[6] = 64;
+        c.rows[7] = 4, c.colsb[7] = 64;
+    }
     _tile_loadconfig(&c);
 }
 
@@ -99,11 +108,14 @@ static inline void amx_codes_q8(const int8_t *blkA, const int8_t *blkB, int64_t 
     }
 }
 
-static inline void amx_codes_q5(const uint8_t *blkA, const uint8_t *blkB, int64_t b, int8_t *out) {
-    /* each block's run as the int8 layout (the VNNI kernels' unpack8), then as int8's */
+/* Q5_0's (bits 5) or Q6_K's (bits 6) packed run: each block's run as the int8 layout (the
+ * VNNI kernels' unpack8), then as int8's */
+static inline void amx_codes_packed(const uint8_t *blkA, const uint8_t *blkB, int64_t b, int bits,
+                                    int8_t *out) {
     int8_t runA[256], runB[256];
-    unpack8_vnni(blkA + b * 160, runA, 1, 5);
-    unpack8_vnni(blkB + b * 160, runB, 1, 5);
+    const int64_t run_bytes = bits == 6 ? 192 : 160;
+    unpack8_vnni(blkA + b * run_bytes, runA, 1, bits);
+    unpack8_vnni(blkB + b * run_bytes, runB, 1, bits);
     amx_codes_q8(runA, runB, 0, out);
 }
 
@@ -114,23 +126,47 @@ static inline __m512 amx_scale16(const void *pA, const uint16_t *supA, const voi
                               scale8(pB, supB, g, gshift, fmt), 1);
 }
 
-/* y = x . W^T for codes in qblocks.c's layout (q4: 1 int4, 5 Q5_0's 5 bits, 0 int8), G a multiple of
- * 32, N of 16; scratch as the VNNI kernels' (x's int16 rows, their scales, group sums) */
+/* x's 16 rows' high and low bytes from offset XO of run b (tiles 0, 1) times the code
+ * tile CT loaded from CP: the high and low bytes' sums (tiles SH, SL), stored at OUT and
+ * OUT + 256 (the tile numbers are instructions' immediates, hence a macro) */
+#define AMX_PRODUCT(XO, CT, CP, SH, SL, OUT) do {                                    \
+        _tile_loadd(0, xhi + r0 * K + b * 512 + (XO), 32);                          \
+        _tile_loadd(1, xlo + r0 * K + b * 512 + (XO), 32);                          \
+        _tile_loadd(CT, (CP), 64);                                                  \
+        _tile_zero(SH);                                                             \
+        _tile_zero(SL);                                                             \
+        _tile_dpbssd(SH, 0, CT);                                                    \
+        _tile_dpbusd(SL, 1, CT);                                                    \
+        _tile_stored(SH, (OUT), 64);                                                \
+        _tile_stored(SL, (OUT) + 256, 64);                                          \
+    } while (0)
+
+/* row t's integer sums of a run as floats: 256 * (high bytes') + (low bytes') */
+static inline __m512 amx_sum(const int32_t *sums, int t) {
+    return _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(sums + t * 16), 8),
+                                               _mm512_load_si512(sums + 256 + t * 16)));
+}
+
+/* y = x . W^T for codes in qblocks.c's layout (q4: 1 int4, 5 Q5_0's 5 bits, 6 Q6_K's 6 bits,
+ * 0 int8), G a multiple of 32 or 16 without offsets, N a multiple of 16; scratch as the
+ * VNNI kernels' (x's int16 rows, their scales, group sums) */
 static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void *d,
                               const void *m, const uint16_t *dsup, const uint16_t *msup, float *y,
                               float *scratch, int64_t M, int64_t N, int64_t K, int64_t G,
                               int threads, int fmt) {
     const int64_t gs = K / G, nb = K / 32, sups = K / 256, ss = scale_bytes8(fmt);
     const int64_t runs = G / 32, gshift = super_shift(G), Mpad = (M + 15) / 16 * 16;
-    const int64_t row_bytes = q4 == 1 ? K / 2 : q4 == 5 ? K / 8 * 5 : K;
+    const int64_t row_bytes = q4 == 1 ? K / 2 : q4 >= 5 ? K / 8 * q4 : K;
+    const int half = G == 16;
     float *xsum = scratch, *xd = scratch + M * gs;
     int16_t *xq = (int16_t *)(xd + M * nb);
-    /* x's bytes, then each thread's unpacked codes and two tiles of sums */
-    const int64_t per_thread = nb * 512 + 4 * 1024 + 2 * nb * 64;
+    /* x's bytes, then each thread's unpacked codes, two runs' tiles of sums (four a run in
+     * halves) and every group's 16 scales and offsets' scales */
+    const int64_t per_thread = nb * 512 + 8 * 1024 + 2 * gs * 64;
     int8_t *xhi = aligned_alloc(64, (size_t)((Mpad * K * 2 + (threads > 1 ? threads : 1) * per_thread + 63) / 64 * 64));
     if (!xhi) { /* no memory for the split: the VNNI path, same bits */
         if (q4 == 1) q4_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
-        else if (q4 == 5) packed_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt, 5);
+        else if (q4 >= 5) packed_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt, q4);
         else q8_blocks_matmul_vnni(x, qs, d, m, dsup, msup, y, scratch, M, N, K, G, threads, fmt);
         return;
     }
@@ -163,14 +199,14 @@ static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void
         int8_t *codes = xhi + Mpad * K * 2;
 #endif
         int32_t *sums = (int32_t *)(codes + nb * 512); /* two runs' high and low sums */
-        float *dsc = (float *)(sums + 1024), *msc = dsc + nb * 16; /* a group's 16 scales */
-        amx_configure();
+        float *dsc = (float *)(sums + 2048), *msc = dsc + gs * 16; /* a group's 16 scales */
+        amx_configure(half);
         _Pragma("omp for schedule(static)")
         for (int64_t n0 = 0; n0 < N; n0 += 16) {
             const char *blkA = (const char *)qs + n0 * row_bytes, *blkB = blkA + 8 * row_bytes;
             for (int64_t b = 0; b < nb; b++) {
                 if (q4 == 1) amx_codes_q4((const uint8_t *)blkA, (const uint8_t *)blkB, b, codes + b * 512);
-                else if (q4 == 5) amx_codes_q5((const uint8_t *)blkA, (const uint8_t *)blkB, b, codes + b * 512);
+                else if (q4 >= 5) amx_codes_packed((const uint8_t *)blkA, (const uint8_t *)blkB, b, q4, codes + b * 512);
                 else amx_codes_q8((const int8_t *)blkA, (const int8_t *)blkB, b, codes + b * 512);
             }
             const void *dbA = (const char *)d + n0 / 8 * gs * ss, *dbB = (const char *)dbA + gs * ss;
@@ -198,28 +234,30 @@ static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void
                 int64_t gp = 0;
                 for (int64_t b = 0, g = 0, u = 0; b <= nb;
                      gp = g, b++, u = u + 1 == runs ? 0 : u + 1, g += u == 0) {
-                    if (b < nb) {
-                        _tile_loadd(0, xhi + r0 * K + b * 512, 32);
-                        _tile_loadd(1, xlo + r0 * K + b * 512, 32);
-                        _tile_loadd(2, codes + b * 512, 64);
-                        _tile_zero(3);
-                        _tile_zero(4);
-                        _tile_dpbssd(3, 0, 2);
-                        _tile_dpbusd(4, 1, 2);
-                        _tile_stored(3, sums + (b & 1) * 512, 64);
-                        _tile_stored(4, sums + (b & 1) * 512 + 256, 64);
+                    if (b < nb && half) { /* inputs 0-15 on tiles 0-4, 16-31 on 0, 1, 5-7 */
+                        AMX_PRODUCT(0, 2, codes + b * 512, 3, 4, sums + (b & 1) * 1024);
+                        AMX_PRODUCT(16, 7, codes + b * 512 + 256, 5, 6, sums + (b & 1) * 1024 + 512);
+                    } else if (b < nb) {
+                        AMX_PRODUCT(0, 2, codes + b * 512, 3, 4, sums + (b & 1) * 512);
                     }
                     if (b == 0) continue;
-                    const int32_t *hi_sums = sums + ((b - 1) & 1) * 512, *lo_sums = hi_sums + 256;
+                    if (half) { /* the two halves' sums, each by its own d: q8_block's order */
+                        const int32_t *s = sums + ((b - 1) & 1) * 1024;
+                        const __m512 dlo = _mm512_load_ps(dsc + (2 * b - 2) * 16);
+                        const __m512 dhi = _mm512_load_ps(dsc + (2 * b - 1) * 16);
+                        for (int t = 0; t < T; t++) {
+                            const __m512 xs = _mm512_set1_ps(xd[(r0 + t) * nb + b - 1]);
+                            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dlo, xs), amx_sum(s, t), acc[t]);
+                            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dhi, xs), amx_sum(s + 512, t), acc[t]);
+                        }
+                        continue;
+                    }
+                    const int32_t *s = sums + ((b - 1) & 1) * 512;
                     const __m512 d16 = _mm512_load_ps(dsc + gp * 16);
-                    for (int t = 0; t < T; t++) {
-                        const __m512i sum = _mm512_add_epi32(
-                            _mm512_slli_epi32(_mm512_load_si512(hi_sums + t * 16), 8),
-                            _mm512_load_si512(lo_sums + t * 16));
+                    for (int t = 0; t < T; t++)
                         acc[t] = _mm512_fmadd_ps(
                             _mm512_mul_ps(d16, _mm512_set1_ps(xd[(r0 + t) * nb + b - 1])),
-                            _mm512_cvtepi32_ps(sum), acc[t]);
-                    }
+                            amx_sum(s, t), acc[t]);
                 }
                 /* the offsets after the runs, in finish()'s order, then the 16 outputs */
                 for (int t = 0; t < T; t++) {
@@ -237,5 +275,6 @@ static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void
     free(xhi);
 }
 
+#undef AMX_PRODUCT
 #pragma GCC pop_options
 #endif
