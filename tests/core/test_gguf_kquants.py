@@ -323,6 +323,14 @@ def test_a_half_precision_file_runs_the_one_call_step_in_half_precision(tmp_path
     _steps_match(base, native_, steps=20, tolerance=1e-4)
 
 
+def test_the_notes_name_the_kernels_instruction_set(q4_k_m_file):
+    """A result says which kernels ran: AVX2, AVX-512 VNNI or AMX for many rows, as the
+    CPU (or PLAYGROUND_NATIVE_ISA) chose; a ladder on one machine can then tell them apart."""
+    _needs_native()
+    note = _engine(q4_k_m_file, "quant=gguf-native").info["notes"][0]
+    assert f"(native kernels, {native.isa()})" in note and native.isa() in native.ISA_NAMES.values()
+
+
 def test_torch_kernels_say_the_k_quants_stay_de_quantized(q4_k_m_file, monkeypatch):
     monkeypatch.setattr(weight_quant, "backend", lambda: "torch")
     engine = _engine(q4_k_m_file, "quant=gguf-native")

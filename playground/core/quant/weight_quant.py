@@ -143,12 +143,16 @@ def quantize_int4(weight: Any, group: int) -> QWeight:
 
 
 def activations() -> str:
-    """What the weight-only layers multiply with, in words (for notes and reports)."""
+    """What the weight-only layers multiply with and on which instruction set, in words
+    (for notes and reports: a result says which kernels ran, e.g. AVX2 or AMX)."""
+    from playground.core import native
+
     if backend() == "torch":
         return "bf16 activations (torch's kernels)"
+    kernels = f"native kernels, {native.isa()}" if INT_ACT else "native kernels"
     if INT_ACT:
-        return "activations as int16 per 32 inputs (native kernels)"
-    return "float32 activations (native kernels)"
+        return f"activations as int16 per 32 inputs ({kernels})"
+    return f"float32 activations ({kernels})"
 
 
 def group_for(cols: int, group: int) -> int | None:
