@@ -5,9 +5,12 @@ same bits. Each revision's qgemv.c/qblocks.c/qstep.c are compiled from git into 
 temporary folder with the app's own flags. A revision written ``REV:sc8`` runs on
 matrices packed with the K-quants' sub-scales a byte each (weight_quant.SIX_BIT_SCALES
 off), so the 6-bit form can be timed against it in one build; ``.`` is the working tree.
+Every revision runs on matrices packed by the working tree's weight_quant, so it must
+read the same layout: revisions before the K-quant scales went to the file's widths
+(fp16 super-block scales, FMT_SC6; 3787f52) are refused.
 
     .venv/bin/python benchmarks/kernel_ab.py benchmarks/out/ladder/llama-3.2-1b/Q4_K_M.gguf \\
-        --revs 2e98a42,HEAD --rows 1,4 --rounds 41
+        --revs 3787f52,HEAD --rows 1,4 --rounds 41
     .venv/bin/python benchmarks/kernel_ab.py ... --revs .:sc8,. --rows 1,512
 """
 
@@ -17,6 +20,7 @@ import argparse
 import ctypes
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +47,9 @@ def build(rev: str, folder: Path) -> ctypes.CDLL:
         if shown.returncode != 0 and name in ("qhalf.c", "qblocks_amx.h"):
             continue  # a revision before the half-precision kernel, or the AMX one
         shown.check_returncode()
+        if name == "qblocks.c" and b"FMT_SC6" not in shown.stdout:
+            sys.exit(f"{rev}: its kernels read the K-quant scales before 3787f52's layout "
+                     "(float32 super-block scales), not the one the working tree packs")
         (src / name).write_bytes(shown.stdout)
         if name.endswith(".c"):
             sources.append(str(src / name))
@@ -96,10 +103,10 @@ def main() -> None:
         libs_by_rev = {rev: build(rev, Path(tmp)) for rev in sorted(built)}
         libs = {rev: libs_by_rev[rev.split(":")[0]] for rev in revs}
         for lib in libs_by_rev.values():
-            if hasattr(lib, "qblocks_set_isa"):
-                print("isa", lib.qblocks_set_isa(args.isa))
+            print("isa", lib.qblocks_set_isa(args.isa))
         layers = set(map(int, args.layers.split(","))) if args.layers else set(range(1000))
-        packed = {rev: matrices(args.gguf, layers, not rev.endswith(":sc8")) for rev in revs}
+        forms = {six: matrices(args.gguf, layers, six) for six in {not r.endswith(":sc8") for r in revs}}
+        packed = {rev: forms[not rev.endswith(":sc8")] for rev in revs}
         mats = next(iter(packed.values()))
         weights = sum(m.out_features * m.in_features for m in mats)
         print(f"{len(mats)} matrices, {weights / 1e6:.0f} M weights, {args.threads} threads")

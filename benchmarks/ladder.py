@@ -284,7 +284,7 @@ def main() -> None:
                              "build (the packaged app's flags) held to its AVX2 kernels")
     args = parser.parse_args()
     rungs, formats = args.rungs.split(","), args.formats.split(",")
-    if args.isa == "avx2":
+    if args.isa == "avx2" and args.action == "run":
         avx2_sides()
     if args.action == "faithful":
         print(faithful(args.threads))

@@ -5,7 +5,7 @@
 #
 #   bash benchmarks/llamacpp_build.sh        # -> benchmarks/out/llamacpp/bin/llama-{bench,server,quantize}
 #   LLAMACPP_ISA=avx2 bash benchmarks/llamacpp_build.sh   # -> out/llamacpp-avx2: AVX2, FMA, F16C
-#       and nothing wider, whatever this CPU has (ladder.py --llama out/llamacpp-avx2, beside
+#       and nothing wider, whatever this CPU has (ladder.py run --isa avx2, beside
 #       the playground's portable AVX2 build: both sides as an AVX2-only CPU runs them)
 set -euo pipefail
 cd "$(dirname "$0")"

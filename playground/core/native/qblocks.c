@@ -68,7 +68,8 @@ void qgemv_group_sums(const float *x, float *xsum, int64_t M, int64_t K, int64_t
                        * of 8 rows and super-block, its 64 values v (group-major, 8 rows a
                        * group) in 48 bytes: byte k < 32 holds v[k] & 15 and (v[k + 32] & 15)
                        * << 4; byte 32 + k (k < 16), field f of 2 bits, holds v[k + 16f] >> 4.
-                       * The tiled kernels expand a block's to the int8 form once (sc6_expand) */
+                       * The tiled kernels expand a block's to the int8 form once (sc6_expand).
+                       * Groups of 32 only (8 a super-block): weight_quant packs it for no other */
 
 /* bytes of one group's scales for a block of 8 rows */
 static inline int64_t scale_bytes8(int fmt) {

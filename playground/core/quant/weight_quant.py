@@ -560,7 +560,8 @@ def _super_scales(s: Any) -> Any:
     import torch
 
     half = s.to(torch.float16)
-    if not torch.equal(half.float(), s.float()):
+    same = (half.float() == s.float()) | (torch.isnan(half) & torch.isnan(s))  # a file's NaN
+    if not bool(same.all()):
         raise ValueError("pack: super-block scales that fp16 cannot hold (not a file's K-quant)")
     return _block_scales(half, True)
 
