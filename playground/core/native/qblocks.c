@@ -32,7 +32,6 @@
 #define _GNU_SOURCE /* syscall(), for AMX's tile state */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 /* GCC's -O3 loaded a run's x pairs (and made its products) well ahead of their use,
  * more than 16 registers hold, and spilled them to the stack and back: register-pressure
@@ -68,7 +67,8 @@ void qgemv_group_sums(const float *x, float *xsum, int64_t M, int64_t K, int64_t
                        * of 8 rows and super-block, its 64 values v (group-major, 8 rows a
                        * group) in 48 bytes: byte k < 32 holds v[k] & 15 and (v[k + 32] & 15)
                        * << 4; byte 32 + k (k < 16), field f of 2 bits, holds v[k + 16f] >> 4.
-                       * The tiled kernels expand a block's to the int8 form once (sc6_expand).
+                       * Every kernel expands a block's to the int8 form once (sc6_expand),
+                       * before scale8 reads it.
                        * Groups of 32 only (8 a super-block): weight_quant packs it for no other */
 
 /* bytes of one group's scales for a block of 8 rows */
@@ -89,19 +89,8 @@ scale8(const void *p, const uint16_t *sup, int64_t g, int gshift, int fmt) {
     if ((fmt & 3) == FMT_FP16)
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + g * 8)));
     if ((fmt & 3) == FMT_F32) return _mm256_loadu_ps((const float *)p + g * 8);
-    __m256i sub;
-    if (fmt & FMT_SC6) { /* one group's 8 values from its super-block's 48 bytes */
-        const uint8_t *base = (const uint8_t *)p + (g >> 3) * 48;
-        const int gg = (int)(g & 7);
-        uint64_t lo, hi;
-        memcpy(&lo, base + 8 * (gg & 3), 8);
-        memcpy(&hi, base + 32 + 8 * (gg & 1), 8);
-        const uint64_t v = ((lo >> (4 * (gg >> 2))) & 0x0f0f0f0f0f0f0f0fULL) |
-                           (((hi >> (2 * (gg >> 1))) & 0x0303030303030303ULL) << 4);
-        sub = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)v));
-    } else {
-        sub = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)p + g * 8)));
-    }
+    /* FMT_SC6 never reaches here: the kernels expand it to this int8 form first */
+    const __m256i sub = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)p + g * 8)));
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sup + (g >> gshift) * 8)));
     return _mm256_mul_ps(d, _mm256_cvtepi32_ps(sub));
 }

@@ -200,6 +200,7 @@ static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void
 #endif
         int32_t *sums = (int32_t *)(codes + nb * 512); /* two runs' high and low sums */
         float *dsc = (float *)(sums + 2048), *msc = dsc + gs * 16; /* a group's 16 scales */
+        int8_t sc6d[(fmt & FMT_SC6) ? 16 * gs : 1], sc6m[(fmt & FMT_SC6) && m ? 16 * gs : 1];
         amx_configure(half);
         _Pragma("omp for schedule(static)")
         for (int64_t n0 = 0; n0 < N; n0 += 16) {
@@ -209,17 +210,24 @@ static void amx_blocks_matmul(const float *x, const void *qs, int q4, const void
                 else if (q4 >= 5) amx_codes_packed((const uint8_t *)blkA, (const uint8_t *)blkB, b, q4, codes + b * 512);
                 else amx_codes_q8((const int8_t *)blkA, (const int8_t *)blkB, b, codes + b * 512);
             }
-            const void *dbA = (const char *)d + n0 / 8 * gs * ss, *dbB = (const char *)dbA + gs * ss;
+            const void *dbA = (const char *)d + n0 / 8 * gs * ss;
             const void *mbA = m ? (const char *)m + n0 / 8 * gs * ss : NULL;
-            const void *mbB = m ? (const char *)mbA + gs * ss : NULL;
+            int fmtN = fmt;
+            if (fmt & FMT_SC6) { /* the two blocks' 6-bit values as int8, as the VNNI kernels */
+                sc6_expand(dbA, sc6d, 2 * gs / 8);
+                if (mbA) sc6_expand(mbA, sc6m, 2 * gs / 8);
+                dbA = sc6d, mbA = mbA ? sc6m : NULL, fmtN = fmt & ~FMT_SC6;
+            }
+            const int64_t sb = gs * scale_bytes8(fmtN); /* one block of 8 rows' scales */
+            const void *dbB = (const char *)dbA + sb, *mbB = mbA ? (const char *)mbA + sb : NULL;
             const uint16_t *dsA = dsup ? dsup + n0 * sups : NULL, *dsB = dsup ? dsA + 8 * sups : NULL;
             const uint16_t *msA = msup ? msup + n0 * sups : NULL, *msB = msup ? msA + 8 * sups : NULL;
             /* the 16 rows' scales (and offsets' scales) of every group, once a block:
              * K-quants make each from a sub-scale and a super-block's float */
             const int offsets = m || (fmt & FMT_MINUS8D);
             for (int64_t g = 0; g < gs; g++) {
-                _mm512_store_ps(dsc + g * 16, amx_scale16(dbA, dsA, dbB, dsB, g, (int)gshift, fmt));
-                if (m) _mm512_store_ps(msc + g * 16, amx_scale16(mbA, msA, mbB, msB, g, (int)gshift, fmt));
+                _mm512_store_ps(dsc + g * 16, amx_scale16(dbA, dsA, dbB, dsB, g, (int)gshift, fmtN));
+                if (m) _mm512_store_ps(msc + g * 16, amx_scale16(mbA, msA, mbB, msB, g, (int)gshift, fmtN));
             }
             const int minus8d = fmt & FMT_MINUS8D; /* Q4_0: the offset is -8d, as finish() */
             const float *osc = minus8d ? dsc : msc;
