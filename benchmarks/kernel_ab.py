@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NATIVE = "playground/core/native"
 
 
-def build(rev: str, folder: Path) -> ctypes.CDLL:
+def build(rev: str, folder: Path, flags: list[str] | None = None) -> ctypes.CDLL:
     from playground.core import native
 
     src = folder / (rev.replace("/", "_") if rev != "." else "worktree")
@@ -54,7 +54,7 @@ def build(rev: str, folder: Path) -> ctypes.CDLL:
         if name.endswith(".c"):
             sources.append(str(src / name))
     out = src / "kernels.so"
-    subprocess.run(["cc", *native.FLAGS, *sources, "-lm", "-o", str(out)], check=True)
+    subprocess.run(["cc", *(flags or native.FLAGS), *sources, "-lm", "-o", str(out)], check=True)
     lib = ctypes.CDLL(str(out))
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for fn in (lib.q4_blocks_matmul, lib.q8_blocks_matmul):
@@ -94,13 +94,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--isa", type=int, default=0,
-                        help="0: the CPU's best, 1: AVX2, 2: AVX-512 VNNI without AMX")
+                        help="0: the CPU's best, 1: AVX2 (built with the packaged app's "
+                        "portable flags, as an AVX2-only CPU runs it), 2: AVX-512 VNNI "
+                        "without AMX")
     args = parser.parse_args()
     native.library()  # torch's OpenMP first, as the app loads it
     with tempfile.TemporaryDirectory() as tmp:
         revs = args.revs.split(",")
         built = {rev.split(":")[0] for rev in revs}
-        libs_by_rev = {rev: build(rev, Path(tmp)) for rev in sorted(built)}
+        # -march=native would let GCC give the AVX2 bodies AVX-512's 32 registers
+        flags = native.PORTABLE_FLAGS if args.isa == 1 else None
+        libs_by_rev = {rev: build(rev, Path(tmp), flags) for rev in sorted(built)}
         libs = {rev: libs_by_rev[rev.split(":")[0]] for rev in revs}
         for lib in libs_by_rev.values():
             print("isa", lib.qblocks_set_isa(args.isa))

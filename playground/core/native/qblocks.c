@@ -115,11 +115,14 @@ sc6_expand(const void *p, int8_t *out, int64_t supers) {
     }
 }
 
+#pragma GCC push_options
+#pragma GCC target("tune=znver3")
 #define NAME(f) f##_avx2
 #define MADD_ADD(acc, w, x) _mm256_add_epi32(acc, _mm256_madd_epi16(w, x))
 #include "qblocks_impl.h"
 #undef NAME
 #undef MADD_ADD
+#pragma GCC pop_options
 
 /* The same bodies for CPUs with AVX-512 VNNI (Zen 4/5, Ice Lake and later), chosen at run
  * time: one build (the packaged app's too) carries both, and an AVX2-only CPU never runs

@@ -16,14 +16,20 @@
  * -> 45.1 G products a second with both, 35.7 with the pragma alone). */
 #define PAIRS_INTO(ACC, W, KP)                                                        \
     do {                                                                             \
-        const int32_t *xp_ = xq32 + b * 16 + (KP);                                   \
-        __asm__("" : "+r"(xp_));                                                     \
+        for (int t = 0; t < T; t++) __asm__("" : "+r"(xr_[t]));                      \
         for (int t = 0; t < T; t++)                                                  \
             ACC[((KP) & (SETS - 1)) * T + t] =                                       \
                 MADD_ADD(ACC[((KP) & (SETS - 1)) * T + t], W, XPAIR(t, KP));          \
     } while (0)
 #define PAIRS(W, KP) PAIRS_INTO(acc, W, KP)
-#define XPAIR(t, KP) _mm256_set1_epi32(xp_[(t) * (K / 2)])
+/* each row of x's pointer to run b, in its own register: a pair's broadcasts then address
+ * (row + 4 KP), with no address arithmetic between the multiply-adds (with one pointer
+ * per pair and rows K/2 apart, GCC formed rows 1-3's addresses with two leaq a pair, or
+ * loaded precomputed offsets from the stack) */
+#define X_ROWS(XR)                                                                    \
+    const int32_t *XR[TMAX];                                                         \
+    for (int t = 0; t < T; t++) XR[t] = xq32 + t * (K / 2) + b * 16
+#define XPAIR(t, KP) _mm256_set1_epi32(xr_[t][KP])
 
 /* A run's pairs go into SETS independent integer sums per row, added at the run's end
  * (integers: the same sum, the same bits): with one sum, one or two rows of x make every
@@ -44,6 +50,7 @@
     for (int64_t b = 0, g = 0, u = 0; b < nb;                                        \
          b++, u = u + 1 == runs ? 0 : u + 1, g += u == 0) {                          \
         PREFETCH_CODES(blk + b * RUN_BYTES, RUN_BYTES);                                \
+        X_ROWS(xr_);                                        \
         __m256i acc[4 * TMAX];                                                       \
         ZERO_SETS(acc);                                                              \
         BODY;                                                                        \
@@ -111,6 +118,7 @@ NAME(q8_block)(const int32_t *xq32, const float *xd, const float *xsum, const in
             ZERO_SETS(lo);
             ZERO_SETS(hi);
             PREFETCH_CODES(blk + b * 256, 256);
+            X_ROWS(xr_);
             _Pragma("GCC unroll 8") for (int p = 0; p < 8; p++) PAIRS_INTO(lo, Q8_VEC(p), p);
             _Pragma("GCC unroll 8") for (int p = 8; p < 16; p++) PAIRS_INTO(hi, Q8_VEC(p), p);
             ADD_SETS(lo);
@@ -198,6 +206,7 @@ NAME(q6_block)(const int32_t *xq32, const float *xd, const float *xsum, const ui
         ZERO_SETS(lo);
         ZERO_SETS(hi);
         PREFETCH_CODES(run, 192);
+        X_ROWS(xr_);
         const __m256i h0 = _mm256_loadu_si256((const __m256i *)(run + 128));
         const __m256i h1 = _mm256_loadu_si256((const __m256i *)(run + 160));
         Q6_HALF(lo, h0, 0)
