@@ -115,6 +115,43 @@ sc6_expand(const void *p, int8_t *out, int64_t supers) {
     }
 }
 
+/* a block's (or two neighbouring blocks') scales of every group as float32, each group's 8
+ * formed by scale8 itself, so the kernels read the very floats they would form (the same
+ * bits): a pass of many rows of x formed them again in every tile of 4 rows (a K-quant
+ * group's: its sub-scales' conversion and the super-block's fp16, five instructions a run
+ * of 32 inputs, beside the run's 8 multiply-adds a row of x) */
+static inline void scales_f32(const void *p, const uint16_t *sup, float *out, int64_t groups,
+                              int64_t sups, int gshift, int fmt, int blocks) {
+    for (int k = 0; k < blocks; k++)
+        for (int64_t g = 0; g < groups; g++)
+            _mm256_storeu_ps(out + (k * groups + g) * 8,
+                             scale8((const char *)p + k * groups * scale_bytes8(fmt),
+                                    sup ? sup + k * 8 * sups : NULL, g, gshift, fmt));
+}
+
+/* A block's (or two neighbouring blocks') scales and offsets as the kernels will read them;
+ * returns their fmt. FMT_SC6 is expanded to int8 (sc6d, sc6m: 8 * groups bytes a block),
+ * and where f32d is given, every group's to float32 (f32d, f32m: 8 * groups floats a block),
+ * once for all the tiles of x's rows. */
+static inline int block_scales(const void **d, const void **m, const uint16_t *ds,
+                               const uint16_t *ms, int fmt, int blocks, int64_t groups,
+                               int64_t sups, int gshift, int8_t *sc6d, int8_t *sc6m,
+                               float *f32d, float *f32m) {
+    if (fmt & FMT_SC6) {
+        sc6_expand(*d, sc6d, blocks * groups / 8);
+        *d = sc6d;
+        if (*m) sc6_expand(*m, sc6m, blocks * groups / 8), *m = sc6m;
+        fmt &= ~FMT_SC6;
+    }
+    if (f32d && (fmt & 3) != FMT_F32) {
+        scales_f32(*d, ds, f32d, groups, sups, gshift, fmt, blocks);
+        *d = f32d;
+        if (*m) scales_f32(*m, ms, f32m, groups, sups, gshift, fmt, blocks), *m = f32m;
+        fmt = (fmt & ~3) | FMT_F32;
+    }
+    return fmt;
+}
+
 #pragma GCC push_options
 #pragma GCC target("tune=znver3")
 #define NAME(f) f##_avx2

@@ -449,10 +449,12 @@ NAME(q5_block16)(const int32_t *xq32, const float *xd, const float *xsum, const 
     const int64_t step = M > 2 ? ROW_STEP : 8;                                       \
     _Pragma("omp parallel num_threads(threads) if (threads > 1)")                    \
     {                                                                                \
-        /* FMT_SC6: a block's 6-bit sub-scales (and mins) as int8, expanded once for  \
-         * all its tiles of x (in the inner loops a group's unpacking made decode     \
-         * 1.5x slower) */                                                           \
+        /* a block's scales as the tiles read them (block_scales): FMT_SC6's 6-bit      \
+         * sub-scales as int8 (in the inner loops a group's unpacking made decode 1.5x   \
+         * slower); with more than one tile of x's rows, float32 */                      \
+        const int many_ = M > TMAX;                                                  \
         int8_t sc6d_[(fmt & FMT_SC6) ? 16 * gs : 1], sc6m_[(fmt & FMT_SC6) && m ? 16 * gs : 1]; \
+        float f32d_[many_ ? 16 * gs : 1], f32m_[many_ && m ? 16 * gs : 1];           \
         _Pragma("omp for schedule(static)")                                          \
         for (int64_t r = 0; r < M; r++) {                                            \
             if (m || (fmt & FMT_MINUS8D)) qgemv_group_sums(x + r * K, xsum + r * gs, 1, K, G); \
@@ -463,12 +465,10 @@ NAME(q5_block16)(const int32_t *xq32, const float *xd, const float *xsum, const 
             const int wide_ = step == 16 && n0 + 16 <= N;                            \
             const void *dN = (const char *)d + n0 / 8 * gs * ss;                     \
             const void *mN = m ? (const char *)m + n0 / 8 * gs * ss : NULL;          \
-            int fmtN = fmt;                                                          \
-            if (fmt & FMT_SC6) {                                                     \
-                sc6_expand(dN, sc6d_, (wide_ ? 2 : 1) * gs / 8);                     \
-                if (mN) sc6_expand(mN, sc6m_, (wide_ ? 2 : 1) * gs / 8);             \
-                dN = sc6d_, mN = mN ? sc6m_ : NULL, fmtN = fmt & ~FMT_SC6;           \
-            }                                                                        \
+            const int fmtN = block_scales(&dN, &mN, dsup ? dsup + n0 * sups : NULL,   \
+                                          msup ? msup + n0 * sups : NULL, fmt, wide_ ? 2 : 1, \
+                                          gs, sups, super_shift(G), sc6d_, sc6m_,     \
+                                          many_ ? f32d_ : NULL, f32m_);               \
             for (int64_t r0 = 0; r0 < M; r0 += TMAX) {                               \
                 if (wide_)                                                           \
                     switch (M - r0 < TMAX ? M - r0 : TMAX) {                         \
@@ -568,6 +568,7 @@ static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const 
     _Pragma("omp parallel num_threads(threads) if (threads > 1)")
     {
         int8_t *buf = malloc((size_t)(16 * K));
+        float f32d_[16 * gs], f32m_[m ? 16 * gs : 1]; /* M > 2 * TMAX here */
         _Pragma("omp for schedule(static)")
         for (int64_t r = 0; r < M; r++) {
             if (m || (fmt & FMT_MINUS8D)) qgemv_group_sums(x + r * K, xsum + r * gs, 1, K, G);
@@ -578,7 +579,9 @@ static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const 
             const int wide = step == 16 && n0 + 16 <= N;
             const void *dN = (const char *)d + n0 / 8 * gs * ss;
             const void *mN = m ? (const char *)m + n0 / 8 * gs * ss : NULL;
-            const int fmtN = fmt;
+            const int fmtN = block_scales(&dN, &mN, dsup ? dsup + n0 * sups : NULL,
+                                          msup ? msup + n0 * sups : NULL, fmt, wide ? 2 : 1,
+                                          gs, sups, super_shift(G), NULL, NULL, f32d_, f32m_);
             if (buf) {
                 NAME(unpack8)(qs + n0 * row_bytes, buf, nb, bits);
                 if (wide) NAME(unpack8)(qs + (n0 + 8) * row_bytes, buf + 8 * K, nb, bits);
@@ -588,7 +591,7 @@ static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const 
 #define UNPACKED_CALL(W, T) NAME(q8_block##W)((const int32_t *)(xq + r0 * K), xd + r0 * nb, \
                               xsum + r0 * gs, buf, dN, mN,                                     \
                               dsup ? dsup + n0 * sups : NULL, msup ? msup + n0 * sups : NULL, \
-                              y + r0 * N + n0, N, K, G, fmt, T)
+                              y + r0 * N + n0, N, K, G, fmtN, T)
 #define ANY_CALL(W, T) do { if (buf) UNPACKED_CALL(W, T); else PACKED_CALL(W, T); } while (0)
                 if (wide)
                     switch (T) {
