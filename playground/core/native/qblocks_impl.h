@@ -10,8 +10,8 @@
  * at 16 bytes an input, fell out of L1 on every matrix of a 1B model (its decode step
  * went 41 -> 24 ms a token without it; Zen 2 had measured 1.0 against 1.15 cycles a
  * pair for the buffer when all of it sat in L1). */
-/* xp_ passes through an empty asm so GCC cannot load a pair's broadcasts before the pair
- * is due: with the scheduling pragma in qblocks.c it had loaded a whole run's ahead and
+/* x's row pointers (X_ROWS) pass through an empty asm at every pair, so GCC cannot load a
+ * pair's broadcasts before the pair is due: with the scheduling pragma in qblocks.c it had loaded a whole run's ahead and
  * spilled them (a 2,048 x 2,048 int4 matrix, 64 rows of x, one thread on a Zen 3: 30.8
  * -> 45.1 G products a second with both, 35.7 with the pragma alone). */
 #define PAIRS_INTO(ACC, W, KP)                                                        \
@@ -50,7 +50,7 @@
     for (int64_t b = 0, g = 0, u = 0; b < nb;                                        \
          b++, u = u + 1 == runs ? 0 : u + 1, g += u == 0) {                          \
         PREFETCH_CODES(blk + b * RUN_BYTES, RUN_BYTES);                                \
-        X_ROWS(xr_);                                        \
+        X_ROWS(xr_);                                                                 \
         __m256i acc[4 * TMAX];                                                       \
         ZERO_SETS(acc);                                                              \
         BODY;                                                                        \
@@ -582,6 +582,8 @@ static void NAME(packed_blocks_matmul)(const float *x, const uint8_t *qs, const 
             const int fmtN = block_scales(&dN, &mN, dsup ? dsup + n0 * sups : NULL,
                                           msup ? msup + n0 * sups : NULL, fmt, wide ? 2 : 1,
                                           gs, sups, super_shift(G), NULL, NULL, f32d_, f32m_);
+            /* (no FMT_SC6 buffers: weight_quant packs 6-bit sub-scales for Q4_K/Q5_K's
+             * int4/int8 codes only, never beside packed Q6_K/Q5_0 codes) */
             if (buf) {
                 NAME(unpack8)(qs + n0 * row_bytes, buf, nb, bits);
                 if (wide) NAME(unpack8)(qs + (n0 + 8) * row_bytes, buf + 8 * K, nb, bits);
